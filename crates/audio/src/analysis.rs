@@ -1,0 +1,187 @@
+//! Measuring audio: the oracles behind Parley's audio tests and benchmarks.
+//!
+//! Each function states what it measures; all take 16-bit samples. The tests of this module show
+//! each oracle rejecting the wrong signal as well as accepting the right one.
+
+use rustfft::FftPlanner;
+use rustfft::num_complex::Complex;
+
+/// Power spectrum (Hann-windowed), one bin per `rate / n` Hz up to Nyquist.
+pub fn power_spectrum(samples: &[i16]) -> Vec<f32> {
+    let n = samples.len();
+    if n < 2 {
+        return Vec::new();
+    }
+    let mut buffer: Vec<Complex<f32>> = samples
+        .iter()
+        .enumerate()
+        .map(|(index, &sample)| {
+            let window = 0.5 - 0.5 * (std::f32::consts::TAU * index as f32 / (n - 1) as f32).cos();
+            Complex::new(sample as f32 / i16::MAX as f32 * window, 0.0)
+        })
+        .collect();
+    FftPlanner::new().plan_fft_forward(n).process(&mut buffer);
+    buffer[..n / 2].iter().map(|value| value.norm_sqr()).collect()
+}
+
+/// The frequency with the most energy, in Hz (0.0 for silence).
+pub fn dominant_frequency(samples: &[i16], rate: u32) -> f32 {
+    let spectrum = power_spectrum(samples);
+    let Some((bin, _)) = spectrum.iter().enumerate().skip(1).max_by(|a, b| a.1.total_cmp(b.1)) else {
+        return 0.0;
+    };
+    if spectrum[bin] == 0.0 {
+        return 0.0;
+    }
+    // Parabolic interpolation between neighbouring bins for sub-bin accuracy.
+    let offset = if bin + 1 < spectrum.len() {
+        let (left, centre, right) = (spectrum[bin - 1].sqrt(), spectrum[bin].sqrt(), spectrum[bin + 1].sqrt());
+        let denominator = left - 2.0 * centre + right;
+        if denominator.abs() > f32::EPSILON { 0.5 * (left - right) / denominator } else { 0.0 }
+    } else {
+        0.0
+    };
+    (bin as f32 + offset) * rate as f32 / samples.len() as f32
+}
+
+/// The share (0.0–1.0) of the signal's energy within `half_width` Hz of `frequency`.
+pub fn band_energy_fraction(samples: &[i16], rate: u32, frequency: f32, half_width: f32) -> f32 {
+    let spectrum = power_spectrum(samples);
+    let total: f32 = spectrum.iter().skip(1).sum();
+    if total == 0.0 {
+        return 0.0;
+    }
+    let bin_hz = rate as f32 / samples.len() as f32;
+    let band: f32 = spectrum
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(bin, _)| (*bin as f32 * bin_hz - frequency).abs() <= half_width)
+        .map(|(_, power)| power)
+        .sum();
+    band / total
+}
+
+/// The peak amplitude, in dBFS, of the sinusoid at `frequency` (single-bin DFT over the whole
+/// signal; exact for a steady tone, insensitive to anything at other frequencies).
+pub fn tone_level_dbfs(samples: &[i16], rate: u32, frequency: f32) -> f32 {
+    if samples.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    let step = std::f64::consts::TAU * frequency as f64 / rate as f64;
+    let (mut real, mut imaginary) = (0.0f64, 0.0f64);
+    for (index, &sample) in samples.iter().enumerate() {
+        let value = sample as f64 / i16::MAX as f64;
+        let phase = step * index as f64;
+        real += value * phase.cos();
+        imaginary -= value * phase.sin();
+    }
+    let amplitude = 2.0 * (real * real + imaginary * imaginary).sqrt() / samples.len() as f64;
+    crate::linear_to_db(amplitude as f32)
+}
+
+/// RMS level in dBFS (a full-scale sine is −3 dBFS).
+pub fn rms_dbfs(samples: &[i16]) -> f32 {
+    if samples.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    let sum: f64 = samples.iter().map(|&sample| (sample as f64 / i16::MAX as f64).powi(2)).sum();
+    crate::linear_to_db((sum / samples.len() as f64).sqrt() as f32)
+}
+
+/// Index of the first `window`-sample block whose RMS reaches `threshold_dbfs`.
+pub fn first_onset(samples: &[i16], threshold_dbfs: f32, window: usize) -> Option<usize> {
+    let window = window.max(1);
+    samples.chunks(window).position(|block| rms_dbfs(block) >= threshold_dbfs).map(|block| block * window)
+}
+
+/// Where `reference` best matches inside `recording`: the lag (in samples) at which it starts,
+/// and the normalised correlation there (1.0 = identical shape). FFT-based, O(n log n).
+pub fn find_reference(reference: &[i16], recording: &[i16]) -> Option<(usize, f32)> {
+    if reference.is_empty() || recording.len() < reference.len() {
+        return None;
+    }
+    let size = (recording.len() + reference.len()).next_power_of_two();
+    let mut planner = FftPlanner::<f32>::new();
+    let forward = planner.plan_fft_forward(size);
+    let inverse = planner.plan_fft_inverse(size);
+    let to_complex = |samples: &[i16]| {
+        let mut buffer: Vec<Complex<f32>> =
+            samples.iter().map(|&sample| Complex::new(sample as f32 / i16::MAX as f32, 0.0)).collect();
+        buffer.resize(size, Complex::new(0.0, 0.0));
+        buffer
+    };
+    let mut rec = to_complex(recording);
+    let mut refr = to_complex(reference);
+    forward.process(&mut rec);
+    forward.process(&mut refr);
+    for (a, b) in rec.iter_mut().zip(refr.iter()) {
+        *a *= b.conj();
+    }
+    inverse.process(&mut rec);
+    let last_lag = recording.len() - reference.len();
+    let (lag, peak) = rec[..=last_lag]
+        .iter()
+        .enumerate()
+        .map(|(lag, value)| (lag, value.re / size as f32))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let reference_energy: f32 = reference.iter().map(|&s| (s as f32 / i16::MAX as f32).powi(2)).sum();
+    let window_energy: f32 =
+        recording[lag..lag + reference.len()].iter().map(|&s| (s as f32 / i16::MAX as f32).powi(2)).sum();
+    let norm = (reference_energy * window_energy).sqrt();
+    Some((lag, if norm > 0.0 { peak / norm } else { 0.0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::{Tone, chirp};
+
+    fn tone(frequency: f64, dbfs: f64, seconds: f64) -> Vec<i16> {
+        let mut samples = vec![0i16; (48_000.0 * seconds) as usize];
+        Tone::new(frequency, dbfs).fill(&mut samples);
+        samples
+    }
+
+    #[test]
+    fn band_fraction_accepts_the_tone_and_rejects_another() {
+        let signal = tone(880.0, -10.0, 1.0);
+        assert!(band_energy_fraction(&signal, 48_000, 880.0, 20.0) > 0.95);
+        assert!(band_energy_fraction(&signal, 48_000, 440.0, 20.0) < 0.01, "a 440 Hz oracle rejects 880 Hz");
+        assert_eq!(band_energy_fraction(&[0; 4800], 48_000, 440.0, 20.0), 0.0, "silence has no tone");
+    }
+
+    #[test]
+    fn tone_level_ignores_other_frequencies() {
+        let mut signal = tone(440.0, -20.0, 1.0);
+        let other = tone(1300.0, -6.0, 1.0);
+        for (a, b) in signal.iter_mut().zip(other) {
+            *a = a.saturating_add(b);
+        }
+        let level = tone_level_dbfs(&signal, 48_000, 440.0);
+        assert!((level + 20.0).abs() < 0.3, "the 440 Hz part is −20 dBFS, got {level}");
+        assert!(tone_level_dbfs(&tone(880.0, -6.0, 1.0), 48_000, 440.0) < -60.0, "no 440 Hz in an 880 Hz tone");
+    }
+
+    #[test]
+    fn reference_is_found_at_its_delay_and_noise_is_not_a_match() {
+        let reference = chirp(300.0, 3000.0, 0.3, -6.0);
+        let mut recording = vec![0i16; 48_000];
+        recording[12_345..12_345 + reference.len()].copy_from_slice(&reference);
+        let (lag, score) = find_reference(&reference, &recording).expect("found");
+        assert_eq!(lag, 12_345, "the chirp starts at sample 12345");
+        assert!(score > 0.99, "an exact copy correlates fully, got {score}");
+        let unrelated = tone(1000.0, -6.0, 1.0);
+        let (_, score) = find_reference(&reference, &unrelated).expect("computed");
+        assert!(score < 0.3, "a steady tone is not the chirp, score {score}");
+    }
+
+    #[test]
+    fn onset_is_where_sound_starts() {
+        let mut samples = vec![0i16; 9600];
+        let burst = tone(500.0, -10.0, 0.1);
+        samples[4800..].copy_from_slice(&burst[..4800]);
+        assert_eq!(first_onset(&samples, -30.0, 480), Some(4800));
+        assert_eq!(first_onset(&vec![0i16; 9600], -30.0, 480), None, "silence has no onset");
+    }
+}

@@ -1,0 +1,435 @@
+//! `parley`, the headless Parley client: the same core session as the desktop app, for tests,
+//! bots and scripting.
+//!
+//! Commands: `devserver` (a LiveKit server on loopback), `token` (mint a join token), `join`
+//! (join a room, publish a file or tone, record what others say). Errors print on one line;
+//! exit codes are listed in [`ExitKind`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use parley_audio::signal::Tone;
+use parley_audio::stream::{Clip, FrameSink, FrameSource};
+use parley_core::token::{self, TokenRequest};
+use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionEvent, StampedEvent};
+use parley_livekit_ffi::ConnectFailure;
+
+#[derive(Parser)]
+#[command(name = "parley", version, about = "Parley voice client (headless)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pinned LiveKit server on 127.0.0.1 with fresh keys until Ctrl-C.
+    Devserver(DevserverArgs),
+    /// Print a LiveKit join token signed with an API key and secret.
+    Token(TokenArgs),
+    /// Join a room: publish a file or tone as the microphone, record what the others say.
+    Join(JoinArgs),
+}
+
+#[derive(Args)]
+struct DevserverArgs {
+    /// Print the connection details as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Signalling port (default: a free one).
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+#[derive(Args, Clone)]
+struct Credentials {
+    /// LiveKit API key.
+    #[arg(long, env = "LIVEKIT_API_KEY")]
+    api_key: Option<String>,
+    /// LiveKit API secret (prefer the environment variable: arguments are visible to other users).
+    #[arg(long, env = "LIVEKIT_API_SECRET", hide_env_values = true)]
+    api_secret: Option<String>,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    credentials: Credentials,
+    #[arg(long)]
+    room: String,
+    #[arg(long)]
+    identity: String,
+    /// Display name (default: the identity).
+    #[arg(long)]
+    name: Option<String>,
+    /// Grant room administration (RoomService moderation) for this room.
+    #[arg(long)]
+    admin: bool,
+    /// Validity in seconds.
+    #[arg(long, default_value_t = 6 * 3600)]
+    ttl: u64,
+}
+
+#[derive(Args)]
+struct JoinArgs {
+    /// LiveKit server URL (ws:// or wss://).
+    #[arg(long, env = "LIVEKIT_URL")]
+    url: String,
+    /// Join token (or mint one with --api-key/--api-secret).
+    #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true, conflicts_with_all = ["api_key", "api_secret"])]
+    token: Option<String>,
+    #[command(flatten)]
+    credentials: Credentials,
+    /// Room to join; with --token, checked against the token's room.
+    #[arg(long)]
+    room: Option<String>,
+    /// Identity to join as (needed when minting).
+    #[arg(long)]
+    identity: Option<String>,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Publish this WAV file (any PCM rate/channels; converted to 48 kHz mono), in real time.
+    #[arg(long, conflicts_with = "tone")]
+    play: Option<PathBuf>,
+    /// Publish a sine tone at this frequency in Hz.
+    #[arg(long)]
+    tone: Option<f64>,
+    /// Peak level of --tone in dBFS.
+    #[arg(long, default_value_t = -12.0, allow_hyphen_values = true)]
+    tone_level: f64,
+    /// Record the mix of all remote audio to this 48 kHz mono WAV file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Leave after this many seconds (default: run until Ctrl-C or the room ends).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Print one JSON object per event line on stdout.
+    #[arg(long)]
+    json: bool,
+    /// End-to-end encryption with this shared passphrase (every participant needs the same).
+    #[arg(long, env = "PARLEY_E2EE_KEY", hide_env_values = true)]
+    e2ee_key: Option<String>,
+    /// The LiveKit FFI library file (default: LIVEKIT_LIB_PATH, beside the executable, then setup's).
+    #[arg(long)]
+    ffi_lib: Option<PathBuf>,
+}
+
+/// Exit codes, so scripts can tell failures apart.
+#[derive(Debug, Clone, Copy)]
+enum ExitKind {
+    /// Anything not listed below.
+    Failure = 1,
+    /// The LiveKit FFI library could not be loaded.
+    Engine = 3,
+    /// The server refused the token (bad, expired, wrong key, wrong room).
+    Unauthorized = 4,
+    /// The server could not be reached, or the URL is not usable.
+    Unreachable = 5,
+    /// The room ended for us: removed, room deleted, server gone.
+    Disconnected = 6,
+    /// An input or output file could not be used.
+    File = 7,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+struct Failure {
+    kind: ExitKind,
+    error: anyhow::Error,
+}
+
+fn fail(kind: ExitKind, error: impl Into<anyhow::Error>) -> Failure {
+    Failure { kind, error: error.into() }
+}
+
+fn main() -> ExitCode {
+    let started = SystemTime::now();
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli, started) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let chain: Vec<String> = failure.error.chain().map(ToString::to_string).collect();
+            let line = parley_livekit_ffi::redact(&chain.join(": ")).replace('\n', " ");
+            eprintln!("parley: error: {line}");
+            ExitCode::from(failure.kind as u8)
+        }
+    }
+}
+
+fn init_logging() {
+    // Quiet by default (a CLI's stderr is for its one-line errors); PARLEY_LOG=debug etc. to see more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,livekit=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
+    match cli.command {
+        Command::Devserver(args) => devserver(args),
+        Command::Token(args) => {
+            let jwt = mint(&args.credentials, &args.room, &args.identity, args.name.clone(), args.admin, args.ttl)?;
+            println!("{jwt}");
+            Ok(())
+        }
+        Command::Join(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")
+                .map_err(|error| fail(ExitKind::Failure, error))?;
+            let result = runtime.block_on(join(args, started));
+            if let Some(engine) = Engine::get() {
+                engine.shutdown();
+            }
+            result
+        }
+    }
+}
+
+fn mint(
+    credentials: &Credentials,
+    room: &str,
+    identity: &str,
+    name: Option<String>,
+    admin: bool,
+    ttl: u64,
+) -> Result<String, Failure> {
+    let (Some(key), Some(secret)) = (credentials.api_key.as_deref(), credentials.api_secret.as_deref()) else {
+        return Err(fail(
+            ExitKind::Failure,
+            anyhow::anyhow!(
+                "an API key and secret are needed (--api-key/--api-secret or LIVEKIT_API_KEY/LIVEKIT_API_SECRET)"
+            ),
+        ));
+    };
+    let request = TokenRequest {
+        room: room.to_string(),
+        identity: identity.to_string(),
+        name,
+        admin,
+        ttl: Duration::from_secs(ttl),
+    };
+    token::mint(key, secret, &request).context("creating the token").map_err(|error| fail(ExitKind::Failure, error))
+}
+
+fn devserver(args: DevserverArgs) -> Result<(), Failure> {
+    let config = parley_devserver::DevServerConfig { port: args.port, ..Default::default() };
+    let mut server = parley_devserver::DevServer::start(&config)
+        .context("starting the LiveKit dev server")
+        .map_err(|error| fail(ExitKind::Failure, error))?;
+    if args.json {
+        let details = serde_json::json!({
+            "url": server.url(),
+            "http_url": server.http_url(),
+            "api_key": server.api_key(),
+            "api_secret": server.api_secret(),
+            "log": server.log_path(),
+        });
+        println!("{details}");
+    } else {
+        println!("LiveKit dev server on {}", server.url());
+        println!("  API key:    {}", server.api_key());
+        println!("  API secret: {}", server.api_secret());
+        println!("  log:        {}", server.log_path().display());
+        println!("Join with:");
+        println!(
+            "  LIVEKIT_API_KEY={} LIVEKIT_API_SECRET=… parley join --url {} --room demo --identity me --tone 440",
+            server.api_key(),
+            server.url()
+        );
+        println!("Ctrl-C stops the server.");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(|error| fail(ExitKind::Failure, error))?;
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            signal = stop_signal() => signal.map(|_| true),
+            _ = watch_exit(&mut server) => Ok(false),
+        }
+    });
+    let stopped_by_user = outcome.context("waiting for Ctrl-C").map_err(|error| fail(ExitKind::Failure, error))?;
+    if !stopped_by_user {
+        return Err(fail(
+            ExitKind::Failure,
+            anyhow::anyhow!("the LiveKit server exited; its log ends with: {}", server.log_tail(5)),
+        ));
+    }
+    server.stop();
+    Ok(())
+}
+
+async fn watch_exit(server: &mut parley_devserver::DevServer) {
+    while server.is_running() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM where there is one.
+async fn stop_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
+    let jwt = match (&args.token, &args.credentials.api_key) {
+        (Some(jwt), _) => jwt.clone(),
+        (None, _) => {
+            let (Some(room), Some(identity)) = (args.room.as_deref(), args.identity.as_deref()) else {
+                return Err(fail(
+                    ExitKind::Failure,
+                    anyhow::anyhow!("give --token, or --room and --identity with an API key and secret"),
+                ));
+            };
+            mint(&args.credentials, room, identity, args.name.clone(), false, 6 * 3600)?
+        }
+    };
+    token::inspect(&jwt, args.room.as_deref())
+        .context("checking the access token")
+        .map_err(|error| fail(ExitKind::Unauthorized, error))?;
+
+    let input: Option<Box<dyn FrameSource>> = match (&args.play, args.tone) {
+        (Some(path), _) => {
+            let samples = parley_audio::wav::read_mono_48k(path).map_err(|error| fail(ExitKind::File, error))?;
+            Some(Box::new(Clip::new(samples)))
+        }
+        (None, Some(frequency)) => Some(Box::new(Tone::new(frequency, args.tone_level))),
+        (None, None) => None,
+    };
+    let output: Option<Box<dyn FrameSink>> = match &args.record {
+        Some(path) => {
+            Some(Box::new(parley_audio::wav::Recorder::create(path).map_err(|error| fail(ExitKind::File, error))?))
+        }
+        None => None,
+    };
+
+    let search = LibrarySearch { explicit: args.ffi_lib.clone(), extra_dirs: Vec::new() };
+    let engine = Engine::start(&search).map_err(|error| fail(ExitKind::Engine, error))?;
+    let options = RoomOptions {
+        e2ee_shared_key: args.e2ee_key.as_ref().map(|key| key.as_bytes().to_vec()),
+        ..RoomOptions::default()
+    };
+    let printer = EventPrinter { json: args.json, started };
+    let request = JoinRequest { url: args.url.clone(), token: jwt, options, input, output };
+    let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
+    let (session, mut events) = match joined {
+        Ok(Ok(joined)) => joined,
+        Ok(Err(error)) => return Err(join_failure(error)),
+        Err(_) => {
+            return Err(fail(ExitKind::Unreachable, anyhow::anyhow!("timed out after 10 s joining {}", args.url)));
+        }
+    };
+
+    let deadline = args.duration.map(|seconds| tokio::time::Instant::now() + Duration::from_secs_f64(seconds));
+    let mut ended_by_room: Option<(String, String)> = None;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(stamped) = event else { break };
+                printer.print(&stamped);
+                if let SessionEvent::Disconnected { reason, code } = stamped.event {
+                    ended_by_room = Some((reason, code));
+                    break;
+                }
+            }
+            _ = sleep_until(deadline) => break,
+            signal = stop_signal() => {
+                signal.context("waiting for Ctrl-C").map_err(|error| fail(ExitKind::Failure, error))?;
+                break;
+            }
+        }
+    }
+    let left = session.leave().await;
+    while let Ok(stamped) = events.try_recv() {
+        printer.print(&stamped);
+    }
+    if let Some((reason, code)) = ended_by_room
+        && code != "client_initiated"
+    {
+        return Err(fail(ExitKind::Disconnected, anyhow::anyhow!("disconnected from the room: {reason}")));
+    }
+    left.context("leaving the room").map_err(|error| fail(ExitKind::File, error))
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn join_failure(error: parley_core::SessionError) -> Failure {
+    use parley_livekit_ffi::Error as E;
+    let kind = match &error {
+        parley_core::SessionError::Engine(E::Connect { kind, .. }) => match kind {
+            ConnectFailure::Unauthorized | ConnectFailure::Forbidden => ExitKind::Unauthorized,
+            ConnectFailure::Unreachable | ConnectFailure::InvalidUrl | ConnectFailure::Timeout => ExitKind::Unreachable,
+            _ => ExitKind::Failure,
+        },
+        parley_core::SessionError::Output(_) => ExitKind::File,
+        _ => ExitKind::Failure,
+    };
+    fail(kind, anyhow::Error::new(error).context("joining the room"))
+}
+
+/// Prints session events: JSON lines with `t_ms` (since process start) and `unix_ms` (wall
+/// clock, comparable across processes), or short human lines.
+struct EventPrinter {
+    json: bool,
+    started: SystemTime,
+}
+
+impl EventPrinter {
+    fn print(&self, stamped: &StampedEvent) {
+        let event = &stamped.event;
+        let t_ms = stamped.at.duration_since(self.started).map(|elapsed| elapsed.as_secs_f64() * 1000.0).unwrap_or(0.0);
+        if self.json {
+            let unix_ms =
+                stamped.at.duration_since(UNIX_EPOCH).map(|since| since.as_secs_f64() * 1000.0).unwrap_or(0.0);
+            let mut value = serde_json::to_value(event).unwrap_or_else(|_| serde_json::json!({"event": "unknown"}));
+            if let Some(object) = value.as_object_mut() {
+                object.insert("t_ms".into(), serde_json::json!((t_ms * 10.0).round() / 10.0));
+                object.insert("unix_ms".into(), serde_json::json!((unix_ms * 10.0).round() / 10.0));
+            }
+            println!("{value}");
+            return;
+        }
+        let line = match event {
+            SessionEvent::Joined { room, identity, participants } => {
+                format!("joined room {room} as {identity} ({} others here)", participants.len())
+            }
+            SessionEvent::ParticipantJoined { identity, .. } => format!("{identity} joined"),
+            SessionEvent::ParticipantLeft { identity, reason } => format!("{identity} left ({reason})"),
+            SessionEvent::TrackSubscribed { identity, .. } => format!("receiving {identity}'s audio"),
+            SessionEvent::FirstAudio { identity, .. } => format!("hearing {identity}"),
+            SessionEvent::ActiveSpeakers { identities } if !identities.is_empty() => {
+                format!("speaking: {}", identities.join(", "))
+            }
+            SessionEvent::Reconnecting => "connection lost, reconnecting…".into(),
+            SessionEvent::Reconnected => "reconnected".into(),
+            SessionEvent::Disconnected { reason, .. } => format!("disconnected: {reason}"),
+            SessionEvent::InputEnded => "input ended; sending silence".into(),
+            SessionEvent::Warning { message } => format!("warning: {message}"),
+            _ => return,
+        };
+        println!("[{:>7.1} s] {line}", t_ms / 1000.0);
+    }
+}

@@ -1,0 +1,16 @@
+//! The Parley session, shared by every front end (the `parley` CLI today, the desktop app next).
+//!
+//! * [`session::Session`] — joins a LiveKit room through the engine, publishes a
+//!   [`parley_audio::stream::FrameSource`] as the microphone, mixes every remote voice into a
+//!   [`parley_audio::stream::FrameSink`], and reports one ordered stream of
+//!   [`session::SessionEvent`]s;
+//! * [`token`] — minting LiveKit tokens from an API key and secret, and early checks of a
+//!   token's room and expiry.
+//!
+//! `core` knows no UI toolkit; everything a front end can do is first a function here.
+
+pub mod session;
+pub mod token;
+
+pub use parley_livekit_ffi::{Engine, LibrarySearch, RoomOptions};
+pub use session::{JoinRequest, Participant, Session, SessionError, SessionEvent, SessionState, StampedEvent};

@@ -1,0 +1,459 @@
+//! One joined room: the state machine, the participant model, and the audio paths through it.
+//!
+//! ```text
+//! Idle → Connecting → Connected ⇄ Reconnecting → Left | Failed(reason)
+//! ```
+//!
+//! Audio in: a [`FrameSource`] is read every 10 ms by the `microphone` task and sent to the
+//! engine's audio source. Audio out: every subscribed remote audio track gets a task that copies
+//! its frames into the [`Mixer`]; the `playout` task takes one mixed frame every 10 ms and writes
+//! it to the [`FrameSink`]. (Issue 3 replaces the file/tone ends with sound devices; the seams
+//! stay the same.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parley_audio::mixer::Mixer;
+use parley_audio::stream::{FrameSink, FrameSource};
+use parley_audio::{FRAME_SAMPLES, SAMPLE_RATE};
+use parley_livekit_ffi as ffi;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SessionState {
+    Idle,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Left,
+    Failed { reason: String },
+}
+
+/// A participant as front ends see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Participant {
+    pub identity: String,
+    pub name: String,
+}
+
+/// Everything a front end needs to follow the session, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionEvent {
+    StateChanged {
+        state: SessionState,
+    },
+    Joined {
+        room: String,
+        identity: String,
+        participants: Vec<Participant>,
+    },
+    ParticipantJoined {
+        identity: String,
+        name: String,
+    },
+    ParticipantLeft {
+        identity: String,
+        reason: String,
+    },
+    TrackSubscribed {
+        identity: String,
+        sid: String,
+    },
+    TrackUnsubscribed {
+        identity: String,
+        sid: String,
+    },
+    TrackMuted {
+        identity: String,
+        sid: String,
+    },
+    TrackUnmuted {
+        identity: String,
+        sid: String,
+    },
+    ActiveSpeakers {
+        identities: Vec<String>,
+    },
+    ConnectionQuality {
+        identity: String,
+        quality: String,
+    },
+    Reconnecting,
+    Reconnected,
+    /// The first audible frame of a remote track reached the mixer.
+    FirstAudio {
+        identity: String,
+        sid: String,
+    },
+    /// Our microphone track is published; frame `n` is sent at `unix_ns + n × 10 ms`.
+    PublishingStarted {
+        sid: String,
+        unix_ns: u64,
+    },
+    /// The output started; frame `n` of the output is written at `unix_ns + n × 10 ms`.
+    PlayoutStarted {
+        unix_ns: u64,
+    },
+    /// The input source has nothing more to send (a clip ended); silence follows.
+    InputEnded,
+    /// The room is gone for us.
+    Disconnected {
+        reason: String,
+        code: String,
+    },
+    Warning {
+        message: String,
+    },
+}
+
+/// A [`SessionEvent`] with the wall-clock time it happened (not the time it was read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StampedEvent {
+    pub at: SystemTime,
+    pub event: SessionEvent,
+}
+
+/// Errors a session reports to its front end.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Engine(#[from] ffi::Error),
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
+    #[error("writing the output failed: {0}")]
+    Output(#[from] parley_audio::wav::WavError),
+}
+
+/// What to join and with which audio ends.
+pub struct JoinRequest {
+    pub url: String,
+    pub token: String,
+    pub options: ffi::RoomOptions,
+    /// Audio to publish as the microphone; `None` joins as a listener.
+    pub input: Option<Box<dyn FrameSource>>,
+    /// Where the mix of all remote audio goes; `None` plays nothing.
+    pub output: Option<Box<dyn FrameSink>>,
+}
+
+/// How long a remote track's audio may wait in the mixer before the oldest is dropped.
+const MAX_PLAYOUT_QUEUE_MS: u32 = 60;
+/// A frame whose peak is below this (about −60 dBFS) counts as silence for `FirstAudio`.
+const AUDIBLE_PEAK: i16 = 33;
+
+/// A joined room. Call [`Session::leave`] to leave cleanly.
+pub struct Session {
+    room: ffi::Room,
+    events: mpsc::UnboundedSender<StampedEvent>,
+    mixer: Arc<Mutex<Mixer>>,
+    microphone: Option<Microphone>,
+    playout: Option<JoinHandle<Result<(), SessionError>>>,
+    stop_playout: Option<tokio::sync::oneshot::Sender<()>>,
+    follower: JoinHandle<()>,
+}
+
+struct Microphone {
+    track: ffi::LocalAudioTrack,
+    publication: ffi::LocalTrackPublication,
+    task: JoinHandle<()>,
+    _source: Arc<ffi::AudioSource>,
+}
+
+impl Session {
+    /// Joins a room, starts playout and publishes the input. Returns the session and its event
+    /// stream (which starts with `StateChanged(Connecting)`). Call from a tokio runtime.
+    ///
+    /// Errors: connect failures ([`ffi::Error::Connect`]), engine errors, output errors.
+    pub async fn join(
+        engine: &'static ffi::Engine,
+        request: JoinRequest,
+    ) -> Result<(Session, mpsc::UnboundedReceiver<StampedEvent>), SessionError> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        emit(&events, SessionEvent::StateChanged { state: SessionState::Connecting });
+        let (room, room_events) = match ffi::Room::connect(engine, &request.url, &request.token, &request.options).await
+        {
+            Ok(joined) => joined,
+            Err(error) => {
+                emit(&events, SessionEvent::StateChanged { state: SessionState::Failed { reason: error.to_string() } });
+                return Err(error.into());
+            }
+        };
+        emit(&events, SessionEvent::StateChanged { state: SessionState::Connected });
+        emit(
+            &events,
+            SessionEvent::Joined {
+                room: room.name().to_string(),
+                identity: room.local_participant().identity().to_string(),
+                participants: room
+                    .remote_participants()
+                    .into_iter()
+                    .map(|info| Participant { identity: info.identity, name: info.name })
+                    .collect(),
+            },
+        );
+        let mixer = Arc::new(Mutex::new(Mixer::new(MAX_PLAYOUT_QUEUE_MS)));
+        let playing = request.output.is_some();
+        let (stop_playout, playout) = match request.output {
+            Some(sink) => {
+                let (stop, stopped) = tokio::sync::oneshot::channel();
+                (Some(stop), Some(tokio::spawn(playout(sink, Arc::clone(&mixer), events.clone(), stopped))))
+            }
+            None => (None, None),
+        };
+        let follower = tokio::spawn(follow(room_events, events.clone(), playing.then(|| Arc::clone(&mixer))));
+        let mut session =
+            Session { room, events: events.clone(), mixer, microphone: None, playout, stop_playout, follower };
+        if let Some(input) = request.input {
+            session.publish_input(engine, input).await?;
+        }
+        Ok((session, receiver))
+    }
+
+    async fn publish_input(
+        &mut self,
+        engine: &'static ffi::Engine,
+        input: Box<dyn FrameSource>,
+    ) -> Result<(), SessionError> {
+        let source = Arc::new(ffi::AudioSource::new(engine, SAMPLE_RATE, 1)?);
+        let track = ffi::LocalAudioTrack::new("microphone", &source)?;
+        let publication =
+            self.room.local_participant().publish_audio_track(&track, &ffi::PublishOptions::default()).await?;
+        let task =
+            tokio::spawn(feed_microphone(input, Arc::clone(&source), self.events.clone(), publication.sid.clone()));
+        self.microphone = Some(Microphone { track, publication, task, _source: source });
+        Ok(())
+    }
+
+    /// The room's name.
+    pub fn room_name(&self) -> &str {
+        self.room.name()
+    }
+
+    /// Our identity in the room.
+    pub fn identity(&self) -> &str {
+        self.room.local_participant().identity()
+    }
+
+    /// Mutes or unmutes our microphone track; others see the change.
+    pub fn set_muted(&self, muted: bool) -> Result<(), SessionError> {
+        if let Some(microphone) = &self.microphone {
+            microphone.track.set_muted(muted)?;
+        }
+        Ok(())
+    }
+
+    /// Per-participant playback volume, 0–200 %.
+    pub fn set_volume(&self, identity: &str, percent: u32) {
+        self.lock_mixer().set_gain(identity, percent.min(200) as f32 / 100.0);
+    }
+
+    /// Deafen: play nothing.
+    pub fn set_deafened(&self, deafened: bool) {
+        self.lock_mixer().set_deafened(deafened);
+    }
+
+    fn lock_mixer(&self) -> std::sync::MutexGuard<'_, Mixer> {
+        // The mixer holds plain values; a panic elsewhere cannot leave it half-updated.
+        self.mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Leaves the room, stops the audio tasks and closes the output.
+    pub async fn leave(mut self) -> Result<(), SessionError> {
+        if let Some(microphone) = self.microphone.take() {
+            microphone.task.abort();
+            if let Err(error) = self.room.local_participant().unpublish_track(&microphone.publication.sid).await {
+                tracing::debug!(%error, "unpublishing before leaving failed");
+            }
+        }
+        let disconnected = self.room.disconnect().await;
+        if let Some(stop) = self.stop_playout.take() {
+            // The playout task may have ended already (output error); it reports that below.
+            if stop.send(()).is_err() {
+                tracing::debug!("playout had already stopped");
+            }
+        }
+        let output = match self.playout.take() {
+            Some(task) => task.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        };
+        self.follower.abort();
+        emit(&self.events, SessionEvent::StateChanged { state: SessionState::Left });
+        disconnected?;
+        output
+    }
+}
+
+fn emit(events: &mpsc::UnboundedSender<StampedEvent>, event: SessionEvent) {
+    // A front end that stopped listening does not stop the session.
+    if events.send(StampedEvent { at: SystemTime::now(), event }).is_err() {
+        tracing::trace!("session event dropped: nobody listens");
+    }
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Sends one frame of `input` every 10 ms, on schedule: late ticks are caught up (burst), so
+/// frame `n` always belongs to `start + n × 10 ms`.
+async fn feed_microphone(
+    mut input: Box<dyn FrameSource>,
+    source: Arc<ffi::AudioSource>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+    sid: String,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut frame = vec![0i16; FRAME_SAMPLES];
+    let mut ended = false;
+    ticker.tick().await;
+    emit(&events, SessionEvent::PublishingStarted { sid, unix_ns: unix_ns() });
+    loop {
+        if !input.fill(&mut frame) && !ended {
+            ended = true;
+            emit(&events, SessionEvent::InputEnded);
+        }
+        frame = match source.capture_frame(frame).await {
+            Ok(returned) => returned,
+            Err(error) => {
+                emit(&events, SessionEvent::Warning { message: format!("sending audio failed: {error}") });
+                return;
+            }
+        };
+        frame.resize(FRAME_SAMPLES, 0);
+        ticker.tick().await;
+    }
+}
+
+/// Writes one mixed frame every 10 ms until told to stop, then closes the sink.
+async fn playout(
+    mut sink: Box<dyn FrameSink>,
+    mixer: Arc<Mutex<Mixer>>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), SessionError> {
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut frame = vec![0i16; FRAME_SAMPLES];
+    ticker.tick().await;
+    emit(&events, SessionEvent::PlayoutStarted { unix_ns: unix_ns() });
+    loop {
+        mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).mix(&mut frame);
+        if let Err(error) = sink.write(&frame) {
+            emit(&events, SessionEvent::Warning { message: error.to_string() });
+            return Err(error.into());
+        }
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut stop => break,
+        }
+    }
+    sink.finish()?;
+    Ok(())
+}
+
+/// Turns room events into session events and wires subscribed audio into the mixer.
+async fn follow(
+    mut room_events: mpsc::UnboundedReceiver<ffi::RoomEvent>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+    mixer: Option<Arc<Mutex<Mixer>>>,
+) {
+    let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
+    while let Some(event) = room_events.recv().await {
+        let mapped = match event {
+            ffi::RoomEvent::ParticipantConnected(info) => {
+                Some(SessionEvent::ParticipantJoined { identity: info.identity, name: info.name })
+            }
+            ffi::RoomEvent::ParticipantDisconnected { identity, reason } => {
+                Some(SessionEvent::ParticipantLeft { identity, reason: reason.code().to_string() })
+            }
+            ffi::RoomEvent::AudioTrackSubscribed { identity, track } => {
+                if let Some(mixer) = &mixer {
+                    match ffi::AudioStream::new(&track, SAMPLE_RATE, 1) {
+                        Ok(stream) => {
+                            let task = tokio::spawn(receive(
+                                stream,
+                                track.sid.clone(),
+                                identity.clone(),
+                                Arc::clone(mixer),
+                                events.clone(),
+                            ));
+                            if let Some(previous) = streams.insert(track.sid.clone(), task) {
+                                previous.abort();
+                            }
+                        }
+                        Err(error) => emit(
+                            &events,
+                            SessionEvent::Warning { message: format!("cannot play {identity}'s audio: {error}") },
+                        ),
+                    }
+                }
+                Some(SessionEvent::TrackSubscribed { identity, sid: track.sid })
+            }
+            ffi::RoomEvent::TrackUnsubscribed { identity, sid } => {
+                if let Some(task) = streams.remove(&sid) {
+                    task.abort();
+                }
+                if let Some(mixer) = &mixer {
+                    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
+                }
+                Some(SessionEvent::TrackUnsubscribed { identity, sid })
+            }
+            ffi::RoomEvent::TrackMuted { identity, sid } => Some(SessionEvent::TrackMuted { identity, sid }),
+            ffi::RoomEvent::TrackUnmuted { identity, sid } => Some(SessionEvent::TrackUnmuted { identity, sid }),
+            ffi::RoomEvent::ActiveSpeakersChanged(identities) => Some(SessionEvent::ActiveSpeakers { identities }),
+            ffi::RoomEvent::ConnectionQualityChanged { identity, quality } => {
+                Some(SessionEvent::ConnectionQuality { identity, quality: format!("{quality:?}").to_lowercase() })
+            }
+            ffi::RoomEvent::Reconnecting => {
+                emit(&events, SessionEvent::StateChanged { state: SessionState::Reconnecting });
+                Some(SessionEvent::Reconnecting)
+            }
+            ffi::RoomEvent::Reconnected => {
+                emit(&events, SessionEvent::StateChanged { state: SessionState::Connected });
+                Some(SessionEvent::Reconnected)
+            }
+            ffi::RoomEvent::Disconnected { reason } => {
+                for (_, task) in streams.drain() {
+                    task.abort();
+                }
+                Some(SessionEvent::Disconnected {
+                    reason: reason.describe().to_string(),
+                    code: reason.code().to_string(),
+                })
+            }
+            _ => None,
+        };
+        if let Some(mapped) = mapped {
+            emit(&events, mapped);
+        }
+    }
+}
+
+/// Copies one remote track's frames into the mixer.
+async fn receive(
+    mut stream: ffi::AudioStream,
+    sid: String,
+    identity: String,
+    mixer: Arc<Mutex<Mixer>>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+) {
+    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).add_source(&sid, &identity);
+    let mut samples = Vec::with_capacity(FRAME_SAMPLES);
+    let mut heard = false;
+    while stream.next_frame(&mut samples).await.is_some() {
+        if !heard && samples.iter().any(|sample| sample.unsigned_abs() > AUDIBLE_PEAK as u16) {
+            heard = true;
+            emit(&events, SessionEvent::FirstAudio { identity: identity.clone(), sid: sid.clone() });
+        }
+        mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(&sid, &samples);
+    }
+    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
+}

@@ -1,0 +1,427 @@
+//! The process-wide engine: loads the library, sends requests, routes callbacks.
+//!
+//! Callbacks arrive on the library's threads; [`native`] copies them into a channel and the
+//! `livekit-ffi-events` thread decodes and routes each one:
+//! * async completions (`request_async_id` chosen by us) → the waiting request's oneshot;
+//! * room events → the owning [`crate::Room`]'s task, by room handle;
+//! * audio-stream frames → the owning [`crate::AudioStream`], by stream handle;
+//! * logs → `tracing` (target `livekit`), panics → error log and every waiter fails.
+//!
+//! Events for a handle nobody has registered yet are held briefly ("orphans") and handed over
+//! at registration; events for handles already closed have their owned handles released here.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, LoadError};
+use crate::handle::OwnedHandle;
+use crate::native::Native;
+use crate::proto;
+use crate::proto::ffi_event::Message as EventMessage;
+use crate::proto::ffi_request::Message as RequestMessage;
+use crate::proto::ffi_response::Message as ResponseMessage;
+
+/// Environment variable naming the library file explicitly (the same name LiveKit's Python SDK
+/// uses). When set, no other location is tried.
+pub const LIBRARY_PATH_ENV: &str = "LIVEKIT_LIB_PATH";
+
+/// Most events held for one handle before anybody registered it.
+const ORPHAN_LIMIT: usize = 256;
+
+/// Where to look for the library, in order, when [`LIBRARY_PATH_ENV`] is unset.
+#[derive(Debug, Clone, Default)]
+pub struct LibrarySearch {
+    /// An explicit file (a command-line flag); overrides everything else when set.
+    pub explicit: Option<PathBuf>,
+    /// Extra directories to look in before the defaults (e.g. the desktop app's resource dir).
+    pub extra_dirs: Vec<PathBuf>,
+}
+
+impl LibrarySearch {
+    /// The candidate files, in the order they are tried.
+    pub fn candidates(&self) -> Vec<PathBuf> {
+        if let Some(explicit) = &self.explicit {
+            return vec![explicit.clone()];
+        }
+        if let Some(path) = std::env::var_os(LIBRARY_PATH_ENV).filter(|value| !value.is_empty()) {
+            return vec![PathBuf::from(path)];
+        }
+        let file = parley_deps::ffi_library_file_name();
+        let mut candidates: Vec<PathBuf> = self.extra_dirs.iter().map(|dir| dir.join(file)).collect();
+        if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
+            candidates.push(dir.join(file));
+            candidates.push(dir.join("resources").join(file));
+        }
+        candidates.push(parley_deps::Layout::discover().ffi_library());
+        candidates
+    }
+}
+
+/// The loaded engine. One per process; see [`Engine::start`].
+pub struct Engine {
+    native: Native,
+    router: Arc<Router>,
+    next_async_id: AtomicU64,
+}
+
+static ENGINE: OnceLock<Engine> = OnceLock::new();
+static START: Mutex<()> = Mutex::new(());
+
+impl Engine {
+    /// Loads and initialises the library, once per process; later calls return the same engine
+    /// whatever `search` says. Any thread may call it.
+    ///
+    /// Errors: [`LoadError`] naming every path tried and why each failed.
+    pub fn start(search: &LibrarySearch) -> Result<&'static Engine, LoadError> {
+        if let Some(engine) = ENGINE.get() {
+            return Ok(engine);
+        }
+        let _serialised = START.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(engine) = ENGINE.get() {
+            return Ok(engine);
+        }
+        let mut tried = Vec::new();
+        let mut loaded = None;
+        for candidate in search.candidates() {
+            if !candidate.exists() {
+                tried.push((candidate, "not found".to_string()));
+                continue;
+            }
+            match Native::load(&candidate) {
+                Ok(native) => {
+                    loaded = Some(native);
+                    break;
+                }
+                Err(reason) => tried.push((candidate, reason)),
+            }
+        }
+        let native = loaded.ok_or(LoadError { tried })?;
+        let (sink, events) = std::sync::mpsc::channel();
+        let router = Arc::new(Router::default());
+        let dispatcher = Arc::clone(&router);
+        std::thread::Builder::new()
+            .name("livekit-ffi-events".into())
+            .spawn(move || dispatch(events, &dispatcher))
+            .map_err(|error| LoadError {
+                tried: vec![(native.path().to_path_buf(), format!("cannot start event thread: {error}"))],
+            })?;
+        native
+            .initialize(sink, env!("CARGO_PKG_VERSION"))
+            .map_err(|reason| LoadError { tried: vec![(native.path().to_path_buf(), reason)] })?;
+        tracing::debug!(path = %native.path().display(), "LiveKit FFI library loaded");
+        let engine = Engine { native, router, next_async_id: AtomicU64::new(1) };
+        Ok(ENGINE.get_or_init(|| engine))
+    }
+
+    /// The engine if [`Engine::start`] succeeded earlier in this process.
+    pub fn get() -> Option<&'static Engine> {
+        ENGINE.get()
+    }
+
+    /// The library file in use.
+    pub fn library_path(&self) -> &Path {
+        self.native.path()
+    }
+
+    /// Shuts the library's runtime down (disconnecting every room). Call once, at exit; every
+    /// later request fails. Any thread.
+    pub fn shutdown(&self) {
+        self.native.dispose();
+        self.router.fail_all();
+    }
+
+    /// Sends a synchronous request and returns its response.
+    pub(crate) fn request(&self, message: RequestMessage) -> Result<ResponseMessage, Error> {
+        if self.router.panicked.load(Ordering::Acquire) {
+            return Err(Error::Engine("the LiveKit engine panicked earlier".into()));
+        }
+        let bytes = proto::FfiRequest { message: Some(message) }.encode_to_vec();
+        let response = self.native.request(&bytes).map_err(Error::Engine)?;
+        proto::FfiResponse::decode(response.as_slice())
+            .map_err(|error| Error::Protocol(format!("undecodable response: {error}")))?
+            .message
+            .ok_or_else(|| Error::Protocol("empty response".into()))
+    }
+
+    /// Sends a request that completes through a callback, and waits for that callback.
+    ///
+    /// `build` receives the async id to put in `request_async_id`. `keep_alive` is memory the
+    /// library reads after the synchronous part returns (a frame being captured); it is held
+    /// until the callback arrives even if this future is dropped, and handed back with it.
+    pub(crate) async fn request_async(
+        &self,
+        build: impl FnOnce(u64) -> RequestMessage,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<(EventMessage, Option<KeepAlive>), Error> {
+        let async_id = self.next_async_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, completion) = oneshot::channel();
+        self.router.lock().pending.insert(async_id, Pending { reply, keep_alive });
+        if let Err(error) = self.request(build(async_id)) {
+            self.router.lock().pending.remove(&async_id);
+            return Err(error);
+        }
+        completion.await.map_err(|_| Error::Engine("the LiveKit engine stopped before answering".into()))
+    }
+
+    pub(crate) fn drop_handle(&self, id: u64) {
+        if !self.native.drop_handle(id) {
+            tracing::warn!(handle = id, "LiveKit engine did not know a handle we released");
+        }
+    }
+
+    /// Routes room events for `room` to `sender` (including any that arrived already).
+    pub(crate) fn register_room(&self, room: u64, sender: mpsc::UnboundedSender<proto::RoomEvent>) {
+        let mut routes = self.router.lock();
+        if let Some(orphans) = routes.orphans.remove(&room) {
+            for orphan in orphans {
+                if let Orphan::Room(event) = orphan {
+                    // The receiver was just created by the caller and is alive.
+                    if sender.send(event).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        routes.rooms.insert(room, sender);
+    }
+
+    /// Routes audio frames of `stream` to `sender` (including any that arrived already).
+    pub(crate) fn register_stream(&self, stream: u64, sender: mpsc::UnboundedSender<proto::AudioStreamEvent>) {
+        let mut routes = self.router.lock();
+        if let Some(orphans) = routes.orphans.remove(&stream) {
+            for orphan in orphans {
+                if let Orphan::Stream(event) = orphan {
+                    if sender.send(event).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        routes.streams.insert(stream, sender);
+    }
+
+    /// Stops routing for a room or stream handle; later events for it are discarded.
+    pub(crate) fn close_route(&self, handle: u64) {
+        let mut routes = self.router.lock();
+        routes.rooms.remove(&handle);
+        routes.streams.remove(&handle);
+        routes.closed.insert(handle);
+        if let Some(orphans) = routes.orphans.remove(&handle) {
+            drop(routes);
+            for orphan in orphans {
+                release_orphan(self, orphan);
+            }
+        }
+    }
+
+    /// Wraps a handle id the library gave us so it is released exactly once.
+    pub(crate) fn own(&'static self, id: u64) -> OwnedHandle {
+        OwnedHandle::new(self, id)
+    }
+}
+
+/// Memory that must outlive an asynchronous request.
+pub(crate) enum KeepAlive {
+    Samples(Vec<i16>),
+    Bytes(#[allow(dead_code)] Vec<u8>), // reason: only held so the library can read it
+}
+
+struct Pending {
+    reply: oneshot::Sender<(EventMessage, Option<KeepAlive>)>,
+    keep_alive: Option<KeepAlive>,
+}
+
+enum Orphan {
+    Room(proto::RoomEvent),
+    Stream(proto::AudioStreamEvent),
+}
+
+#[derive(Default)]
+struct Routes {
+    pending: HashMap<u64, Pending>,
+    rooms: HashMap<u64, mpsc::UnboundedSender<proto::RoomEvent>>,
+    streams: HashMap<u64, mpsc::UnboundedSender<proto::AudioStreamEvent>>,
+    orphans: HashMap<u64, VecDeque<Orphan>>,
+    closed: HashSet<u64>,
+}
+
+#[derive(Default)]
+struct Router {
+    routes: Mutex<Routes>,
+    panicked: AtomicBool,
+}
+
+impl Router {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+        // A panic while holding this lock cannot leave the maps inconsistent (each operation is
+        // a single insert/remove), so a poisoned lock is still safe to use.
+        self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Fails every waiter: their oneshots are dropped and they see "engine stopped".
+    fn fail_all(&self) {
+        let mut routes = self.lock();
+        routes.pending.clear();
+        routes.rooms.clear();
+        routes.streams.clear();
+    }
+}
+
+/// The `livekit-ffi-events` thread.
+fn dispatch(events: std::sync::mpsc::Receiver<Vec<u8>>, router: &Router) {
+    while let Ok(bytes) = events.recv() {
+        let event = match proto::FfiEvent::decode(bytes.as_slice()) {
+            Ok(proto::FfiEvent { message: Some(message) }) => message,
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "undecodable event from the LiveKit engine");
+                continue;
+            }
+        };
+        match event {
+            EventMessage::Logs(batch) => forward_logs(batch),
+            EventMessage::Panic(panic) => {
+                tracing::error!(message = %panic.message, "the LiveKit engine panicked");
+                router.panicked.store(true, Ordering::Release);
+                router.fail_all();
+            }
+            EventMessage::RoomEvent(event) => {
+                let handle = event.room_handle;
+                let mut routes = router.lock();
+                if let Some(sender) = routes.rooms.get(&handle) {
+                    if let Err(unsent) = sender.send(event) {
+                        routes.rooms.remove(&handle);
+                        drop(routes);
+                        release_room_event(unsent.0);
+                    }
+                } else if routes.closed.contains(&handle) {
+                    drop(routes);
+                    release_room_event(event);
+                } else {
+                    hold_orphan(routes, handle, Orphan::Room(event));
+                }
+            }
+            EventMessage::AudioStreamEvent(event) => {
+                let handle = event.stream_handle;
+                let mut routes = router.lock();
+                if let Some(sender) = routes.streams.get(&handle) {
+                    if let Err(unsent) = sender.send(event) {
+                        routes.streams.remove(&handle);
+                        drop(routes);
+                        release_stream_event(unsent.0);
+                    }
+                } else if routes.closed.contains(&handle) {
+                    drop(routes);
+                    release_stream_event(event);
+                } else {
+                    hold_orphan(routes, handle, Orphan::Stream(event));
+                }
+            }
+            other => match async_id(&other) {
+                Some(id) => {
+                    let pending = router.lock().pending.remove(&id);
+                    match pending {
+                        // The waiter may have given up (dropped future); nothing to do then
+                        // beyond letting the kept memory go, which dropping does.
+                        Some(Pending { reply, keep_alive }) => drop(reply.send((other, keep_alive))),
+                        None => tracing::debug!(async_id = id, "completion nobody waits for"),
+                    }
+                }
+                None => tracing::trace!("unhandled LiveKit engine event"),
+            },
+        }
+    }
+}
+
+fn hold_orphan(mut routes: std::sync::MutexGuard<'_, Routes>, handle: u64, orphan: Orphan) {
+    let queue = routes.orphans.entry(handle).or_default();
+    queue.push_back(orphan);
+    let overflow = (queue.len() > ORPHAN_LIMIT).then(|| queue.pop_front()).flatten();
+    drop(routes);
+    if let (Some(orphan), Some(engine)) = (overflow, Engine::get()) {
+        release_orphan(engine, orphan);
+    }
+}
+
+fn release_orphan(_engine: &Engine, orphan: Orphan) {
+    match orphan {
+        Orphan::Room(event) => release_room_event(event),
+        Orphan::Stream(event) => release_stream_event(event),
+    }
+}
+
+/// Releases the handles a discarded room event carries.
+fn release_room_event(event: proto::RoomEvent) {
+    use proto::room_event::Message as M;
+    let Some(engine) = Engine::get() else { return };
+    let id = match event.message {
+        Some(M::ParticipantConnected(connected)) => connected.info.handle.id,
+        Some(M::TrackPublished(published)) => published.publication.handle.id,
+        Some(M::TrackSubscribed(subscribed)) => subscribed.track.handle.id,
+        Some(M::DataPacketReceived(packet)) => match packet.value {
+            Some(proto::data_packet_received::Value::User(user)) => user.data.handle.id,
+            _ => 0,
+        },
+        _ => 0,
+    };
+    if id != 0 {
+        engine.drop_handle(id);
+    }
+}
+
+fn release_stream_event(event: proto::AudioStreamEvent) {
+    if let (Some(proto::audio_stream_event::Message::FrameReceived(frame)), Some(engine)) =
+        (event.message, Engine::get())
+    {
+        engine.drop_handle(frame.frame.handle.id);
+    }
+}
+
+/// The async id of a completion callback, for the requests this crate makes.
+fn async_id(message: &EventMessage) -> Option<u64> {
+    Some(match message {
+        EventMessage::Connect(callback) => callback.async_id,
+        EventMessage::Disconnect(callback) => callback.async_id,
+        EventMessage::Dispose(callback) => callback.async_id,
+        EventMessage::PublishTrack(callback) => callback.async_id,
+        EventMessage::UnpublishTrack(callback) => callback.async_id,
+        EventMessage::PublishData(callback) => callback.async_id,
+        EventMessage::CaptureAudioFrame(callback) => callback.async_id,
+        EventMessage::SetLocalMetadata(callback) => callback.async_id,
+        EventMessage::SetLocalName(callback) => callback.async_id,
+        EventMessage::SetLocalAttributes(callback) => callback.async_id,
+        EventMessage::GetStats(callback) => callback.async_id,
+        EventMessage::GetSessionStats(callback) => callback.async_id,
+        _ => return None,
+    })
+}
+
+/// The engine's own logs, into `tracing` under target `livekit`. Debug and trace records are
+/// dropped unless `LIVEKIT_FFI_DEBUG=1`: libwebrtc is very chatty.
+fn forward_logs(batch: proto::LogBatch) {
+    static VERBOSE: OnceLock<bool> = OnceLock::new();
+    let verbose = *VERBOSE.get_or_init(|| std::env::var("LIVEKIT_FFI_DEBUG").is_ok_and(|value| value == "1"));
+    for record in batch.records {
+        let level = proto::LogLevel::try_from(record.level).unwrap_or(proto::LogLevel::LogInfo);
+        match level {
+            proto::LogLevel::LogError => {
+                tracing::error!(target: "livekit", source = %record.target, "{}", record.message)
+            }
+            proto::LogLevel::LogWarn => {
+                tracing::warn!(target: "livekit", source = %record.target, "{}", record.message)
+            }
+            proto::LogLevel::LogInfo => {
+                tracing::info!(target: "livekit", source = %record.target, "{}", record.message)
+            }
+            proto::LogLevel::LogDebug | proto::LogLevel::LogTrace if verbose => {
+                tracing::debug!(target: "livekit", source = %record.target, "{}", record.message)
+            }
+            proto::LogLevel::LogDebug | proto::LogLevel::LogTrace => {}
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Parley's own types for what happens in a room; no protobuf type leaves this crate.
+
+use std::collections::HashMap;
+
+use crate::proto;
+use crate::room::RemoteAudioTrack;
+
+/// A participant as the room sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    pub sid: String,
+    pub identity: String,
+    pub name: String,
+    pub metadata: String,
+    pub attributes: HashMap<String, String>,
+    pub permission: Option<Permission>,
+}
+
+/// What a participant may do, as granted by its token or a moderator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub can_subscribe: bool,
+    pub can_publish: bool,
+    pub can_publish_data: bool,
+}
+
+/// A published track, remote or local.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackPublication {
+    pub sid: String,
+    pub name: String,
+    pub kind: TrackKind,
+    pub source: TrackSource,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    ScreenShare,
+    ScreenShareAudio,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionQuality {
+    Excellent,
+    Good,
+    Poor,
+    Lost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    Reconnecting,
+    Disconnected,
+}
+
+/// Why a participant (or we) left a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    ClientInitiated,
+    DuplicateIdentity,
+    ServerShutdown,
+    ParticipantRemoved,
+    RoomDeleted,
+    StateMismatch,
+    JoinFailure,
+    Migration,
+    SignalClose,
+    RoomClosed,
+    ConnectionTimeout,
+    MediaFailure,
+    Unknown,
+}
+
+impl DisconnectReason {
+    /// A short sentence for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientInitiated => "left the room",
+            DisconnectReason::DuplicateIdentity => "the same identity joined from elsewhere",
+            DisconnectReason::ServerShutdown => "the server shut down",
+            DisconnectReason::ParticipantRemoved => "removed from the room by a moderator",
+            DisconnectReason::RoomDeleted => "the room was deleted",
+            DisconnectReason::StateMismatch => "the server lost track of this session",
+            DisconnectReason::JoinFailure => "joining failed",
+            DisconnectReason::Migration => "moved to another server",
+            DisconnectReason::SignalClose => "the connection to the server closed",
+            DisconnectReason::RoomClosed => "the room was closed",
+            DisconnectReason::ConnectionTimeout => "the connection timed out",
+            DisconnectReason::MediaFailure => "the media connection failed",
+            DisconnectReason::Unknown => "disconnected",
+        }
+    }
+
+    /// A stable snake_case name (JSON output, logs).
+    pub fn code(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientInitiated => "client_initiated",
+            DisconnectReason::DuplicateIdentity => "duplicate_identity",
+            DisconnectReason::ServerShutdown => "server_shutdown",
+            DisconnectReason::ParticipantRemoved => "participant_removed",
+            DisconnectReason::RoomDeleted => "room_deleted",
+            DisconnectReason::StateMismatch => "state_mismatch",
+            DisconnectReason::JoinFailure => "join_failure",
+            DisconnectReason::Migration => "migration",
+            DisconnectReason::SignalClose => "signal_close",
+            DisconnectReason::RoomClosed => "room_closed",
+            DisconnectReason::ConnectionTimeout => "connection_timeout",
+            DisconnectReason::MediaFailure => "media_failure",
+            DisconnectReason::Unknown => "unknown",
+        }
+    }
+}
+
+/// Everything a [`crate::Room`] reports, in order.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RoomEvent {
+    ParticipantConnected(ParticipantInfo),
+    ParticipantDisconnected {
+        identity: String,
+        reason: DisconnectReason,
+    },
+    TrackPublished {
+        identity: String,
+        publication: TrackPublication,
+    },
+    TrackUnpublished {
+        identity: String,
+        sid: String,
+    },
+    /// A remote audio track is ready to be played: open an [`crate::AudioStream`] on it.
+    AudioTrackSubscribed {
+        identity: String,
+        track: RemoteAudioTrack,
+    },
+    /// A remote track of another kind (video) was subscribed.
+    TrackSubscribed {
+        identity: String,
+        sid: String,
+    },
+    TrackUnsubscribed {
+        identity: String,
+        sid: String,
+    },
+    TrackSubscriptionFailed {
+        identity: String,
+        sid: String,
+        error: String,
+    },
+    TrackMuted {
+        identity: String,
+        sid: String,
+    },
+    TrackUnmuted {
+        identity: String,
+        sid: String,
+    },
+    LocalTrackPublished {
+        sid: String,
+    },
+    LocalTrackUnpublished {
+        sid: String,
+    },
+    /// Identities currently speaking, loudest first (the local participant included).
+    ActiveSpeakersChanged(Vec<String>),
+    ConnectionQualityChanged {
+        identity: String,
+        quality: ConnectionQuality,
+    },
+    ConnectionStateChanged(ConnectionState),
+    Reconnecting,
+    Reconnected,
+    /// The room is gone for us; no further events follow.
+    Disconnected {
+        reason: DisconnectReason,
+    },
+    RoomMetadataChanged(String),
+    ParticipantMetadataChanged {
+        identity: String,
+        metadata: String,
+    },
+    ParticipantNameChanged {
+        identity: String,
+        name: String,
+    },
+    /// `changed` holds only the keys that changed; an empty value means the key was removed.
+    ParticipantAttributesChanged {
+        identity: String,
+        changed: HashMap<String, String>,
+    },
+    ParticipantPermissionChanged {
+        identity: String,
+        permission: Option<Permission>,
+    },
+    DataReceived {
+        identity: String,
+        topic: Option<String>,
+        data: Vec<u8>,
+        reliable: bool,
+    },
+    /// The server issued a fresh token for this session (used on reconnection).
+    TokenRefreshed,
+}
+
+impl From<&proto::ParticipantInfo> for ParticipantInfo {
+    fn from(info: &proto::ParticipantInfo) -> ParticipantInfo {
+        ParticipantInfo {
+            sid: info.sid.clone(),
+            identity: info.identity.clone(),
+            name: info.name.clone(),
+            metadata: info.metadata.clone(),
+            attributes: info.attributes.clone(),
+            permission: info.permission.as_ref().map(Permission::from),
+        }
+    }
+}
+
+impl From<&proto::ParticipantPermission> for Permission {
+    fn from(permission: &proto::ParticipantPermission) -> Permission {
+        Permission {
+            can_subscribe: permission.can_subscribe,
+            can_publish: permission.can_publish,
+            can_publish_data: permission.can_publish_data,
+        }
+    }
+}
+
+impl From<&proto::TrackPublicationInfo> for TrackPublication {
+    fn from(info: &proto::TrackPublicationInfo) -> TrackPublication {
+        TrackPublication {
+            sid: info.sid.clone(),
+            name: info.name.clone(),
+            kind: TrackKind::from_proto(info.kind),
+            source: TrackSource::from_proto(info.source),
+            muted: info.muted,
+        }
+    }
+}
+
+impl TrackKind {
+    pub(crate) fn from_proto(kind: i32) -> TrackKind {
+        match proto::TrackKind::try_from(kind) {
+            Ok(proto::TrackKind::KindAudio) => TrackKind::Audio,
+            Ok(proto::TrackKind::KindVideo) => TrackKind::Video,
+            _ => TrackKind::Unknown,
+        }
+    }
+}
+
+impl TrackSource {
+    pub(crate) fn from_proto(source: i32) -> TrackSource {
+        match proto::TrackSource::try_from(source) {
+            Ok(proto::TrackSource::SourceMicrophone) => TrackSource::Microphone,
+            Ok(proto::TrackSource::SourceCamera) => TrackSource::Camera,
+            Ok(proto::TrackSource::SourceScreenshare) => TrackSource::ScreenShare,
+            Ok(proto::TrackSource::SourceScreenshareAudio) => TrackSource::ScreenShareAudio,
+            _ => TrackSource::Unknown,
+        }
+    }
+
+    pub(crate) fn to_proto(self) -> proto::TrackSource {
+        match self {
+            TrackSource::Microphone => proto::TrackSource::SourceMicrophone,
+            TrackSource::Camera => proto::TrackSource::SourceCamera,
+            TrackSource::ScreenShare => proto::TrackSource::SourceScreenshare,
+            TrackSource::ScreenShareAudio => proto::TrackSource::SourceScreenshareAudio,
+            TrackSource::Unknown => proto::TrackSource::SourceUnknown,
+        }
+    }
+}
+
+impl ConnectionQuality {
+    pub(crate) fn from_proto(quality: i32) -> ConnectionQuality {
+        match proto::ConnectionQuality::try_from(quality) {
+            Ok(proto::ConnectionQuality::QualityExcellent) => ConnectionQuality::Excellent,
+            Ok(proto::ConnectionQuality::QualityGood) => ConnectionQuality::Good,
+            Ok(proto::ConnectionQuality::QualityPoor) => ConnectionQuality::Poor,
+            _ => ConnectionQuality::Lost,
+        }
+    }
+}
+
+impl ConnectionState {
+    pub(crate) fn from_proto(state: i32) -> ConnectionState {
+        match proto::ConnectionState::try_from(state) {
+            Ok(proto::ConnectionState::ConnConnected) => ConnectionState::Connected,
+            Ok(proto::ConnectionState::ConnReconnecting) => ConnectionState::Reconnecting,
+            _ => ConnectionState::Disconnected,
+        }
+    }
+}
+
+impl DisconnectReason {
+    pub(crate) fn from_proto(reason: i32) -> DisconnectReason {
+        use proto::DisconnectReason as P;
+        match P::try_from(reason) {
+            Ok(P::ClientInitiated) => DisconnectReason::ClientInitiated,
+            Ok(P::DuplicateIdentity) => DisconnectReason::DuplicateIdentity,
+            Ok(P::ServerShutdown) => DisconnectReason::ServerShutdown,
+            Ok(P::ParticipantRemoved) => DisconnectReason::ParticipantRemoved,
+            Ok(P::RoomDeleted) => DisconnectReason::RoomDeleted,
+            Ok(P::StateMismatch) => DisconnectReason::StateMismatch,
+            Ok(P::JoinFailure) => DisconnectReason::JoinFailure,
+            Ok(P::Migration) => DisconnectReason::Migration,
+            Ok(P::SignalClose) => DisconnectReason::SignalClose,
+            Ok(P::RoomClosed) => DisconnectReason::RoomClosed,
+            Ok(P::ConnectionTimeout) => DisconnectReason::ConnectionTimeout,
+            Ok(P::MediaFailure) => DisconnectReason::MediaFailure,
+            _ => DisconnectReason::Unknown,
+        }
+    }
+}
+
+pub(crate) fn attributes_map(entries: &[proto::AttributesEntry]) -> HashMap<String, String> {
+    entries.iter().map(|entry| (entry.key.clone(), entry.value.clone())).collect()
+}
