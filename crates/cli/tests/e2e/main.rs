@@ -1,0 +1,9 @@
+//! End-to-end tests of the `parley` CLI against a real LiveKit server started per test.
+//!
+//! The server comes from `cargo xtask setup`; a missing server or FFI library fails these tests
+//! (it never skips them). Audio tests run one at a time: several real-time clients per test
+//! already load the two cores of a CI machine.
+
+mod bad_input;
+mod support;
+mod talk;

@@ -1,0 +1,156 @@
+//! Shared fixtures: the dev server, spawning `parley join`, and reading what it reported.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parley_audio::SAMPLE_RATE;
+use parley_devserver::{DevServer, DevServerConfig};
+use serde_json::Value;
+
+/// Real-time audio tests take this so they never run concurrently.
+pub fn audio_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A fresh LiveKit server on loopback. Panics (fails the test) when setup has not been run.
+pub fn server() -> DevServer {
+    DevServer::start(&DevServerConfig::default()).unwrap_or_else(|error| panic!("LiveKit dev server: {error}"))
+}
+
+pub fn parley() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
+    command.env_remove("LIVEKIT_TOKEN").env_remove("LIVEKIT_URL").env_remove("PARLEY_E2EE_KEY");
+    command
+}
+
+/// A scratch directory for recordings, removed at the end of the test.
+pub fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("parley-e2e-").tempdir().expect("temp dir")
+}
+
+/// A `parley join --json` process whose events are collected as they arrive.
+pub struct Peer {
+    pub identity: String,
+    pub recording: Option<PathBuf>,
+    child: Child,
+    stdout: Option<JoinHandle<Vec<Value>>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// What a finished peer reported.
+pub struct Finished {
+    pub identity: String,
+    pub status: ExitStatus,
+    pub events: Vec<Value>,
+    pub stderr: String,
+    pub recording: Option<Vec<i16>>,
+}
+
+/// Joins `room` on `server` as `identity` with extra arguments (e.g. `--tone 440`).
+pub fn join(server: &DevServer, room: &str, identity: &str, dir: &Path, extra: &[&str], seconds: f64) -> Peer {
+    let recording = extra.contains(&"--record").then(|| dir.join(format!("{identity}.wav")));
+    let mut command = parley();
+    command
+        .args(["join", "--json", "--url", &server.url(), "--room", room, "--identity", identity])
+        .args(["--duration", &seconds.to_string()])
+        .env("LIVEKIT_API_KEY", server.api_key())
+        .env("LIVEKIT_API_SECRET", server.api_secret());
+    for argument in extra {
+        command.arg(argument);
+        if *argument == "--record" {
+            command.arg(recording.as_ref().expect("recording path"));
+        }
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn parley");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let stdout = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .map(|line| serde_json::from_str(&line).unwrap_or_else(|_| panic!("stdout line is not JSON: {line}")))
+            .collect()
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut reader = stderr;
+        reader.read_to_string(&mut text).map(|_| text).unwrap_or_default()
+    });
+    Peer { identity: identity.to_string(), recording, child, stdout: Some(stdout), stderr: Some(stderr) }
+}
+
+impl Peer {
+    /// Waits for the process (killing it after `timeout`) and collects what it reported.
+    pub fn finish(mut self, timeout: Duration) -> Finished {
+        let status = wait(&mut self.child, timeout);
+        let events = self.stdout.take().expect("stdout reader").join().expect("stdout thread");
+        let stderr = self.stderr.take().expect("stderr reader").join().expect("stderr thread");
+        let recording = self.recording.as_ref().map(|path| {
+            parley_audio::wav::read_mono_48k(path)
+                .unwrap_or_else(|error| panic!("{}: recording: {error}", self.identity))
+        });
+        Finished { identity: self.identity.clone(), status, events, stderr, recording }
+    }
+}
+
+/// Waits for a child, killing it after `timeout`.
+pub fn wait(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("kill a hung parley");
+            panic!("parley did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Finished {
+    /// Asserts a clean exit, showing stderr otherwise.
+    pub fn assert_clean(&self) -> &Finished {
+        assert!(self.status.success(), "{} should exit 0, got {}; stderr: {}", self.identity, self.status, self.stderr);
+        assert!(!self.stderr.contains("panicked"), "{} panicked: {}", self.identity, self.stderr);
+        self
+    }
+
+    /// Events named `name`.
+    pub fn events_named(&self, name: &str) -> Vec<&Value> {
+        self.events.iter().filter(|event| event["event"] == name).collect()
+    }
+
+    /// Wall-clock time (ms) of the first event named `name`.
+    pub fn first_unix_ms(&self, name: &str) -> f64 {
+        self.events_named(name)
+            .first()
+            .and_then(|event| event["unix_ms"].as_f64())
+            .unwrap_or_else(|| panic!("{} reported no {name} event: {:?}", self.identity, self.events))
+    }
+
+    /// Wall-clock time (ms) of the last event (the session ending).
+    pub fn last_unix_ms(&self) -> f64 {
+        self.events.last().and_then(|event| event["unix_ms"].as_f64()).expect("at least one event")
+    }
+
+    /// Wall-clock time (ms) at which sample 0 of the recording was played out.
+    pub fn playout_start_ms(&self) -> f64 {
+        let event = self.events_named("playout_started");
+        let ns = event.first().and_then(|event| event["unix_ns"].as_u64()).expect("playout_started with unix_ns");
+        ns as f64 / 1e6
+    }
+
+    /// The recording between two wall-clock times (ms).
+    pub fn recording_between(&self, from_ms: f64, to_ms: f64) -> &[i16] {
+        let samples = self.recording.as_deref().expect("a recording");
+        let start = self.playout_start_ms();
+        let index = |ms: f64| (((ms - start) / 1000.0 * SAMPLE_RATE as f64).max(0.0) as usize).min(samples.len());
+        &samples[index(from_ms)..index(to_ms)]
+    }
+}
