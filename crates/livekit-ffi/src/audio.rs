@@ -31,7 +31,7 @@ pub struct AudioSource {
 impl AudioSource {
     /// A source for `channels` interleaved channels at `sample_rate`. Any thread.
     pub fn new(engine: &'static Engine, sample_rate: u32, channels: u32) -> Result<AudioSource, Error> {
-        if sample_rate % 100 != 0 || !(1..=2).contains(&channels) {
+        if !sample_rate.is_multiple_of(100) || !(1..=2).contains(&channels) {
             return Err(Error::InvalidArgument(format!(
                 "unsupported audio format: {sample_rate} Hz × {channels} channels"
             )));

@@ -177,14 +177,11 @@ impl Engine {
     /// Routes room events for `room` to `sender` (including any that arrived already).
     pub(crate) fn register_room(&self, room: u64, sender: mpsc::UnboundedSender<proto::RoomEvent>) {
         let mut routes = self.router.lock();
-        if let Some(orphans) = routes.orphans.remove(&room) {
-            for orphan in orphans {
-                if let Orphan::Room(event) = orphan {
-                    // The receiver was just created by the caller and is alive.
-                    if sender.send(event).is_err() {
-                        break;
-                    }
-                }
+        for orphan in routes.orphans.remove(&room).unwrap_or_default() {
+            if let Orphan::Room(event) = orphan
+                && let Err(unsent) = sender.send(*event)
+            {
+                release_room_event(unsent.0);
             }
         }
         routes.rooms.insert(room, sender);
@@ -193,13 +190,11 @@ impl Engine {
     /// Routes audio frames of `stream` to `sender` (including any that arrived already).
     pub(crate) fn register_stream(&self, stream: u64, sender: mpsc::UnboundedSender<proto::AudioStreamEvent>) {
         let mut routes = self.router.lock();
-        if let Some(orphans) = routes.orphans.remove(&stream) {
-            for orphan in orphans {
-                if let Orphan::Stream(event) = orphan {
-                    if sender.send(event).is_err() {
-                        break;
-                    }
-                }
+        for orphan in routes.orphans.remove(&stream).unwrap_or_default() {
+            if let Orphan::Stream(event) = orphan
+                && let Err(unsent) = sender.send(event)
+            {
+                release_stream_event(unsent.0);
             }
         }
         routes.streams.insert(stream, sender);
@@ -237,7 +232,7 @@ struct Pending {
 }
 
 enum Orphan {
-    Room(proto::RoomEvent),
+    Room(Box<proto::RoomEvent>),
     Stream(proto::AudioStreamEvent),
 }
 
@@ -303,7 +298,7 @@ fn dispatch(events: std::sync::mpsc::Receiver<Vec<u8>>, router: &Router) {
                     drop(routes);
                     release_room_event(event);
                 } else {
-                    hold_orphan(routes, handle, Orphan::Room(event));
+                    hold_orphan(routes, handle, Orphan::Room(Box::new(event)));
                 }
             }
             EventMessage::AudioStreamEvent(event) => {
@@ -350,7 +345,7 @@ fn hold_orphan(mut routes: std::sync::MutexGuard<'_, Routes>, handle: u64, orpha
 
 fn release_orphan(_engine: &Engine, orphan: Orphan) {
     match orphan {
-        Orphan::Room(event) => release_room_event(event),
+        Orphan::Room(event) => release_room_event(*event),
         Orphan::Stream(event) => release_stream_event(event),
     }
 }

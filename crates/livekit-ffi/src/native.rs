@@ -49,13 +49,17 @@ extern "C" fn on_event(data: *const u8, len: usize) {
     // SAFETY: the library passes a buffer of `len` bytes that stays valid for the duration of
     // this call; we copy it before returning.
     let bytes = unsafe { std::slice::from_raw_parts(data, len) }.to_vec();
-    if let Some(sink) = EVENT_SINK.get() {
-        // A closed receiver means the process is shutting down; the event is of no use then.
-        if sink.send(bytes).is_err() {
-            return;
-        }
+    // A closed receiver means the process is shutting down; the event is of no use then, but
+    // it is counted so that a lost event is never silent.
+    if let Some(sink) = EVENT_SINK.get()
+        && sink.send(bytes).is_err()
+    {
+        UNDELIVERED_EVENTS.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Events the library sent after our dispatcher stopped (process shutdown).
+pub(crate) static UNDELIVERED_EVENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Native {
     /// Loads the library at `path` and resolves its entry points.

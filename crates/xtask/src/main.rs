@@ -1,1 +1,126 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's own tasks.
+//!
+//! * `setup` — installs what the workspace needs outside Cargo (idempotent; seconds when done);
+//! * `demo` — the newcomer's first run: a local LiveKit server and two clients that hear each other;
+//! * `test` — setup, then formatting, lints and every test;
+//! * `bench engine` — measurements through the real server (table + JSON, never a test);
+//! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel.
+
+mod bench;
+mod demo;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install system packages, the LiveKit FFI library and the LiveKit server (idempotent).
+    Setup {
+        /// Print `KEY=value` lines for the installed artifacts and nothing else.
+        #[arg(long)]
+        print_env: bool,
+    },
+    /// Set up, start a local LiveKit server and let two clients talk.
+    Demo {
+        /// How long the two clients talk, in seconds.
+        #[arg(long, default_value_t = 8.0)]
+        seconds: f64,
+    },
+    /// Set up and run every check: fmt, clippy, all tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Measure (not test) through the real server.
+    Bench {
+        /// What to measure: `engine`.
+        suite: String,
+        /// Where to write the JSON report (default: bench-results/<suite>.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Regenerate crates/livekit-ffi/proto/livekit_ffi.binpb from the pinned wheel.
+    GenProto,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Task::Setup { print_env } => setup::run(print_env),
+        Task::Demo { seconds } => {
+            setup::run(false)?;
+            demo::run(seconds)
+        }
+        Task::Test { cargo_args } => {
+            setup::run(false)?;
+            test(&cargo_args)
+        }
+        Task::Bench { suite, out } => {
+            setup::run(false)?;
+            match suite.as_str() {
+                "engine" => bench::engine(out.unwrap_or_else(|| workspace_root().join("bench-results/engine.json"))),
+                other => bail!("unknown benchmark suite {other:?}; available: engine"),
+            }
+        }
+        Task::GenProto => setup::generate_proto(),
+    }
+}
+
+fn test(cargo_args: &[String]) -> Result<()> {
+    cargo(&["fmt", "--all", "--", "--check"]).context("formatting (run `cargo fmt --all`)")?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).context("clippy")?;
+    let mut args = vec!["test", "--workspace"];
+    args.extend(cargo_args.iter().map(String::as_str));
+    cargo(&args).context("tests")
+}
+
+/// Runs cargo in the workspace root, inheriting output.
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// The `parley` binary, built first (debug profile, the workspace's target directory).
+pub(crate) fn parley_binary() -> Result<PathBuf> {
+    cargo(&["build", "--quiet", "--package", "parley-cli"])?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let binary = target.join("debug").join(format!("parley{}", std::env::consts::EXE_SUFFIX));
+    if !binary.is_file() {
+        bail!("built parley but cannot find it at {}", binary.display());
+    }
+    Ok(binary)
+}

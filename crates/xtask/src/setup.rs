@@ -1,0 +1,201 @@
+//! `cargo xtask setup`: installs everything outside Cargo that the workspace needs, as pinned in
+//! `pinned.toml`, into the [`parley_deps::Layout`] directory. Each step checks first and does
+//! nothing when its artifact is present and verified, so a rerun takes seconds.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use parley_deps::{Layout, pinned};
+use sha2::{Digest, Sha256};
+
+/// Where the wheel keeps the FFI library.
+const WHEEL_LIBRARY_DIR: &str = "livekit/rtc/resources/";
+
+pub fn run(print_env: bool) -> Result<()> {
+    let layout = Layout::discover();
+    let say = |line: String| {
+        if !print_env {
+            println!("{line}");
+        }
+    };
+    say(format!("setup: artifacts in {} (set {} to move them)", layout.root().display(), parley_deps::DEPS_DIR_ENV));
+    check_tools(&say)?;
+    let library = install_ffi_library(&layout, &say)?;
+    let server = install_livekit_server(&layout, &say)?;
+    report_lk_cli(&say);
+    if print_env {
+        println!("{}={}", parley_deps::DEPS_DIR_ENV, layout.root().display());
+        println!("LIVEKIT_LIB_PATH={}", library.display());
+        println!("PARLEY_LIVEKIT_SERVER={}", server.display());
+    } else {
+        println!("setup: done");
+    }
+    Ok(())
+}
+
+/// Downloads (or reuses) the pinned wheel, verifies it, and extracts the library.
+fn install_ffi_library(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf> {
+    let pin = &pinned().livekit_ffi;
+    let tag = parley_deps::host_wheel_platform().context("LiveKit publishes no FFI library for this platform")?;
+    let expected = pin.wheels.get(tag).with_context(|| format!("pinned.toml has no sha256 for platform {tag}"))?;
+    let library = layout.ffi_library();
+    let stamp = library.with_extension("wheel-sha256");
+    if library.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == expected) {
+        say(format!("setup: LiveKit FFI library {} present: {}", pin.version, library.display()));
+        return Ok(library);
+    }
+    let wheel = fetch_wheel(layout, tag, expected, say)?;
+    let name = format!("{WHEEL_LIBRARY_DIR}{}", parley_deps::ffi_library_file_name());
+    let file = std::fs::File::open(&wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut archive = zip::ZipArchive::new(file).with_context(|| format!("reading {}", wheel.display()))?;
+    let mut entry = archive.by_name(&name).with_context(|| format!("{} has no {name}", wheel.display()))?;
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    entry.read_to_end(&mut bytes).with_context(|| format!("extracting {name}"))?;
+    let parent = library.parent().context("library path has a parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let partial = library.with_extension("partial");
+    std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
+    std::fs::rename(&partial, &library).with_context(|| format!("installing {}", library.display()))?;
+    std::fs::write(&stamp, expected).with_context(|| format!("writing {}", stamp.display()))?;
+    check_descriptors(&wheel)?;
+    say(format!("setup: installed LiveKit FFI library {} at {}", pin.version, library.display()));
+    Ok(library)
+}
+
+/// The pinned wheel in the cache, downloaded with pip when missing; always hash-checked.
+fn fetch_wheel(layout: &Layout, tag: &str, expected: &str, say: &dyn Fn(String)) -> Result<PathBuf> {
+    let pin = &pinned().livekit_ffi;
+    let cache = layout.wheel_cache();
+    let wheel = cache.join(pin.wheel_file(tag));
+    if wheel.is_file() && sha256_file(&wheel)? == expected {
+        return Ok(wheel);
+    }
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    say(format!("setup: downloading {} with pip", pin.wheel_file(tag)));
+    let requirement = format!("{}=={}", pin.wheel, pin.version);
+    run_command(
+        Command::new(python())
+            .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:", "--platform", tag])
+            .arg("--dest")
+            .arg(&cache)
+            .arg(&requirement),
+    )
+    .with_context(|| format!("pip download {requirement}"))?;
+    let actual = sha256_file(&wheel)?;
+    if actual != expected {
+        let corrupt = wheel.with_extension("mismatch");
+        std::fs::rename(&wheel, &corrupt).with_context(|| format!("moving aside {}", wheel.display()))?;
+        bail!(
+            "{} has sha256 {actual}, but pinned.toml expects {expected}; moved it to {}",
+            wheel.display(),
+            corrupt.display()
+        );
+    }
+    Ok(wheel)
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// The tools setup itself needs. No Debian package is needed yet (the FFI library links only
+/// libc); issue 3's PulseAudio and the desktop shell's WebKitGTK will add an apt step here.
+fn check_tools(say: &dyn Fn(String)) -> Result<()> {
+    let pip = Command::new(python()).args(["-m", "pip", "--version"]).output();
+    if !pip.is_ok_and(|output| output.status.success()) {
+        bail!("setup needs Python 3 with pip (`{} -m pip` failed)", python());
+    }
+    let go = Command::new("go").arg("version").output();
+    if !go.is_ok_and(|output| output.status.success()) {
+        bail!("setup needs Go to build the LiveKit server (`go version` failed)");
+    }
+    say("setup: python3 with pip and go are present".into());
+    Ok(())
+}
+
+fn python() -> &'static str {
+    if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" }
+}
+
+fn committed_descriptors() -> PathBuf {
+    crate::workspace_root().join("crates/livekit-ffi/proto/livekit_ffi.binpb")
+}
+
+fn extract_descriptors(wheel: &Path, out: &Path) -> Result<()> {
+    let script = crate::workspace_root().join("crates/xtask/src/extract_descriptors.py");
+    run_command(Command::new(python()).arg(&script).arg(wheel).arg(out)).context("extracting protobuf descriptors")
+}
+
+/// The committed descriptors must be exactly those of the pinned wheel: the generated Rust types
+/// then match the library byte for byte.
+fn check_descriptors(wheel: &Path) -> Result<()> {
+    let fresh = tempfile::NamedTempFile::new().context("temp file")?;
+    extract_descriptors(wheel, fresh.path())?;
+    let fresh_bytes = std::fs::read(fresh.path()).context("reading extracted descriptors")?;
+    let committed = std::fs::read(committed_descriptors()).context("reading committed descriptors")?;
+    if fresh_bytes != committed {
+        bail!(
+            "{} does not match the pinned wheel; run `cargo xtask gen-proto` and commit the result",
+            committed_descriptors().display()
+        );
+    }
+    Ok(())
+}
+
+/// `cargo xtask gen-proto`.
+pub fn generate_proto() -> Result<()> {
+    let layout = Layout::discover();
+    let pin = &pinned().livekit_ffi;
+    let tag = parley_deps::host_wheel_platform().context("no wheel for this platform")?;
+    let expected = pin.wheels.get(tag).with_context(|| format!("pinned.toml has no sha256 for {tag}"))?;
+    let wheel = fetch_wheel(&layout, tag, expected, &|line| println!("{line}"))?;
+    extract_descriptors(&wheel, &committed_descriptors())?;
+    println!("gen-proto: wrote {}", committed_descriptors().display());
+    Ok(())
+}
+
+/// Builds the pinned LiveKit server with `go install` unless it is already there.
+fn install_livekit_server(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf> {
+    let pin = &pinned().livekit_server;
+    let binary = layout.livekit_server();
+    if binary.is_file() {
+        say(format!("setup: LiveKit server {} present: {}", pin.version, binary.display()));
+        return Ok(binary);
+    }
+    say(format!("setup: building LiveKit server {} with go install (a few minutes the first time)", pin.version));
+    let staging = tempfile::tempdir().context("temp dir")?;
+    run_command(
+        Command::new("go")
+            .arg("install")
+            .arg(format!("{}@{}", pin.package, pin.version))
+            .env("GOBIN", staging.path())
+            .env("CGO_ENABLED", "0"),
+    )
+    .with_context(|| format!("go install {}@{} (is Go installed?)", pin.package, pin.version))?;
+    let built = staging.path().join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    let parent = binary.parent().context("server path has a parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    std::fs::copy(&built, &binary).with_context(|| format!("installing {}", binary.display()))?;
+    say(format!("setup: installed LiveKit server {} at {}", pin.version, binary.display()));
+    Ok(binary)
+}
+
+/// LiveKit's `lk` CLI (for `lk load-test`) is not served by the Go module proxy this project can
+/// reach (every version answers 403), so it cannot be installed here; the benchmarks start
+/// their remote speakers with `parley join --tone` instead.
+fn report_lk_cli(say: &dyn Fn(String)) {
+    say("setup: lk CLI not installed: the Go module proxy refuses github.com/livekit/livekit-cli (403); benchmarks use parley peers".into());
+}
+
+fn run_command(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("starting {:?}", command.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed ({status})", command.get_program());
+    }
+    Ok(())
+}
