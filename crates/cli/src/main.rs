@@ -409,7 +409,7 @@ impl EventPrinter {
                 object.insert("t_ms".into(), serde_json::json!((t_ms * 10.0).round() / 10.0));
                 object.insert("unix_ms".into(), serde_json::json!((unix_ms * 10.0).round() / 10.0));
             }
-            println!("{value}");
+            self.write(&value.to_string());
             return;
         }
         let line = match event {
@@ -430,6 +430,16 @@ impl EventPrinter {
             SessionEvent::Warning { message } => format!("warning: {message}"),
             _ => return,
         };
-        println!("[{:>7.1} s] {line}", t_ms / 1000.0);
+        self.write(&format!("[{:>7.1} s] {line}", t_ms / 1000.0));
+    }
+
+    /// Writes one line to stdout. A closed stdout (the reader went away) is not an error worth
+    /// failing the session for: the line is dropped.
+    fn write(&self, line: &str) {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+            tracing::debug!(%error, "stdout closed; event not printed");
+        }
     }
 }

@@ -211,7 +211,10 @@ impl Session {
         let mut session =
             Session { room, events: events.clone(), mixer, microphone: None, playout, stop_playout, follower };
         if let Some(input) = request.input {
-            session.publish_input(engine, input).await?;
+            // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
+            // own clients turn RED off with E2EE for the same reason.
+            let publish = ffi::PublishOptions { red: request.options.e2ee_shared_key.is_none(), ..Default::default() };
+            session.publish_input(engine, input, &publish).await?;
         }
         Ok((session, receiver))
     }
@@ -220,11 +223,11 @@ impl Session {
         &mut self,
         engine: &'static ffi::Engine,
         input: Box<dyn FrameSource>,
+        publish: &ffi::PublishOptions,
     ) -> Result<(), SessionError> {
         let source = Arc::new(ffi::AudioSource::new(engine, SAMPLE_RATE, 1)?);
         let track = ffi::LocalAudioTrack::new("microphone", &source)?;
-        let publication =
-            self.room.local_participant().publish_audio_track(&track, &ffi::PublishOptions::default()).await?;
+        let publication = self.room.local_participant().publish_audio_track(&track, publish).await?;
         let task =
             tokio::spawn(feed_microphone(input, Arc::clone(&source), self.events.clone(), publication.sid.clone()));
         self.microphone = Some(Microphone { track, publication, task, _source: source });

@@ -47,6 +47,8 @@ pub fn mint(api_key: &str, api_secret: &str, request: &TokenRequest) -> Result<S
         can_publish: Some(true),
         can_subscribe: Some(true),
         can_publish_data: Some(true),
+        // Push-to-talk state travels as a participant attribute (DESIGN.md §3).
+        can_update_own_metadata: Some(true),
         ..Default::default()
     };
     AccessToken::with_api_key(api_key, api_secret)

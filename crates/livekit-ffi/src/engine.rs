@@ -67,6 +67,17 @@ pub struct Engine {
     native: Native,
     router: Arc<Router>,
     next_async_id: AtomicU64,
+    handles_released: AtomicU64,
+    handles_unknown: AtomicU64,
+}
+
+/// Counts of handle releases, to check that every handle is released exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandleStats {
+    /// Handles the library accepted back.
+    pub released: u64,
+    /// Releases the library did not recognise: a double release or a stray id (a bug).
+    pub unknown: u64,
 }
 
 static ENGINE: OnceLock<Engine> = OnceLock::new();
@@ -114,7 +125,13 @@ impl Engine {
             .initialize(sink, env!("CARGO_PKG_VERSION"))
             .map_err(|reason| LoadError { tried: vec![(native.path().to_path_buf(), reason)] })?;
         tracing::debug!(path = %native.path().display(), "LiveKit FFI library loaded");
-        let engine = Engine { native, router, next_async_id: AtomicU64::new(1) };
+        let engine = Engine {
+            native,
+            router,
+            next_async_id: AtomicU64::new(1),
+            handles_released: AtomicU64::new(0),
+            handles_unknown: AtomicU64::new(0),
+        };
         Ok(ENGINE.get_or_init(|| engine))
     }
 
@@ -169,8 +186,19 @@ impl Engine {
     }
 
     pub(crate) fn drop_handle(&self, id: u64) {
-        if !self.native.drop_handle(id) {
+        if self.native.drop_handle(id) {
+            self.handles_released.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.handles_unknown.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(handle = id, "LiveKit engine did not know a handle we released");
+        }
+    }
+
+    /// How many handles were released, and how many releases the library did not recognise.
+    pub fn handle_stats(&self) -> HandleStats {
+        HandleStats {
+            released: self.handles_released.load(Ordering::Relaxed),
+            unknown: self.handles_unknown.load(Ordering::Relaxed),
         }
     }
 

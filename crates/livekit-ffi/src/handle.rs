@@ -24,6 +24,7 @@ impl OwnedHandle {
 
 impl Drop for OwnedHandle {
     fn drop(&mut self) {
+        tracing::trace!(handle = self.id, "releasing handle");
         self.engine.drop_handle(self.id);
     }
 }

@@ -32,7 +32,7 @@ mod proto {
 
 pub use apm::{Apm, ApmConfig};
 pub use audio::{AudioSource, AudioStream, FrameInfo, LocalAudioTrack, samples_per_10ms};
-pub use engine::{Engine, LIBRARY_PATH_ENV, LibrarySearch};
+pub use engine::{Engine, HandleStats, LIBRARY_PATH_ENV, LibrarySearch};
 pub use error::{ConnectFailure, Error, LoadError};
 pub use event::{
     ConnectionQuality, ConnectionState, DisconnectReason, ParticipantInfo, Permission, RoomEvent, TrackKind,

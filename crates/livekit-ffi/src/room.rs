@@ -143,7 +143,17 @@ impl Room {
             connect_timeout_ms: Some(options.connect_timeout.as_millis() as u64),
             encryption: options.e2ee_shared_key.as_ref().map(|key| proto::E2eeOptions {
                 encryption_type: proto::EncryptionType::Gcm as i32,
-                key_provider_options: proto::KeyProviderOptions { shared_key: Some(key.clone()), ..Default::default() },
+                // LiveKit's defaults (its JS and Python SDKs use the same), so that a shared
+                // passphrase interoperates with web clients. A zero key-ring size leaves no slot
+                // for the key: every frame then fails to decrypt.
+                key_provider_options: proto::KeyProviderOptions {
+                    shared_key: Some(key.clone()),
+                    ratchet_salt: b"LKFrameEncryptionKey".to_vec(),
+                    ratchet_window_size: 16,
+                    failure_tolerance: -1,
+                    key_ring_size: 16,
+                    key_derivation_function: proto::KeyDerivationFunction::Pbkdf2 as i32,
+                },
             }),
             // No ICE servers of our own: the server's list (none on a loopback dev server) is
             // all that is used, so nothing reaches for a public STUN server.

@@ -104,6 +104,15 @@ struct Peer {
     events: Option<JoinHandle<Vec<Value>>>,
 }
 
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // A benchmark that fails part-way must not leave clients talking in the background.
+        if matches!(self.child.try_wait(), Ok(None)) && self.child.kill().is_ok() {
+            drop(self.child.wait());
+        }
+    }
+}
+
 impl Peer {
     fn finish(mut self) -> Result<Vec<Value>> {
         let status = self.child.wait().context("waiting for parley")?;
@@ -145,7 +154,10 @@ impl Bench {
         std::thread::sleep(Duration::from_secs(2));
         let mut times = Vec::new();
         for trial in 0..JOIN_TRIALS {
-            let events = self.peer("join-bench", &format!("listener-{trial}"), 1.5, &[])?.finish()?;
+            let recording = self.dir.join(format!("listener-{trial}.wav"));
+            let listener =
+                self.peer("join-bench", &format!("listener-{trial}"), 1.5, &["--record", &recording.to_string_lossy()]);
+            let events = listener?.finish()?;
             let first = events
                 .iter()
                 .find(|event| event["event"] == "first_audio")

@@ -130,3 +130,23 @@ fn a_client_that_leaves_is_reported_and_heard_again_after_rejoining() {
     let gap = alice.recording_between(first_left + 300.0, second.first_unix_ms("joined"));
     assert!(tone_level_dbfs(gap, SAMPLE_RATE, 880.0) < -50.0, "while bob is away alice hears nothing of him");
 }
+
+#[test]
+fn encrypted_audio_is_heard_only_with_the_shared_passphrase() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let alice = join(&server, "secret", "alice", dir.path(), &["--tone", "660", "--e2ee-key", "correct horse"], 7.0);
+    let bob = join(&server, "secret", "bob", dir.path(), &["--record", "--e2ee-key", "correct horse"], 6.0);
+    let eve = join(&server, "secret", "eve", dir.path(), &["--record", "--e2ee-key", "wrong guess"], 6.0);
+    let bob = bob.finish(TIMEOUT);
+    let eve = eve.finish(TIMEOUT);
+    alice.finish(TIMEOUT).assert_clean();
+    bob.assert_clean();
+    eve.assert_clean();
+
+    assert_tone_present(steady(&bob), 660.0, "bob has the passphrase and hears alice");
+    let eve_heard = eve.recording.as_deref().expect("eve's recording");
+    let eve_level = tone_level_dbfs(&eve_heard[eve_heard.len() / 2..], SAMPLE_RATE, 660.0);
+    assert!(eve_level < -40.0, "eve has the wrong passphrase and must not hear the tone, got {eve_level:.1} dBFS");
+}
