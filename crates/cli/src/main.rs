@@ -148,6 +148,11 @@ fn fail(kind: ExitKind, error: impl Into<anyhow::Error>) -> Failure {
 
 fn main() -> ExitCode {
     let started = SystemTime::now();
+    // A bug must still end in one readable line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = parley_livekit_ffi::redact(&info.to_string()).replace('\n', " ");
+        eprintln!("parley: error: internal error (please report it): {message}");
+    }));
     init_logging();
     let cli = Cli::parse();
     match run(cli, started) {

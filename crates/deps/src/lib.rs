@@ -1,7 +1,7 @@
 //! Pinned third-party artifacts: what they are and where they live on this machine.
 //!
 //! `pinned.toml` at the workspace root names every artifact that Parley fetches outside Cargo
-//! and npm (the LiveKit FFI library, the LiveKit server). [`pinned()`] parses it (it is
+//! and npm (the LiveKit FFI library, the LiveKit server, the Python test peer's packages). [`pinned()`] parses it (it is
 //! compiled in, so a binary always agrees with the setup that built it), and [`Layout`] says
 //! where `cargo xtask setup` installs each artifact. Everything that needs one of these paths
 //! — the FFI loader, the dev server, the setup command itself — asks this crate, so a location
@@ -26,6 +26,14 @@ const PINNED_TOML: &str = include_str!("../../../pinned.toml");
 pub struct Pinned {
     pub livekit_ffi: LiveKitFfiPin,
     pub livekit_server: GoPackagePin,
+    pub python_peer: PythonPeerPin,
+}
+
+/// The Python environment of the independent test peer (LiveKit's Python SDK).
+#[derive(Debug, Deserialize)]
+pub struct PythonPeerPin {
+    /// Exact `name==version` requirements.
+    pub requirements: Vec<String>,
 }
 
 /// The `livekit` wheel that carries `liblivekit_ffi` and its protobuf descriptors.
@@ -117,6 +125,20 @@ impl Layout {
     /// The FFI library extracted from the pinned wheel.
     pub fn ffi_library(&self) -> PathBuf {
         self.root.join("livekit-ffi").join(&pinned().livekit_ffi.version).join(ffi_library_file_name())
+    }
+
+    /// The virtual environment of the Python test peer.
+    pub fn python_peer_env(&self) -> PathBuf {
+        self.root.join("python-peer")
+    }
+
+    /// The interpreter of [`Layout::python_peer_env`].
+    pub fn python_peer_interpreter(&self) -> PathBuf {
+        if cfg!(windows) {
+            self.python_peer_env().join("Scripts").join("python.exe")
+        } else {
+            self.python_peer_env().join("bin").join("python")
+        }
     }
 
     /// The pinned LiveKit server binary.

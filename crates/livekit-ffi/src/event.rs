@@ -100,7 +100,7 @@ impl DisconnectReason {
             DisconnectReason::RoomClosed => "the room was closed",
             DisconnectReason::ConnectionTimeout => "the connection timed out",
             DisconnectReason::MediaFailure => "the media connection failed",
-            DisconnectReason::Unknown => "disconnected",
+            DisconnectReason::Unknown => "the connection to the server was lost",
         }
     }
 

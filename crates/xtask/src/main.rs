@@ -92,7 +92,51 @@ fn test(cargo_args: &[String]) -> Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).context("clippy")?;
     let mut args = vec!["test", "--workspace"];
     args.extend(cargo_args.iter().map(String::as_str));
-    cargo(&args).context("tests")
+    let (passed, failed) = cargo_test(&args)?;
+    // One closing line over every test binary (cargo's own last line is the doc-tests' count).
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} tests failed");
+    }
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up the `test result:` lines.
+fn cargo_test(args: &[&str]) -> Result<(u64, u64)> {
+    use std::io::BufRead;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut child = Command::new(cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed) = (0, 0);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.context("reading cargo test output")?;
+        println!("{line}");
+        if let Some(summary) = line.strip_prefix("test result: ") {
+            passed += count_before(summary, " passed");
+            failed += count_before(summary, " failed");
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if !status.success() && failed == 0 {
+        bail!("cargo test failed ({status})");
+    }
+    Ok((passed, failed))
+}
+
+/// The number just before `label` in a `test result:` line (`ok. 3 passed; 0 failed; …`).
+fn count_before(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(label.trim_start())
+        })
+        .and_then(|number| number.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Runs cargo in the workspace root, inheriting output.
@@ -123,4 +167,17 @@ pub(crate) fn parley_binary() -> Result<PathBuf> {
         bail!("built parley but cannot find it at {}", binary.display());
     }
     Ok(binary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_before;
+
+    #[test]
+    fn test_result_lines_are_counted() {
+        let line = "ok. 13 passed; 2 failed; 1 ignored; 0 measured; 0 filtered out; finished in 40.69s";
+        assert_eq!(count_before(line, " passed"), 13);
+        assert_eq!(count_before(line, " failed"), 2);
+        assert_eq!(count_before("FAILED. 3 passed; 1 failed; 0 ignored", " failed"), 1);
+    }
 }

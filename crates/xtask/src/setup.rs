@@ -24,11 +24,13 @@ pub fn run(print_env: bool) -> Result<()> {
     check_tools(&say)?;
     let library = install_ffi_library(&layout, &say)?;
     let server = install_livekit_server(&layout, &say)?;
+    let peer = install_python_peer(&layout, &say)?;
     report_lk_cli(&say);
     if print_env {
         println!("{}={}", parley_deps::DEPS_DIR_ENV, layout.root().display());
         println!("LIVEKIT_LIB_PATH={}", library.display());
         println!("PARLEY_LIVEKIT_SERVER={}", server.display());
+        println!("PARLEY_PYTHON_PEER={}", peer.display());
     } else {
         println!("setup: done");
     }
@@ -183,6 +185,35 @@ fn install_livekit_server(layout: &Layout, say: &dyn Fn(String)) -> Result<PathB
     std::fs::copy(&built, &binary).with_context(|| format!("installing {}", binary.display()))?;
     say(format!("setup: installed LiveKit server {} at {}", pin.version, binary.display()));
     Ok(binary)
+}
+
+/// A virtual environment with LiveKit's Python SDK for the interop tests, reinstalled only when
+/// the pinned requirements change. pip reuses the wheel cache, so no wheel is fetched twice.
+fn install_python_peer(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf> {
+    let requirements = &pinned().python_peer.requirements;
+    let interpreter = layout.python_peer_interpreter();
+    let stamp = layout.python_peer_env().join("parley-requirements.txt");
+    let wanted = requirements.join("\n");
+    if interpreter.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded == wanted) {
+        say(format!("setup: Python test peer present: {}", interpreter.display()));
+        return Ok(interpreter);
+    }
+    say(format!("setup: creating the Python test peer ({})", requirements.join(" ")));
+    let env = layout.python_peer_env();
+    if env.exists() {
+        std::fs::remove_dir_all(&env).with_context(|| format!("removing the old {}", env.display()))?;
+    }
+    run_command(Command::new(python()).args(["-m", "venv"]).arg(&env)).context("python3 -m venv")?;
+    run_command(
+        Command::new(&interpreter)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--find-links"])
+            .arg(layout.wheel_cache())
+            .args(requirements),
+    )
+    .context("installing the Python test peer's packages")?;
+    std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
+    say(format!("setup: installed the Python test peer at {}", interpreter.display()));
+    Ok(interpreter)
 }
 
 /// LiveKit's `lk` CLI (for `lk load-test`) is not served by the Go module proxy this project can

@@ -130,3 +130,28 @@ fn expired_token_is_refused() {
     let outcome = run(&["join", "--url", "ws://127.0.0.1:9"], &[("LIVEKIT_TOKEN", &jwt)]);
     assert_clear_error(&outcome, 4, "expired", "expired token");
 }
+
+#[test]
+fn library_path_from_the_environment_is_named_when_wrong() {
+    let jwt = token("APIkey", "secret-secret-secret-secret-secret-secret", "lobby");
+    let outcome = run(
+        &["join", "--url", "ws://127.0.0.1:9"],
+        &[("LIVEKIT_TOKEN", &jwt), ("LIVEKIT_LIB_PATH", "/nowhere/liblivekit_ffi.so")],
+    );
+    assert_clear_error(&outcome, 3, "/nowhere/liblivekit_ffi.so: not found", "LIVEKIT_LIB_PATH wrong");
+}
+
+#[test]
+fn a_missing_library_lists_every_place_searched() {
+    let jwt = token("APIkey", "secret-secret-secret-secret-secret-secret", "lobby");
+    let outcome =
+        run(&["join", "--url", "ws://127.0.0.1:9"], &[("LIVEKIT_TOKEN", &jwt), ("PARLEY_DEPS_DIR", "/nowhere/deps")]);
+    assert_clear_error(&outcome, 3, "/nowhere/deps/livekit-ffi/", "no library installed");
+    let exe_dir = std::path::Path::new(env!("CARGO_BIN_EXE_parley")).parent().expect("exe dir").display().to_string();
+    assert!(outcome.stderr.contains(&exe_dir), "the directory beside the executable is listed: {}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("LIVEKIT_LIB_PATH"),
+        "the error says how to point at a library: {}",
+        outcome.stderr
+    );
+}

@@ -5,5 +5,7 @@
 //! already load the two cores of a CI machine.
 
 mod bad_input;
+mod interop;
+mod lifecycle;
 mod support;
 mod talk;

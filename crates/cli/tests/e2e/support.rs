@@ -24,7 +24,12 @@ pub fn server() -> DevServer {
 
 pub fn parley() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
-    command.env_remove("LIVEKIT_TOKEN").env_remove("LIVEKIT_URL").env_remove("PARLEY_E2EE_KEY");
+    command
+        .env_remove("LIVEKIT_TOKEN")
+        .env_remove("LIVEKIT_URL")
+        .env_remove("PARLEY_E2EE_KEY")
+        .env_remove("LIVEKIT_LIB_PATH")
+        .env_remove("PARLEY_LOG");
     command
 }
 

@@ -1,0 +1,99 @@
+"""An independent peer: LiveKit's own Python SDK, to check that Parley interoperates with a
+client we did not write.
+
+It joins a room, optionally publishes a sine tone, listens to every remote audio track, and
+prints JSON lines: {"event": "joined"}, then at the end one {"event": "heard", ...} per remote
+participant with the dominant frequency and the RMS level of its last two seconds.
+
+usage: python_peer.py --url URL --token TOKEN [--tone HZ] [--seconds S]
+"""
+
+import argparse
+import asyncio
+import json
+import math
+
+import numpy as np
+from livekit import rtc
+
+RATE = 48_000
+FRAME = RATE // 100
+
+
+def say(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+async def speak(source: rtc.AudioSource, frequency: float, stop: asyncio.Event) -> None:
+    amplitude = 10 ** (-12 / 20) * 32767
+    phase = 0.0
+    step = 2 * math.pi * frequency / RATE
+    loop = asyncio.get_running_loop()
+    next_tick = loop.time()
+    while not stop.is_set():
+        frame = rtc.AudioFrame.create(RATE, 1, FRAME)
+        samples = np.frombuffer(frame.data, dtype=np.int16)
+        samples[:] = (np.sin(phase + step * np.arange(FRAME)) * amplitude).astype(np.int16)
+        phase = (phase + step * FRAME) % (2 * math.pi)
+        await source.capture_frame(frame)
+        next_tick += 0.01
+        await asyncio.sleep(max(0.0, next_tick - loop.time()))
+
+
+async def listen(track: rtc.Track, identity: str, heard: dict) -> None:
+    stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
+    chunks = heard.setdefault(identity, [])
+    async for event in stream:
+        chunks.append(np.frombuffer(event.frame.data, dtype=np.int16).copy())
+
+
+def describe(chunks: list) -> dict:
+    samples = np.concatenate(chunks)[-2 * RATE :].astype(np.float64) / 32767
+    rms = math.sqrt(float(np.mean(samples**2))) if samples.size else 0.0
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size))) if samples.size else np.zeros(1)
+    dominant = float(np.argmax(spectrum[1:]) + 1) * RATE / max(samples.size, 1)
+    return {
+        "samples": int(samples.size),
+        "dominant_hz": dominant,
+        "rms_dbfs": 20 * math.log10(rms) if rms > 0 else -200.0,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--tone", type=float)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    args = parser.parse_args()
+
+    room = rtc.Room()
+    heard: dict = {}
+    tasks = []
+
+    @room.on("track_subscribed")
+    def on_track_subscribed(track, publication, participant):
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
+            tasks.append(asyncio.ensure_future(listen(track, participant.identity, heard)))
+
+    await room.connect(args.url, args.token)
+    say(event="joined", identity=room.local_participant.identity)
+    stop = asyncio.Event()
+    if args.tone:
+        source = rtc.AudioSource(RATE, 1)
+        track = rtc.LocalAudioTrack.create_audio_track("tone", source)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        await room.local_participant.publish_track(track, options)
+        tasks.append(asyncio.ensure_future(speak(source, args.tone, stop)))
+    await asyncio.sleep(args.seconds)
+    stop.set()
+    for identity, chunks in heard.items():
+        if chunks:
+            say(event="heard", identity=identity, **describe(chunks))
+    await room.disconnect()
+    for task in tasks:
+        task.cancel()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
