@@ -26,6 +26,7 @@ fn devserver_prints_its_details_serves_a_join_and_stops_on_ctrl_c() {
         .args(["join", "--url", url, "--room", "hello", "--identity", "probe", "--duration", "1"])
         .env("LIVEKIT_API_KEY", key)
         .env("LIVEKIT_API_SECRET", secret)
+        .stdout(Stdio::null())
         .status()
         .expect("run join");
     assert!(joined.success(), "a client can join the dev server with the printed keys");
