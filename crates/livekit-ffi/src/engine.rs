@@ -237,7 +237,7 @@ impl Engine {
         if let Some(orphans) = routes.orphans.remove(&handle) {
             drop(routes);
             for orphan in orphans {
-                release_orphan(self, orphan);
+                release_orphan(orphan);
             }
         }
     }
@@ -366,12 +366,13 @@ fn hold_orphan(mut routes: std::sync::MutexGuard<'_, Routes>, handle: u64, orpha
     queue.push_back(orphan);
     let overflow = (queue.len() > ORPHAN_LIMIT).then(|| queue.pop_front()).flatten();
     drop(routes);
-    if let (Some(orphan), Some(engine)) = (overflow, Engine::get()) {
-        release_orphan(engine, orphan);
+    if let Some(orphan) = overflow {
+        release_orphan(orphan);
     }
 }
 
-fn release_orphan(_engine: &Engine, orphan: Orphan) {
+/// Releases the handles a discarded event carries (release_* find the engine themselves).
+fn release_orphan(orphan: Orphan) {
     match orphan {
         Orphan::Room(event) => release_room_event(*event),
         Orphan::Stream(event) => release_stream_event(event),
