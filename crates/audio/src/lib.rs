@@ -3,6 +3,8 @@
 //! Parley's audio is 48 kHz, mono, i16, in 10 ms frames of [`FRAME_SAMPLES`] samples
 //! (DESIGN.md §3). This crate holds what every front end and test shares:
 //!
+//! * [`device`] — sound devices through cpal: listing, capture and playback streams whose
+//!   real-time callbacks only touch lock-free rings;
 //! * [`signal`] — sine tones and chirps, generated frame by frame;
 //! * [`wav`] — reading any PCM WAV as 48 kHz mono (resampled with rubato) and recording;
 //! * [`mixer`] — per-participant bounded queues mixed with per-user gain into one output;
@@ -11,6 +13,7 @@
 //!   benchmarks.
 
 pub mod analysis;
+pub mod device;
 pub mod mixer;
 pub mod signal;
 pub mod stream;

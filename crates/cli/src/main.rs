@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use parley_audio::device::{DeviceInput, DeviceOutput, Direction, list_devices};
 use parley_audio::signal::Tone;
 use parley_audio::stream::{Clip, FrameSink, FrameSource};
 use parley_core::token::{self, TokenRequest};
@@ -30,8 +31,14 @@ enum Command {
     Devserver(DevserverArgs),
     /// Print a LiveKit join token signed with an API key and secret.
     Token(TokenArgs),
-    /// Join a room: publish a file or tone as the microphone, record what the others say.
-    Join(JoinArgs),
+    /// Join a room: publish a file, tone or microphone, record or play what the others say.
+    Join(Box<JoinArgs>),
+    /// List the sound devices (inputs and outputs, defaults marked).
+    Devices {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -93,8 +100,14 @@ struct JoinArgs {
     #[arg(long)]
     name: Option<String>,
     /// Publish this WAV file (any PCM rate/channels; converted to 48 kHz mono), in real time.
-    #[arg(long, conflicts_with = "tone")]
+    #[arg(long, conflicts_with_all = ["tone", "input_device"])]
     play: Option<PathBuf>,
+    /// Publish this capture device (id or name from `parley devices`, or `default`).
+    #[arg(long, conflicts_with = "tone")]
+    input_device: Option<String>,
+    /// Play the others on this output device (id or name, or `default`).
+    #[arg(long, conflicts_with = "record")]
+    output_device: Option<String>,
     /// Publish a sine tone at this frequency in Hz.
     #[arg(long)]
     tone: Option<f64>,
@@ -133,6 +146,8 @@ enum ExitKind {
     Disconnected = 6,
     /// An input or output file could not be used.
     File = 7,
+    /// A sound device could not be found or opened.
+    Device = 8,
 }
 
 /// An error with the exit code it maps to.
@@ -168,9 +183,17 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     // Quiet by default (a CLI's stderr is for its one-line errors); PARLEY_LOG=debug etc. to see more.
+    // The PulseAudio client logs a teardown "error" on every clean exit; device problems reach
+    // the user through our own errors instead.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,livekit=off"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,livekit=off,pulseaudio=off"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 }
 
 fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
@@ -181,6 +204,7 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
             println!("{jwt}");
             Ok(())
         }
+        Command::Devices { json } => devices(json),
         Command::Join(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -188,7 +212,7 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
                 .build()
                 .context("starting the async runtime")
                 .map_err(|error| fail(ExitKind::Failure, error))?;
-            let result = runtime.block_on(join(args, started));
+            let result = runtime.block_on(join(*args, started));
             if let Some(engine) = Engine::get() {
                 engine.shutdown();
             }
@@ -311,19 +335,25 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         .context("checking the access token")
         .map_err(|error| fail(ExitKind::Unauthorized, error))?;
 
-    let input: Option<Box<dyn FrameSource>> = match (&args.play, args.tone) {
-        (Some(path), _) => {
+    let input: Option<Box<dyn FrameSource>> = match (&args.play, args.tone, &args.input_device) {
+        (Some(path), _, _) => {
             let samples = parley_audio::wav::read_mono_48k(path).map_err(|error| fail(ExitKind::File, error))?;
             Some(Box::new(Clip::new(samples)))
         }
-        (None, Some(frequency)) => Some(Box::new(Tone::new(frequency, args.tone_level))),
-        (None, None) => None,
+        (None, Some(frequency), _) => Some(Box::new(Tone::new(frequency, args.tone_level))),
+        (None, None, Some(device)) => {
+            Some(Box::new(DeviceInput::open(device_choice(device)).map_err(|error| fail(ExitKind::Device, error))?))
+        }
+        (None, None, None) => None,
     };
-    let output: Option<Box<dyn FrameSink>> = match &args.record {
-        Some(path) => {
+    let output: Option<Box<dyn FrameSink>> = match (&args.record, &args.output_device) {
+        (Some(path), _) => {
             Some(Box::new(parley_audio::wav::Recorder::create(path).map_err(|error| fail(ExitKind::File, error))?))
         }
-        None => None,
+        (None, Some(device)) => {
+            Some(Box::new(DeviceOutput::open(device_choice(device)).map_err(|error| fail(ExitKind::Device, error))?))
+        }
+        (None, None) => None,
     };
 
     let search = LibrarySearch { explicit: args.ffi_lib.clone(), extra_dirs: Vec::new() };
@@ -372,6 +402,32 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         return Err(fail(ExitKind::Disconnected, anyhow::anyhow!("disconnected from the room: {reason}")));
     }
     left.context("leaving the room").map_err(|error| fail(ExitKind::File, error))
+}
+
+/// `default` (or an empty name) means the system default device.
+fn device_choice(name: &str) -> Option<&str> {
+    (!name.is_empty() && name != "default").then_some(name)
+}
+
+fn devices(json: bool) -> Result<(), Failure> {
+    let devices = list_devices().map_err(|error| fail(ExitKind::Device, error))?;
+    if json {
+        let text = serde_json::to_string(&devices).map_err(|error| fail(ExitKind::Failure, error))?;
+        println!("{text}");
+        return Ok(());
+    }
+    for device in &devices {
+        let direction = match device.direction {
+            Direction::Input => "input ",
+            Direction::Output => "output",
+        };
+        let default = if device.is_default { " (default)" } else { "" };
+        println!(
+            "{direction}  {}{default}  [{} Hz, {} ch]  id: {}",
+            device.name, device.default_sample_rate, device.default_channels, device.id
+        );
+    }
+    Ok(())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -1,4 +1,5 @@
-//! A LiveKit server on loopback, for the demo, the tests and the benchmarks.
+//! Local servers for the demo, the tests and the benchmarks: a LiveKit server on loopback
+//! ([`DevServer`]) and a private PulseAudio daemon with null sinks ([`pulse::PulseServer`]).
 //!
 //! [`DevServer::start`] runs the pinned `livekit-server` binary (installed by `cargo xtask
 //! setup`, found through [`parley_deps::Layout`]) with freshly generated keys, on free ports of
@@ -7,6 +8,8 @@
 //! so that neither the server nor its clients fall back to public STUN servers (the server
 //! hands clients Google's STUN servers when none are configured). Dropping the [`DevServer`]
 //! stops the process.
+
+pub mod pulse;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

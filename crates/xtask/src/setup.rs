@@ -22,6 +22,7 @@ pub fn run(print_env: bool) -> Result<()> {
     };
     say(format!("setup: artifacts in {} (set {} to move them)", layout.root().display(), parley_deps::DEPS_DIR_ENV));
     check_tools(&say)?;
+    install_system_packages(&say)?;
     let library = install_ffi_library(&layout, &say)?;
     let server = install_livekit_server(&layout, &say)?;
     let peer = install_python_peer(&layout, &say)?;
@@ -105,8 +106,48 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
-/// The tools setup itself needs. No Debian package is needed yet (the FFI library links only
-/// libc); issue 3's PulseAudio and the desktop shell's WebKitGTK will add an apt step here.
+/// Debian packages the workspace needs, and why. Checked with dpkg; installed with apt-get
+/// only when one is missing.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("libasound2-dev", "cpal's ALSA backend links libasound when the workspace builds"),
+    ("pkg-config", "finds libasound for that build"),
+    ("pulseaudio", "the sound server the audio tests run with null sinks"),
+    ("pulseaudio-utils", "pactl/parec/paplay, used by the audio tests"),
+];
+
+fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {
+    if !cfg!(target_os = "linux") || !Path::new("/usr/bin/dpkg-query").exists() {
+        say("setup: not a Debian-family system; install libasound2-dev and PulseAudio by hand".into());
+        return Ok(());
+    }
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| {
+            let status = Command::new("dpkg-query").args(["-W", "-f=${Status}", name]).output();
+            !status.is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        say("setup: system packages present".into());
+        return Ok(());
+    }
+    say(format!("setup: installing {} with apt-get", missing.join(", ")));
+    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"));
+    let apt = |args: &[&str]| {
+        let mut command = if root { Command::new("apt-get") } else { Command::new("sudo") };
+        if !root {
+            command.args(["-n", "apt-get"]);
+        }
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    run_command(&mut apt(&["update", "-qq"])).context("apt-get update (as root, or with passwordless sudo)")?;
+    run_command(apt(&["install", "-y", "-qq", "--no-install-recommends"]).args(&missing))
+        .with_context(|| format!("apt-get install {}", missing.join(" ")))
+}
+
+/// The tools setup itself needs.
 fn check_tools(say: &dyn Fn(String)) -> Result<()> {
     let pip = Command::new(python()).args(["-m", "pip", "--version"]).output();
     if !pip.is_ok_and(|output| output.status.success()) {

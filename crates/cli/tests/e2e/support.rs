@@ -58,13 +58,27 @@ pub struct Finished {
 
 /// Joins `room` on `server` as `identity` with extra arguments (e.g. `--tone 440`).
 pub fn join(server: &DevServer, room: &str, identity: &str, dir: &Path, extra: &[&str], seconds: f64) -> Peer {
+    join_with_env(server, room, identity, dir, extra, seconds, &[])
+}
+
+/// [`join`] with extra environment variables (e.g. `PULSE_SERVER`).
+pub fn join_with_env(
+    server: &DevServer,
+    room: &str,
+    identity: &str,
+    dir: &Path,
+    extra: &[&str],
+    seconds: f64,
+    env: &[(String, String)],
+) -> Peer {
     let recording = extra.contains(&"--record").then(|| dir.join(format!("{identity}.wav")));
     let mut command = parley();
     command
         .args(["join", "--json", "--url", &server.url(), "--room", room, "--identity", identity])
         .args(["--duration", &seconds.to_string()])
         .env("LIVEKIT_API_KEY", server.api_key())
-        .env("LIVEKIT_API_SECRET", server.api_secret());
+        .env("LIVEKIT_API_SECRET", server.api_secret())
+        .envs(env.iter().map(|(key, value)| (key.as_str(), value.as_str())));
     for argument in extra {
         command.arg(argument);
         if *argument == "--record" {

@@ -1,0 +1,424 @@
+//! Sound devices through cpal: listing, choosing, and opening capture and playback streams.
+//!
+//! Streams ask for an explicit small buffer ([`REQUESTED_BUFFER_FRAMES`], 10 ms at 48 kHz;
+//! backends default to far more) and report what the device granted. The cpal callbacks only
+//! move samples between the device and a lock-free SPSC ring ([`rtrb`]): no allocation, no
+//! lock, no logging, no FFI there. Overruns and underruns are counted in atomics and read by
+//! the worker thread that owns the other end of the ring.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+
+/// The buffer size streams ask for, in frames: 10 ms at 48 kHz.
+pub const REQUESTED_BUFFER_FRAMES: u32 = 480;
+/// How much audio a ring holds between a callback and its worker.
+const RING_SECONDS: f32 = 0.5;
+
+/// Capture or playback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+/// A device as the user picks it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceInfo {
+    /// Stable identifier (host + backend id); survives restarts, unlike list positions.
+    pub id: String,
+    /// Human-readable name.
+    pub name: String,
+    pub direction: Direction,
+    /// Whether this is the system default for its direction now.
+    pub is_default: bool,
+    pub default_sample_rate: u32,
+    pub default_channels: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("no {direction} device {wanted:?}; available: {}", available.join(", "))]
+    NotFound { direction: &'static str, wanted: String, available: Vec<String> },
+    #[error("there is no {0} device on this system")]
+    NoDefault(&'static str),
+    #[error("the {direction} device {device:?} cannot be opened: {reason}")]
+    Open { direction: &'static str, device: String, reason: String },
+    #[error("the sound system cannot list devices: {0}")]
+    Backend(String),
+}
+
+fn direction_word(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Input => "input",
+        Direction::Output => "output",
+    }
+}
+
+/// Every input and output device, defaults marked. Any thread (not a real-time callback).
+pub fn list_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
+    let host = cpal::default_host();
+    let mut devices = Vec::new();
+    for direction in [Direction::Input, Direction::Output] {
+        let default_id = default_device(&host, direction).and_then(|device| device.id().ok());
+        let listed = match direction {
+            Direction::Input => host.input_devices().map(|found| found.collect::<Vec<_>>()),
+            Direction::Output => host.output_devices().map(|found| found.collect::<Vec<_>>()),
+        }
+        .map_err(|error| DeviceError::Backend(error.to_string()))?;
+        for device in listed {
+            if let Some(info) = describe(&device, direction, default_id.as_ref()) {
+                devices.push(info);
+            }
+        }
+    }
+    Ok(devices)
+}
+
+fn default_device(host: &cpal::Host, direction: Direction) -> Option<cpal::Device> {
+    match direction {
+        Direction::Input => host.default_input_device(),
+        Direction::Output => host.default_output_device(),
+    }
+}
+
+fn describe(device: &cpal::Device, direction: Direction, default_id: Option<&cpal::DeviceId>) -> Option<DeviceInfo> {
+    let id = device.id().ok()?;
+    let name =
+        device.description().map(|description| description.name().to_string()).unwrap_or_else(|_| id.to_string());
+    let config = match direction {
+        Direction::Input => device.default_input_config(),
+        Direction::Output => device.default_output_config(),
+    }
+    .ok();
+    Some(DeviceInfo {
+        is_default: default_id == Some(&id),
+        id: id.to_string(),
+        name,
+        direction,
+        default_sample_rate: config.as_ref().map_or(0, |config| config.sample_rate()),
+        default_channels: config.as_ref().map_or(0, |config| config.channels()),
+    })
+}
+
+/// Finds a device by id (with or without the host prefix) or by name; `None` picks the system
+/// default.
+fn find_device(direction: Direction, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
+    let host = cpal::default_host();
+    let word = direction_word(direction);
+    let Some(wanted) = wanted else {
+        return default_device(&host, direction).ok_or(DeviceError::NoDefault(word));
+    };
+    let listed = match direction {
+        Direction::Input => host.input_devices().map(|found| found.collect::<Vec<_>>()),
+        Direction::Output => host.output_devices().map(|found| found.collect::<Vec<_>>()),
+    }
+    .map_err(|error| DeviceError::Backend(error.to_string()))?;
+    let mut available = Vec::new();
+    for device in listed {
+        let Some(info) = describe(&device, direction, None) else { continue };
+        // The id with or without its host prefix (`pulseaudio:mic.monitor` or `mic.monitor`), or the name.
+        let short_id = info.id.split_once(':').map(|(_, short)| short);
+        if info.id == wanted || short_id == Some(wanted) || info.name == wanted {
+            return Ok(device);
+        }
+        available.push(info.name);
+    }
+    Err(DeviceError::NotFound { direction: word, wanted: wanted.to_string(), available })
+}
+
+/// What a device granted for an open stream.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StreamInfo {
+    pub device: String,
+    pub sample_rate: u32,
+    pub channels: u16,
+    /// The buffer the device granted, in frames (`None` if the backend does not say).
+    pub buffer_frames: Option<u32>,
+}
+
+/// Counters the callbacks update and the worker reads.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Samples the ring had no room for (capture) or did not have (playback).
+    pub dropped_samples: AtomicU64,
+    /// Callbacks that hit a full (capture) or empty (playback) ring.
+    pub glitches: AtomicU64,
+    /// Stream errors reported by the backend (e.g. the device vanished).
+    pub errors: AtomicU64,
+}
+
+/// An open input stream; samples (interleaved f32) arrive in [`CaptureStream::pop_into`].
+pub struct CaptureStream {
+    _stream: cpal::Stream,
+    ring: rtrb::Consumer<f32>,
+    pub info: StreamInfo,
+    pub counters: Arc<StreamCounters>,
+}
+
+/// An open output stream; samples (interleaved f32) are queued with [`PlaybackStream::push`].
+pub struct PlaybackStream {
+    _stream: cpal::Stream,
+    ring: rtrb::Producer<f32>,
+    pub info: StreamInfo,
+    pub counters: Arc<StreamCounters>,
+}
+
+/// Picks 48 kHz when the device supports it, otherwise its default rate; keeps its default
+/// channel count (the worker downmixes/upmixes).
+fn stream_config(device: &cpal::Device, direction: Direction) -> Result<cpal::StreamConfig, String> {
+    let default = match direction {
+        Direction::Input => device.default_input_config(),
+        Direction::Output => device.default_output_config(),
+    }
+    .map_err(|error| error.to_string())?;
+    let supports_48k = match direction {
+        Direction::Input => device.supported_input_configs().map(|configs| configs.collect::<Vec<_>>()),
+        Direction::Output => device.supported_output_configs().map(|configs| configs.collect::<Vec<_>>()),
+    }
+    .map(|configs| {
+        configs.iter().any(|range| {
+            range.channels() == default.channels()
+                && range.min_sample_rate() <= 48_000
+                && range.max_sample_rate() >= 48_000
+        })
+    })
+    .unwrap_or(false);
+    Ok(cpal::StreamConfig {
+        channels: default.channels(),
+        sample_rate: if supports_48k { 48_000 } else { default.sample_rate() },
+        buffer_size: cpal::BufferSize::Fixed(REQUESTED_BUFFER_FRAMES),
+    })
+}
+
+fn ring_capacity(config: &cpal::StreamConfig) -> usize {
+    (config.sample_rate as f32 * config.channels as f32 * RING_SECONDS) as usize
+}
+
+impl CaptureStream {
+    /// Opens `device` (id or name; `None` = system default) for capture and starts it.
+    pub fn open(device: Option<&str>) -> Result<CaptureStream, DeviceError> {
+        let word = direction_word(Direction::Input);
+        let chosen = find_device(Direction::Input, device)?;
+        let name = describe(&chosen, Direction::Input, None).map_or_else(|| "?".to_string(), |info| info.name);
+        let open_error = |reason: String| DeviceError::Open { direction: word, device: name.clone(), reason };
+        let config = stream_config(&chosen, Direction::Input).map_err(open_error)?;
+        let (mut producer, consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
+        let counters = Arc::new(StreamCounters::default());
+        let callback_counters = Arc::clone(&counters);
+        let error_counters = Arc::clone(&counters);
+        let stream = chosen
+            .build_input_stream::<f32, _, _>(
+                config,
+                // Real-time thread: ring pushes and atomic counters only.
+                move |data: &[f32], _info| {
+                    let mut dropped = 0u64;
+                    for &sample in data {
+                        if producer.push(sample).is_err() {
+                            dropped += 1;
+                        }
+                    }
+                    if dropped > 0 {
+                        callback_counters.dropped_samples.fetch_add(dropped, Ordering::Relaxed);
+                        callback_counters.glitches.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                move |_error| {
+                    error_counters.errors.fetch_add(1, Ordering::Relaxed);
+                },
+                Some(Duration::from_secs(5)),
+            )
+            .map_err(|error| open_error(error.to_string()))?;
+        stream.play().map_err(|error| open_error(error.to_string()))?;
+        let info = StreamInfo {
+            device: name.clone(),
+            sample_rate: config.sample_rate,
+            channels: config.channels,
+            buffer_frames: stream.buffer_size().ok(),
+        };
+        Ok(CaptureStream { _stream: stream, ring: consumer, info, counters })
+    }
+
+    /// Moves every captured sample waiting now into `out` (appended). Worker thread.
+    pub fn pop_into(&mut self, out: &mut Vec<f32>) -> usize {
+        let available = self.ring.slots();
+        out.reserve(available);
+        for _ in 0..available {
+            match self.ring.pop() {
+                Ok(sample) => out.push(sample),
+                Err(_) => break,
+            }
+        }
+        available
+    }
+}
+
+impl PlaybackStream {
+    /// Opens `device` (id or name; `None` = system default) for playback and starts it.
+    pub fn open(device: Option<&str>) -> Result<PlaybackStream, DeviceError> {
+        let word = direction_word(Direction::Output);
+        let chosen = find_device(Direction::Output, device)?;
+        let name = describe(&chosen, Direction::Output, None).map_or_else(|| "?".to_string(), |info| info.name);
+        let open_error = |reason: String| DeviceError::Open { direction: word, device: name.clone(), reason };
+        let config = stream_config(&chosen, Direction::Output).map_err(open_error)?;
+        let (producer, mut consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
+        let counters = Arc::new(StreamCounters::default());
+        let callback_counters = Arc::clone(&counters);
+        let error_counters = Arc::clone(&counters);
+        let stream = chosen
+            .build_output_stream::<f32, _, _>(
+                config,
+                // Real-time thread: ring pops and atomic counters only; the slice arrives silent.
+                move |data: &mut [f32], _info| {
+                    let mut missing = 0u64;
+                    for slot in data.iter_mut() {
+                        match consumer.pop() {
+                            Ok(sample) => *slot = sample,
+                            Err(_) => missing += 1,
+                        }
+                    }
+                    if missing > 0 {
+                        callback_counters.dropped_samples.fetch_add(missing, Ordering::Relaxed);
+                        callback_counters.glitches.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                move |_error| {
+                    error_counters.errors.fetch_add(1, Ordering::Relaxed);
+                },
+                Some(Duration::from_secs(5)),
+            )
+            .map_err(|error| open_error(error.to_string()))?;
+        stream.play().map_err(|error| open_error(error.to_string()))?;
+        let info = StreamInfo {
+            device: name.clone(),
+            sample_rate: config.sample_rate,
+            channels: config.channels,
+            buffer_frames: stream.buffer_size().ok(),
+        };
+        Ok(PlaybackStream { _stream: stream, ring: producer, info, counters })
+    }
+
+    /// Queues interleaved samples; returns how many fit (the rest is dropped). Worker thread.
+    pub fn push(&mut self, samples: &[f32]) -> usize {
+        let mut written = 0;
+        for &sample in samples {
+            if self.ring.push(sample).is_err() {
+                break;
+            }
+            written += 1;
+        }
+        written
+    }
+
+    /// Samples queued and not yet played.
+    pub fn queued(&self) -> usize {
+        self.ring.buffer().capacity() - self.ring.slots()
+    }
+}
+
+/// The longest the device ends may buffer on our side before the oldest audio is dropped.
+const MAX_DEVICE_QUEUE_MS: usize = 60;
+
+/// A capture device as a [`crate::stream::FrameSource`]: 48 kHz mono frames, downmixed from
+/// whatever channel layout the device has. Called from the session's 10 ms tick, it takes what
+/// the callback queued; a short device leaves silence, a long backlog is trimmed so latency
+/// stays bounded.
+pub struct DeviceInput {
+    stream: CaptureStream,
+    scratch: Vec<f32>,
+    pending: std::collections::VecDeque<i16>,
+}
+
+impl DeviceInput {
+    /// Opens the capture device (id or name; `None` = system default).
+    pub fn open(device: Option<&str>) -> Result<DeviceInput, DeviceError> {
+        let stream = CaptureStream::open(device)?;
+        require_48k(&stream.info, "input")?;
+        Ok(DeviceInput {
+            stream,
+            scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+            pending: std::collections::VecDeque::with_capacity(crate::FRAME_SAMPLES * 8),
+        })
+    }
+
+    pub fn info(&self) -> &StreamInfo {
+        &self.stream.info
+    }
+}
+
+impl crate::stream::FrameSource for DeviceInput {
+    fn fill(&mut self, frame: &mut [i16]) -> bool {
+        self.scratch.clear();
+        self.stream.pop_into(&mut self.scratch);
+        let channels = self.stream.info.channels.max(1) as usize;
+        for group in self.scratch.chunks_exact(channels) {
+            let mono = group.iter().sum::<f32>() / channels as f32;
+            self.pending.push_back((mono.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16);
+        }
+        let limit = MAX_DEVICE_QUEUE_MS * crate::SAMPLE_RATE as usize / 1000;
+        let excess = self.pending.len().saturating_sub(limit);
+        self.pending.drain(..excess);
+        let count = self.pending.len().min(frame.len());
+        for (slot, sample) in frame.iter_mut().zip(self.pending.drain(..count)) {
+            *slot = sample;
+        }
+        frame[count..].fill(0);
+        true
+    }
+}
+
+/// A playback device as a [`crate::stream::FrameSink`]: 48 kHz mono frames copied to every
+/// channel of the device.
+pub struct DeviceOutput {
+    stream: PlaybackStream,
+    scratch: Vec<f32>,
+}
+
+impl DeviceOutput {
+    /// Opens the playback device (id or name; `None` = system default).
+    pub fn open(device: Option<&str>) -> Result<DeviceOutput, DeviceError> {
+        let stream = PlaybackStream::open(device)?;
+        require_48k(&stream.info, "output")?;
+        Ok(DeviceOutput { stream, scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8) })
+    }
+
+    pub fn info(&self) -> &StreamInfo {
+        &self.stream.info
+    }
+}
+
+impl crate::stream::FrameSink for DeviceOutput {
+    fn write(&mut self, frame: &[i16]) -> Result<(), crate::wav::WavError> {
+        let channels = self.stream.info.channels.max(1) as usize;
+        let limit = MAX_DEVICE_QUEUE_MS * crate::SAMPLE_RATE as usize / 1000 * channels;
+        if self.stream.queued() > limit {
+            // The device is slower than our clock: skip a frame rather than let latency grow.
+            return Ok(());
+        }
+        self.scratch.clear();
+        for &sample in frame {
+            let value = sample as f32 / i16::MAX as f32;
+            self.scratch.extend(std::iter::repeat_n(value, channels));
+        }
+        self.stream.push(&self.scratch);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), crate::wav::WavError> {
+        Ok(())
+    }
+}
+
+fn require_48k(info: &StreamInfo, direction: &'static str) -> Result<(), DeviceError> {
+    if info.sample_rate == crate::SAMPLE_RATE {
+        return Ok(());
+    }
+    Err(DeviceError::Open {
+        direction,
+        device: info.device.clone(),
+        reason: format!("it runs at {} Hz and Parley does not resample devices yet (48 kHz needed)", info.sample_rate),
+    })
+}

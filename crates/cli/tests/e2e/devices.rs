@@ -1,0 +1,139 @@
+//! Real sound devices: a private PulseAudio daemon with null sinks, driven through cpal.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use parley_audio::SAMPLE_RATE;
+use parley_audio::analysis::{band_energy_fraction, first_onset, tone_level_dbfs};
+use parley_audio::signal::Tone;
+use parley_core::token::{TokenRequest, mint};
+use parley_devserver::pulse::{NullSink, PulseServer};
+use serde_json::Value;
+
+use crate::support::{audio_lock, join_with_env, parley, scratch, server, wait};
+
+fn pulse(sinks: &[(&str, u16)]) -> PulseServer {
+    let sinks: Vec<NullSink> = sinks.iter().map(|(name, channels)| NullSink::new(name, *channels)).collect();
+    PulseServer::start(&sinks).unwrap_or_else(|error| panic!("PulseAudio (run `cargo xtask setup`): {error}"))
+}
+
+#[test]
+fn devices_are_listed_with_stable_ids_and_defaults() {
+    let pulse = pulse(&[("speaker_a", 2), ("mic_a", 1)]);
+    let output = parley().args(["devices", "--json"]).envs(pulse.env()).output().expect("run devices");
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    let devices: Vec<Value> = serde_json::from_slice(&output.stdout).expect("a JSON array");
+    let find = |id: &str| {
+        devices.iter().find(|device| device["id"] == id).unwrap_or_else(|| panic!("{id} missing from {devices:?}"))
+    };
+    let speaker = find("pulseaudio:speaker_a");
+    assert_eq!(speaker["direction"], "output");
+    assert_eq!(speaker["is_default"], true, "the first sink is the default output");
+    assert_eq!(speaker["default_channels"], 2);
+    let mic = find("pulseaudio:speaker_a.monitor");
+    assert_eq!(mic["direction"], "input");
+    assert_eq!(find("pulseaudio:mic_a.monitor")["is_default"], false);
+}
+
+#[test]
+fn a_missing_device_is_named_with_the_available_ones() {
+    let pulse = pulse(&[("speaker_a", 2)]);
+    let request = TokenRequest {
+        room: "lobby".into(),
+        identity: "alice".into(),
+        name: None,
+        admin: false,
+        ttl: Duration::from_secs(600),
+    };
+    let token = mint("APIkey", "secret-secret-secret-secret-secret-secret", &request).expect("mint");
+    let output = parley()
+        .args(["join", "--url", "ws://127.0.0.1:9", "--token", &token, "--input-device", "no-such-mic"])
+        .envs(pulse.env())
+        .output()
+        .expect("run join");
+    assert_eq!(output.status.code(), Some(8), "a device error has its own exit code");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("no input device \"no-such-mic\""), "{stderr}");
+    assert!(stderr.contains("Monitor of speaker_a"), "the available devices are listed: {stderr}");
+}
+
+/// Plays `samples` (48 kHz mono) into a sink with `pacat`, as a person speaking into a microphone.
+fn speak_into(pulse: &PulseServer, sink: &str, samples: &[i16]) -> std::process::Child {
+    let mut child = Command::new("pacat")
+        .args(["--playback", "--device", sink, "--rate=48000", "--channels=1", "--format=s16le", "--latency-msec=20"])
+        .envs(pulse.env())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("pacat");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let bytes: Vec<u8> = samples.iter().flat_map(|sample| sample.to_le_bytes()).collect();
+    std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    child
+}
+
+/// `parec` recording a sink's monitor (48 kHz mono); its output is drained as it arrives.
+struct Ear {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<Vec<u8>>,
+}
+
+fn record_monitor(pulse: &PulseServer, sink: &str) -> Ear {
+    let mut child = Command::new("parec")
+        .args([
+            "--device",
+            &format!("{sink}.monitor"),
+            "--rate=48000",
+            "--channels=1",
+            "--format=s16le",
+            "--latency-msec=20",
+        ])
+        .envs(pulse.env())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("parec");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut bytes).map(|_| bytes).unwrap_or_default()
+    });
+    Ear { child, reader }
+}
+
+fn samples_of(mut ear: Ear) -> Vec<i16> {
+    ear.child.kill().expect("stop parec");
+    wait(&mut ear.child, Duration::from_secs(5));
+    let bytes = ear.reader.join().expect("parec reader");
+    bytes.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect()
+}
+
+#[test]
+fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
+    let _serial = audio_lock();
+    let pulse = pulse(&[("speaker_b", 2), ("mic_a", 1)]);
+    let server = server();
+    let dir = scratch();
+    let mut voice = vec![0i16; SAMPLE_RATE as usize * 12];
+    Tone::new(880.0, -12.0).fill(&mut voice);
+    let mut mouth = speak_into(&pulse, "mic_a", &voice);
+    let ear = record_monitor(&pulse, "speaker_b");
+    let env = pulse.env();
+    let alice = join_with_env(&server, "devices", "alice", dir.path(), &["--input-device", "mic_a.monitor"], 8.0, &env);
+    let bob = join_with_env(&server, "devices", "bob", dir.path(), &["--output-device", "speaker_b"], 6.0, &env);
+    let bob = bob.finish(Duration::from_secs(40));
+    let alice = alice.finish(Duration::from_secs(40));
+    let heard = samples_of(ear);
+    mouth.kill().expect("stop pacat");
+    wait(&mut mouth, Duration::from_secs(5));
+    alice.assert_clean();
+    bob.assert_clean();
+
+    assert!(heard.len() > 4 * SAMPLE_RATE as usize, "parec recorded {} samples", heard.len());
+    // parec runs longer than bob: take 2 s starting half a second after the sound arrived.
+    let onset = first_onset(&heard, -30.0, 480).expect("bob's speaker stayed silent");
+    let from = onset + SAMPLE_RATE as usize / 2;
+    let steady = &heard[from..(from + 2 * SAMPLE_RATE as usize).min(heard.len())];
+    let level = tone_level_dbfs(steady, SAMPLE_RATE, 880.0);
+    assert!((level + 12.0).abs() <= 6.0, "bob's speaker plays alice's 880 Hz at −12 ± 6 dBFS, got {level:.1}");
+    assert!(band_energy_fraction(steady, SAMPLE_RATE, 880.0, 25.0) > 0.9, "and mostly that tone");
+}
