@@ -5,6 +5,7 @@
 //!
 //! * [`device`] — sound devices through cpal: listing, capture and playback streams whose
 //!   real-time callbacks only touch lock-free rings;
+//! * [`gate`] — the transmit gate: open mic, voice activity, push-to-talk with release delay;
 //! * [`signal`] — sine tones and chirps, generated frame by frame;
 //! * [`wav`] — reading any PCM WAV as 48 kHz mono (resampled with rubato) and recording;
 //! * [`mixer`] — per-participant bounded queues mixed with per-user gain into one output;
@@ -14,6 +15,7 @@
 
 pub mod analysis;
 pub mod device;
+pub mod gate;
 pub mod mixer;
 pub mod signal;
 pub mod stream;

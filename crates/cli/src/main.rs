@@ -12,11 +12,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use parley_audio::device::{DeviceInput, DeviceOutput, Direction, list_devices};
+use parley_audio::gate::TransmitMode;
 use parley_audio::signal::Tone;
 use parley_audio::stream::{Clip, FrameSink, FrameSource};
 use parley_core::token::{self, TokenRequest};
 use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionEvent, StampedEvent};
-use parley_livekit_ffi::ConnectFailure;
+use parley_livekit_ffi::{ApmConfig, ConnectFailure};
+
+mod control;
 
 #[derive(Parser)]
 #[command(name = "parley", version, about = "Parley voice client (headless)")]
@@ -33,6 +36,17 @@ enum Command {
     Token(TokenArgs),
     /// Join a room: publish a file, tone or microphone, record or play what the others say.
     Join(Box<JoinArgs>),
+    /// Send a command to a running `parley join`: ptt-start, ptt-stop, mute, unmute,
+    /// toggle-mute, deafen, undeafen, toggle-deafen, volume <identity> <0-200>,
+    /// local-mute <identity>, local-unmute <identity>.
+    Ctl {
+        /// The control socket (default: the one `parley join` opens).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true)]
+        command: Vec<String>,
+    },
     /// List the sound devices (inputs and outputs, defaults marked).
     Devices {
         /// Print one JSON array.
@@ -129,6 +143,49 @@ struct JoinArgs {
     /// The LiveKit FFI library file (default: LIVEKIT_LIB_PATH, beside the executable, then setup's).
     #[arg(long)]
     ffi_lib: Option<PathBuf>,
+    /// When to transmit: always, on voice activity, or while push-to-talk is held.
+    #[arg(long, value_enum, default_value_t = ModeArg::Open)]
+    mode: ModeArg,
+    /// Voice-activity threshold in dBFS.
+    #[arg(long, default_value_t = -40.0, allow_hyphen_values = true)]
+    vad_threshold: f32,
+    /// Keep transmitting this long after push-to-talk is released (0–2000 ms).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=2000))]
+    ptt_release_ms: u32,
+    /// Two quick push-to-talk presses keep it open until the next press.
+    #[arg(long)]
+    double_tap_lock: bool,
+    /// Audio processing (echo cancellation, noise suppression, gain, high-pass): on by default
+    /// for --input-device, off for files and tones. `--processing on|off` forces it.
+    #[arg(long, value_enum)]
+    processing: Option<Switch>,
+    #[arg(long)]
+    no_aec: bool,
+    #[arg(long)]
+    no_ns: bool,
+    #[arg(long)]
+    no_agc: bool,
+    #[arg(long)]
+    no_hpf: bool,
+    /// Speaker-to-microphone delay hint for the echo canceller, in ms.
+    #[arg(long, default_value_t = 40)]
+    echo_delay_ms: i32,
+    /// Listen for control commands on this socket (default: see `parley ctl --help`); `none` to disable.
+    #[arg(long)]
+    control_socket: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Open,
+    Vad,
+    Ptt,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// Exit codes, so scripts can tell failures apart.
@@ -205,6 +262,19 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
             Ok(())
         }
         Command::Devices { json } => devices(json),
+        Command::Ctl { socket, command } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")
+                .map_err(|error| fail(ExitKind::Failure, error))?;
+            let socket = socket.unwrap_or_else(control::default_socket);
+            let answer = runtime
+                .block_on(control::send(&socket, &command.join(" ")))
+                .map_err(|error| fail(ExitKind::Unreachable, error))?;
+            println!("{answer}");
+            Ok(())
+        }
         Command::Join(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -363,7 +433,35 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         ..RoomOptions::default()
     };
     let printer = EventPrinter { json: args.json, started };
-    let request = JoinRequest { url: args.url.clone(), token: jwt, options, input, output };
+    let processing = match args.processing {
+        Some(Switch::On) => true,
+        Some(Switch::Off) => false,
+        None => args.input_device.is_some(),
+    };
+    let transmit = match args.mode {
+        ModeArg::Open => TransmitMode::OpenMic,
+        ModeArg::Vad => {
+            TransmitMode::VoiceActivity { threshold_dbfs: args.vad_threshold, hysteresis_db: 6.0, hold_ms: 300 }
+        }
+        ModeArg::Ptt => {
+            TransmitMode::PushToTalk { release_delay_ms: args.ptt_release_ms, double_tap_lock: args.double_tap_lock }
+        }
+    };
+    let request = JoinRequest {
+        url: args.url.clone(),
+        token: jwt,
+        options,
+        input,
+        output,
+        processing: processing.then_some(ApmConfig {
+            echo_cancellation: !args.no_aec,
+            noise_suppression: !args.no_ns,
+            auto_gain_control: !args.no_agc,
+            high_pass_filter: !args.no_hpf,
+        }),
+        transmit,
+        echo_delay_ms: args.echo_delay_ms,
+    };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (session, mut events) = match joined {
         Ok(Ok(joined)) => joined,
@@ -374,9 +472,23 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     };
 
     let deadline = args.duration.map(|seconds| tokio::time::Instant::now() + Duration::from_secs_f64(seconds));
+    let (requests, mut controls) = tokio::sync::mpsc::channel(32);
+    control::read_stdin(requests.clone());
+    let _socket = open_control_socket(args.control_socket.as_deref(), requests).await;
     let mut ended_by_room: Option<(String, String)> = None;
     loop {
         tokio::select! {
+            Some(request) = controls.recv() => {
+                let answer = match session.apply(&request.control) {
+                    Ok(()) => "ok".to_string(),
+                    Err(error) => format!("error: {error}"),
+                };
+                if let Some(reply) = request.reply
+                    && reply.send(answer).is_err()
+                {
+                    tracing::debug!("control client left before the answer");
+                }
+            }
             event = events.recv() => {
                 let Some(stamped) = event else { break };
                 printer.print(&stamped);
@@ -402,6 +514,26 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         return Err(fail(ExitKind::Disconnected, anyhow::anyhow!("disconnected from the room: {reason}")));
     }
     left.context("leaving the room").map_err(|error| fail(ExitKind::File, error))
+}
+
+/// Opens the control socket unless disabled; failing to is a warning, not a reason to leave.
+#[cfg(unix)]
+async fn open_control_socket(
+    wanted: Option<&str>,
+    requests: tokio::sync::mpsc::Sender<control::ControlRequest>,
+) -> Option<control::ControlSocket> {
+    let path = match wanted {
+        Some("none") => return None,
+        Some(path) => PathBuf::from(path),
+        None => control::default_socket(),
+    };
+    match control::ControlSocket::listen(&path, requests).await {
+        Ok(socket) => Some(socket),
+        Err(error) => {
+            eprintln!("parley: warning: no control socket: {error:#}");
+            None
+        }
+    }
 }
 
 /// `default` (or an empty name) means the system default device.

@@ -4,13 +4,17 @@
 //!   [`parley_audio::stream::FrameSource`] as the microphone, mixes every remote voice into a
 //!   [`parley_audio::stream::FrameSink`], and reports one ordered stream of
 //!   [`session::SessionEvent`]s;
+//! * [`control`] — the one-line commands (`ptt-start`, `volume alice 50`, …) every front end
+//!   sends to a running session;
 //! * [`token`] — minting LiveKit tokens from an API key and secret, and early checks of a
 //!   token's room and expiry.
 //!
 //! `core` knows no UI toolkit; everything a front end can do is first a function here.
 
+pub mod control;
 pub mod session;
 pub mod token;
 
+pub use control::Control;
 pub use parley_livekit_ffi::{Engine, LibrarySearch, RoomOptions};
 pub use session::{JoinRequest, Participant, Session, SessionError, SessionEvent, SessionState, StampedEvent};

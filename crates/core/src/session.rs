@@ -11,9 +11,12 @@
 //! stay the same.)
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use parley_audio::analysis::rms_dbfs;
+use parley_audio::gate::{TransmitGate, TransmitMode};
 use parley_audio::mixer::Mixer;
 use parley_audio::stream::{FrameSink, FrameSource};
 use parley_audio::{FRAME_SAMPLES, SAMPLE_RATE};
@@ -22,6 +25,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
+
+use crate::control::Control;
 
 /// Where the session is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,6 +109,25 @@ pub enum SessionEvent {
     },
     /// The input source has nothing more to send (a clip ended); silence follows.
     InputEnded,
+    /// The transmit gate opened or closed (push-to-talk, voice activity).
+    TransmitChanged {
+        on: bool,
+    },
+    /// Our microphone track was muted or unmuted (others see it).
+    MuteChanged {
+        muted: bool,
+    },
+    DeafenChanged {
+        deafened: bool,
+    },
+    VolumeChanged {
+        identity: String,
+        percent: u32,
+    },
+    LocalMuteChanged {
+        identity: String,
+        muted: bool,
+    },
     /// The room is gone for us.
     Disconnected {
         reason: String,
@@ -141,6 +165,12 @@ pub struct JoinRequest {
     pub input: Option<Box<dyn FrameSource>>,
     /// Where the mix of all remote audio goes; `None` plays nothing.
     pub output: Option<Box<dyn FrameSink>>,
+    /// Echo cancellation, noise suppression, gain control: for a microphone, not for a file.
+    pub processing: Option<ffi::ApmConfig>,
+    /// When the input is transmitted.
+    pub transmit: TransmitMode,
+    /// How long audio takes from the speaker back into the microphone, for the echo canceller.
+    pub echo_delay_ms: i32,
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
@@ -157,14 +187,26 @@ pub struct Session {
     playout: Option<JoinHandle<Result<(), SessionError>>>,
     stop_playout: Option<tokio::sync::oneshot::Sender<()>>,
     follower: JoinHandle<()>,
+    muted: AtomicBool,
+    deafened: AtomicBool,
 }
 
 struct Microphone {
     track: ffi::LocalAudioTrack,
     publication: ffi::LocalTrackPublication,
     task: JoinHandle<()>,
+    gate: std::sync::mpsc::SyncSender<GateCommand>,
     _source: Arc<ffi::AudioSource>,
 }
+
+/// What the microphone task's gate is told; polled once per frame.
+enum GateCommand {
+    Press,
+    Release,
+}
+
+/// The audio processing module shared by the microphone (near end) and playout (far end).
+type SharedApm = Arc<Mutex<ffi::Apm>>;
 
 impl Session {
     /// Joins a room, starts playout and publishes the input. Returns the session and its event
@@ -199,22 +241,41 @@ impl Session {
             },
         );
         let mixer = Arc::new(Mutex::new(Mixer::new(MAX_PLAYOUT_QUEUE_MS)));
+        let apm: Option<SharedApm> = match request.processing {
+            Some(config) => {
+                let mut apm = ffi::Apm::new(engine, config)?;
+                apm.set_stream_delay_ms(request.echo_delay_ms)?;
+                Some(Arc::new(Mutex::new(apm)))
+            }
+            None => None,
+        };
         let playing = request.output.is_some();
         let (stop_playout, playout) = match request.output {
             Some(sink) => {
                 let (stop, stopped) = tokio::sync::oneshot::channel();
-                (Some(stop), Some(tokio::spawn(playout(sink, Arc::clone(&mixer), events.clone(), stopped))))
+                let task = tokio::spawn(playout(sink, Arc::clone(&mixer), apm.clone(), events.clone(), stopped));
+                (Some(stop), Some(task))
             }
             None => (None, None),
         };
         let follower = tokio::spawn(follow(room_events, events.clone(), playing.then(|| Arc::clone(&mixer))));
-        let mut session =
-            Session { room, events: events.clone(), mixer, microphone: None, playout, stop_playout, follower };
+        let mut session = Session {
+            room,
+            events: events.clone(),
+            mixer,
+            microphone: None,
+            playout,
+            stop_playout,
+            follower,
+            muted: AtomicBool::new(false),
+            deafened: AtomicBool::new(false),
+        };
         if let Some(input) = request.input {
             // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
             // own clients turn RED off with E2EE for the same reason.
             let publish = ffi::PublishOptions { red: request.options.e2ee_shared_key.is_none(), ..Default::default() };
-            session.publish_input(engine, input, &publish).await?;
+            let microphone = MicrophoneSetup { input, apm, gate: TransmitGate::new(request.transmit) };
+            session.publish_input(engine, microphone, &publish).await?;
         }
         Ok((session, receiver))
     }
@@ -222,16 +283,50 @@ impl Session {
     async fn publish_input(
         &mut self,
         engine: &'static ffi::Engine,
-        input: Box<dyn FrameSource>,
+        setup: MicrophoneSetup,
         publish: &ffi::PublishOptions,
     ) -> Result<(), SessionError> {
         let source = Arc::new(ffi::AudioSource::new(engine, SAMPLE_RATE, 1)?);
         let track = ffi::LocalAudioTrack::new("microphone", &source)?;
         let publication = self.room.local_participant().publish_audio_track(&track, publish).await?;
-        let task =
-            tokio::spawn(feed_microphone(input, Arc::clone(&source), self.events.clone(), publication.sid.clone()));
-        self.microphone = Some(Microphone { track, publication, task, _source: source });
+        let (gate, gate_commands) = std::sync::mpsc::sync_channel(64);
+        let task = tokio::spawn(feed_microphone(
+            setup,
+            gate_commands,
+            Arc::clone(&source),
+            self.events.clone(),
+            publication.sid.clone(),
+        ));
+        self.microphone = Some(Microphone { track, publication, task, gate, _source: source });
         Ok(())
+    }
+
+    /// Applies a front end's command. Any thread with the session.
+    ///
+    /// Errors: engine errors (muting the track).
+    pub fn apply(&self, control: &Control) -> Result<(), SessionError> {
+        match control {
+            Control::PttStart => self.send_gate(GateCommand::Press),
+            Control::PttStop => self.send_gate(GateCommand::Release),
+            Control::Mute => self.set_muted(true)?,
+            Control::Unmute => self.set_muted(false)?,
+            Control::ToggleMute => self.set_muted(!self.muted.load(Ordering::Relaxed))?,
+            Control::Deafen => self.set_deafened(true),
+            Control::Undeafen => self.set_deafened(false),
+            Control::ToggleDeafen => self.set_deafened(!self.deafened.load(Ordering::Relaxed)),
+            Control::Volume { identity, percent } => self.set_volume(identity, *percent),
+            Control::LocalMute { identity } => self.set_local_mute(identity, true),
+            Control::LocalUnmute { identity } => self.set_local_mute(identity, false),
+        }
+        Ok(())
+    }
+
+    fn send_gate(&self, command: GateCommand) {
+        if let Some(microphone) = &self.microphone
+            && microphone.gate.try_send(command).is_err()
+        {
+            emit(&self.events, SessionEvent::Warning { message: "push-to-talk command dropped (busy)".into() });
+        }
     }
 
     /// The room's name.
@@ -249,17 +344,29 @@ impl Session {
         if let Some(microphone) = &self.microphone {
             microphone.track.set_muted(muted)?;
         }
+        self.muted.store(muted, Ordering::Relaxed);
+        emit(&self.events, SessionEvent::MuteChanged { muted });
         Ok(())
     }
 
     /// Per-participant playback volume, 0–200 %.
     pub fn set_volume(&self, identity: &str, percent: u32) {
-        self.lock_mixer().set_gain(identity, percent.min(200) as f32 / 100.0);
+        let percent = percent.min(200);
+        self.lock_mixer().set_gain(identity, percent as f32 / 100.0);
+        emit(&self.events, SessionEvent::VolumeChanged { identity: identity.to_string(), percent });
+    }
+
+    /// Silences (or restores) one participant for us only.
+    pub fn set_local_mute(&self, identity: &str, muted: bool) {
+        self.lock_mixer().set_local_mute(identity, muted);
+        emit(&self.events, SessionEvent::LocalMuteChanged { identity: identity.to_string(), muted });
     }
 
     /// Deafen: play nothing.
     pub fn set_deafened(&self, deafened: bool) {
         self.lock_mixer().set_deafened(deafened);
+        self.deafened.store(deafened, Ordering::Relaxed);
+        emit(&self.events, SessionEvent::DeafenChanged { deafened });
     }
 
     fn lock_mixer(&self) -> std::sync::MutexGuard<'_, Mixer> {
@@ -304,24 +411,54 @@ fn unix_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos() as u64).unwrap_or(0)
 }
 
-/// Sends one frame of `input` every 10 ms, on schedule: late ticks are caught up (burst), so
-/// frame `n` always belongs to `start + n × 10 ms`.
+/// What the microphone task needs: the input, its processing and its gate.
+struct MicrophoneSetup {
+    input: Box<dyn FrameSource>,
+    apm: Option<SharedApm>,
+    gate: TransmitGate,
+}
+
+/// Sends one frame of the input every 10 ms, on schedule: late ticks are caught up (burst), so
+/// frame `n` always belongs to `start + n × 10 ms`. Each frame: input → APM (echo cancellation
+/// etc.) → level → transmit gate → engine.
 async fn feed_microphone(
-    mut input: Box<dyn FrameSource>,
+    setup: MicrophoneSetup,
+    commands: std::sync::mpsc::Receiver<GateCommand>,
     source: Arc<ffi::AudioSource>,
     events: mpsc::UnboundedSender<StampedEvent>,
     sid: String,
 ) {
+    let MicrophoneSetup { mut input, apm, mut gate } = setup;
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut frame = vec![0i16; FRAME_SAMPLES];
     let mut ended = false;
+    let mut transmitting = None;
     ticker.tick().await;
     emit(&events, SessionEvent::PublishingStarted { sid, unix_ns: unix_ns() });
     loop {
         if !input.fill(&mut frame) && !ended {
             ended = true;
             emit(&events, SessionEvent::InputEnded);
+        }
+        if let Some(apm) = &apm {
+            let processed =
+                apm.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).process_stream(&mut frame, SAMPLE_RATE, 1);
+            if let Err(error) = processed {
+                emit(&events, SessionEvent::Warning { message: format!("audio processing failed: {error}") });
+            }
+        }
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                GateCommand::Press => gate.press(),
+                GateCommand::Release => gate.release(),
+            }
+        }
+        let level = rms_dbfs(&frame);
+        let open = gate.process(&mut frame, level);
+        if transmitting != Some(open) {
+            transmitting = Some(open);
+            emit(&events, SessionEvent::TransmitChanged { on: open });
         }
         frame = match source.capture_frame(frame).await {
             Ok(returned) => returned,
@@ -335,20 +472,35 @@ async fn feed_microphone(
     }
 }
 
-/// Writes one mixed frame every 10 ms until told to stop, then closes the sink.
+/// Writes one mixed frame every 10 ms until told to stop, then closes the sink. Each frame is
+/// also the echo canceller's far-end reference.
 async fn playout(
     mut sink: Box<dyn FrameSink>,
     mixer: Arc<Mutex<Mixer>>,
+    apm: Option<SharedApm>,
     events: mpsc::UnboundedSender<StampedEvent>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<(), SessionError> {
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut frame = vec![0i16; FRAME_SAMPLES];
+    let mut reference = vec![0i16; FRAME_SAMPLES];
     ticker.tick().await;
     emit(&events, SessionEvent::PlayoutStarted { unix_ns: unix_ns() });
     loop {
         mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).mix(&mut frame);
+        if let Some(apm) = &apm {
+            // The reverse stream may be rewritten in place; what we play stays untouched.
+            reference.copy_from_slice(&frame);
+            let analysed = apm.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).process_reverse_stream(
+                &mut reference,
+                SAMPLE_RATE,
+                1,
+            );
+            if let Err(error) = analysed {
+                emit(&events, SessionEvent::Warning { message: format!("echo reference failed: {error}") });
+            }
+        }
         if let Err(error) = sink.write(&frame) {
             emit(&events, SessionEvent::Warning { message: error.to_string() });
             return Err(error.into());

@@ -42,6 +42,9 @@ pub fn scratch() -> tempfile::TempDir {
 pub struct Peer {
     pub identity: String,
     pub recording: Option<PathBuf>,
+    /// This peer's control socket (for `parley ctl --socket`).
+    pub socket: PathBuf,
+    stdin: Option<std::process::ChildStdin>,
     child: Child,
     stdout: Option<JoinHandle<Vec<Value>>>,
     stderr: Option<JoinHandle<String>>,
@@ -72,9 +75,11 @@ pub fn join_with_env(
     env: &[(String, String)],
 ) -> Peer {
     let recording = extra.contains(&"--record").then(|| dir.join(format!("{identity}.wav")));
+    let socket = dir.join(format!("{identity}.sock"));
     let mut command = parley();
+    command.arg("join").arg("--control-socket").arg(&socket);
     command
-        .args(["join", "--json", "--url", &server.url(), "--room", room, "--identity", identity])
+        .args(["--json", "--url", &server.url(), "--room", room, "--identity", identity])
         .args(["--duration", &seconds.to_string()])
         .env("LIVEKIT_API_KEY", server.api_key())
         .env("LIVEKIT_API_SECRET", server.api_secret())
@@ -85,7 +90,9 @@ pub fn join_with_env(
             command.arg(recording.as_ref().expect("recording path"));
         }
     }
-    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn parley");
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn parley");
+    let stdin = child.stdin.take();
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
     let stdout = std::thread::spawn(move || {
@@ -100,10 +107,18 @@ pub fn join_with_env(
         let mut reader = stderr;
         reader.read_to_string(&mut text).map(|_| text).unwrap_or_default()
     });
-    Peer { identity: identity.to_string(), recording, child, stdout: Some(stdout), stderr: Some(stderr) }
+    Peer { identity: identity.to_string(), recording, socket, stdin, child, stdout: Some(stdout), stderr: Some(stderr) }
 }
 
 impl Peer {
+    /// Sends one control command on the peer's stdin; returns the wall-clock time (ms) it was sent.
+    pub fn command(&mut self, line: &str) -> f64 {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().expect("stdin is piped");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("write a command");
+        now_ms()
+    }
+
     /// Waits for the process (killing it after `timeout`) and collects what it reported.
     pub fn finish(mut self, timeout: Duration) -> Finished {
         let status = wait(&mut self.child, timeout);
@@ -115,6 +130,11 @@ impl Peer {
         });
         Finished { identity: self.identity.clone(), status, events, stderr, recording }
     }
+}
+
+/// The wall clock in ms since the Unix epoch (what `unix_ms` in events is).
+pub fn now_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64() * 1000.0
 }
 
 /// Waits for a child, killing it after `timeout`.

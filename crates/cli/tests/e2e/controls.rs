@@ -1,0 +1,163 @@
+//! What a listener controls (volume, local mute, deafen) and how a speaker transmits
+//! (push-to-talk, voice activity), checked by what actually arrives.
+
+use std::process::Command;
+use std::time::Duration;
+
+use parley_audio::SAMPLE_RATE;
+use parley_audio::analysis::{rms_dbfs, tone_level_dbfs};
+use parley_audio::signal::Tone;
+
+use crate::support::{Finished, audio_lock, join, now_ms, parley, scratch, server};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The level of `frequency` in the listener's recording between two wall-clock times.
+fn level_between(listener: &Finished, frequency: f32, from_ms: f64, to_ms: f64) -> f32 {
+    tone_level_dbfs(listener.recording_between(from_ms, to_ms), SAMPLE_RATE, frequency)
+}
+
+/// Wall-clock time of the first event named `name` with `field == value`.
+fn event_time(peer: &Finished, name: &str, field: &str, value: &serde_json::Value) -> f64 {
+    peer.events_named(name)
+        .into_iter()
+        .find(|event| &event[field] == value)
+        .and_then(|event| event["unix_ms"].as_f64())
+        .unwrap_or_else(|| panic!("{} reported no {name} with {field} = {value}: {:?}", peer.identity, peer.events))
+}
+
+#[test]
+fn volume_local_mute_and_deafen_change_what_the_listener_hears() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let alice = join(&server, "mixing", "alice", dir.path(), &["--tone", "440"], 14.0);
+    let mut bob = join(&server, "mixing", "bob", dir.path(), &["--record"], 12.0);
+    std::thread::sleep(Duration::from_millis(3000));
+    let half = bob.command("volume alice 50");
+    std::thread::sleep(Duration::from_millis(2000));
+    let double = bob.command("volume alice 200");
+    std::thread::sleep(Duration::from_millis(2000));
+    let muted = bob.command("local-mute alice");
+    std::thread::sleep(Duration::from_millis(1500));
+    bob.command("local-unmute alice");
+    let deafened = bob.command("deafen");
+    std::thread::sleep(Duration::from_millis(1500));
+    let end = now_ms();
+    let bob = bob.finish(TIMEOUT);
+    alice.finish(TIMEOUT).assert_clean();
+    bob.assert_clean();
+
+    let normal = level_between(&bob, 440.0, half - 1500.0, half - 100.0);
+    let quiet = level_between(&bob, 440.0, half + 300.0, double - 100.0);
+    let loud = level_between(&bob, 440.0, double + 300.0, muted - 100.0);
+    assert!((normal + 12.0).abs() <= 6.0, "at 100 % bob hears −12 ± 6 dBFS, got {normal:.1}");
+    assert!((quiet - normal + 6.0).abs() <= 1.5, "50 % is −6 ± 1.5 dB: {normal:.1} → {quiet:.1}");
+    assert!((loud - normal - 6.0).abs() <= 1.5, "200 % is +6 ± 1.5 dB: {normal:.1} → {loud:.1}");
+    let silenced = level_between(&bob, 440.0, muted + 300.0, deafened - 100.0);
+    assert!(silenced < -60.0, "local mute silences alice, got {silenced:.1} dBFS");
+    let deaf = rms_dbfs(bob.recording_between(deafened + 300.0, end - 300.0));
+    assert!(deaf < -60.0, "deafened means silence, got {deaf:.1} dBFS");
+    assert_eq!(bob.events_named("volume_changed").len(), 2, "both volume changes were reported");
+    assert_eq!(bob.events_named("deafen_changed")[0]["deafened"], true);
+}
+
+#[test]
+fn push_to_talk_sends_only_while_held_and_for_the_release_delay() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let mut alice = join(
+        &server,
+        "walkie",
+        "alice",
+        dir.path(),
+        &["--tone", "660", "--mode", "ptt", "--ptt-release-ms", "400"],
+        11.0,
+    );
+    let bob = join(&server, "walkie", "bob", dir.path(), &["--record"], 10.0);
+    std::thread::sleep(Duration::from_millis(3500));
+    // Press through the control socket (as a compositor key binding would), release on stdin.
+    let pressed_at = now_ms();
+    let pressed = parley().args(["ctl", "--socket"]).arg(&alice.socket).arg("ptt-start").output().expect("parley ctl");
+    assert!(pressed.status.success(), "ctl ptt-start: {}", String::from_utf8_lossy(&pressed.stderr));
+    assert_eq!(String::from_utf8_lossy(&pressed.stdout).trim(), "ok");
+    std::thread::sleep(Duration::from_millis(2500));
+    let released_at = alice.command("ptt-stop");
+    std::thread::sleep(Duration::from_millis(2500));
+    let bob = bob.finish(TIMEOUT);
+    let alice = alice.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    let on = event_time(&alice, "transmit_changed", "on", &true.into());
+    let transmits: Vec<_> = alice.events_named("transmit_changed");
+    let off = transmits
+        .iter()
+        .filter(|event| event["on"] == false)
+        .filter_map(|event| event["unix_ms"].as_f64())
+        .find(|&at| at > on)
+        .expect("the gate closed after the release");
+    assert!(on >= pressed_at - 50.0, "the gate opened only after the press");
+    let delay = off - released_at;
+    assert!((300.0..1500.0).contains(&delay), "the gate closes ~400 ms after release, took {delay:.0} ms");
+
+    let before = level_between(&bob, 660.0, bob.first_unix_ms("joined") + 500.0, pressed_at);
+    assert!(before < -60.0, "nothing is heard before ptt-start, got {before:.1} dBFS");
+    let during = level_between(&bob, 660.0, on + 600.0, released_at);
+    assert!((during + 12.0).abs() <= 6.0, "the tone is heard while held, got {during:.1} dBFS");
+    let after = level_between(&bob, 660.0, off + 600.0, bob.last_unix_ms() - 300.0);
+    assert!(after < -60.0, "nothing after the release delay, got {after:.1} dBFS");
+}
+
+#[test]
+fn voice_activity_sends_speech_but_not_background_noise() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    // 4 s of quiet noise (about −56 dBFS RMS), then 4 s of a tone at −12 dBFS.
+    let mut clip = Vec::with_capacity(SAMPLE_RATE as usize * 8);
+    let mut seed = 1u32;
+    for _ in 0..SAMPLE_RATE * 4 {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        clip.push(((seed >> 16) as i16) / 512);
+    }
+    let mut tone = vec![0i16; SAMPLE_RATE as usize * 4];
+    Tone::new(520.0, -12.0).fill(&mut tone);
+    clip.extend_from_slice(&tone);
+    let clip_path = dir.path().join("speech.wav");
+    parley_audio::wav::write_mono_48k(&clip_path, &clip).expect("write clip");
+    let bob = join(&server, "vox", "bob", dir.path(), &["--record"], 11.0);
+    std::thread::sleep(Duration::from_millis(1000));
+    let clip_arg = clip_path.to_string_lossy().to_string();
+    let alice = join(
+        &server,
+        "vox",
+        "alice",
+        dir.path(),
+        &["--play", &clip_arg, "--mode", "vad", "--vad-threshold", "-40"],
+        9.0,
+    );
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    let started = alice.first_unix_ms("publishing_started");
+    let noise = rms_dbfs(bob.recording_between(started + 500.0, started + 3800.0));
+    assert!(noise < -60.0, "background noise below the threshold is not sent, bob got {noise:.1} dBFS");
+    let speech = level_between(&bob, 520.0, started + 4800.0, started + 7500.0);
+    assert!((speech + 12.0).abs() <= 6.0, "speech above the threshold is sent, bob got {speech:.1} dBFS");
+    let opened = event_time(&alice, "transmit_changed", "on", &true.into());
+    assert!(opened - started > 3500.0, "the gate opened for the speech, not the noise ({:.0} ms)", opened - started);
+}
+
+#[test]
+fn ctl_without_a_running_session_says_so() {
+    let output = parley().args(["ctl", "--socket", "/nonexistent/parley.sock", "ptt-start"]).output().expect("run ctl");
+    assert_eq!(output.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no running parley listens on /nonexistent/parley.sock"), "{stderr}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_parley")).args(["ctl", "shout"]).output().expect("run ctl");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown command"), "a bad command is explained");
+}

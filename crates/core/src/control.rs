@@ -1,0 +1,125 @@
+//! Commands a running session accepts from any front end: the CLI's stdin and local socket
+//! today, global shortcuts, the tray and the window later. One line of text per command, so
+//! that any compositor or script can bind a key to `parley ctl ptt-start`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    PttStart,
+    PttStop,
+    Mute,
+    Unmute,
+    ToggleMute,
+    Deafen,
+    Undeafen,
+    ToggleDeafen,
+    /// Playback volume of one participant, 0–200 %.
+    Volume {
+        identity: String,
+        percent: u32,
+    },
+    /// Silence one participant for us only.
+    LocalMute {
+        identity: String,
+    },
+    LocalUnmute {
+        identity: String,
+    },
+}
+
+/// The commands and their syntax, for help texts and error messages.
+pub const CONTROL_SYNTAX: &str = "ptt-start | ptt-stop | mute | unmute | toggle-mute | deafen | undeafen | \
+toggle-deafen | volume <identity> <0-200> | local-mute <identity> | local-unmute <identity>";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown command {line:?}; commands: {CONTROL_SYNTAX}")]
+pub struct ParseControlError {
+    line: String,
+}
+
+impl FromStr for Control {
+    type Err = ParseControlError;
+
+    fn from_str(line: &str) -> Result<Control, ParseControlError> {
+        let error = || ParseControlError { line: line.trim().to_string() };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        Ok(match words.as_slice() {
+            ["ptt-start"] => Control::PttStart,
+            ["ptt-stop"] => Control::PttStop,
+            ["mute"] => Control::Mute,
+            ["unmute"] => Control::Unmute,
+            ["toggle-mute"] => Control::ToggleMute,
+            ["deafen"] => Control::Deafen,
+            ["undeafen"] => Control::Undeafen,
+            ["toggle-deafen"] => Control::ToggleDeafen,
+            ["volume", identity, percent] => {
+                let percent: u32 = percent.trim_end_matches('%').parse().map_err(|_| error())?;
+                if percent > 200 {
+                    return Err(error());
+                }
+                Control::Volume { identity: identity.to_string(), percent }
+            }
+            ["local-mute", identity] => Control::LocalMute { identity: identity.to_string() },
+            ["local-unmute", identity] => Control::LocalUnmute { identity: identity.to_string() },
+            _ => return Err(error()),
+        })
+    }
+}
+
+impl fmt::Display for Control {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Control::PttStart => write!(formatter, "ptt-start"),
+            Control::PttStop => write!(formatter, "ptt-stop"),
+            Control::Mute => write!(formatter, "mute"),
+            Control::Unmute => write!(formatter, "unmute"),
+            Control::ToggleMute => write!(formatter, "toggle-mute"),
+            Control::Deafen => write!(formatter, "deafen"),
+            Control::Undeafen => write!(formatter, "undeafen"),
+            Control::ToggleDeafen => write!(formatter, "toggle-deafen"),
+            Control::Volume { identity, percent } => write!(formatter, "volume {identity} {percent}"),
+            Control::LocalMute { identity } => write!(formatter, "local-mute {identity}"),
+            Control::LocalUnmute { identity } => write!(formatter, "local-unmute {identity}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_parses_and_prints_back() {
+        for line in [
+            "ptt-start",
+            "ptt-stop",
+            "mute",
+            "unmute",
+            "toggle-mute",
+            "deafen",
+            "undeafen",
+            "toggle-deafen",
+            "volume alice 150",
+            "local-mute bob",
+            "local-unmute bob",
+        ] {
+            let control: Control = line.parse().unwrap_or_else(|error| panic!("{line}: {error}"));
+            assert_eq!(control.to_string(), line);
+        }
+    }
+
+    #[test]
+    fn bad_commands_are_refused_with_the_syntax() {
+        for line in ["", "volume alice", "volume alice 201", "volume alice loud", "shout", "mute now"] {
+            let error = line.parse::<Control>().expect_err(line);
+            assert!(error.to_string().contains("ptt-start"), "{error}");
+        }
+        assert_eq!(
+            "volume alice 50%".parse::<Control>(),
+            Ok(Control::Volume { identity: "alice".into(), percent: 50 })
+        );
+    }
+}
