@@ -137,3 +137,36 @@ fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
     assert!((level + 12.0).abs() <= 6.0, "bob's speaker plays alice's 880 Hz at −12 ± 6 dBFS, got {level:.1}");
     assert!(band_energy_fraction(steady, SAMPLE_RATE, 880.0, 25.0) > 0.9, "and mostly that tone");
 }
+
+/// One round of the echo test: bob's speaker feeds straight back into his microphone (a null
+/// sink and its own monitor); returns how loud alice hears her own tone come back from him.
+fn echo_returned_to_alice(echo_cancellation: bool) -> f32 {
+    let pulse = pulse(&[("room_b", 1)]);
+    let server = server();
+    let dir = scratch();
+    let env = pulse.env();
+    let mut bob_args = vec!["--input-device", "room_b.monitor", "--output-device", "room_b", "--no-ns", "--no-agc"];
+    if !echo_cancellation {
+        bob_args.push("--no-aec");
+    }
+    let alice = join_with_env(&server, "echo", "alice", dir.path(), &["--tone", "440", "--record"], 14.0, &env);
+    std::thread::sleep(Duration::from_millis(500));
+    let bob = join_with_env(&server, "echo", "bob", dir.path(), &bob_args, 12.0, &env);
+    let bob = bob.finish(Duration::from_secs(40));
+    let alice = alice.finish(Duration::from_secs(40));
+    alice.assert_clean();
+    bob.assert_clean();
+    // The last 6 s of bob's stay: the echo canceller has had time to converge.
+    let until = bob.last_unix_ms() - 500.0;
+    tone_level_dbfs(alice.recording_between(until - 6000.0, until), SAMPLE_RATE, 440.0)
+}
+
+#[test]
+fn echo_cancellation_removes_what_the_speaker_plays_back_into_the_microphone() {
+    let _serial = audio_lock();
+    let without = echo_returned_to_alice(false);
+    let with = echo_returned_to_alice(true);
+    eprintln!("echo returned to alice: {without:.1} dBFS without echo cancellation, {with:.1} dBFS with it");
+    assert!(without > -30.0, "without echo cancellation alice hears herself back (the test's echo path works): {without:.1} dBFS");
+    assert!(without - with >= 20.0, "echo cancellation takes ≥ 20 dB off the echo: {without:.1} → {with:.1} dBFS");
+}
