@@ -322,23 +322,99 @@ impl PlaybackStream {
 /// The longest the device ends may buffer on our side before the oldest audio is dropped.
 const MAX_DEVICE_QUEUE_MS: usize = 60;
 
+/// How often an open stream checks that its device still exists (and, when following the
+/// system default, that the default has not moved). Stall detection cannot replace this: a
+/// PulseAudio sink may legitimately take its audio in blocks far apart.
+const DEVICE_CHECK: Duration = Duration::from_secs(1);
+
+/// Watches one open stream for loss and for the system default moving; decides when to reopen.
+struct Watch {
+    /// The device the user asked for; `None` follows the system default.
+    wanted: Option<String>,
+    direction: Direction,
+    opened_id: Option<String>,
+    last_check: std::time::Instant,
+    notice: Option<String>,
+}
+
+impl Watch {
+    fn new(wanted: Option<&str>, direction: Direction) -> Watch {
+        let now = std::time::Instant::now();
+        Watch {
+            wanted: wanted.map(str::to_string),
+            direction,
+            opened_id: current_id(direction, wanted),
+            last_check: now,
+            notice: None,
+        }
+    }
+
+    /// Whether the stream should be reopened now: the backend reported an error, the device is
+    /// gone, or (when following the default) the default moved. Called once per 10 ms frame
+    /// from the worker; asks the sound system at most once per [`DEVICE_CHECK`].
+    fn needs_reopen(&mut self, counters: &StreamCounters) -> bool {
+        if counters.errors.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(self.last_check) < DEVICE_CHECK {
+            return false;
+        }
+        self.last_check = now;
+        let Some(opened) = self.opened_id.clone() else { return false };
+        if current_id(self.direction, Some(&opened)).is_none() {
+            return true; // unplugged
+        }
+        self.wanted.is_none() && current_id(self.direction, None).is_some_and(|default| default != opened)
+    }
+
+    /// Reopens with `open` on the wanted device, falling back to the system default when it is
+    /// gone; records a notice for the user. Returns the new stream, or `None` to retry later.
+    fn reopen<S>(
+        &mut self,
+        previous: &str,
+        open: impl Fn(Option<&str>) -> Result<S, DeviceError>,
+        name: impl Fn(&S) -> String,
+    ) -> Option<S> {
+        self.last_check = std::time::Instant::now();
+        let reopened = match open(self.wanted.as_deref()) {
+            Ok(stream) => Some((stream, self.wanted.clone())),
+            Err(_) if self.wanted.is_some() => open(None).ok().map(|stream| (stream, None)),
+            Err(_) => None,
+        };
+        let (stream, via) = reopened?;
+        self.opened_id = current_id(self.direction, via.as_deref());
+        let word = direction_word(self.direction);
+        self.notice = Some(format!("{word} moved from {previous:?} to {:?}", name(&stream)));
+        Some(stream)
+    }
+}
+
+/// The id of the device `wanted` names, or of the system default.
+fn current_id(direction: Direction, wanted: Option<&str>) -> Option<String> {
+    let device = find_device(direction, wanted).ok()?;
+    device.id().ok().map(|id| id.to_string())
+}
+
 /// A capture device as a [`crate::stream::FrameSource`]: 48 kHz mono frames, downmixed from
 /// whatever channel layout the device has. Called from the session's 10 ms tick, it takes what
 /// the callback queued; a short device leaves silence, a long backlog is trimmed so latency
-/// stays bounded.
+/// stays bounded. A device that vanishes (or, when following the default, a default that
+/// moves) is replaced without interrupting the session.
 pub struct DeviceInput {
     stream: CaptureStream,
+    watch: Watch,
     scratch: Vec<f32>,
     pending: std::collections::VecDeque<i16>,
 }
 
 impl DeviceInput {
-    /// Opens the capture device (id or name; `None` = system default).
+    /// Opens the capture device (id or name; `None` = system default, followed if it changes).
     pub fn open(device: Option<&str>) -> Result<DeviceInput, DeviceError> {
-        let stream = CaptureStream::open(device)?;
-        require_48k(&stream.info, "input")?;
+        let stream = open_capture_48k(device)?;
         Ok(DeviceInput {
             stream,
+            watch: Watch::new(device, Direction::Input),
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
             pending: std::collections::VecDeque::with_capacity(crate::FRAME_SAMPLES * 8),
         })
@@ -349,10 +425,29 @@ impl DeviceInput {
     }
 }
 
+fn open_capture_48k(device: Option<&str>) -> Result<CaptureStream, DeviceError> {
+    let stream = CaptureStream::open(device)?;
+    require_48k(&stream.info, "input")?;
+    Ok(stream)
+}
+
+fn open_playback_48k(device: Option<&str>) -> Result<PlaybackStream, DeviceError> {
+    let stream = PlaybackStream::open(device)?;
+    require_48k(&stream.info, "output")?;
+    Ok(stream)
+}
+
 impl crate::stream::FrameSource for DeviceInput {
     fn fill(&mut self, frame: &mut [i16]) -> bool {
         self.scratch.clear();
         self.stream.pop_into(&mut self.scratch);
+        if self.watch.needs_reopen(&self.stream.counters) {
+            let previous = self.stream.info.device.clone();
+            if let Some(stream) = self.watch.reopen(&previous, open_capture_48k, |stream| stream.info.device.clone()) {
+                self.stream = stream;
+                self.pending.clear();
+            }
+        }
         let channels = self.stream.info.channels.max(1) as usize;
         for group in self.scratch.chunks_exact(channels) {
             let mono = group.iter().sum::<f32>() / channels as f32;
@@ -368,21 +463,29 @@ impl crate::stream::FrameSource for DeviceInput {
         frame[count..].fill(0);
         true
     }
+
+    fn take_notice(&mut self) -> Option<String> {
+        self.watch.notice.take()
+    }
 }
 
 /// A playback device as a [`crate::stream::FrameSink`]: 48 kHz mono frames copied to every
-/// channel of the device.
+/// channel of the device; replaced like [`DeviceInput`] when it vanishes.
 pub struct DeviceOutput {
     stream: PlaybackStream,
+    watch: Watch,
     scratch: Vec<f32>,
 }
 
 impl DeviceOutput {
-    /// Opens the playback device (id or name; `None` = system default).
+    /// Opens the playback device (id or name; `None` = system default, followed if it changes).
     pub fn open(device: Option<&str>) -> Result<DeviceOutput, DeviceError> {
-        let stream = PlaybackStream::open(device)?;
-        require_48k(&stream.info, "output")?;
-        Ok(DeviceOutput { stream, scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8) })
+        let stream = open_playback_48k(device)?;
+        Ok(DeviceOutput {
+            stream,
+            watch: Watch::new(device, Direction::Output),
+            scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+        })
     }
 
     pub fn info(&self) -> &StreamInfo {
@@ -392,6 +495,12 @@ impl DeviceOutput {
 
 impl crate::stream::FrameSink for DeviceOutput {
     fn write(&mut self, frame: &[i16]) -> Result<(), crate::wav::WavError> {
+        if self.watch.needs_reopen(&self.stream.counters) {
+            let previous = self.stream.info.device.clone();
+            if let Some(stream) = self.watch.reopen(&previous, open_playback_48k, |stream| stream.info.device.clone()) {
+                self.stream = stream;
+            }
+        }
         let channels = self.stream.info.channels.max(1) as usize;
         let limit = MAX_DEVICE_QUEUE_MS * crate::SAMPLE_RATE as usize / 1000 * channels;
         if self.stream.queued() > limit {
@@ -409,6 +518,10 @@ impl crate::stream::FrameSink for DeviceOutput {
 
     fn finish(self: Box<Self>) -> Result<(), crate::wav::WavError> {
         Ok(())
+    }
+
+    fn take_notice(&mut self) -> Option<String> {
+        self.watch.notice.take()
     }
 }
 

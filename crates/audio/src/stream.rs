@@ -8,6 +8,11 @@ use crate::wav::{Recorder, WavError};
 pub trait FrameSource: Send {
     /// Fills `frame`; returns false once the source has nothing more (the frame is then silence).
     fn fill(&mut self, frame: &mut [i16]) -> bool;
+
+    /// Something the user should know about the source (e.g. it moved to another device).
+    fn take_notice(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Consumes 10 ms frames of 48 kHz mono audio.
@@ -15,6 +20,11 @@ pub trait FrameSink: Send {
     fn write(&mut self, frame: &[i16]) -> Result<(), WavError>;
     /// Flushes and closes the sink.
     fn finish(self: Box<Self>) -> Result<(), WavError>;
+
+    /// Something the user should know about the sink (e.g. it moved to another device).
+    fn take_notice(&mut self) -> Option<String> {
+        None
+    }
 }
 
 impl FrameSource for Tone {

@@ -620,6 +620,8 @@ impl EventPrinter {
             SessionEvent::Reconnected => "reconnected".into(),
             SessionEvent::Disconnected { reason, .. } => format!("disconnected: {reason}"),
             SessionEvent::InputEnded => "input ended; sending silence".into(),
+            SessionEvent::DeviceChanged { message } => format!("sound device: {message}"),
+            SessionEvent::TransmitChanged { on } => (if *on { "transmitting" } else { "not transmitting" }).into(),
             SessionEvent::Warning { message } => format!("warning: {message}"),
             _ => return,
         };

@@ -128,6 +128,10 @@ pub enum SessionEvent {
         identity: String,
         muted: bool,
     },
+    /// A sound device was replaced (it vanished, or the system default moved).
+    DeviceChanged {
+        message: String,
+    },
     /// The room is gone for us.
     Disconnected {
         reason: String,
@@ -441,6 +445,9 @@ async fn feed_microphone(
             ended = true;
             emit(&events, SessionEvent::InputEnded);
         }
+        if let Some(message) = input.take_notice() {
+            emit(&events, SessionEvent::DeviceChanged { message });
+        }
         if let Some(apm) = &apm {
             let processed =
                 apm.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).process_stream(&mut frame, SAMPLE_RATE, 1);
@@ -504,6 +511,9 @@ async fn playout(
         if let Err(error) = sink.write(&frame) {
             emit(&events, SessionEvent::Warning { message: error.to_string() });
             return Err(error.into());
+        }
+        if let Some(message) = sink.take_notice() {
+            emit(&events, SessionEvent::DeviceChanged { message });
         }
         tokio::select! {
             _ = ticker.tick() => {}

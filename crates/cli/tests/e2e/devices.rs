@@ -167,6 +167,48 @@ fn echo_cancellation_removes_what_the_speaker_plays_back_into_the_microphone() {
     let without = echo_returned_to_alice(false);
     let with = echo_returned_to_alice(true);
     eprintln!("echo returned to alice: {without:.1} dBFS without echo cancellation, {with:.1} dBFS with it");
-    assert!(without > -30.0, "without echo cancellation alice hears herself back (the test's echo path works): {without:.1} dBFS");
+    assert!(
+        without > -30.0,
+        "without echo cancellation alice hears herself back (the test's echo path works): {without:.1} dBFS"
+    );
     assert!(without - with >= 20.0, "echo cancellation takes ≥ 20 dB off the echo: {without:.1} → {with:.1} dBFS");
+}
+
+#[test]
+fn playback_moves_to_the_fallback_device_when_the_speaker_vanishes() {
+    let _serial = audio_lock();
+    let pulse = pulse(&[("speaker_b", 2), ("backup_b", 2)]);
+    let server = server();
+    let dir = scratch();
+    let env = pulse.env();
+    let alice = join_with_env(&server, "unplug", "alice", dir.path(), &["--tone", "440"], 14.0, &env);
+    let bob = join_with_env(&server, "unplug", "bob", dir.path(), &["--output-device", "speaker_b"], 12.0, &env);
+    let backup = record_monitor(&pulse, "backup_b");
+    std::thread::sleep(Duration::from_secs(4));
+    let module = pulse.sink_module("speaker_b").expect("speaker_b's module");
+    pulse.pactl(&["unload-module", &module.to_string()]).expect("unplug speaker_b");
+    let unplugged = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let heard = samples_of(backup);
+    let recorded_after_unplug = unplugged.elapsed();
+    let bob = bob.finish(Duration::from_secs(40));
+    alice.finish(Duration::from_secs(40)).assert_clean();
+    bob.assert_clean();
+
+    let changed = bob.events_named("device_changed");
+    assert_eq!(changed.len(), 1, "bob reports one device change: {:?}", bob.events);
+    assert!(changed[0]["message"].as_str().is_some_and(|message| message.contains("backup_b")), "{:?}", changed[0]);
+    assert!(
+        bob.events_named("disconnected").iter().all(|event| event["code"] == "client_initiated"),
+        "bob stayed in the room"
+    );
+    // parec on backup_b ran for the last `recorded_after_unplug` of its recording.
+    let after_unplug =
+        &heard[heard.len().saturating_sub((recorded_after_unplug.as_secs_f64() * SAMPLE_RATE as f64) as usize)..];
+    let onset = first_onset(after_unplug, -30.0, 480).expect("bob's audio never reached the fallback device");
+    let moved_after = onset as f64 / SAMPLE_RATE as f64;
+    assert!(moved_after <= 2.0, "playback moved within 2 s of the unplug, took {moved_after:.2} s");
+    let tail = &after_unplug[onset..];
+    let level = tone_level_dbfs(&tail[tail.len() / 2..], SAMPLE_RATE, 440.0);
+    assert!((level + 12.0).abs() <= 6.0, "the fallback plays alice at −12 ± 6 dBFS, got {level:.1}");
 }
