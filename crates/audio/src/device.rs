@@ -130,6 +130,16 @@ fn find_device(direction: Direction, wanted: Option<&str>) -> Result<cpal::Devic
     Err(DeviceError::NotFound { direction: word, wanted: wanted.to_string(), available })
 }
 
+/// The output device `wanted` names (id or name), or the system default.
+pub fn find_output(wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
+    find_device(Direction::Output, wanted)
+}
+
+/// A device's human-readable name.
+pub fn device_name(device: &cpal::Device) -> String {
+    device.description().map(|description| description.name().to_string()).unwrap_or_else(|_| "?".to_string())
+}
+
 /// What a device granted for an open stream.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StreamInfo {

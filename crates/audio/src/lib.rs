@@ -3,6 +3,7 @@
 //! Parley's audio is 48 kHz, mono, i16, in 10 ms frames of [`FRAME_SAMPLES`] samples
 //! (DESIGN.md §3). This crate holds what every front end and test shares:
 //!
+//! * [`cue`] — generated confirmation sounds (join, leave, mute, PTT, …) played with rodio;
 //! * [`device`] — sound devices through cpal: listing, capture and playback streams whose
 //!   real-time callbacks only touch lock-free rings;
 //! * [`gate`] — the transmit gate: open mic, voice activity, push-to-talk with release delay;
@@ -14,6 +15,7 @@
 //!   benchmarks.
 
 pub mod analysis;
+pub mod cue;
 pub mod device;
 pub mod gate;
 pub mod mixer;

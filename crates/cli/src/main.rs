@@ -5,12 +5,14 @@
 //! (join a room, publish a file or tone, record what others say). Errors print on one line;
 //! exit codes are listed in [`ExitKind`].
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use parley_audio::cue::{Cue, CuePlayer};
 use parley_audio::device::{DeviceInput, DeviceOutput, Direction, list_devices};
 use parley_audio::gate::TransmitMode;
 use parley_audio::signal::Tone;
@@ -170,6 +172,11 @@ struct JoinArgs {
     /// Speaker-to-microphone delay hint for the echo canceller, in ms.
     #[arg(long, default_value_t = 40)]
     echo_delay_ms: i32,
+    /// Confirmation sounds on the output device: `all`, `none`, or a comma list (joined, left,
+    /// participant-joined, participant-left, muted, unmuted, deafened, undeafened, ptt-on,
+    /// ptt-off, you-are-muted). Default: all with --output-device, none otherwise.
+    #[arg(long)]
+    cues: Option<String>,
     /// Listen for control commands on this socket (default: see `parley ctl --help`); `none` to disable.
     #[arg(long)]
     control_socket: Option<String>,
@@ -433,6 +440,14 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         ..RoomOptions::default()
     };
     let printer = EventPrinter { json: args.json, started };
+    let cues = match (&args.output_device, parse_cues(args.cues.as_deref(), args.output_device.is_some())) {
+        (_, Err(error)) => return Err(fail(ExitKind::Failure, anyhow::anyhow!(error))),
+        (_, Ok(enabled)) if enabled.is_empty() => None,
+        (device, Ok(enabled)) => Some(
+            CuePlayer::open(device.as_deref().and_then(device_choice), enabled)
+                .map_err(|error| fail(ExitKind::Device, error))?,
+        ),
+    };
     let processing = match args.processing {
         Some(Switch::On) => true,
         Some(Switch::Off) => false,
@@ -461,6 +476,7 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         }),
         transmit,
         echo_delay_ms: args.echo_delay_ms,
+        cues,
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (session, mut events) = match joined {
@@ -533,6 +549,17 @@ async fn open_control_socket(
             eprintln!("parley: warning: no control socket: {error:#}");
             None
         }
+    }
+}
+
+/// The cues `--cues` enables: `all`, `none`, or a comma list; by default all when the session
+/// plays to a device (a file recording should not contain them).
+fn parse_cues(wanted: Option<&str>, playing_to_device: bool) -> Result<HashSet<Cue>, String> {
+    match wanted {
+        None if playing_to_device => Ok(Cue::ALL.into_iter().collect()),
+        None | Some("none") => Ok(HashSet::new()),
+        Some("all") => Ok(Cue::ALL.into_iter().collect()),
+        Some(list) => list.split(',').map(|name| name.trim().parse::<Cue>()).collect(),
     }
 }
 

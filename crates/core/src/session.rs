@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parley_audio::analysis::rms_dbfs;
+use parley_audio::cue::{Cue, CuePlayer};
 use parley_audio::gate::{TransmitGate, TransmitMode};
 use parley_audio::mixer::Mixer;
 use parley_audio::stream::{FrameSink, FrameSource};
@@ -175,6 +176,8 @@ pub struct JoinRequest {
     pub transmit: TransmitMode,
     /// How long audio takes from the speaker back into the microphone, for the echo canceller.
     pub echo_delay_ms: i32,
+    /// Where confirmation sounds play; `None` plays none.
+    pub cues: Option<CuePlayer>,
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
@@ -191,8 +194,9 @@ pub struct Session {
     playout: Option<JoinHandle<Result<(), SessionError>>>,
     stop_playout: Option<tokio::sync::oneshot::Sender<()>>,
     follower: JoinHandle<()>,
-    muted: AtomicBool,
+    muted: Arc<AtomicBool>,
     deafened: AtomicBool,
+    cues: Option<CuePlayer>,
 }
 
 struct Microphone {
@@ -232,6 +236,9 @@ impl Session {
             }
         };
         emit(&events, SessionEvent::StateChanged { state: SessionState::Connected });
+        if let Some(cues) = &request.cues {
+            cues.play(Cue::Joined);
+        }
         emit(
             &events,
             SessionEvent::Joined {
@@ -262,7 +269,12 @@ impl Session {
             }
             None => (None, None),
         };
-        let follower = tokio::spawn(follow(room_events, events.clone(), playing.then(|| Arc::clone(&mixer))));
+        let follower = tokio::spawn(follow(
+            room_events,
+            events.clone(),
+            playing.then(|| Arc::clone(&mixer)),
+            request.cues.clone(),
+        ));
         let mut session = Session {
             room,
             events: events.clone(),
@@ -271,14 +283,21 @@ impl Session {
             playout,
             stop_playout,
             follower,
-            muted: AtomicBool::new(false),
+            muted: Arc::new(AtomicBool::new(false)),
             deafened: AtomicBool::new(false),
+            cues: request.cues.clone(),
         };
         if let Some(input) = request.input {
             // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
             // own clients turn RED off with E2EE for the same reason.
             let publish = ffi::PublishOptions { red: request.options.e2ee_shared_key.is_none(), ..Default::default() };
-            let microphone = MicrophoneSetup { input, apm, gate: TransmitGate::new(request.transmit) };
+            let microphone = MicrophoneSetup {
+                input,
+                apm,
+                gate: TransmitGate::new(request.transmit),
+                muted: Arc::clone(&session.muted),
+                cues: request.cues.clone(),
+            };
             session.publish_input(engine, microphone, &publish).await?;
         }
         Ok((session, receiver))
@@ -349,6 +368,7 @@ impl Session {
             microphone.track.set_muted(muted)?;
         }
         self.muted.store(muted, Ordering::Relaxed);
+        self.cue(if muted { Cue::Muted } else { Cue::Unmuted });
         emit(&self.events, SessionEvent::MuteChanged { muted });
         Ok(())
     }
@@ -370,7 +390,14 @@ impl Session {
     pub fn set_deafened(&self, deafened: bool) {
         self.lock_mixer().set_deafened(deafened);
         self.deafened.store(deafened, Ordering::Relaxed);
+        self.cue(if deafened { Cue::Deafened } else { Cue::Undeafened });
         emit(&self.events, SessionEvent::DeafenChanged { deafened });
+    }
+
+    fn cue(&self, cue: Cue) {
+        if let Some(cues) = &self.cues {
+            cues.play(cue);
+        }
     }
 
     fn lock_mixer(&self) -> std::sync::MutexGuard<'_, Mixer> {
@@ -380,6 +407,13 @@ impl Session {
 
     /// Leaves the room, stops the audio tasks and closes the output.
     pub async fn leave(mut self) -> Result<(), SessionError> {
+        if let Some(cues) = &self.cues {
+            // Let the goodbye sound finish before the device closes (plus the device's buffer).
+            let lasts = cues.play(Cue::Left);
+            if !lasts.is_zero() {
+                tokio::time::sleep(lasts + Duration::from_millis(150)).await;
+            }
+        }
         if let Some(microphone) = self.microphone.take() {
             microphone.task.abort();
             if let Err(error) = self.room.local_participant().unpublish_track(&microphone.publication.sid).await {
@@ -420,7 +454,14 @@ struct MicrophoneSetup {
     input: Box<dyn FrameSource>,
     apm: Option<SharedApm>,
     gate: TransmitGate,
+    muted: Arc<AtomicBool>,
+    cues: Option<CuePlayer>,
 }
+
+/// Speaking into a muted microphone louder than this earns a "you are muted" cue…
+const SPEAKING_DBFS: f32 = -40.0;
+/// …at most once per this many 10 ms frames (5 s).
+const MUTED_REMINDER_FRAMES: u64 = 500;
 
 /// Sends one frame of the input every 10 ms, on schedule: late ticks are caught up (burst), so
 /// frame `n` always belongs to `start + n × 10 ms`. Each frame: input → APM (echo cancellation
@@ -432,7 +473,10 @@ async fn feed_microphone(
     events: mpsc::UnboundedSender<StampedEvent>,
     sid: String,
 ) {
-    let MicrophoneSetup { mut input, apm, mut gate } = setup;
+    let MicrophoneSetup { mut input, apm, mut gate, muted, cues } = setup;
+    let push_to_talk = matches!(gate.mode(), TransmitMode::PushToTalk { .. });
+    let mut frames = 0u64;
+    let mut reminded_at: Option<u64> = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut frame = vec![0i16; FRAME_SAMPLES];
@@ -463,9 +507,25 @@ async fn feed_microphone(
         }
         let level = rms_dbfs(&frame);
         let open = gate.process(&mut frame, level);
+        frames += 1;
         if transmitting != Some(open) {
+            if push_to_talk
+                && transmitting.is_some()
+                && let Some(cues) = &cues
+            {
+                cues.play(if open { Cue::PttOn } else { Cue::PttOff });
+            }
             transmitting = Some(open);
             emit(&events, SessionEvent::TransmitChanged { on: open });
+        }
+        if muted.load(Ordering::Relaxed)
+            && open
+            && level >= SPEAKING_DBFS
+            && reminded_at.is_none_or(|at| frames - at >= MUTED_REMINDER_FRAMES)
+            && let Some(cues) = &cues
+        {
+            reminded_at = Some(frames);
+            cues.play(Cue::YouAreMuted);
         }
         frame = match source.capture_frame(frame).await {
             Ok(returned) => returned,
@@ -529,14 +589,22 @@ async fn follow(
     mut room_events: mpsc::UnboundedReceiver<ffi::RoomEvent>,
     events: mpsc::UnboundedSender<StampedEvent>,
     mixer: Option<Arc<Mutex<Mixer>>>,
+    cues: Option<CuePlayer>,
 ) {
+    let cue = |cue: Cue| {
+        if let Some(cues) = &cues {
+            cues.play(cue);
+        }
+    };
     let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
     while let Some(event) = room_events.recv().await {
         let mapped = match event {
             ffi::RoomEvent::ParticipantConnected(info) => {
+                cue(Cue::ParticipantJoined);
                 Some(SessionEvent::ParticipantJoined { identity: info.identity, name: info.name })
             }
             ffi::RoomEvent::ParticipantDisconnected { identity, reason } => {
+                cue(Cue::ParticipantLeft);
                 Some(SessionEvent::ParticipantLeft { identity, reason: reason.code().to_string() })
             }
             ffi::RoomEvent::AudioTrackSubscribed { identity, track } => {

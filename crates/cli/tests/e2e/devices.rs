@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use parley_audio::SAMPLE_RATE;
-use parley_audio::analysis::{band_energy_fraction, first_onset, tone_level_dbfs};
+use parley_audio::analysis::{band_energy_fraction, dominant_frequency, first_onset, rms_dbfs, tone_level_dbfs};
 use parley_audio::signal::Tone;
 use parley_core::token::{TokenRequest, mint};
 use parley_devserver::pulse::{NullSink, PulseServer};
@@ -119,7 +119,15 @@ fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
     let ear = record_monitor(&pulse, "speaker_b");
     let env = pulse.env();
     let alice = join_with_env(&server, "devices", "alice", dir.path(), &["--input-device", "mic_a.monitor"], 8.0, &env);
-    let bob = join_with_env(&server, "devices", "bob", dir.path(), &["--output-device", "speaker_b"], 6.0, &env);
+    let bob = join_with_env(
+        &server,
+        "devices",
+        "bob",
+        dir.path(),
+        &["--output-device", "speaker_b", "--cues", "none"],
+        6.0,
+        &env,
+    );
     let bob = bob.finish(Duration::from_secs(40));
     let alice = alice.finish(Duration::from_secs(40));
     let heard = samples_of(ear);
@@ -145,7 +153,8 @@ fn echo_returned_to_alice(echo_cancellation: bool) -> f32 {
     let server = server();
     let dir = scratch();
     let env = pulse.env();
-    let mut bob_args = vec!["--input-device", "room_b.monitor", "--output-device", "room_b", "--no-ns", "--no-agc"];
+    let mut bob_args =
+        vec!["--input-device", "room_b.monitor", "--output-device", "room_b", "--no-ns", "--no-agc", "--cues", "none"];
     if !echo_cancellation {
         bob_args.push("--no-aec");
     }
@@ -211,4 +220,58 @@ fn playback_moves_to_the_fallback_device_when_the_speaker_vanishes() {
     let tail = &after_unplug[onset..];
     let level = tone_level_dbfs(&tail[tail.len() / 2..], SAMPLE_RATE, 440.0);
     assert!((level + 12.0).abs() <= 6.0, "the fallback plays alice at −12 ± 6 dBFS, got {level:.1}");
+}
+
+#[test]
+fn cues_confirm_joining_and_muting_on_the_output_device_and_can_be_turned_off() {
+    let _serial = audio_lock();
+    let pulse = pulse(&[("speaker_c", 1)]);
+    let server = server();
+    let dir = scratch();
+    let env = pulse.env();
+    let ear = record_monitor(&pulse, "speaker_c");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut carol = join_with_env(&server, "cues", "carol", dir.path(), &["--output-device", "speaker_c"], 4.0, &env);
+    std::thread::sleep(Duration::from_millis(2000));
+    carol.command("mute");
+    let carol = carol.finish(Duration::from_secs(30));
+    carol.assert_clean();
+    std::thread::sleep(Duration::from_millis(300));
+    let heard = samples_of(ear);
+
+    let notes = |from: usize| -> (f32, f32) {
+        let first = dominant_frequency(&heard[from + 480..from + 2880], SAMPLE_RATE);
+        let second = dominant_frequency(&heard[from + 5280..from + 7680], SAMPLE_RATE);
+        (first, second)
+    };
+    let joined = first_onset(&heard, -30.0, 240).expect("the joined cue played");
+    let (first, second) = notes(joined);
+    assert!(
+        (first - 660.0).abs() < 20.0 && (second - 880.0).abs() < 20.0,
+        "joined cue rises 660 → 880 Hz, got {first:.0} → {second:.0}"
+    );
+    let after_join = joined + SAMPLE_RATE as usize / 4; // the joined cue lasts 210 ms
+    let muted = after_join + first_onset(&heard[after_join..], -30.0, 240).expect("the muted cue played");
+    let (first, second) = (
+        dominant_frequency(&heard[muted + 240..muted + 2640], SAMPLE_RATE),
+        dominant_frequency(&heard[muted + 3120..muted + 6960], SAMPLE_RATE),
+    );
+    assert!(
+        (first - 520.0).abs() < 20.0 && (second - 390.0).abs() < 20.0,
+        "muted cue falls 520 → 390 Hz, got {first:.0} → {second:.0}"
+    );
+
+    let silent_ear = record_monitor(&pulse, "speaker_c");
+    let quiet = join_with_env(
+        &server,
+        "cues",
+        "dave",
+        dir.path(),
+        &["--output-device", "speaker_c", "--cues", "none"],
+        2.0,
+        &env,
+    );
+    quiet.finish(Duration::from_secs(30)).assert_clean();
+    let silence = samples_of(silent_ear);
+    assert!(rms_dbfs(&silence) < -60.0, "with --cues none nothing plays, got {:.1} dBFS", rms_dbfs(&silence));
 }
