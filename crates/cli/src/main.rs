@@ -177,6 +177,9 @@ struct JoinArgs {
     /// ptt-off, you-are-muted). Default: all with --output-device, none otherwise.
     #[arg(long)]
     cues: Option<String>,
+    /// Print audio levels (microphone, each participant) every 100 ms (with --json).
+    #[arg(long)]
+    levels: bool,
     /// Listen for control commands on this socket (default: see `parley ctl --help`); `none` to disable.
     #[arg(long)]
     control_socket: Option<String>,
@@ -477,6 +480,7 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         transmit,
         echo_delay_ms: args.echo_delay_ms,
         cues,
+        report_levels: args.levels,
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (session, mut events) = match joined {

@@ -11,7 +11,7 @@
 //! stay the same.)
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -133,6 +133,13 @@ pub enum SessionEvent {
     DeviceChanged {
         message: String,
     },
+    /// Audio levels for meters and speaking rings, every 100 ms when asked for: our
+    /// microphone after processing (dBFS RMS) and each remote participant's playback peak
+    /// (dBFS, after their volume).
+    Levels {
+        input_dbfs: f32,
+        participants: std::collections::BTreeMap<String, f32>,
+    },
     /// The room is gone for us.
     Disconnected {
         reason: String,
@@ -178,6 +185,8 @@ pub struct JoinRequest {
     pub echo_delay_ms: i32,
     /// Where confirmation sounds play; `None` plays none.
     pub cues: Option<CuePlayer>,
+    /// Emit [`SessionEvent::Levels`] every 100 ms.
+    pub report_levels: bool,
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
@@ -197,6 +206,8 @@ pub struct Session {
     muted: Arc<AtomicBool>,
     deafened: AtomicBool,
     cues: Option<CuePlayer>,
+    input_level: Arc<AtomicU32>,
+    meter: Option<JoinHandle<()>>,
 }
 
 struct Microphone {
@@ -286,7 +297,13 @@ impl Session {
             muted: Arc::new(AtomicBool::new(false)),
             deafened: AtomicBool::new(false),
             cues: request.cues.clone(),
+            input_level: Arc::new(AtomicU32::new(SILENCE_DBFS.to_bits())),
+            meter: None,
         };
+        if request.report_levels {
+            let meter = meter(Arc::clone(&session.mixer), Arc::clone(&session.input_level), events.clone());
+            session.meter = Some(tokio::spawn(meter));
+        }
         if let Some(input) = request.input {
             // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
             // own clients turn RED off with E2EE for the same reason.
@@ -297,6 +314,7 @@ impl Session {
                 gate: TransmitGate::new(request.transmit),
                 muted: Arc::clone(&session.muted),
                 cues: request.cues.clone(),
+                level: Arc::clone(&session.input_level),
             };
             session.publish_input(engine, microphone, &publish).await?;
         }
@@ -432,6 +450,9 @@ impl Session {
             None => Ok(()),
         };
         self.follower.abort();
+        if let Some(meter) = self.meter.take() {
+            meter.abort();
+        }
         emit(&self.events, SessionEvent::StateChanged { state: SessionState::Left });
         disconnected?;
         output
@@ -456,7 +477,12 @@ struct MicrophoneSetup {
     gate: TransmitGate,
     muted: Arc<AtomicBool>,
     cues: Option<CuePlayer>,
+    /// The last frame's level (f32 bits), for the meter.
+    level: Arc<AtomicU32>,
 }
+
+/// The level meters show for silence.
+const SILENCE_DBFS: f32 = -100.0;
 
 /// Speaking into a muted microphone louder than this earns a "you are muted" cue…
 const SPEAKING_DBFS: f32 = -40.0;
@@ -473,7 +499,7 @@ async fn feed_microphone(
     events: mpsc::UnboundedSender<StampedEvent>,
     sid: String,
 ) {
-    let MicrophoneSetup { mut input, apm, mut gate, muted, cues } = setup;
+    let MicrophoneSetup { mut input, apm, mut gate, muted, cues, level: meter_level } = setup;
     let push_to_talk = matches!(gate.mode(), TransmitMode::PushToTalk { .. });
     let mut frames = 0u64;
     let mut reminded_at: Option<u64> = None;
@@ -506,6 +532,7 @@ async fn feed_microphone(
             }
         }
         let level = rms_dbfs(&frame);
+        meter_level.store(level.max(SILENCE_DBFS).to_bits(), Ordering::Relaxed);
         let open = gate.process(&mut frame, level);
         frames += 1;
         if transmitting != Some(open) {
@@ -536,6 +563,26 @@ async fn feed_microphone(
         };
         frame.resize(FRAME_SAMPLES, 0);
         ticker.tick().await;
+    }
+}
+
+/// Reports levels every 100 ms: the microphone's, and each participant's loudest source.
+async fn meter(mixer: Arc<Mutex<Mixer>>, input_level: Arc<AtomicU32>, events: mpsc::UnboundedSender<StampedEvent>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        ticker.tick().await;
+        let mut participants = std::collections::BTreeMap::new();
+        for (_, identity, stats) in mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).stats() {
+            let level = if stats.level > 0.0 {
+                parley_audio::linear_to_db(stats.level).max(SILENCE_DBFS)
+            } else {
+                SILENCE_DBFS
+            };
+            let entry = participants.entry(identity.to_string()).or_insert(SILENCE_DBFS);
+            *entry = f32::max(*entry, level);
+        }
+        let input_dbfs = f32::from_bits(input_level.load(Ordering::Relaxed));
+        emit(&events, SessionEvent::Levels { input_dbfs, participants });
     }
 }
 

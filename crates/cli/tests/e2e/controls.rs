@@ -161,3 +161,54 @@ fn ctl_without_a_running_session_says_so() {
     let bad = Command::new(env!("CARGO_BIN_EXE_parley")).args(["ctl", "shout"]).output().expect("run ctl");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown command"), "a bad command is explained");
 }
+
+#[test]
+fn the_mute_button_mutes_the_track_so_others_see_it_and_hear_nothing() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let mut alice = join(&server, "hush", "alice", dir.path(), &["--tone", "330"], 9.0);
+    let bob = join(&server, "hush", "bob", dir.path(), &["--record"], 8.0);
+    std::thread::sleep(Duration::from_millis(3000));
+    let muted_at = alice.command("mute");
+    std::thread::sleep(Duration::from_millis(2500));
+    let unmuted_at = alice.command("unmute");
+    std::thread::sleep(Duration::from_millis(2000));
+    let bob = bob.finish(TIMEOUT);
+    let alice = alice.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    let seen = bob.events_named("track_muted");
+    assert_eq!(seen.len(), 1, "bob sees alice's track muted once: {:?}", bob.events);
+    assert_eq!(seen[0]["identity"], "alice");
+    assert_eq!(bob.events_named("track_unmuted").len(), 1, "and unmuted again");
+    let during = level_between(&bob, 330.0, muted_at + 500.0, unmuted_at);
+    assert!(during < -60.0, "a muted track is silent for bob, got {during:.1} dBFS");
+    let after = level_between(&bob, 330.0, unmuted_at + 700.0, bob.last_unix_ms() - 300.0);
+    assert!((after + 12.0).abs() <= 6.0, "unmuted, alice is heard again, got {after:.1} dBFS");
+}
+
+#[test]
+fn levels_report_the_microphone_and_each_speaker_for_meters_and_speaking_rings() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let alice = join(&server, "meters", "alice", dir.path(), &["--tone", "440", "--levels"], 5.0);
+    let bob = join(&server, "meters", "bob", dir.path(), &["--record", "--levels"], 4.5);
+    let bob = bob.finish(TIMEOUT);
+    let alice = alice.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    let alice_levels = alice.events_named("levels");
+    assert!(alice_levels.len() >= 30, "about ten reports a second, got {}", alice_levels.len());
+    let input = alice_levels.last().and_then(|event| event["input_dbfs"].as_f64()).expect("input_dbfs");
+    assert!((input + 15.0).abs() <= 1.0, "a −12 dBFS peak tone meters at −15 dBFS RMS, got {input:.1}");
+    let heard: Vec<f64> =
+        bob.events_named("levels").iter().filter_map(|event| event["participants"]["alice"].as_f64()).collect();
+    let loudest = heard.iter().copied().fold(f64::MIN, f64::max);
+    assert!((loudest + 12.0).abs() <= 3.0, "bob's meter shows alice's −12 dBFS peaks, got {loudest:.1}");
+    let quiet = bob.events_named("levels")[0]["participants"].as_object().map_or(0, |participants| participants.len());
+    assert_eq!(quiet, 0, "before anyone is heard, no participant is metered");
+}
