@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
+use crate::resample::StreamResampler;
+
 /// The buffer size streams ask for, in frames: 10 ms at 48 kHz.
 pub const REQUESTED_BUFFER_FRAMES: u32 = 480;
 /// How much audio a ring holds between a callback and its worker.
@@ -414,18 +416,24 @@ fn current_id(direction: Direction, wanted: Option<&str>) -> Option<String> {
 pub struct DeviceInput {
     stream: CaptureStream,
     watch: Watch,
+    /// Present when the device does not run at 48 kHz.
+    resampler: Option<StreamResampler>,
     scratch: Vec<f32>,
+    mono: Vec<f32>,
     pending: std::collections::VecDeque<i16>,
 }
 
 impl DeviceInput {
     /// Opens the capture device (id or name; `None` = system default, followed if it changes).
     pub fn open(device: Option<&str>) -> Result<DeviceInput, DeviceError> {
-        let stream = open_capture_48k(device)?;
+        let stream = CaptureStream::open(device)?;
+        let resampler = resampler_for(&stream.info, Direction::Input)?;
         Ok(DeviceInput {
             stream,
             watch: Watch::new(device, Direction::Input),
+            resampler,
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+            mono: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
             pending: std::collections::VecDeque::with_capacity(crate::FRAME_SAMPLES * 8),
         })
     }
@@ -435,16 +443,20 @@ impl DeviceInput {
     }
 }
 
-fn open_capture_48k(device: Option<&str>) -> Result<CaptureStream, DeviceError> {
-    let stream = CaptureStream::open(device)?;
-    require_48k(&stream.info, "input")?;
-    Ok(stream)
-}
-
-fn open_playback_48k(device: Option<&str>) -> Result<PlaybackStream, DeviceError> {
-    let stream = PlaybackStream::open(device)?;
-    require_48k(&stream.info, "output")?;
-    Ok(stream)
+/// A converter between the device's rate and 48 kHz, or `None` when the device runs at 48 kHz.
+fn resampler_for(info: &StreamInfo, direction: Direction) -> Result<Option<StreamResampler>, DeviceError> {
+    if info.sample_rate == crate::SAMPLE_RATE {
+        return Ok(None);
+    }
+    let (from, to) = match direction {
+        Direction::Input => (info.sample_rate, crate::SAMPLE_RATE),
+        Direction::Output => (crate::SAMPLE_RATE, info.sample_rate),
+    };
+    StreamResampler::new(from, to).map(Some).map_err(|reason| DeviceError::Open {
+        direction: direction_word(direction),
+        device: info.device.clone(),
+        reason: format!("cannot convert {from} Hz to {to} Hz: {reason}"),
+    })
 }
 
 impl crate::stream::FrameSource for DeviceInput {
@@ -453,15 +465,27 @@ impl crate::stream::FrameSource for DeviceInput {
         self.stream.pop_into(&mut self.scratch);
         if self.watch.needs_reopen(&self.stream.counters) {
             let previous = self.stream.info.device.clone();
-            if let Some(stream) = self.watch.reopen(&previous, open_capture_48k, |stream| stream.info.device.clone()) {
+            let reopened = self.watch.reopen(&previous, CaptureStream::open, |stream| stream.info.device.clone());
+            if let Some(stream) = reopened
+                && let Ok(resampler) = resampler_for(&stream.info, Direction::Input)
+            {
                 self.stream = stream;
+                self.resampler = resampler;
                 self.pending.clear();
             }
         }
         let channels = self.stream.info.channels.max(1) as usize;
-        for group in self.scratch.chunks_exact(channels) {
-            let mono = group.iter().sum::<f32>() / channels as f32;
-            self.pending.push_back((mono.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16);
+        self.mono.clear();
+        self.mono.extend(self.scratch.chunks_exact(channels).map(|group| group.iter().sum::<f32>() / channels as f32));
+        let to_i16 = |value: f32| (value.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16;
+        match &mut self.resampler {
+            Some(resampler) => {
+                let pending = &mut self.pending;
+                let mut converted = Vec::with_capacity(self.mono.len() * 2);
+                resampler.push(&self.mono, &mut converted);
+                pending.extend(converted.into_iter().map(to_i16));
+            }
+            None => self.pending.extend(self.mono.iter().copied().map(to_i16)),
         }
         let limit = MAX_DEVICE_QUEUE_MS * crate::SAMPLE_RATE as usize / 1000;
         let excess = self.pending.len().saturating_sub(limit);
@@ -484,16 +508,22 @@ impl crate::stream::FrameSource for DeviceInput {
 pub struct DeviceOutput {
     stream: PlaybackStream,
     watch: Watch,
+    /// Present when the device does not run at 48 kHz.
+    resampler: Option<StreamResampler>,
+    mono: Vec<f32>,
     scratch: Vec<f32>,
 }
 
 impl DeviceOutput {
     /// Opens the playback device (id or name; `None` = system default, followed if it changes).
     pub fn open(device: Option<&str>) -> Result<DeviceOutput, DeviceError> {
-        let stream = open_playback_48k(device)?;
+        let stream = PlaybackStream::open(device)?;
+        let resampler = resampler_for(&stream.info, Direction::Output)?;
         Ok(DeviceOutput {
             stream,
             watch: Watch::new(device, Direction::Output),
+            resampler,
+            mono: Vec::with_capacity(crate::FRAME_SAMPLES * 2),
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
         })
     }
@@ -507,19 +537,31 @@ impl crate::stream::FrameSink for DeviceOutput {
     fn write(&mut self, frame: &[i16]) -> Result<(), crate::wav::WavError> {
         if self.watch.needs_reopen(&self.stream.counters) {
             let previous = self.stream.info.device.clone();
-            if let Some(stream) = self.watch.reopen(&previous, open_playback_48k, |stream| stream.info.device.clone()) {
+            let reopened = self.watch.reopen(&previous, PlaybackStream::open, |stream| stream.info.device.clone());
+            if let Some(stream) = reopened
+                && let Ok(resampler) = resampler_for(&stream.info, Direction::Output)
+            {
                 self.stream = stream;
+                self.resampler = resampler;
             }
         }
         let channels = self.stream.info.channels.max(1) as usize;
-        let limit = MAX_DEVICE_QUEUE_MS * crate::SAMPLE_RATE as usize / 1000 * channels;
+        let limit = MAX_DEVICE_QUEUE_MS * self.stream.info.sample_rate as usize / 1000 * channels;
         if self.stream.queued() > limit {
             // The device is slower than our clock: skip a frame rather than let latency grow.
             return Ok(());
         }
+        let as_float = frame.iter().map(|&sample| sample as f32 / i16::MAX as f32);
+        self.mono.clear();
+        match &mut self.resampler {
+            Some(resampler) => {
+                let input: Vec<f32> = as_float.collect();
+                resampler.push(&input, &mut self.mono);
+            }
+            None => self.mono.extend(as_float),
+        }
         self.scratch.clear();
-        for &sample in frame {
-            let value = sample as f32 / i16::MAX as f32;
+        for &value in &self.mono {
             self.scratch.extend(std::iter::repeat_n(value, channels));
         }
         self.stream.push(&self.scratch);
@@ -533,15 +575,4 @@ impl crate::stream::FrameSink for DeviceOutput {
     fn take_notice(&mut self) -> Option<String> {
         self.watch.notice.take()
     }
-}
-
-fn require_48k(info: &StreamInfo, direction: &'static str) -> Result<(), DeviceError> {
-    if info.sample_rate == crate::SAMPLE_RATE {
-        return Ok(());
-    }
-    Err(DeviceError::Open {
-        direction,
-        device: info.device.clone(),
-        reason: format!("it runs at {} Hz and Parley does not resample devices yet (48 kHz needed)", info.sample_rate),
-    })
 }

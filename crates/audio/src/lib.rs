@@ -9,6 +9,7 @@
 //! * [`gate`] — the transmit gate: open mic, voice activity, push-to-talk with release delay;
 //! * [`signal`] — sine tones and chirps, generated frame by frame;
 //! * [`wav`] — reading any PCM WAV as 48 kHz mono (resampled with rubato) and recording;
+//! * [`resample`] — streaming conversion between a device's rate and 48 kHz;
 //! * [`mixer`] — per-participant bounded queues mixed with per-user gain into one output;
 //! * [`stream`] — the [`stream::FrameSource`] / [`stream::FrameSink`] seams a session is fed by;
 //! * [`analysis`] — spectra, levels, onsets and cross-correlation: the oracles of the tests and
@@ -19,6 +20,7 @@ pub mod cue;
 pub mod device;
 pub mod gate;
 pub mod mixer;
+pub mod resample;
 pub mod signal;
 pub mod stream;
 pub mod wav;
