@@ -49,6 +49,9 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true)]
         command: Vec<String>,
     },
+    /// Load generator: N participants in one process, each saying its own tone (what LiveKit's
+    /// `lk load-test` would do; that tool cannot be installed here).
+    Crowd(CrowdArgs),
     /// List the sound devices (inputs and outputs, defaults marked).
     Devices {
         /// Print one JSON array.
@@ -185,6 +188,27 @@ struct JoinArgs {
     control_socket: Option<String>,
 }
 
+#[derive(Args)]
+struct CrowdArgs {
+    #[arg(long, env = "LIVEKIT_URL")]
+    url: String,
+    #[command(flatten)]
+    credentials: Credentials,
+    #[arg(long)]
+    room: String,
+    /// How many speakers.
+    #[arg(long)]
+    count: usize,
+    /// Identity prefix; speakers are `<prefix>-0`, `<prefix>-1`, …
+    #[arg(long, default_value = "speaker")]
+    prefix: String,
+    /// Leave after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long)]
+    ffi_lib: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ModeArg {
     Open,
@@ -272,6 +296,19 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
             Ok(())
         }
         Command::Devices { json } => devices(json),
+        Command::Crowd(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the async runtime")
+                .map_err(|error| fail(ExitKind::Failure, error))?;
+            let result = runtime.block_on(crowd(args));
+            if let Some(engine) = Engine::get() {
+                engine.shutdown();
+            }
+            result
+        }
         Command::Ctl { socket, command } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -534,6 +571,42 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         return Err(fail(ExitKind::Disconnected, anyhow::anyhow!("disconnected from the room: {reason}")));
     }
     left.context("leaving the room").map_err(|error| fail(ExitKind::File, error))
+}
+
+async fn crowd(args: CrowdArgs) -> Result<(), Failure> {
+    let engine = Engine::start(&LibrarySearch { explicit: args.ffi_lib.clone(), extra_dirs: Vec::new() })
+        .map_err(|error| fail(ExitKind::Engine, error))?;
+    let mut sessions = Vec::with_capacity(args.count);
+    for index in 0..args.count {
+        let identity = format!("{}-{index}", args.prefix);
+        let token = mint(&args.credentials, &args.room, &identity, None, false, 6 * 3600)?;
+        let request = JoinRequest {
+            url: args.url.clone(),
+            token,
+            options: RoomOptions::default(),
+            input: Some(Box::new(Tone::new(200.0 + 37.0 * index as f64, -20.0))),
+            output: None,
+            processing: None,
+            transmit: TransmitMode::OpenMic,
+            echo_delay_ms: 0,
+            cues: None,
+            report_levels: false,
+        };
+        let (session, events) = Session::join(engine, request).await.map_err(join_failure)?;
+        sessions.push((session, events));
+    }
+    println!("crowd: {} speakers in room {}", sessions.len(), args.room);
+    let deadline = args.duration.map(|seconds| tokio::time::Instant::now() + Duration::from_secs_f64(seconds));
+    tokio::select! {
+        _ = sleep_until(deadline) => {}
+        signal = stop_signal() => signal.context("waiting for Ctrl-C").map_err(|error| fail(ExitKind::Failure, error))?,
+    }
+    for (session, _events) in sessions {
+        if let Err(error) = session.leave().await {
+            tracing::debug!(%error, "a crowd speaker did not leave cleanly");
+        }
+    }
+    Ok(())
 }
 
 /// Opens the control socket unless disabled; failing to is a warning, not a reason to leave.

@@ -80,3 +80,33 @@ fn a_client_whose_server_goes_away_reports_it_and_exits_with_code_6() {
     assert_eq!(lines.len(), 1, "one line on stderr: {:?}", finished.stderr);
     assert!(lines[0].contains("disconnected from the room: the connection to the server was lost"), "{}", lines[0]);
 }
+
+#[test]
+fn crowd_puts_many_speakers_in_one_room_from_one_process() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let mut crowd = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["crowd", "--url", &server.url(), "--room", "stadium", "--count", "5", "--duration", "8"])
+        .env("LIVEKIT_API_KEY", server.api_key())
+        .env("LIVEKIT_API_SECRET", server.api_secret())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn crowd");
+    std::thread::sleep(Duration::from_secs(3));
+    let listener = join(&server, "stadium", "listener", dir.path(), &["--record"], 3.0).finish(Duration::from_secs(30));
+    listener.assert_clean();
+    assert!(wait(&mut crowd, Duration::from_secs(30)).success(), "the crowd leaves cleanly");
+    let present = listener.events_named("joined")[0]["participants"].as_array().map_or(0, Vec::len);
+    assert_eq!(present, 5, "the listener finds five speakers: {:?}", listener.events);
+    let heard = listener.recording.as_deref().expect("recording");
+    let tail = &heard[heard.len() / 2..];
+    for index in 0..5 {
+        let frequency = 200.0 + 37.0 * index as f32;
+        let level = parley_audio::analysis::tone_level_dbfs(tail, parley_audio::SAMPLE_RATE, frequency);
+        assert!(
+            (level + 20.0).abs() <= 6.0,
+            "speaker {index}'s {frequency} Hz arrives at −20 ± 6 dBFS, got {level:.1}"
+        );
+    }
+}
