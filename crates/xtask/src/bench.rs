@@ -21,15 +21,20 @@ const CHIRP_SECONDS: f64 = 0.3;
 /// CPU is sampled over this window of a receiver's life (seconds after it started).
 const CPU_WINDOW: (f64, f64) = (4.0, 14.0);
 
-pub fn engine(out: PathBuf) -> Result<()> {
+/// The release `parley`, built first.
+pub(crate) fn release_parley() -> Result<PathBuf> {
     crate::cargo(&["build", "--quiet", "--release", "--package", "parley-cli"])?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"));
-    let parley = target.join("release").join(format!("parley{}", std::env::consts::EXE_SUFFIX));
+    Ok(target.join("release").join(format!("parley{}", std::env::consts::EXE_SUFFIX)))
+}
+
+pub fn engine(out: PathBuf) -> Result<()> {
+    let parley = release_parley()?;
     let server = DevServer::start(&DevServerConfig::default()).context("starting the LiveKit dev server")?;
     let scratch = tempfile::Builder::new().prefix("parley-bench-").tempdir().context("temp dir")?;
-    let bench = Bench { parley, server, dir: scratch.path().to_path_buf() };
+    let bench = Bench { parley, server, dir: scratch.path().to_path_buf(), env: Vec::new() };
 
     println!("bench engine: join time ({JOIN_TRIALS} trials)…");
     let join_ms = bench.join_times()?;
@@ -59,12 +64,7 @@ pub fn engine(out: PathBuf) -> Result<()> {
         ("receiver peak RSS, 1 remote speaker", format!("{:.1} MB", one.peak_rss_mb), "≤ 60 MB"),
         ("receiver peak RSS, 10 remote speakers", format!("{:.1} MB", ten.peak_rss_mb), "≤ 60 MB"),
     ];
-    println!();
-    println!("| measurement | value | target |");
-    println!("|---|---|---|");
-    for (name, value, target) in &rows {
-        println!("| {name} | {value} | {target} |");
-    }
+        print_table(&rows);
     let report = json!({
         "suite": "engine",
         "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
@@ -78,29 +78,44 @@ pub fn engine(out: PathBuf) -> Result<()> {
             "target_peak_rss_mb": 60,
         },
     });
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", out.display()))?;
+        write_report(&out, &report)?;
     println!("\nbench engine: wrote {}", out.display());
     Ok(())
 }
 
-struct Bench {
-    parley: PathBuf,
-    server: DevServer,
-    dir: PathBuf,
+pub(crate) fn write_report(out: &std::path::Path, report: &Value) -> Result<()> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", out.display()))
 }
 
-struct Load {
-    cpu_percent: f64,
-    peak_rss_mb: f64,
+pub(crate) fn print_table(rows: &[(&str, String, &str)]) {
+    println!();
+    println!("| measurement | value | target |");
+    println!("|---|---|---|");
+    for (name, value, target) in rows {
+        println!("| {name} | {value} | {target} |");
+    }
+}
+
+pub(crate) struct Bench {
+    pub(crate) parley: PathBuf,
+    pub(crate) server: DevServer,
+    pub(crate) dir: PathBuf,
+    /// Extra environment for every client (e.g. `PULSE_SERVER`).
+    pub(crate) env: Vec<(String, String)>,
+}
+
+pub(crate) struct Load {
+    pub(crate) cpu_percent: f64,
+    pub(crate) peak_rss_mb: f64,
 }
 
 /// A running `parley join --json` with its events collected.
-struct Peer {
-    child: Child,
+pub(crate) struct Peer {
+    pub(crate) child: Child,
+    stdin: Option<std::process::ChildStdin>,
     events: Option<JoinHandle<Vec<Value>>>,
 }
 
@@ -114,7 +129,15 @@ impl Drop for Peer {
 }
 
 impl Peer {
-    fn finish(mut self) -> Result<Vec<Value>> {
+    /// Sends a control command on stdin; returns the wall-clock ms it was sent at.
+    pub(crate) fn command(&mut self, line: &str) -> Result<f64> {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().context("stdin")?;
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).context("sending a command")?;
+        Ok(now_ms())
+    }
+
+    pub(crate) fn finish(mut self) -> Result<Vec<Value>> {
         let status = self.child.wait().context("waiting for parley")?;
         let events = self.events.take().map(|reader| reader.join().unwrap_or_default()).unwrap_or_default();
         if !status.success() {
@@ -125,17 +148,20 @@ impl Peer {
 }
 
 impl Bench {
-    fn peer(&self, room: &str, identity: &str, seconds: f64, extra: &[&str]) -> Result<Peer> {
+        pub(crate) fn peer(&self, room: &str, identity: &str, seconds: f64, extra: &[&str]) -> Result<Peer> {
         let mut child = Command::new(&self.parley)
-            .args(["join", "--json", "--url", &self.server.url(), "--room", room, "--identity", identity])
-            .args(["--duration", &seconds.to_string()])
+            .args(["join", "--json", "--control-socket", "none", "--url", &self.server.url()])
+            .args(["--room", room, "--identity", identity, "--duration", &seconds.to_string()])
             .args(extra)
             .env("LIVEKIT_API_KEY", self.server.api_key())
             .env("LIVEKIT_API_SECRET", self.server.api_secret())
+            .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {}", self.parley.display()))?;
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("stdout")?;
         let events = std::thread::spawn(move || {
             BufReader::new(stdout)
@@ -144,7 +170,7 @@ impl Bench {
                 .filter_map(|line| serde_json::from_str(&line).ok())
                 .collect()
         });
-        Ok(Peer { child, events: Some(events) })
+                Ok(Peer { child, stdin, events: Some(events) })
     }
 
     /// Process start → first audible remote frame, for a listener joining a room where one
@@ -218,6 +244,33 @@ impl Bench {
         Ok(latencies)
     }
 
+        /// A `parley crowd` of `count` speakers in `room` for `seconds`.
+    pub(crate) fn crowd(&self, room: &str, count: usize, seconds: f64) -> Result<Child> {
+        Command::new(&self.parley)
+            .args(["crowd", "--url", &self.server.url(), "--room", room, "--count", &count.to_string()])
+            .args(["--duration", &seconds.to_string()])
+            .env("LIVEKIT_API_KEY", self.server.api_key())
+            .env("LIVEKIT_API_SECRET", self.server.api_secret())
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting a crowd of {count}"))
+    }
+
+    /// CPU (over `window` seconds of its life) and peak memory of a listening client.
+    pub(crate) fn measure(&self, receiver: Peer, window: (f64, f64)) -> Result<Load> {
+        let pid = receiver.child.id();
+        let started = Instant::now();
+        sleep_until(started, window.0);
+        let (ticks_before, _) = process_usage(pid)?;
+        sleep_until(started, window.1);
+        let (ticks_after, peak_rss_kb) = process_usage(pid)?;
+        receiver.finish()?;
+        Ok(Load {
+            cpu_percent: (ticks_after - ticks_before) as f64 / clock_ticks_per_second() / (window.1 - window.0) * 100.0,
+            peak_rss_mb: peak_rss_kb as f64 / 1024.0,
+        })
+    }
+
     /// CPU and peak memory of a recording receiver with `speakers` remote tones.
     fn receiver_load(&self, speakers: usize) -> Result<Load> {
         let room = format!("load-{speakers}");
@@ -249,14 +302,18 @@ impl Bench {
     }
 }
 
-fn sleep_until(started: Instant, seconds: f64) {
+pub(crate) fn now_ms() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs_f64() * 1000.0).unwrap_or(0.0)
+}
+
+pub(crate) fn sleep_until(started: Instant, seconds: f64) {
     let target = Duration::from_secs_f64(seconds);
     if let Some(remaining) = target.checked_sub(started.elapsed()) {
         std::thread::sleep(remaining);
     }
 }
 
-fn unix_ns(events: &[Value], name: &str) -> Result<f64> {
+pub(crate) fn unix_ns(events: &[Value], name: &str) -> Result<f64> {
     events
         .iter()
         .find(|event| event["event"] == name)
@@ -265,7 +322,7 @@ fn unix_ns(events: &[Value], name: &str) -> Result<f64> {
 }
 
 /// (utime + stime in clock ticks, VmHWM in kB) of a process, from /proc.
-fn process_usage(pid: u32) -> Result<(u64, u64)> {
+pub(crate) fn process_usage(pid: u32) -> Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/<pid>/stat")?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let after = stat.rsplit_once(") ").map(|(_, rest)| rest).context("parsing /proc/<pid>/stat")?;
@@ -281,7 +338,7 @@ fn process_usage(pid: u32) -> Result<(u64, u64)> {
     Ok((ticks, peak))
 }
 
-fn clock_ticks_per_second() -> f64 {
+pub(crate) fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -290,7 +347,7 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn percentile(values: &[f64], percent: f64) -> f64 {
+pub(crate) fn percentile(values: &[f64], percent: f64) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }

@@ -3,10 +3,12 @@
 //! * `setup` — installs what the workspace needs outside Cargo (idempotent; seconds when done);
 //! * `demo` — the newcomer's first run: a local LiveKit server and two clients that hear each other;
 //! * `test` — setup, then formatting, lints and every test;
-//! * `bench engine` — measurements through the real server (table + JSON, never a test);
+//! * `bench engine|audio` — measurements through the real server and real sound devices (table +
+//!   JSON, never a test);
 //! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel.
 
 mod bench;
+mod bench_audio;
 mod demo;
 mod setup;
 
@@ -45,11 +47,14 @@ enum Task {
     },
     /// Measure (not test) through the real server.
     Bench {
-        /// What to measure: `engine`.
+                /// What to measure: `engine` or `audio`.
         suite: String,
-        /// Where to write the JSON report (default: bench-results/<suite>.json).
+                /// Where to write the JSON report (default: bench-results/<suite>.json).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `audio` only: minutes of the no-growth soak (0 skips it).
+        #[arg(long, default_value_t = 10.0)]
+        soak_minutes: f64,
     },
     /// Regenerate crates/livekit-ffi/proto/livekit_ffi.binpb from the pinned wheel.
     GenProto,
@@ -76,11 +81,13 @@ fn run(cli: Cli) -> Result<()> {
             setup::run(false)?;
             test(&cargo_args)
         }
-        Task::Bench { suite, out } => {
+                Task::Bench { suite, out, soak_minutes } => {
             setup::run(false)?;
+            let out = out.unwrap_or_else(|| workspace_root().join(format!("bench-results/{suite}.json")));
             match suite.as_str() {
-                "engine" => bench::engine(out.unwrap_or_else(|| workspace_root().join("bench-results/engine.json"))),
-                other => bail!("unknown benchmark suite {other:?}; available: engine"),
+                "engine" => bench::engine(out),
+                "audio" => bench_audio::audio(out, soak_minutes),
+                other => bail!("unknown benchmark suite {other:?}; available: engine, audio"),
             }
         }
         Task::GenProto => setup::generate_proto(),

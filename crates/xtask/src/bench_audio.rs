@@ -1,0 +1,297 @@
+//! `cargo xtask bench audio`: measurements through real sound devices (a private PulseAudio)
+//! and the real server, with release builds. Table + JSON; never a test.
+//!
+//! One clock for mouth-to-ear latency: a stereo null sink `probe` carries, on its left channel,
+//! what alice's microphone receives (we play chirps into it) and, on its right channel, what
+//! bob's speaker plays. PulseAudio's remap modules expose those channels as alice's mono input
+//! and bob's mono output, and one `parec` of `probe.monitor` records both, sample-aligned.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use parley_audio::SAMPLE_RATE;
+use parley_audio::analysis::{find_reference, first_onset};
+use parley_audio::signal::chirp;
+use parley_devserver::pulse::{NullSink, PulseServer};
+use parley_devserver::{DevServer, DevServerConfig};
+use serde_json::json;
+
+use crate::bench::{Bench, Load, percentile, print_table, unix_ns, write_report};
+
+const CHIRPS: usize = 24;
+const PTT_TRIALS: usize = 10;
+
+pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
+    let parley = crate::bench::release_parley()?;
+    let server = DevServer::start(&DevServerConfig::default()).context("starting the LiveKit dev server")?;
+    let pulse = PulseServer::start(&[NullSink::new("probe", 2), NullSink::new("spare", 1)])
+        .map_err(|error| anyhow::anyhow!("starting PulseAudio: {error}"))?;
+    for module in [
+        "module-remap-sink sink_name=mouth master=probe channels=1 master_channel_map=front-left channel_map=mono",
+        "module-remap-sink sink_name=ear_b master=probe channels=1 master_channel_map=front-right channel_map=mono",
+        "module-remap-source source_name=mic_a master=probe.monitor channels=1 master_channel_map=front-left channel_map=mono",
+    ] {
+        let mut args = vec!["load-module"];
+        args.extend(module.split(' '));
+        pulse.pactl(&args).map_err(|error| anyhow::anyhow!("pactl load-module: {error}"))?;
+    }
+    let scratch = tempfile::Builder::new().prefix("parley-bench-audio-").tempdir().context("temp dir")?;
+    let bench = Bench { parley, server, dir: scratch.path().to_path_buf(), env: pulse.env() };
+
+    println!("bench audio: mouth-to-ear latency ({CHIRPS} chirps, microphone → LiveKit → speaker)…");
+    let mouth_to_ear = mouth_to_ear(&bench, &pulse)?;
+    println!("bench audio: push-to-talk press → first audible sample ({PTT_TRIALS} presses)…");
+    let (press_to_ear, open_mic) = push_to_talk(&bench)?;
+    println!("bench audio: listener CPU and memory with 1, 10 and 50 remote speakers…");
+    let loads: Vec<(usize, Load)> =
+        [1, 10, 50].into_iter().map(|speakers| Ok((speakers, listener_load(&bench, speakers)?))).collect::<Result<_>>()?;
+    let soak = if soak_minutes > 0.0 {
+        println!("bench audio: {soak_minutes} minute soak with 10 speakers…");
+                let mut result = soak(&bench, soak_minutes)?;
+        result.mouth_to_ear_after = chirp_trials(&bench, &pulse, "m2e-after")?;
+        Some(result)
+    } else {
+        None
+    };
+
+    let per_speaker = (loads[2].1.cpu_percent - loads[0].1.cpu_percent) / 49.0;
+    let ptt_added: Vec<f64> = press_to_ear.iter().map(|delay| delay - percentile(&open_mic, 50.0)).collect();
+    let mut rows = vec![
+        ("mouth-to-ear p50", format!("{:.1} ms", percentile(&mouth_to_ear, 50.0)), "≤ 80 ms"),
+        ("mouth-to-ear p95", format!("{:.1} ms", percentile(&mouth_to_ear, 95.0)), "≤ 100 ms"),
+        ("PTT press → first audible at B, p50", format!("{:.1} ms", percentile(&press_to_ear, 50.0)), ""),
+        ("open-mic sender → B (same path), p50", format!("{:.1} ms", percentile(&open_mic, 50.0)), ""),
+        ("PTT adds, p50 / p95", format!("{:.1} / {:.1} ms", percentile(&ptt_added, 50.0), percentile(&ptt_added, 95.0)), "≤ 30 ms"),
+    ];
+    for (speakers, load) in &loads {
+        rows.push((
+            match speakers {
+                1 => "listener CPU / peak RSS, 1 speaker",
+                10 => "listener CPU / peak RSS, 10 speakers",
+                _ => "listener CPU / peak RSS, 50 speakers",
+            },
+            format!("{:.1} % / {:.1} MB", load.cpu_percent, load.peak_rss_mb),
+            "",
+        ));
+    }
+    rows.push(("listener CPU per remote speaker", format!("{per_speaker:.2} % of a core"), "≤ 0.5 %"));
+    if let Some(soak) = &soak {
+        rows.push((
+            "soak: RSS first → last sample",
+            format!("{:.1} → {:.1} MB over {:.0} min", soak.rss_mb.first().unwrap_or(&0.0), soak.rss_mb.last().unwrap_or(&0.0), soak_minutes),
+            "no growth",
+        ));
+        rows.push(("soak: mouth-to-ear p50 after", format!("{:.1} ms", percentile(&soak.mouth_to_ear_after, 50.0)), "no growth"));
+    }
+    print_table(&rows);
+    let report = json!({
+        "suite": "audio",
+        "mouth_to_ear_ms": { "samples": mouth_to_ear, "p50": percentile(&mouth_to_ear, 50.0), "p95": percentile(&mouth_to_ear, 95.0), "target_p50": 80, "target_p95": 100 },
+        "ptt_press_to_ear_ms": { "samples": press_to_ear, "p50": percentile(&press_to_ear, 50.0) },
+        "open_mic_ms": { "samples": open_mic, "p50": percentile(&open_mic, 50.0) },
+        "ptt_added_ms": { "p50": percentile(&ptt_added, 50.0), "p95": percentile(&ptt_added, 95.0), "target": 30 },
+        "listener": loads.iter().map(|(speakers, load)| json!({ "speakers": speakers, "cpu_percent": load.cpu_percent, "peak_rss_mb": load.peak_rss_mb })).collect::<Vec<_>>(),
+        "cpu_percent_per_speaker": per_speaker,
+        "soak": soak.as_ref().map(|soak| json!({ "minutes": soak_minutes, "rss_mb": soak.rss_mb, "mouth_to_ear_after_ms": soak.mouth_to_ear_after })),
+    });
+    write_report(&out, &report)?;
+    println!("\nbench audio: wrote {}", out.display());
+    Ok(())
+}
+
+/// `parec` of `probe.monitor` (stereo, 48 kHz), drained as it arrives.
+struct Probe {
+    child: Child,
+    reader: std::thread::JoinHandle<Vec<u8>>,
+}
+
+fn record_probe(pulse: &PulseServer) -> Result<Probe> {
+    let mut child = Command::new("parec")
+        .args(["--device", "probe.monitor", "--rate=48000", "--channels=2", "--format=s16le", "--latency-msec=10"])
+        .envs(pulse.env())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("parec (run `cargo xtask setup`)")?;
+    let mut stdout = child.stdout.take().context("parec stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        stdout.read_to_end(&mut bytes).map(|_| bytes).unwrap_or_default()
+    });
+    Ok(Probe { child, reader })
+}
+
+impl Probe {
+    /// Stops recording; returns (left, right).
+    fn finish(mut self) -> Result<(Vec<i16>, Vec<i16>)> {
+        self.child.kill().context("stopping parec")?;
+        self.child.wait().context("reaping parec")?;
+        let bytes = self.reader.join().map_err(|_| anyhow::anyhow!("parec reader panicked"))?;
+        let samples: Vec<i16> = bytes.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect();
+        let left = samples.iter().step_by(2).copied().collect();
+        let right = samples.iter().skip(1).step_by(2).copied().collect();
+        Ok((left, right))
+    }
+}
+
+/// Plays `CHIRPS` chirps into alice's microphone and finds each in bob's speaker output.
+fn mouth_to_ear(bench: &Bench, pulse: &PulseServer) -> Result<Vec<f64>> {
+    chirp_trials(bench, pulse, "m2e")
+}
+
+fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str) -> Result<Vec<f64>> {
+    let probe_signal = chirp(300.0, 3000.0, 0.3, -6.0);
+    let mut clip = vec![0i16; SAMPLE_RATE as usize * (CHIRPS + 1)];
+    for index in 0..CHIRPS {
+        let at = (index + 1) * SAMPLE_RATE as usize;
+        clip[at..at + probe_signal.len()].copy_from_slice(&probe_signal);
+    }
+    let clip_path = bench.dir.join(format!("{room}-chirps.wav"));
+    parley_audio::wav::write_mono_48k(&clip_path, &clip)?;
+    let seconds = CHIRPS as f64 + 6.0;
+    let bob = bench.peer(room, "bob", seconds + 1.0, &["--output-device", "ear_b", "--cues", "none"])?;
+    let alice = bench.peer(room, "alice", seconds, &["--input-device", "mic_a", "--cues", "none"])?;
+    std::thread::sleep(Duration::from_secs(3));
+    let probe = record_probe(pulse)?;
+    let played = Command::new("paplay")
+        .args(["--device", "mouth"])
+        .arg(&clip_path)
+        .envs(pulse.env())
+        .status()
+        .context("paplay")?;
+    if !played.success() {
+        bail!("paplay failed ({played})");
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let (left, right) = probe.finish()?;
+    alice.finish()?;
+    bob.finish()?;
+    let mut latencies = Vec::new();
+    let mut from = 0;
+    while let Some(onset) = first_onset(&left[from..], -30.0, 48) {
+        let start = from + onset.saturating_sub(480);
+        let end = (start + probe_signal.len() + 960).min(left.len());
+        let Some((lag_in, _)) = find_reference(&probe_signal, &left[start..end]) else { break };
+        let sent = start + lag_in;
+        let window_end = (sent + SAMPLE_RATE as usize / 2).min(right.len());
+        if window_end > sent + probe_signal.len()
+            && let Some((lag_out, score)) = find_reference(&probe_signal, &right[sent..window_end])
+            && score > 0.2
+        {
+            latencies.push(lag_out as f64 * 1000.0 / SAMPLE_RATE as f64);
+        }
+        from = sent + SAMPLE_RATE as usize / 2;
+        if from >= left.len() {
+            break;
+        }
+    }
+    if latencies.len() < CHIRPS / 2 {
+        bail!("only {} of {CHIRPS} chirps came out of bob's speaker", latencies.len());
+    }
+    Ok(latencies)
+}
+
+/// Press → first audible sample at bob, for a push-to-talk tone; and, for comparison, the same
+/// path with an open mic (a click train's arrival), both on the wall clock.
+fn push_to_talk(bench: &Bench) -> Result<(Vec<f64>, Vec<f64>)> {
+    let recording = bench.dir.join("ptt.wav");
+    let trial_seconds = 2.0;
+    let seconds = 4.0 + PTT_TRIALS as f64 * trial_seconds;
+    let bob = bench.peer("ptt", "bob", seconds + 1.0, &["--record", &recording.to_string_lossy()])?;
+    let mut alice = bench.peer("ptt", "alice", seconds, &["--tone", "1000", "--mode", "ptt", "--ptt-release-ms", "0"])?;
+    std::thread::sleep(Duration::from_secs(3));
+    let mut presses = Vec::new();
+    for _ in 0..PTT_TRIALS {
+        presses.push(alice.command("ptt-start")?);
+        std::thread::sleep(Duration::from_secs_f64(trial_seconds / 2.0));
+        alice.command("ptt-stop")?;
+        std::thread::sleep(Duration::from_secs_f64(trial_seconds / 2.0));
+    }
+    let alice_events = alice.finish()?;
+    let bob_events = bob.finish()?;
+    let played_start = unix_ns(&bob_events, "playout_started")? / 1e6;
+    let samples = parley_audio::wav::read_mono_48k(&recording)?;
+    let index_of = |ms: f64| (((ms - played_start) / 1000.0 * SAMPLE_RATE as f64).max(0.0) as usize).min(samples.len());
+    let mut press_to_ear = Vec::new();
+    for &pressed in &presses {
+        let from = index_of(pressed);
+        let to = index_of(pressed + 800.0);
+        if let Some(onset) = first_onset(&samples[from..to], -40.0, 48) {
+            press_to_ear.push(onset as f64 * 1000.0 / SAMPLE_RATE as f64);
+        }
+    }
+    // The gate opens on the first frame after the press; from then on the path is an open mic's.
+    let opened: Vec<f64> = alice_events
+        .iter()
+        .filter(|event| event["event"] == "transmit_changed" && event["on"] == true)
+        .filter_map(|event| event["unix_ms"].as_f64())
+        .collect();
+    let mut open_mic = Vec::new();
+    for &at in &opened {
+        let from = index_of(at);
+        let to = index_of(at + 800.0);
+        if let Some(onset) = first_onset(&samples[from..to], -40.0, 48) {
+            open_mic.push(onset as f64 * 1000.0 / SAMPLE_RATE as f64);
+        }
+    }
+    if press_to_ear.len() < PTT_TRIALS / 2 || open_mic.is_empty() {
+        bail!("push-to-talk: only {} of {PTT_TRIALS} presses were heard", press_to_ear.len());
+    }
+    Ok((press_to_ear, open_mic))
+}
+
+/// A listener playing to a real device, with `speakers` remote tones.
+fn listener_load(bench: &Bench, speakers: usize) -> Result<Load> {
+    let room = format!("crowd-{speakers}");
+    let mut crowd = bench.crowd(&room, speakers, 30.0)?;
+    std::thread::sleep(Duration::from_secs(3 + speakers as u64 / 10));
+    let listener = bench.peer(&room, "listener", 16.0, &["--output-device", "spare", "--cues", "none"])?;
+    let load = bench.measure(listener, (4.0, 14.0));
+    stop(&mut crowd);
+    load
+}
+
+struct Soak {
+    rss_mb: Vec<f64>,
+    mouth_to_ear_after: Vec<f64>,
+}
+
+/// A listener with 10 speakers for `minutes`, RSS sampled every 30 s; then the mouth-to-ear
+/// trials again to see whether latency grew.
+fn soak(bench: &Bench, minutes: f64) -> Result<Soak> {
+    let seconds = minutes * 60.0;
+    let mut crowd = bench.crowd("soak", 10, seconds + 20.0)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let listener = bench.peer("soak", "listener", seconds + 5.0, &["--output-device", "spare", "--cues", "none"])?;
+    let pid = listener.child.id();
+    let started = Instant::now();
+    let mut rss_mb = Vec::new();
+    while started.elapsed().as_secs_f64() < seconds {
+        std::thread::sleep(Duration::from_secs(30).min(Duration::from_secs_f64((seconds - started.elapsed().as_secs_f64()).max(0.1))));
+        if let Ok(rss) = current_rss_kb(pid) {
+            rss_mb.push(rss as f64 / 1024.0);
+        }
+    }
+    listener.finish()?;
+    stop(&mut crowd);
+    Ok(Soak { rss_mb, mouth_to_ear_after: Vec::new() })
+}
+
+fn current_rss_kb(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc/<pid>/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .context("parsing VmRSS")
+}
+
+fn stop(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(None)) {
+        drop(Command::new("kill").args(["-TERM", &child.id().to_string()]).status());
+    }
+    drop(child.wait());
+}
