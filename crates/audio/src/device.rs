@@ -331,8 +331,11 @@ impl PlaybackStream {
     }
 }
 
-/// The longest the device ends may buffer on our side before the oldest audio is dropped.
-const MAX_DEVICE_QUEUE_MS: usize = 60;
+/// The longest the device ends may buffer on our side before the oldest audio is dropped (input)
+/// or a frame is skipped (output). Each millisecond here is a millisecond of mouth-to-ear delay:
+/// `cargo xtask bench audio` went from 170 ms to 88 ms p50 when this went from 60 to 15 ms (and
+/// the mixer's per-speaker queue from 60 to 40 ms); the device tests check that audio stays clean.
+const MAX_DEVICE_QUEUE_MS: usize = 15;
 
 /// How often an open stream checks that its device still exists (and, when following the
 /// system default, that the default has not moved). Stall detection cannot replace this: a

@@ -190,7 +190,7 @@ pub struct JoinRequest {
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
-const MAX_PLAYOUT_QUEUE_MS: u32 = 60;
+const MAX_PLAYOUT_QUEUE_MS: u32 = 40;
 /// A frame whose peak is below this (about −60 dBFS) counts as silence for `FirstAudio`.
 const AUDIBLE_PEAK: i16 = 33;
 

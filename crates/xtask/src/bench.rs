@@ -64,7 +64,7 @@ pub fn engine(out: PathBuf) -> Result<()> {
         ("receiver peak RSS, 1 remote speaker", format!("{:.1} MB", one.peak_rss_mb), "≤ 60 MB"),
         ("receiver peak RSS, 10 remote speakers", format!("{:.1} MB", ten.peak_rss_mb), "≤ 60 MB"),
     ];
-        print_table(&rows);
+    print_table(&rows);
     let report = json!({
         "suite": "engine",
         "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
@@ -78,7 +78,7 @@ pub fn engine(out: PathBuf) -> Result<()> {
             "target_peak_rss_mb": 60,
         },
     });
-        write_report(&out, &report)?;
+    write_report(&out, &report)?;
     println!("\nbench engine: wrote {}", out.display());
     Ok(())
 }
@@ -148,7 +148,7 @@ impl Peer {
 }
 
 impl Bench {
-        pub(crate) fn peer(&self, room: &str, identity: &str, seconds: f64, extra: &[&str]) -> Result<Peer> {
+    pub(crate) fn peer(&self, room: &str, identity: &str, seconds: f64, extra: &[&str]) -> Result<Peer> {
         let mut child = Command::new(&self.parley)
             .args(["join", "--json", "--control-socket", "none", "--url", &self.server.url()])
             .args(["--room", room, "--identity", identity, "--duration", &seconds.to_string()])
@@ -170,7 +170,7 @@ impl Bench {
                 .filter_map(|line| serde_json::from_str(&line).ok())
                 .collect()
         });
-                Ok(Peer { child, stdin, events: Some(events) })
+        Ok(Peer { child, stdin, events: Some(events) })
     }
 
     /// Process start → first audible remote frame, for a listener joining a room where one
@@ -244,7 +244,7 @@ impl Bench {
         Ok(latencies)
     }
 
-        /// A `parley crowd` of `count` speakers in `room` for `seconds`.
+    /// A `parley crowd` of `count` speakers in `room` for `seconds`.
     pub(crate) fn crowd(&self, room: &str, count: usize, seconds: f64) -> Result<Child> {
         Command::new(&self.parley)
             .args(["crowd", "--url", &self.server.url(), "--room", room, "--count", &count.to_string()])
@@ -303,7 +303,10 @@ impl Bench {
 }
 
 pub(crate) fn now_ms() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
 }
 
 pub(crate) fn sleep_until(started: Instant, seconds: f64) {

@@ -43,14 +43,17 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
 
     println!("bench audio: mouth-to-ear latency ({CHIRPS} chirps, microphone → LiveKit → speaker)…");
     let mouth_to_ear = mouth_to_ear(&bench, &pulse)?;
+
     println!("bench audio: push-to-talk press → first audible sample ({PTT_TRIALS} presses)…");
     let (press_to_ear, open_mic) = push_to_talk(&bench)?;
     println!("bench audio: listener CPU and memory with 1, 10 and 50 remote speakers…");
-    let loads: Vec<(usize, Load)> =
-        [1, 10, 50].into_iter().map(|speakers| Ok((speakers, listener_load(&bench, speakers)?))).collect::<Result<_>>()?;
+    let loads: Vec<(usize, Load)> = [1, 10, 50]
+        .into_iter()
+        .map(|speakers| Ok((speakers, listener_load(&bench, speakers)?)))
+        .collect::<Result<_>>()?;
     let soak = if soak_minutes > 0.0 {
         println!("bench audio: {soak_minutes} minute soak with 10 speakers…");
-                let mut result = soak(&bench, soak_minutes)?;
+        let mut result = soak(&bench, soak_minutes)?;
         result.mouth_to_ear_after = chirp_trials(&bench, &pulse, "m2e-after")?;
         Some(result)
     } else {
@@ -64,7 +67,11 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
         ("mouth-to-ear p95", format!("{:.1} ms", percentile(&mouth_to_ear, 95.0)), "≤ 100 ms"),
         ("PTT press → first audible at B, p50", format!("{:.1} ms", percentile(&press_to_ear, 50.0)), ""),
         ("open-mic sender → B (same path), p50", format!("{:.1} ms", percentile(&open_mic, 50.0)), ""),
-        ("PTT adds, p50 / p95", format!("{:.1} / {:.1} ms", percentile(&ptt_added, 50.0), percentile(&ptt_added, 95.0)), "≤ 30 ms"),
+        (
+            "PTT adds, p50 / p95",
+            format!("{:.1} / {:.1} ms", percentile(&ptt_added, 50.0), percentile(&ptt_added, 95.0)),
+            "≤ 30 ms",
+        ),
     ];
     for (speakers, load) in &loads {
         rows.push((
@@ -81,10 +88,19 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     if let Some(soak) = &soak {
         rows.push((
             "soak: RSS first → last sample",
-            format!("{:.1} → {:.1} MB over {:.0} min", soak.rss_mb.first().unwrap_or(&0.0), soak.rss_mb.last().unwrap_or(&0.0), soak_minutes),
+            format!(
+                "{:.1} → {:.1} MB over {:.0} min",
+                soak.rss_mb.first().unwrap_or(&0.0),
+                soak.rss_mb.last().unwrap_or(&0.0),
+                soak_minutes
+            ),
             "no growth",
         ));
-        rows.push(("soak: mouth-to-ear p50 after", format!("{:.1} ms", percentile(&soak.mouth_to_ear_after, 50.0)), "no growth"));
+        rows.push((
+            "soak: mouth-to-ear p50 after",
+            format!("{:.1} ms", percentile(&soak.mouth_to_ear_after, 50.0)),
+            "no growth",
+        ));
     }
     print_table(&rows);
     let report = json!({
@@ -200,7 +216,8 @@ fn push_to_talk(bench: &Bench) -> Result<(Vec<f64>, Vec<f64>)> {
     let trial_seconds = 2.0;
     let seconds = 4.0 + PTT_TRIALS as f64 * trial_seconds;
     let bob = bench.peer("ptt", "bob", seconds + 1.0, &["--record", &recording.to_string_lossy()])?;
-    let mut alice = bench.peer("ptt", "alice", seconds, &["--tone", "1000", "--mode", "ptt", "--ptt-release-ms", "0"])?;
+    let mut alice =
+        bench.peer("ptt", "alice", seconds, &["--tone", "1000", "--mode", "ptt", "--ptt-release-ms", "0"])?;
     std::thread::sleep(Duration::from_secs(3));
     let mut presses = Vec::new();
     for _ in 0..PTT_TRIALS {
@@ -269,7 +286,9 @@ fn soak(bench: &Bench, minutes: f64) -> Result<Soak> {
     let started = Instant::now();
     let mut rss_mb = Vec::new();
     while started.elapsed().as_secs_f64() < seconds {
-        std::thread::sleep(Duration::from_secs(30).min(Duration::from_secs_f64((seconds - started.elapsed().as_secs_f64()).max(0.1))));
+        std::thread::sleep(
+            Duration::from_secs(30).min(Duration::from_secs_f64((seconds - started.elapsed().as_secs_f64()).max(0.1))),
+        );
         if let Ok(rss) = current_rss_kb(pid) {
             rss_mb.push(rss as f64 / 1024.0);
         }

@@ -47,9 +47,9 @@ enum Task {
     },
     /// Measure (not test) through the real server.
     Bench {
-                /// What to measure: `engine` or `audio`.
+        /// What to measure: `engine` or `audio`.
         suite: String,
-                /// Where to write the JSON report (default: bench-results/<suite>.json).
+        /// Where to write the JSON report (default: bench-results/<suite>.json).
         #[arg(long)]
         out: Option<PathBuf>,
         /// `audio` only: minutes of the no-growth soak (0 skips it).
@@ -81,7 +81,7 @@ fn run(cli: Cli) -> Result<()> {
             setup::run(false)?;
             test(&cargo_args)
         }
-                Task::Bench { suite, out, soak_minutes } => {
+        Task::Bench { suite, out, soak_minutes } => {
             setup::run(false)?;
             let out = out.unwrap_or_else(|| workspace_root().join(format!("bench-results/{suite}.json")));
             match suite.as_str() {
