@@ -452,6 +452,7 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         .context("checking the access token")
         .map_err(|error| fail(ExitKind::Unauthorized, error))?;
 
+    let mut device_info = Vec::new();
     let input: Option<Box<dyn FrameSource>> = match (&args.play, args.tone, &args.input_device) {
         (Some(path), _, _) => {
             let samples = parley_audio::wav::read_mono_48k(path).map_err(|error| fail(ExitKind::File, error))?;
@@ -459,7 +460,9 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         }
         (None, Some(frequency), _) => Some(Box::new(Tone::new(frequency, args.tone_level))),
         (None, None, Some(device)) => {
-            Some(Box::new(DeviceInput::open(device_choice(device)).map_err(|error| fail(ExitKind::Device, error))?))
+            let input = DeviceInput::open(device_choice(device)).map_err(|error| fail(ExitKind::Device, error))?;
+            device_info.push(("input", input.info().clone()));
+            Some(Box::new(input))
         }
         (None, None, None) => None,
     };
@@ -468,7 +471,9 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             Some(Box::new(parley_audio::wav::Recorder::create(path).map_err(|error| fail(ExitKind::File, error))?))
         }
         (None, Some(device)) => {
-            Some(Box::new(DeviceOutput::open(device_choice(device)).map_err(|error| fail(ExitKind::Device, error))?))
+            let output = DeviceOutput::open(device_choice(device)).map_err(|error| fail(ExitKind::Device, error))?;
+            device_info.push(("output", output.info().clone()));
+            Some(Box::new(output))
         }
         (None, None) => None,
     };
@@ -518,6 +523,7 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         echo_delay_ms: args.echo_delay_ms,
         cues,
         report_levels: args.levels,
+        device_info,
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (session, mut events) = match joined {
@@ -591,6 +597,7 @@ async fn crowd(args: CrowdArgs) -> Result<(), Failure> {
             echo_delay_ms: 0,
             cues: None,
             report_levels: false,
+            device_info: Vec::new(),
         };
         let (session, events) = Session::join(engine, request).await.map_err(join_failure)?;
         sessions.push((session, events));
@@ -725,6 +732,10 @@ impl EventPrinter {
             SessionEvent::Disconnected { reason, .. } => format!("disconnected: {reason}"),
             SessionEvent::InputEnded => "input ended; sending silence".into(),
             SessionEvent::DeviceChanged { message } => format!("sound device: {message}"),
+            SessionEvent::DeviceOpened { direction, device, sample_rate, channels, buffer_frames } => format!(
+                "{direction} {device}: {sample_rate} Hz, {channels} ch, buffer {}",
+                buffer_frames.map_or_else(|| "not reported".to_string(), |frames| format!("{frames} frames"))
+            ),
             SessionEvent::TransmitChanged { on } => (if *on { "transmitting" } else { "not transmitting" }).into(),
             SessionEvent::Warning { message } => format!("warning: {message}"),
             _ => return,

@@ -21,6 +21,10 @@ pub enum Control {
         identity: String,
         percent: u32,
     },
+    /// Volume of everything played, 0–200 %.
+    OutputVolume {
+        percent: u32,
+    },
     /// Silence one participant for us only.
     LocalMute {
         identity: String,
@@ -32,7 +36,7 @@ pub enum Control {
 
 /// The commands and their syntax, for help texts and error messages.
 pub const CONTROL_SYNTAX: &str = "ptt-start | ptt-stop | mute | unmute | toggle-mute | deafen | undeafen | \
-toggle-deafen | volume <identity> <0-200> | local-mute <identity> | local-unmute <identity>";
+toggle-deafen | volume <identity> <0-200> | output-volume <0-200> | local-mute <identity> | local-unmute <identity>";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown command {line:?}; commands: {CONTROL_SYNTAX}")]
@@ -62,6 +66,13 @@ impl FromStr for Control {
                 }
                 Control::Volume { identity: identity.to_string(), percent }
             }
+            ["output-volume", percent] => {
+                let percent: u32 = percent.trim_end_matches('%').parse().map_err(|_| error())?;
+                if percent > 200 {
+                    return Err(error());
+                }
+                Control::OutputVolume { percent }
+            }
             ["local-mute", identity] => Control::LocalMute { identity: identity.to_string() },
             ["local-unmute", identity] => Control::LocalUnmute { identity: identity.to_string() },
             _ => return Err(error()),
@@ -81,6 +92,7 @@ impl fmt::Display for Control {
             Control::Undeafen => write!(formatter, "undeafen"),
             Control::ToggleDeafen => write!(formatter, "toggle-deafen"),
             Control::Volume { identity, percent } => write!(formatter, "volume {identity} {percent}"),
+            Control::OutputVolume { percent } => write!(formatter, "output-volume {percent}"),
             Control::LocalMute { identity } => write!(formatter, "local-mute {identity}"),
             Control::LocalUnmute { identity } => write!(formatter, "local-unmute {identity}"),
         }
@@ -103,6 +115,7 @@ mod tests {
             "undeafen",
             "toggle-deafen",
             "volume alice 150",
+            "output-volume 80",
             "local-mute bob",
             "local-unmute bob",
         ] {

@@ -125,9 +125,20 @@ pub enum SessionEvent {
         identity: String,
         percent: u32,
     },
+    OutputVolumeChanged {
+        percent: u32,
+    },
     LocalMuteChanged {
         identity: String,
         muted: bool,
+    },
+    /// A sound device was opened: what it granted.
+    DeviceOpened {
+        direction: String,
+        device: String,
+        sample_rate: u32,
+        channels: u16,
+        buffer_frames: Option<u32>,
     },
     /// A sound device was replaced (it vanished, or the system default moved).
     DeviceChanged {
@@ -187,6 +198,8 @@ pub struct JoinRequest {
     pub cues: Option<CuePlayer>,
     /// Emit [`SessionEvent::Levels`] every 100 ms.
     pub report_levels: bool,
+    /// What the sound devices granted (`"input"`/`"output"`), reported as `DeviceOpened`.
+    pub device_info: Vec<(&'static str, parley_audio::device::StreamInfo)>,
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
@@ -262,6 +275,18 @@ impl Session {
                     .collect(),
             },
         );
+        for (direction, info) in request.device_info.iter() {
+            emit(
+                &events,
+                SessionEvent::DeviceOpened {
+                    direction: direction.to_string(),
+                    device: info.device.clone(),
+                    sample_rate: info.sample_rate,
+                    channels: info.channels,
+                    buffer_frames: info.buffer_frames,
+                },
+            );
+        }
         let mixer = Arc::new(Mutex::new(Mixer::new(MAX_PLAYOUT_QUEUE_MS)));
         let apm: Option<SharedApm> = match request.processing {
             Some(config) => {
@@ -356,6 +381,7 @@ impl Session {
             Control::Undeafen => self.set_deafened(false),
             Control::ToggleDeafen => self.set_deafened(!self.deafened.load(Ordering::Relaxed)),
             Control::Volume { identity, percent } => self.set_volume(identity, *percent),
+            Control::OutputVolume { percent } => self.set_output_volume(*percent),
             Control::LocalMute { identity } => self.set_local_mute(identity, true),
             Control::LocalUnmute { identity } => self.set_local_mute(identity, false),
         }
@@ -396,6 +422,13 @@ impl Session {
         let percent = percent.min(200);
         self.lock_mixer().set_gain(identity, percent as f32 / 100.0);
         emit(&self.events, SessionEvent::VolumeChanged { identity: identity.to_string(), percent });
+    }
+
+    /// Volume of everything played, 0–200 %.
+    pub fn set_output_volume(&self, percent: u32) {
+        let percent = percent.min(200);
+        self.lock_mixer().set_master_gain(percent as f32 / 100.0);
+        emit(&self.events, SessionEvent::OutputVolumeChanged { percent });
     }
 
     /// Silences (or restores) one participant for us only.

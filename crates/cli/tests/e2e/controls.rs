@@ -8,7 +8,8 @@ use parley_audio::SAMPLE_RATE;
 use parley_audio::analysis::{rms_dbfs, tone_level_dbfs};
 use parley_audio::signal::Tone;
 
-use crate::support::{Finished, audio_lock, join, now_ms, parley, scratch, server};
+use crate::devices::{pulse, record_monitor, samples_and_start};
+use crate::support::{Finished, audio_lock, join, join_with_env, now_ms, parley, scratch, server};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -27,39 +28,64 @@ fn event_time(peer: &Finished, name: &str, field: &str, value: &serde_json::Valu
 }
 
 #[test]
-fn volume_local_mute_and_deafen_change_what_the_listener_hears() {
+fn volume_local_mute_and_deafen_change_what_comes_out_of_the_speaker() {
     let _serial = audio_lock();
+    let pulse = pulse(&[("speaker_b", 2)]);
     let server = server();
     let dir = scratch();
-    let alice = join(&server, "mixing", "alice", dir.path(), &["--tone", "440"], 14.0);
-    let mut bob = join(&server, "mixing", "bob", dir.path(), &["--record"], 12.0);
-    std::thread::sleep(Duration::from_millis(3000));
+    let env = pulse.env();
+    let alice = join(&server, "mixing", "alice", dir.path(), &["--tone", "440"], 16.0);
+    let ear = record_monitor(&pulse, "speaker_b");
+    let mut bob = join_with_env(
+        &server,
+        "mixing",
+        "bob",
+        dir.path(),
+        &["--output-device", "speaker_b", "--cues", "none"],
+        14.0,
+        &env,
+    );
+    std::thread::sleep(Duration::from_millis(3500));
     let half = bob.command("volume alice 50");
     std::thread::sleep(Duration::from_millis(2000));
     let double = bob.command("volume alice 200");
     std::thread::sleep(Duration::from_millis(2000));
     let muted = bob.command("local-mute alice");
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
     bob.command("local-unmute alice");
     let deafened = bob.command("deafen");
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
     let end = now_ms();
+    let (heard, ear_started) = samples_and_start(ear);
     let bob = bob.finish(TIMEOUT);
     alice.finish(TIMEOUT).assert_clean();
     bob.assert_clean();
 
-    let normal = level_between(&bob, 440.0, half - 1500.0, half - 100.0);
-    let quiet = level_between(&bob, 440.0, half + 300.0, double - 100.0);
-    let loud = level_between(&bob, 440.0, double + 300.0, muted - 100.0);
-    assert!((normal + 12.0).abs() <= 6.0, "at 100 % bob hears −12 ± 6 dBFS, got {normal:.1}");
-    assert!((quiet - normal + 6.0).abs() <= 1.5, "50 % is −6 ± 1.5 dB: {normal:.1} → {quiet:.1}");
-    assert!((loud - normal - 6.0).abs() <= 1.5, "200 % is +6 ± 1.5 dB: {normal:.1} → {loud:.1}");
-    let silenced = level_between(&bob, 440.0, muted + 300.0, deafened - 100.0);
-    assert!(silenced < -60.0, "local mute silences alice, got {silenced:.1} dBFS");
-    let deaf = rms_dbfs(bob.recording_between(deafened + 300.0, end - 300.0));
-    assert!(deaf < -60.0, "deafened means silence, got {deaf:.1} dBFS");
+    // 400 ms margins absorb the path's latency.
+    let segment = |from_ms: f64, to_ms: f64| {
+        let index = |ms: f64| (((ms - ear_started) / 1000.0 * SAMPLE_RATE as f64).max(0.0) as usize).min(heard.len());
+        &heard[index(from_ms + 400.0)..index(to_ms - 100.0)]
+    };
+    let normal = tone_level_dbfs(segment(half - 1800.0, half), SAMPLE_RATE, 440.0);
+    let quiet = tone_level_dbfs(segment(half, double), SAMPLE_RATE, 440.0);
+    let loud = tone_level_dbfs(segment(double, muted), SAMPLE_RATE, 440.0);
+    assert!((normal + 12.0).abs() <= 6.0, "at 100 % the speaker plays −12 ± 6 dBFS, got {normal:.1}");
+    assert!((quiet - normal + 6.0).abs() <= 1.5, "50 % is −6 ± 1.5 dB at the speaker: {normal:.1} → {quiet:.1}");
+    assert!((loud - normal - 6.0).abs() <= 1.5, "200 % is +6 ± 1.5 dB at the speaker: {normal:.1} → {loud:.1}");
+    let silenced = rms_dbfs(segment(muted, deafened));
+    assert!(silenced < -60.0, "local mute silences alice at the speaker, got {silenced:.1} dBFS");
+    let deaf = rms_dbfs(segment(deafened, end));
+    assert!(deaf < -60.0, "deafened, the speaker is silent, got {deaf:.1} dBFS");
     assert_eq!(bob.events_named("volume_changed").len(), 2, "both volume changes were reported");
     assert_eq!(bob.events_named("deafen_changed")[0]["deafened"], true);
+    let opened = bob.events_named("device_opened");
+    assert_eq!(opened.len(), 1, "the output device is reported once: {:?}", bob.events);
+    assert_eq!(opened[0]["sample_rate"], 48000);
+    assert!(
+        opened[0]["buffer_frames"].as_u64().is_some_and(|frames| frames <= 960),
+        "a small buffer was granted: {}",
+        opened[0]
+    );
 }
 
 #[test]

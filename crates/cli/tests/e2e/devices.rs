@@ -10,9 +10,9 @@ use parley_core::token::{TokenRequest, mint};
 use parley_devserver::pulse::{NullSink, PulseServer};
 use serde_json::Value;
 
-use crate::support::{audio_lock, join_with_env, parley, scratch, server, wait};
+use crate::support::{audio_lock, join_with_env, now_ms, parley, scratch, server, wait};
 
-fn pulse(sinks: &[(&str, u16)]) -> PulseServer {
+pub(crate) fn pulse(sinks: &[(&str, u16)]) -> PulseServer {
     let sinks: Vec<NullSink> = sinks.iter().map(|(name, channels)| NullSink::new(name, *channels)).collect();
     PulseServer::start(&sinks).unwrap_or_else(|error| panic!("PulseAudio (run `cargo xtask setup`): {error}"))
 }
@@ -73,12 +73,13 @@ fn speak_into(pulse: &PulseServer, sink: &str, samples: &[i16]) -> std::process:
 }
 
 /// `parec` recording a sink's monitor (48 kHz mono); its output is drained as it arrives.
-struct Ear {
+pub(crate) struct Ear {
     child: std::process::Child,
-    reader: std::thread::JoinHandle<Vec<u8>>,
+    /// The bytes, and the wall-clock ms at which the first sample was recorded.
+    reader: std::thread::JoinHandle<(Vec<u8>, f64)>,
 }
 
-fn record_monitor(pulse: &PulseServer, sink: &str) -> Ear {
+pub(crate) fn record_monitor(pulse: &PulseServer, sink: &str) -> Ear {
     let mut child = Command::new("parec")
         .args([
             "--device",
@@ -95,16 +96,33 @@ fn record_monitor(pulse: &PulseServer, sink: &str) -> Ear {
     let mut stdout = child.stdout.take().expect("stdout");
     let reader = std::thread::spawn(move || {
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut bytes).map(|_| bytes).unwrap_or_default()
+        let mut chunk = [0u8; 4096];
+        let mut first_sample_ms = 0.0;
+        while let Ok(read) = std::io::Read::read(&mut stdout, &mut chunk) {
+            if read == 0 {
+                break;
+            }
+            if bytes.is_empty() {
+                // The first chunk left PulseAudio about its own duration after its first sample.
+                first_sample_ms = now_ms() - (read / 2) as f64 * 1000.0 / SAMPLE_RATE as f64;
+            }
+            bytes.extend_from_slice(&chunk[..read]);
+        }
+        (bytes, first_sample_ms)
     });
     Ear { child, reader }
 }
 
-fn samples_of(mut ear: Ear) -> Vec<i16> {
+pub(crate) fn samples_of(ear: Ear) -> Vec<i16> {
+    samples_and_start(ear).0
+}
+
+/// The recording and the wall-clock ms of its first sample.
+pub(crate) fn samples_and_start(mut ear: Ear) -> (Vec<i16>, f64) {
     ear.child.kill().expect("stop parec");
     wait(&mut ear.child, Duration::from_secs(5));
-    let bytes = ear.reader.join().expect("parec reader");
-    bytes.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect()
+    let (bytes, started) = ear.reader.join().expect("parec reader");
+    (bytes.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect(), started)
 }
 
 #[test]
