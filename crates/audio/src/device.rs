@@ -60,12 +60,20 @@ fn direction_word(direction: Direction) -> &'static str {
     }
 }
 
+/// The process's one connection to the sound system. Each `cpal::default_host()` opens a new
+/// one (a PulseAudio client that outlives the `Host`); asking once a second for the default device
+/// would exhaust the server's 64 client slots within a minute.
+fn host() -> &'static cpal::Host {
+    static HOST: std::sync::OnceLock<cpal::Host> = std::sync::OnceLock::new();
+    HOST.get_or_init(cpal::default_host)
+}
+
 /// Every input and output device, defaults marked. Any thread (not a real-time callback).
 pub fn list_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
-    let host = cpal::default_host();
+    let host = host();
     let mut devices = Vec::new();
     for direction in [Direction::Input, Direction::Output] {
-        let default_id = default_device(&host, direction).and_then(|device| device.id().ok());
+        let default_id = default_device(host, direction).and_then(|device| device.id().ok());
         let listed = match direction {
             Direction::Input => host.input_devices().map(|found| found.collect::<Vec<_>>()),
             Direction::Output => host.output_devices().map(|found| found.collect::<Vec<_>>()),
@@ -109,10 +117,10 @@ fn describe(device: &cpal::Device, direction: Direction, default_id: Option<&cpa
 /// Finds a device by id (with or without the host prefix) or by name; `None` picks the system
 /// default.
 fn find_device(direction: Direction, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
-    let host = cpal::default_host();
+    let host = host();
     let word = direction_word(direction);
     let Some(wanted) = wanted else {
-        return default_device(&host, direction).ok_or(DeviceError::NoDefault(word));
+        return default_device(host, direction).ok_or(DeviceError::NoDefault(word));
     };
     let listed = match direction {
         Direction::Input => host.input_devices().map(|found| found.collect::<Vec<_>>()),
@@ -423,6 +431,7 @@ pub struct DeviceInput {
     resampler: Option<StreamResampler>,
     scratch: Vec<f32>,
     mono: Vec<f32>,
+    converted: Vec<f32>,
     pending: std::collections::VecDeque<i16>,
 }
 
@@ -437,6 +446,7 @@ impl DeviceInput {
             resampler,
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
             mono: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+            converted: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
             pending: std::collections::VecDeque::with_capacity(crate::FRAME_SAMPLES * 8),
         })
     }
@@ -483,10 +493,9 @@ impl crate::stream::FrameSource for DeviceInput {
         let to_i16 = |value: f32| (value.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16;
         match &mut self.resampler {
             Some(resampler) => {
-                let pending = &mut self.pending;
-                let mut converted = Vec::with_capacity(self.mono.len() * 2);
-                resampler.push(&self.mono, &mut converted);
-                pending.extend(converted.into_iter().map(to_i16));
+                self.converted.clear();
+                resampler.push(&self.mono, &mut self.converted);
+                self.pending.extend(self.converted.iter().copied().map(to_i16));
             }
             None => self.pending.extend(self.mono.iter().copied().map(to_i16)),
         }
@@ -513,6 +522,7 @@ pub struct DeviceOutput {
     watch: Watch,
     /// Present when the device does not run at 48 kHz.
     resampler: Option<StreamResampler>,
+    input: Vec<f32>,
     mono: Vec<f32>,
     scratch: Vec<f32>,
 }
@@ -526,6 +536,7 @@ impl DeviceOutput {
             stream,
             watch: Watch::new(device, Direction::Output),
             resampler,
+            input: Vec::with_capacity(crate::FRAME_SAMPLES),
             mono: Vec::with_capacity(crate::FRAME_SAMPLES * 2),
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
         })
@@ -558,8 +569,9 @@ impl crate::stream::FrameSink for DeviceOutput {
         self.mono.clear();
         match &mut self.resampler {
             Some(resampler) => {
-                let input: Vec<f32> = as_float.collect();
-                resampler.push(&input, &mut self.mono);
+                self.input.clear();
+                self.input.extend(as_float);
+                resampler.push(&self.input, &mut self.mono);
             }
             None => self.mono.extend(as_float),
         }

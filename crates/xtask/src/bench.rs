@@ -284,21 +284,11 @@ impl Bench {
         std::thread::sleep(Duration::from_secs(3));
         let recording = self.dir.join(format!("load-{speakers}.wav"));
         let receiver = self.peer(&room, "receiver", lifetime, &["--record", &recording.to_string_lossy()])?;
-        let pid = receiver.child.id();
-        let started = Instant::now();
-        sleep_until(started, CPU_WINDOW.0);
-        let (ticks_before, _) = process_usage(pid)?;
-        sleep_until(started, CPU_WINDOW.1);
-        let (ticks_after, peak_rss_kb) = process_usage(pid)?;
-        receiver.finish()?;
+        let load = self.measure(receiver, CPU_WINDOW)?;
         for talker in talkers {
             talker.finish()?;
         }
-        let window = CPU_WINDOW.1 - CPU_WINDOW.0;
-        Ok(Load {
-            cpu_percent: (ticks_after - ticks_before) as f64 / clock_ticks_per_second() / window * 100.0,
-            peak_rss_mb: peak_rss_kb as f64 / 1024.0,
-        })
+        Ok(load)
     }
 }
 

@@ -293,3 +293,32 @@ fn cues_confirm_joining_and_muting_on_the_output_device_and_can_be_turned_off() 
     let silence = samples_of(silent_ear);
     assert!(rms_dbfs(&silence) < -60.0, "with --cues none nothing plays, got {:.1} dBFS", rms_dbfs(&silence));
 }
+
+/// Regression: each check of the default device opened a new PulseAudio client and never closed
+/// it; after a minute the server refused every connection (its limit is 64).
+#[test]
+fn watching_the_device_does_not_leak_sound_server_connections() {
+    let _serial = audio_lock();
+    let pulse = pulse(&[("speaker_d", 2)]);
+    let server = server();
+    let dir = scratch();
+    let env = pulse.env();
+    let clients = || pulse.pactl(&["list", "short", "clients"]).expect("pactl").lines().count();
+    let alice = join_with_env(&server, "leak", "alice", dir.path(), &["--tone", "440"], 16.0, &env);
+    let dave = join_with_env(
+        &server,
+        "leak",
+        "dave",
+        dir.path(),
+        &["--output-device", "speaker_d", "--cues", "none"],
+        14.0,
+        &env,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let early = clients();
+    std::thread::sleep(Duration::from_secs(9));
+    let late = clients();
+    dave.finish(Duration::from_secs(30)).assert_clean();
+    alice.finish(Duration::from_secs(30)).assert_clean();
+    assert!(late <= early, "the client count must not grow while the device is watched: {early} → {late}");
+}
