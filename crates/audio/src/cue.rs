@@ -115,7 +115,7 @@ pub struct CuePlayer {
 impl CuePlayer {
     /// Opens `device` (id or name; `None` = system default) for cues and plays `enabled` ones.
     pub fn open(device: Option<&str>, enabled: HashSet<Cue>) -> Result<CuePlayer, crate::device::DeviceError> {
-        let cpal_device = crate::device::find_output(device)?;
+        let (host, cpal_device) = crate::device::find_output_separately(device)?;
         let name = crate::device::device_name(&cpal_device);
         let open_error =
             |reason: String| crate::device::DeviceError::Open { direction: "output", device: name.clone(), reason };
@@ -124,6 +124,8 @@ impl CuePlayer {
         std::thread::Builder::new()
             .name("cues".into())
             .spawn(move || {
+                // The connection lives as long as the cue thread.
+                let _host = host;
                 let sink = match rodio::DeviceSinkBuilder::from_device(cpal_device)
                     .and_then(|builder| builder.open_stream())
                 {

@@ -60,9 +60,10 @@ fn direction_word(direction: Direction) -> &'static str {
     }
 }
 
-/// The process's one connection to the sound system. Each `cpal::default_host()` opens a new
-/// one (a PulseAudio client that outlives the `Host`); asking once a second for the default device
-/// would exhaust the server's 64 client slots within a minute.
+/// The process's connection for listing devices and checking them. Each `cpal::default_host()`
+/// opens a new one (a PulseAudio client that outlives the `Host`): asking once a second for the
+/// devices on a fresh one exhausted the server's 64 client slots within a minute. Streams still
+/// open their own (rarely: at start and when a device changes).
 fn host() -> &'static cpal::Host {
     static HOST: std::sync::OnceLock<cpal::Host> = std::sync::OnceLock::new();
     HOST.get_or_init(cpal::default_host)
@@ -117,7 +118,10 @@ fn describe(device: &cpal::Device, direction: Direction, default_id: Option<&cpa
 /// Finds a device by id (with or without the host prefix) or by name; `None` picks the system
 /// default.
 fn find_device(direction: Direction, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
-    let host = host();
+    find_device_on(host(), direction, wanted)
+}
+
+fn find_device_on(host: &cpal::Host, direction: Direction, wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
     let word = direction_word(direction);
     let Some(wanted) = wanted else {
         return default_device(host, direction).ok_or(DeviceError::NoDefault(word));
@@ -140,9 +144,13 @@ fn find_device(direction: Direction, wanted: Option<&str>) -> Result<cpal::Devic
     Err(DeviceError::NotFound { direction: word, wanted: wanted.to_string(), available })
 }
 
-/// The output device `wanted` names (id or name), or the system default.
-pub fn find_output(wanted: Option<&str>) -> Result<cpal::Device, DeviceError> {
-    find_device(Direction::Output, wanted)
+/// The output device `wanted` names (id or name), or the system default, on its own connection
+/// to the sound system: cues play as a second stream beside the voice, and the PulseAudio client
+/// fails to open two playback streams on one connection.
+pub fn find_output_separately(wanted: Option<&str>) -> Result<(cpal::Host, cpal::Device), DeviceError> {
+    let host = cpal::default_host();
+    let device = find_device_on(&host, Direction::Output, wanted)?;
+    Ok((host, device))
 }
 
 /// A device's human-readable name.
@@ -222,7 +230,8 @@ impl CaptureStream {
     /// Opens `device` (id or name; `None` = system default) for capture and starts it.
     pub fn open(device: Option<&str>) -> Result<CaptureStream, DeviceError> {
         let word = direction_word(Direction::Input);
-        let chosen = find_device(Direction::Input, device)?;
+        // A connection of its own: the PulseAudio client runs one stream per direction per connection.
+        let chosen = find_device_on(&cpal::default_host(), Direction::Input, device)?;
         let name = describe(&chosen, Direction::Input, None).map_or_else(|| "?".to_string(), |info| info.name);
         let open_error = |reason: String| DeviceError::Open { direction: word, device: name.clone(), reason };
         let config = stream_config(&chosen, Direction::Input).map_err(open_error)?;
@@ -280,7 +289,8 @@ impl PlaybackStream {
     /// Opens `device` (id or name; `None` = system default) for playback and starts it.
     pub fn open(device: Option<&str>) -> Result<PlaybackStream, DeviceError> {
         let word = direction_word(Direction::Output);
-        let chosen = find_device(Direction::Output, device)?;
+        // A connection of its own: the PulseAudio client runs one stream per direction per connection.
+        let chosen = find_device_on(&cpal::default_host(), Direction::Output, device)?;
         let name = describe(&chosen, Direction::Output, None).map_or_else(|| "?".to_string(), |info| info.name);
         let open_error = |reason: String| DeviceError::Open { direction: word, device: name.clone(), reason };
         let config = stream_config(&chosen, Direction::Output).map_err(open_error)?;
