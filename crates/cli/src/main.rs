@@ -296,19 +296,7 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
             Ok(())
         }
         Command::Devices { json } => devices(json),
-        Command::Crowd(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")
-                .map_err(|error| fail(ExitKind::Failure, error))?;
-            let result = runtime.block_on(crowd(args));
-            if let Some(engine) = Engine::get() {
-                engine.shutdown();
-            }
-            result
-        }
+        Command::Crowd(args) => with_engine_runtime(crowd(args)),
         Command::Ctl { socket, command } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -322,20 +310,23 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
             println!("{answer}");
             Ok(())
         }
-        Command::Join(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("starting the async runtime")
-                .map_err(|error| fail(ExitKind::Failure, error))?;
-            let result = runtime.block_on(join(*args, started));
-            if let Some(engine) = Engine::get() {
-                engine.shutdown();
-            }
-            result
-        }
+        Command::Join(args) => with_engine_runtime(join(*args, started)),
     }
+}
+
+/// Runs a command that uses the engine on a two-thread runtime, then shuts the engine down.
+fn with_engine_runtime(command: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(|error| fail(ExitKind::Failure, error))?;
+    let result = runtime.block_on(command);
+    if let Some(engine) = Engine::get() {
+        engine.shutdown();
+    }
+    result
 }
 
 fn mint(
