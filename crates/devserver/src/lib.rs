@@ -66,6 +66,21 @@ pub struct DevServer {
 impl DevServer {
     /// Starts the server and waits until it answers HTTP. Blocking; call from any thread.
     pub fn start(config: &DevServerConfig) -> Result<DevServer, DevServerError> {
+        // Free ports are found by binding and releasing them, so another process (a parallel
+        // test) can take one before the server binds it; such a start is retried on new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match DevServer::start_once(config) {
+                Err(DevServerError::Exited { log, .. }) if attempt < 4 && log.contains("address already in use") => {
+                    tracing::debug!("a port was taken before the LiveKit server bound it; retrying");
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn start_once(config: &DevServerConfig) -> Result<DevServer, DevServerError> {
         let binary = config.binary.clone().unwrap_or_else(|| parley_deps::Layout::discover().livekit_server());
         if !binary.is_file() {
             return Err(DevServerError::MissingBinary(binary));
