@@ -99,6 +99,11 @@ fn test(cargo_args: &[String]) -> Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).context("clippy")?;
     let mut args = vec!["test", "--workspace"];
     args.extend(cargo_args.iter().map(String::as_str));
+    if !cargo_args.iter().any(|arg| arg == "--") {
+        // One test at a time: the end-to-end tests run real-time clients, servers and sound
+        // devices, and two cores shared with another test's processes make their timing noisy.
+        args.extend(["--", "--test-threads=1"]);
+    }
     let (passed, failed) = cargo_test(&args)?;
     // One closing line over every test binary (cargo's own last line is the doc-tests' count).
     println!("{passed} passed, {failed} failed");
