@@ -226,49 +226,71 @@ fn ring_capacity(config: &cpal::StreamConfig) -> usize {
     (config.sample_rate as f32 * config.channels as f32 * RING_SECONDS) as usize
 }
 
+/// What every stream shares: finding the device (on a connection of its own — the PulseAudio
+/// client runs one stream per direction per connection), choosing the format, the counters and
+/// the error callback, starting it, and reporting what was granted. `build` makes the direction's
+/// stream with its real-time callback and returns it with the worker's end of the ring.
+fn open_stream<End>(
+    direction: Direction,
+    device: Option<&str>,
+    build: impl FnOnce(
+        &cpal::Device,
+        cpal::StreamConfig,
+        Arc<StreamCounters>,
+        Box<dyn FnMut(cpal::Error) + Send>,
+    ) -> Result<(cpal::Stream, End), cpal::Error>,
+) -> Result<(cpal::Stream, End, StreamInfo, Arc<StreamCounters>), DeviceError> {
+    let chosen = find_device_on(&cpal::default_host(), direction, device)?;
+    let name = describe(&chosen, direction, None).map_or_else(|| "?".to_string(), |info| info.name);
+    let open_error =
+        |reason: String| DeviceError::Open { direction: direction_word(direction), device: name.clone(), reason };
+    let config = stream_config(&chosen, direction).map_err(open_error)?;
+    let counters = Arc::new(StreamCounters::default());
+    let error_counters = Arc::clone(&counters);
+    let on_error = Box::new(move |_error: cpal::Error| {
+        error_counters.errors.fetch_add(1, Ordering::Relaxed);
+    });
+    let (stream, end) =
+        build(&chosen, config, Arc::clone(&counters), on_error).map_err(|error| open_error(error.to_string()))?;
+    stream.play().map_err(|error| open_error(error.to_string()))?;
+    let info = StreamInfo {
+        device: name.clone(),
+        sample_rate: config.sample_rate,
+        channels: config.channels,
+        buffer_frames: stream.buffer_size().ok(),
+    };
+    Ok((stream, end, info, counters))
+}
+
+impl StreamCounters {
+    /// Counts one callback that lost `samples` samples. Atomics only: callable from a callback.
+    fn glitch(&self, samples: u64) {
+        if samples > 0 {
+            self.dropped_samples.fetch_add(samples, Ordering::Relaxed);
+            self.glitches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl CaptureStream {
     /// Opens `device` (id or name; `None` = system default) for capture and starts it.
     pub fn open(device: Option<&str>) -> Result<CaptureStream, DeviceError> {
-        let word = direction_word(Direction::Input);
-        // A connection of its own: the PulseAudio client runs one stream per direction per connection.
-        let chosen = find_device_on(&cpal::default_host(), Direction::Input, device)?;
-        let name = describe(&chosen, Direction::Input, None).map_or_else(|| "?".to_string(), |info| info.name);
-        let open_error = |reason: String| DeviceError::Open { direction: word, device: name.clone(), reason };
-        let config = stream_config(&chosen, Direction::Input).map_err(open_error)?;
-        let (mut producer, consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
-        let counters = Arc::new(StreamCounters::default());
-        let callback_counters = Arc::clone(&counters);
-        let error_counters = Arc::clone(&counters);
-        let stream = chosen
-            .build_input_stream::<f32, _, _>(
-                config,
-                // Real-time thread: ring pushes and atomic counters only.
-                move |data: &[f32], _info| {
-                    let mut dropped = 0u64;
-                    for &sample in data {
-                        if producer.push(sample).is_err() {
-                            dropped += 1;
-                        }
-                    }
-                    if dropped > 0 {
-                        callback_counters.dropped_samples.fetch_add(dropped, Ordering::Relaxed);
-                        callback_counters.glitches.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                move |_error| {
-                    error_counters.errors.fetch_add(1, Ordering::Relaxed);
-                },
-                Some(Duration::from_secs(5)),
-            )
-            .map_err(|error| open_error(error.to_string()))?;
-        stream.play().map_err(|error| open_error(error.to_string()))?;
-        let info = StreamInfo {
-            device: name.clone(),
-            sample_rate: config.sample_rate,
-            channels: config.channels,
-            buffer_frames: stream.buffer_size().ok(),
-        };
-        Ok(CaptureStream { _stream: stream, ring: consumer, info, counters })
+        let (stream, ring, info, counters) =
+            open_stream(Direction::Input, device, |chosen, config, counters, on_error| {
+                let (mut producer, consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
+                let stream = chosen.build_input_stream::<f32, _, _>(
+                    config,
+                    // Real-time thread: ring pushes and atomic counters only.
+                    move |data: &[f32], _info| {
+                        let dropped = data.iter().filter(|&&sample| producer.push(sample).is_err()).count();
+                        counters.glitch(dropped as u64);
+                    },
+                    on_error,
+                    Some(Duration::from_secs(5)),
+                )?;
+                Ok((stream, consumer))
+            })?;
+        Ok(CaptureStream { _stream: stream, ring, info, counters })
     }
 
     /// Moves every captured sample waiting now into `out` (appended). Worker thread.
@@ -288,47 +310,28 @@ impl CaptureStream {
 impl PlaybackStream {
     /// Opens `device` (id or name; `None` = system default) for playback and starts it.
     pub fn open(device: Option<&str>) -> Result<PlaybackStream, DeviceError> {
-        let word = direction_word(Direction::Output);
-        // A connection of its own: the PulseAudio client runs one stream per direction per connection.
-        let chosen = find_device_on(&cpal::default_host(), Direction::Output, device)?;
-        let name = describe(&chosen, Direction::Output, None).map_or_else(|| "?".to_string(), |info| info.name);
-        let open_error = |reason: String| DeviceError::Open { direction: word, device: name.clone(), reason };
-        let config = stream_config(&chosen, Direction::Output).map_err(open_error)?;
-        let (producer, mut consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
-        let counters = Arc::new(StreamCounters::default());
-        let callback_counters = Arc::clone(&counters);
-        let error_counters = Arc::clone(&counters);
-        let stream = chosen
-            .build_output_stream::<f32, _, _>(
-                config,
-                // Real-time thread: ring pops and atomic counters only; the slice arrives silent.
-                move |data: &mut [f32], _info| {
-                    let mut missing = 0u64;
-                    for slot in data.iter_mut() {
-                        match consumer.pop() {
-                            Ok(sample) => *slot = sample,
-                            Err(_) => missing += 1,
+        let (stream, ring, info, counters) =
+            open_stream(Direction::Output, device, |chosen, config, counters, on_error| {
+                let (producer, mut consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
+                let stream = chosen.build_output_stream::<f32, _, _>(
+                    config,
+                    // Real-time thread: ring pops and atomic counters only; the slice arrives silent.
+                    move |data: &mut [f32], _info| {
+                        let mut missing = 0u64;
+                        for slot in data.iter_mut() {
+                            match consumer.pop() {
+                                Ok(sample) => *slot = sample,
+                                Err(_) => missing += 1,
+                            }
                         }
-                    }
-                    if missing > 0 {
-                        callback_counters.dropped_samples.fetch_add(missing, Ordering::Relaxed);
-                        callback_counters.glitches.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
-                move |_error| {
-                    error_counters.errors.fetch_add(1, Ordering::Relaxed);
-                },
-                Some(Duration::from_secs(5)),
-            )
-            .map_err(|error| open_error(error.to_string()))?;
-        stream.play().map_err(|error| open_error(error.to_string()))?;
-        let info = StreamInfo {
-            device: name.clone(),
-            sample_rate: config.sample_rate,
-            channels: config.channels,
-            buffer_frames: stream.buffer_size().ok(),
-        };
-        Ok(PlaybackStream { _stream: stream, ring: producer, info, counters })
+                        counters.glitch(missing);
+                    },
+                    on_error,
+                    Some(Duration::from_secs(5)),
+                )?;
+                Ok((stream, producer))
+            })?;
+        Ok(PlaybackStream { _stream: stream, ring, info, counters })
     }
 
     /// Queues interleaved samples; returns how many fit (the rest is dropped). Worker thread.

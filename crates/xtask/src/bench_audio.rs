@@ -231,28 +231,19 @@ fn push_to_talk(bench: &Bench) -> Result<(Vec<f64>, Vec<f64>)> {
     let played_start = unix_ns(&bob_events, "playout_started")? / 1e6;
     let samples = parley_audio::wav::read_mono_48k(&recording)?;
     let index_of = |ms: f64| (((ms - played_start) / 1000.0 * SAMPLE_RATE as f64).max(0.0) as usize).min(samples.len());
-    let mut press_to_ear = Vec::new();
-    for &pressed in &presses {
-        let from = index_of(pressed);
-        let to = index_of(pressed + 800.0);
-        if let Some(onset) = first_onset(&samples[from..to], -40.0, 48) {
-            press_to_ear.push(onset as f64 * 1000.0 / SAMPLE_RATE as f64);
-        }
-    }
+    // Milliseconds from `at` (wall clock) to the first audible sample within 800 ms after it.
+    let heard_after = |at: f64| {
+        first_onset(&samples[index_of(at)..index_of(at + 800.0)], -40.0, 48)
+            .map(|onset| onset as f64 * 1000.0 / SAMPLE_RATE as f64)
+    };
+    let press_to_ear: Vec<f64> = presses.iter().filter_map(|&pressed| heard_after(pressed)).collect();
     // The gate opens on the first frame after the press; from then on the path is an open mic's.
     let opened: Vec<f64> = alice_events
         .iter()
         .filter(|event| event["event"] == "transmit_changed" && event["on"] == true)
         .filter_map(|event| event["unix_ms"].as_f64())
         .collect();
-    let mut open_mic = Vec::new();
-    for &at in &opened {
-        let from = index_of(at);
-        let to = index_of(at + 800.0);
-        if let Some(onset) = first_onset(&samples[from..to], -40.0, 48) {
-            open_mic.push(onset as f64 * 1000.0 / SAMPLE_RATE as f64);
-        }
-    }
+    let open_mic: Vec<f64> = opened.iter().filter_map(|&at| heard_after(at)).collect();
     if press_to_ear.len() < PTT_TRIALS / 2 || open_mic.is_empty() {
         bail!("push-to-talk: only {} of {PTT_TRIALS} presses were heard", press_to_ear.len());
     }
