@@ -1,0 +1,108 @@
+//! In-process HTTP servers implementing the wire contracts of the control planes we cannot run
+//! on a test machine (Discourse + Audioroom, La Suite Meet, lk-jwt-service, NIP-29 relays,
+//! disTokoloshe, token endpoints), as `shared/CONTROL_PLANES.md` documents them.
+//!
+//! They check what the real servers check (auth headers, methods, `.json` suffixes, body
+//! shapes) and answer with the real status codes and error bodies, so an adapter that passes
+//! against them speaks the real contract. Join endpoints mint real LiveKit tokens with the keys
+//! of a real LiveKit server ([`LivekitKeys`]), so end-to-end tests really join.
+//!
+//! Every server binds `127.0.0.1:0` and returns a [`Running`] handle: its base URL, and shutdown
+//! on drop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The LiveKit server contract servers mint tokens for.
+#[derive(Debug, Clone)]
+pub struct LivekitKeys {
+    /// `ws://127.0.0.1:<port>`
+    pub url: String,
+    pub api_key: String,
+    pub api_secret: String,
+}
+
+impl LivekitKeys {
+    /// Mints a join token for `identity` in `room` with `grants` on top of `roomJoin`.
+    pub fn mint(
+        &self,
+        room: &str,
+        identity: &str,
+        name: &str,
+        ttl: Duration,
+        adjust: impl FnOnce(&mut VideoGrants),
+    ) -> String {
+        let mut grants = VideoGrants {
+            room_join: true,
+            room: room.to_string(),
+            can_publish: Some(true),
+            can_subscribe: Some(true),
+            can_publish_data: Some(true),
+            ..Default::default()
+        };
+        adjust(&mut grants);
+        AccessToken::with_api_key(&self.api_key, &self.api_secret)
+            .with_identity(identity)
+            .with_name(name)
+            .with_grants(grants)
+            .with_ttl(ttl)
+            .to_jwt()
+            // Invariant: minting only fails for an empty key or secret, which tests never pass.
+            .expect("minting a LiveKit token with test keys")
+    }
+}
+
+/// A server running on a tokio task; dropping it shuts the server down.
+#[derive(Debug)]
+pub struct Running {
+    pub address: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Stops accepting and waits for the server task to end.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // The task may already be gone (it ends with the runtime); nothing to stop then.
+            shutdown.send(()).ok();
+        }
+        if let Err(error) = (&mut self.task).await {
+            tracing::warn!("contract server task ended badly: {error}");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            shutdown.send(()).ok();
+        }
+    }
+}
+
+/// Serves `router` on a fresh loopback port. Call from inside a tokio runtime.
+pub async fn serve(router: axum::Router) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    let address = listener.local_addr()?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            stopped.await.ok();
+        });
+        if let Err(error) = server.await {
+            tracing::warn!("contract server failed: {error}");
+        }
+    });
+    Ok(Running { address, shutdown: Some(shutdown), task })
+}

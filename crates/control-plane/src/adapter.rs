@@ -1,0 +1,1 @@
+//! One module per backend. Each module's doc names the contract section it implements.
