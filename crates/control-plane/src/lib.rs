@@ -11,6 +11,7 @@
 //! * [`error`] — the typed error set and its user-facing messages.
 //! * [`http`] — the one HTTP client every adapter uses: timeouts, status → error mapping, JSON
 //!   decoding that recognises HTML error pages, `Retry-After`.
+//! * [`secret`] — [`Secret`], a credential that never prints itself.
 //! * [`adapter`] — one module per backend.
 //!
 //! Adapters know no audio and no LiveKit engine: they hand out [`JoinGrant`]s (URL + token) and
@@ -20,8 +21,10 @@ pub mod adapter;
 pub mod error;
 pub mod http;
 pub mod plane;
+pub mod secret;
 
 pub use error::PlaneError;
+pub use secret::Secret;
 pub use plane::{
     BackendKind, Capabilities, Capability, ControlPlane, JoinGrant, ModerationAction, PlaneEvent, PlaneParticipant,
     RoomSummary,
