@@ -6,8 +6,8 @@
 //! lock, no logging, no FFI there. Overruns and underruns are counted in atomics and read by
 //! the worker thread that owns the other end of the ring.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
@@ -362,46 +362,54 @@ const MAX_DEVICE_QUEUE_MS: usize = 15;
 /// system default, that the default has not moved). Stall detection cannot replace this: a
 /// PulseAudio sink may legitimately take its audio in blocks far apart.
 const DEVICE_CHECK: Duration = Duration::from_secs(1);
+/// How quickly a watch thread notices that its stream was closed.
+const WATCH_STOP_POLL: Duration = Duration::from_millis(100);
+
+/// What a stream's watch thread and its audio worker share.
+struct WatchShared {
+    stop: AtomicBool,
+    /// Set by the watch thread when the device vanished or the default moved.
+    lost: AtomicBool,
+    /// The id of the device the stream has open now. Locked once a second by the watch thread
+    /// and when the worker reopens: never contended on the audio path.
+    opened_id: Mutex<Option<String>>,
+}
 
 /// Watches one open stream for loss and for the system default moving; decides when to reopen.
+/// Asking the sound system takes a round trip, so it happens on a thread of its own
+/// (`parley-device-watch`), never on the audio worker.
 struct Watch {
     /// The device the user asked for; `None` follows the system default.
     wanted: Option<String>,
     direction: Direction,
-    opened_id: Option<String>,
-    last_check: std::time::Instant,
+    shared: Arc<WatchShared>,
     notice: Option<String>,
 }
 
 impl Watch {
     fn new(wanted: Option<&str>, direction: Direction) -> Watch {
-        let now = std::time::Instant::now();
-        Watch {
-            wanted: wanted.map(str::to_string),
-            direction,
-            opened_id: current_id(direction, wanted),
-            last_check: now,
-            notice: None,
+        let shared = Arc::new(WatchShared {
+            stop: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            opened_id: Mutex::new(current_id(direction, wanted)),
+        });
+        let watched = Arc::clone(&shared);
+        let follow_default = wanted.is_none();
+        let spawned = std::thread::Builder::new()
+            .name("parley-device-watch".to_string())
+            .spawn(move || watch_device(&watched, direction, follow_default));
+        if let Err(error) = spawned {
+            // Without the thread, a vanished device is still caught by the stream's own error
+            // callback (counted in `StreamCounters::errors`); only a moved default goes unseen.
+            tracing::warn!(%error, "cannot start the device watch thread");
         }
+        Watch { wanted: wanted.map(str::to_string), direction, shared, notice: None }
     }
 
     /// Whether the stream should be reopened now: the backend reported an error, the device is
-    /// gone, or (when following the default) the default moved. Called once per 10 ms frame
-    /// from the worker; asks the sound system at most once per [`DEVICE_CHECK`].
-    fn needs_reopen(&mut self, counters: &StreamCounters) -> bool {
-        if counters.errors.load(Ordering::Relaxed) > 0 {
-            return true;
-        }
-        let now = std::time::Instant::now();
-        if now.duration_since(self.last_check) < DEVICE_CHECK {
-            return false;
-        }
-        self.last_check = now;
-        let Some(opened) = self.opened_id.clone() else { return false };
-        if current_id(self.direction, Some(&opened)).is_none() {
-            return true; // unplugged
-        }
-        self.wanted.is_none() && current_id(self.direction, None).is_some_and(|default| default != opened)
+    /// gone, or (when following the default) the default moved. Atomics only: call per frame.
+    fn needs_reopen(&self, counters: &StreamCounters) -> bool {
+        counters.errors.load(Ordering::Relaxed) > 0 || self.shared.lost.load(Ordering::Relaxed)
     }
 
     /// Reopens with `open` on the wanted device, falling back to the system default when it is
@@ -412,17 +420,48 @@ impl Watch {
         open: impl Fn(Option<&str>) -> Result<S, DeviceError>,
         name: impl Fn(&S) -> String,
     ) -> Option<S> {
-        self.last_check = std::time::Instant::now();
         let reopened = match open(self.wanted.as_deref()) {
             Ok(stream) => Some((stream, self.wanted.clone())),
             Err(_) if self.wanted.is_some() => open(None).ok().map(|stream| (stream, None)),
             Err(_) => None,
         };
         let (stream, via) = reopened?;
-        self.opened_id = current_id(self.direction, via.as_deref());
+        *lock_ignoring_poison(&self.shared.opened_id) = current_id(self.direction, via.as_deref());
+        self.shared.lost.store(false, Ordering::Relaxed);
         let word = direction_word(self.direction);
         self.notice = Some(format!("{word} moved from {previous:?} to {:?}", name(&stream)));
         Some(stream)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values are plain ids; a panic elsewhere cannot leave them half-written.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The watch thread: once per [`DEVICE_CHECK`], flags the stream as lost when its device is
+/// gone or, when following the default, the default moved. Ends when the stream is dropped.
+fn watch_device(shared: &WatchShared, direction: Direction, follow_default: bool) {
+    let mut since_check = Duration::ZERO;
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(WATCH_STOP_POLL);
+        since_check += WATCH_STOP_POLL;
+        if since_check < DEVICE_CHECK || shared.lost.load(Ordering::Relaxed) {
+            continue;
+        }
+        since_check = Duration::ZERO;
+        let Some(opened) = lock_ignoring_poison(&shared.opened_id).clone() else { continue };
+        let unplugged = current_id(direction, Some(&opened)).is_none();
+        let default_moved = follow_default && current_id(direction, None).is_some_and(|default| default != opened);
+        if unplugged || default_moved {
+            shared.lost.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -485,10 +524,10 @@ fn resampler_for(info: &StreamInfo, direction: Direction) -> Result<Option<Strea
     })
 }
 
-impl crate::stream::FrameSource for DeviceInput {
-    fn fill(&mut self, frame: &mut [i16]) -> bool {
-        self.scratch.clear();
-        self.stream.pop_into(&mut self.scratch);
+impl DeviceInput {
+    /// Moves what the callback queued into `pending`, as 48 kHz mono i16; reopens the device
+    /// first when it is gone.
+    fn pull(&mut self) {
         if self.watch.needs_reopen(&self.stream.counters) {
             let previous = self.stream.info.device.clone();
             let reopened = self.watch.reopen(&previous, CaptureStream::open, |stream| stream.info.device.clone());
@@ -500,6 +539,8 @@ impl crate::stream::FrameSource for DeviceInput {
                 self.pending.clear();
             }
         }
+        self.scratch.clear();
+        self.stream.pop_into(&mut self.scratch);
         let channels = self.stream.info.channels.max(1) as usize;
         self.mono.clear();
         self.mono.extend(self.scratch.chunks_exact(channels).map(|group| group.iter().sum::<f32>() / channels as f32));
@@ -512,6 +553,12 @@ impl crate::stream::FrameSource for DeviceInput {
             }
             None => self.pending.extend(self.mono.iter().copied().map(to_i16)),
         }
+    }
+}
+
+impl crate::stream::FrameSource for DeviceInput {
+    fn fill(&mut self, frame: &mut [i16]) -> bool {
+        self.pull();
         let limit = MAX_DEVICE_QUEUE_MS * crate::SAMPLE_RATE as usize / 1000;
         let excess = self.pending.len().saturating_sub(limit);
         self.pending.drain(..excess);
@@ -525,6 +572,15 @@ impl crate::stream::FrameSource for DeviceInput {
 
     fn take_notice(&mut self) -> Option<String> {
         self.watch.notice.take()
+    }
+
+    fn clocked(&self) -> bool {
+        true
+    }
+
+    fn ready(&mut self) -> bool {
+        self.pull();
+        self.pending.len() >= crate::FRAME_SAMPLES
     }
 }
 
@@ -602,5 +658,18 @@ impl crate::stream::FrameSink for DeviceOutput {
 
     fn take_notice(&mut self) -> Option<String> {
         self.watch.notice.take()
+    }
+
+    fn clocked(&self) -> bool {
+        true
+    }
+
+    /// The device wants the next frame once less than one device buffer is queued: it then
+    /// always has a buffer ready when its callback comes, and never much more (every queued
+    /// millisecond is a millisecond of delay).
+    fn wants_frame(&mut self) -> bool {
+        let channels = self.stream.info.channels.max(1) as usize;
+        let buffer = self.stream.info.buffer_frames.unwrap_or(REQUESTED_BUFFER_FRAMES) as usize;
+        self.stream.queued() < buffer * channels || self.watch.needs_reopen(&self.stream.counters)
     }
 }

@@ -3,7 +3,11 @@
 //!
 //! Queues are bounded: when frames arrive faster than they are played (a burst after a network
 //! hiccup, two clocks drifting) the oldest samples are dropped, so latency never grows beyond
-//! `max_queue_ms`. [`Mixer::mix`] takes exactly one output frame from each queue and allocates
+//! `max_queue_ms`. A queue that never runs low is a standing delay: frames arrive on the
+//! engine's clock and leave on the sound card's, and whatever phase the two start with stays in
+//! the queue. Every [`TRIM_WINDOW_MIXES`] mixes, a queue whose lowest level stayed above one frame
+//! is trimmed down to half a frame ([`Mixer::mix`] counts it in `trimmed_samples`).
+//! [`Mixer::mix`] takes exactly one output frame from each queue and allocates
 //! nothing once the sources exist; it is meant for an audio worker thread.
 
 use std::collections::{HashMap, VecDeque};
@@ -19,12 +23,25 @@ pub struct SourceStats {
     pub underruns: u64,
     /// Samples waiting now.
     pub queued_samples: usize,
+    /// Samples skipped to remove a standing delay.
+    pub trimmed_samples: u64,
 }
+
+/// How many mixes (10 ms each) a queue's lowest level is watched before a standing delay is
+/// trimmed: long enough to see the engine's and the device's frames interleave many times.
+pub const TRIM_WINDOW_MIXES: u32 = 50;
+/// A queue whose lowest level over a window stayed above this many samples holds a standing
+/// delay…
+const TRIM_ABOVE: usize = crate::FRAME_SAMPLES;
+/// …and is trimmed so that its lowest level becomes this (a 5 ms cushion against jitter).
+const TRIM_CUSHION: usize = crate::FRAME_SAMPLES / 2;
 
 struct Source {
     identity: String,
     queue: VecDeque<i16>,
     stats: SourceStats,
+    /// The lowest queue level (after taking a frame) in the current window.
+    lowest: usize,
 }
 
 /// Mixes remote audio. Keys are track ids; gains and local mutes apply per participant identity.
@@ -36,6 +53,7 @@ pub struct Mixer {
     deafened: bool,
     max_queue_samples: usize,
     scratch: Vec<f32>,
+    mixes_in_window: u32,
 }
 
 /// Above this level (0.0–1.0) the limiter starts bending the signal; below it, gain is exact.
@@ -52,6 +70,7 @@ impl Mixer {
             deafened: false,
             max_queue_samples: (max_queue_ms as usize * crate::SAMPLE_RATE as usize) / 1000,
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES),
+            mixes_in_window: 0,
         }
     }
 
@@ -63,6 +82,7 @@ impl Mixer {
                 identity: identity.to_string(),
                 queue: VecDeque::with_capacity(self.max_queue_samples + crate::FRAME_SAMPLES),
                 stats: SourceStats::default(),
+                lowest: usize::MAX,
             },
         );
     }
@@ -129,7 +149,21 @@ impl Mixer {
                 *mixed += value;
             }
             source.stats.level = peak;
+            source.lowest = source.lowest.min(source.queue.len());
             source.stats.queued_samples = source.queue.len();
+        }
+        self.mixes_in_window += 1;
+        if self.mixes_in_window >= TRIM_WINDOW_MIXES {
+            self.mixes_in_window = 0;
+            for source in self.sources.values_mut() {
+                if source.lowest != usize::MAX && source.lowest > TRIM_ABOVE {
+                    let excess = source.lowest - TRIM_CUSHION;
+                    source.queue.drain(..excess);
+                    source.stats.trimmed_samples += excess as u64;
+                    source.stats.queued_samples = source.queue.len();
+                }
+                source.lowest = usize::MAX;
+            }
         }
         let master = if self.deafened { 0.0 } else { self.master_gain };
         let mut peak = 0.0f32;
@@ -208,6 +242,37 @@ mod tests {
         assert_eq!(out[0], 4, "after 5 pushes into a 2-frame queue the oldest kept frame is the 4th");
         let stats = mixer.stats().next().expect("one source").2;
         assert_eq!(stats.dropped_samples, 3 * FRAME_SAMPLES as u64, "three frames dropped");
+    }
+
+    #[test]
+    fn a_standing_delay_is_trimmed_to_a_small_cushion() {
+        let mut mixer = Mixer::new(100);
+        mixer.add_source("a", "alice");
+        // Three frames ahead, then one frame in per frame out: a constant 30 ms delay.
+        for _ in 0..3 {
+            mixer.push("a", &frame(1));
+        }
+        let mut out = frame(0);
+        for _ in 0..TRIM_WINDOW_MIXES {
+            mixer.push("a", &frame(1));
+            mixer.mix(&mut out);
+        }
+        let stats = mixer.stats().next().expect("one source").2;
+        assert_eq!(stats.queued_samples, TRIM_CUSHION, "the standing 30 ms shrank to the 5 ms cushion");
+        assert_eq!(stats.trimmed_samples, (3 * FRAME_SAMPLES - TRIM_CUSHION) as u64);
+        assert_eq!(stats.underruns, 0);
+        // A queue that runs low within the window is left alone.
+        let mut mixer = Mixer::new(100);
+        mixer.add_source("a", "alice");
+        for round in 0..TRIM_WINDOW_MIXES {
+            mixer.push("a", &frame(1));
+            if round % 10 == 0 {
+                mixer.push("a", &frame(1));
+            }
+            mixer.mix(&mut out);
+        }
+        let stats = mixer.stats().next().expect("one source").2;
+        assert_eq!(stats.trimmed_samples, 0, "a queue that touched one frame or less holds no standing delay");
     }
 
     #[test]

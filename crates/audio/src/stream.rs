@@ -13,6 +13,17 @@ pub trait FrameSource: Send {
     fn take_notice(&mut self) -> Option<String> {
         None
     }
+
+    /// Whether the source runs on its own clock (a sound card). Clocked sources are read when
+    /// [`FrameSource::ready`] says a frame is there; the others on the session's 10 ms clock.
+    fn clocked(&self) -> bool {
+        false
+    }
+
+    /// For clocked sources: whether a whole frame has arrived. Worker thread; never blocks.
+    fn ready(&mut self) -> bool {
+        true
+    }
 }
 
 /// Consumes 10 ms frames of 48 kHz mono audio.
@@ -24,6 +35,18 @@ pub trait FrameSink: Send {
     /// Something the user should know about the sink (e.g. it moved to another device).
     fn take_notice(&mut self) -> Option<String> {
         None
+    }
+
+    /// Whether the sink runs on its own clock (a sound card). Clocked sinks are written when
+    /// [`FrameSink::wants_frame`] says so; the others on the session's 10 ms clock.
+    fn clocked(&self) -> bool {
+        false
+    }
+
+    /// For clocked sinks: whether the device is about to run out and needs the next frame.
+    /// Worker thread; never blocks.
+    fn wants_frame(&mut self) -> bool {
+        true
     }
 }
 

@@ -4,11 +4,14 @@
 //! Idle → Connecting → Connected ⇄ Reconnecting → Left | Failed(reason)
 //! ```
 //!
-//! Audio in: a [`FrameSource`] is read every 10 ms by the `microphone` task and sent to the
-//! engine's audio source. Audio out: every subscribed remote audio track gets a task that copies
-//! its frames into the [`Mixer`]; the `playout` task takes one mixed frame every 10 ms and writes
-//! it to the [`FrameSink`]. (Issue 3 replaces the file/tone ends with sound devices; the seams
-//! stay the same.)
+//! Audio in: the `parley-capture` thread reads a [`FrameSource`] one 10 ms frame at a time —
+//! as the sound card delivers them for a device, on a 10 ms clock for a file or tone — runs it
+//! through echo cancellation, the level meter and the transmit gate, and hands it to the engine's
+//! audio source. Audio out: every subscribed remote audio track gets a task that copies its
+//! frames into the [`Mixer`]; the `parley-playout` thread writes one mixed frame whenever the
+//! sound card is about to run out (or every 10 ms for a file). Driving both ends from the device
+//! clock, rather than a timer of our own, is what keeps the queues between the two clocks — and
+//! so mouth-to-ear latency — short (STYLE.md 12).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -25,7 +28,6 @@ use parley_livekit_ffi as ffi;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
 
 use crate::control::Control;
 
@@ -177,6 +179,8 @@ pub enum SessionError {
     Token(#[from] crate::token::TokenError),
     #[error("writing the output failed: {0}")]
     Output(#[from] parley_audio::wav::WavError),
+    #[error("{0}")]
+    Audio(String),
 }
 
 /// What to join and with which audio ends.
@@ -213,8 +217,9 @@ pub struct Session {
     events: mpsc::UnboundedSender<StampedEvent>,
     mixer: Arc<Mutex<Mixer>>,
     microphone: Option<Microphone>,
-    playout: Option<JoinHandle<Result<(), SessionError>>>,
-    stop_playout: Option<tokio::sync::oneshot::Sender<()>>,
+    playout: Option<std::thread::JoinHandle<Result<(), SessionError>>>,
+    /// Tells the capture and playout threads to end.
+    stop_audio: StopOnDrop,
     follower: JoinHandle<()>,
     muted: Arc<AtomicBool>,
     deafened: AtomicBool,
@@ -226,7 +231,7 @@ pub struct Session {
 struct Microphone {
     track: ffi::LocalAudioTrack,
     publication: ffi::LocalTrackPublication,
-    task: JoinHandle<()>,
+    thread: std::thread::JoinHandle<()>,
     gate: std::sync::mpsc::SyncSender<GateCommand>,
     _source: Arc<ffi::AudioSource>,
 }
@@ -297,13 +302,18 @@ impl Session {
             None => None,
         };
         let playing = request.output.is_some();
-        let (stop_playout, playout) = match request.output {
+        let stop_audio = Arc::new(AtomicBool::new(false));
+        let playout = match request.output {
             Some(sink) => {
-                let (stop, stopped) = tokio::sync::oneshot::channel();
-                let task = tokio::spawn(playout(sink, Arc::clone(&mixer), apm.clone(), events.clone(), stopped));
-                (Some(stop), Some(task))
+                let (mixer, apm, events, stop) =
+                    (Arc::clone(&mixer), apm.clone(), events.clone(), Arc::clone(&stop_audio));
+                let thread = std::thread::Builder::new()
+                    .name("parley-playout".to_string())
+                    .spawn(move || playout(sink, &mixer, apm.as_ref(), &events, &stop))
+                    .map_err(|error| SessionError::Audio(format!("cannot start the playout thread: {error}")))?;
+                Some(thread)
             }
-            None => (None, None),
+            None => None,
         };
         let follower = tokio::spawn(follow(
             room_events,
@@ -317,7 +327,7 @@ impl Session {
             mixer,
             microphone: None,
             playout,
-            stop_playout,
+            stop_audio: StopOnDrop(stop_audio),
             follower,
             muted: Arc::new(AtomicBool::new(false)),
             deafened: AtomicBool::new(false),
@@ -356,14 +366,14 @@ impl Session {
         let track = ffi::LocalAudioTrack::new("microphone", &source)?;
         let publication = self.room.local_participant().publish_audio_track(&track, publish).await?;
         let (gate, gate_commands) = std::sync::mpsc::sync_channel(64);
-        let task = tokio::spawn(feed_microphone(
-            setup,
-            gate_commands,
-            Arc::clone(&source),
-            self.events.clone(),
-            publication.sid.clone(),
-        ));
-        self.microphone = Some(Microphone { track, publication, task, gate, _source: source });
+        let (engine_source, events, sid, stop) =
+            (Arc::clone(&source), self.events.clone(), publication.sid.clone(), Arc::clone(&self.stop_audio.0));
+        let runtime = tokio::runtime::Handle::current();
+        let thread = std::thread::Builder::new()
+            .name("parley-capture".to_string())
+            .spawn(move || feed_microphone(setup, &gate_commands, &engine_source, &events, sid, &runtime, &stop))
+            .map_err(|error| SessionError::Audio(format!("cannot start the capture thread: {error}")))?;
+        self.microphone = Some(Microphone { track, publication, thread, gate, _source: source });
         Ok(())
     }
 
@@ -465,21 +475,25 @@ impl Session {
                 tokio::time::sleep(lasts + Duration::from_millis(150)).await;
             }
         }
+        self.stop_audio.raise();
         if let Some(microphone) = self.microphone.take() {
-            microphone.task.abort();
-            if let Err(error) = self.room.local_participant().unpublish_track(&microphone.publication.sid).await {
+            let publication_sid = microphone.publication.sid.clone();
+            // The capture thread ends within one frame once told; waiting keeps the source (and
+            // the frame buffer the engine reads) alive until then.
+            let ended = tokio::task::spawn_blocking(move || microphone.thread.join().is_ok()).await;
+            if !matches!(ended, Ok(true)) {
+                tracing::warn!("the capture thread ended abnormally");
+            }
+            if let Err(error) = self.room.local_participant().unpublish_track(&publication_sid).await {
                 tracing::debug!(%error, "unpublishing before leaving failed");
             }
         }
         let disconnected = self.room.disconnect().await;
-        if let Some(stop) = self.stop_playout.take() {
-            // The playout task may have ended already (output error); it reports that below.
-            if stop.send(()).is_err() {
-                tracing::debug!("playout had already stopped");
-            }
-        }
         let output = match self.playout.take() {
-            Some(task) => task.await.unwrap_or(Ok(())),
+            Some(thread) => match tokio::task::spawn_blocking(move || thread.join()).await {
+                Ok(Ok(result)) => result,
+                _ => Err(SessionError::Audio("the playout thread ended abnormally".to_string())),
+            },
             None => Ok(()),
         };
         self.follower.abort();
@@ -489,6 +503,22 @@ impl Session {
         emit(&self.events, SessionEvent::StateChanged { state: SessionState::Left });
         disconnected?;
         output
+    }
+}
+
+/// The audio threads' stop flag, raised when the session goes: a session dropped without
+/// [`Session::leave`] (an error path) still stops its threads.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl StopOnDrop {
+    fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.raise();
     }
 }
 
@@ -522,28 +552,70 @@ const SPEAKING_DBFS: f32 = -40.0;
 /// …at most once per this many 10 ms frames (5 s).
 const MUTED_REMINDER_FRAMES: u64 = 500;
 
-/// Sends one frame of the input every 10 ms, on schedule: late ticks are caught up (burst), so
-/// frame `n` always belongs to `start + n × 10 ms`. Each frame: input → APM (echo cancellation
-/// etc.) → level → transmit gate → engine.
-async fn feed_microphone(
+/// How often a worker thread looks at its device between frames. Each look is a few atomic
+/// loads; a millisecond keeps the added delay under one millisecond at a negligible CPU cost.
+const DEVICE_POLL: Duration = Duration::from_millis(1);
+
+/// The pace of one audio worker: a sound card's clock, or ours for files and tones.
+struct Pace {
+    start: std::time::Instant,
+    frames: u32,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace { start: std::time::Instant::now(), frames: 0 }
+    }
+
+    /// Waits until `ready` says the device is ready (clocked ends) or until the next 10 ms
+    /// boundary of our own clock (other ends; late frames are caught up, so frame `n` always
+    /// belongs to `start + n × 10 ms`). Returns false when `stop` was set meanwhile.
+    fn wait(&mut self, clocked: bool, stop: &AtomicBool, mut ready: impl FnMut() -> bool) -> bool {
+        if clocked {
+            while !ready() {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(DEVICE_POLL);
+            }
+        } else {
+            let due = self.start + Duration::from_millis(10) * self.frames;
+            let now = std::time::Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        self.frames = self.frames.wrapping_add(1);
+        !stop.load(Ordering::Relaxed)
+    }
+}
+
+/// The capture thread: sends each 10 ms frame of the input as it arrives. Each frame: input →
+/// APM (echo cancellation etc.) → level → transmit gate → engine. Ends when `stop` is set.
+fn feed_microphone(
     setup: MicrophoneSetup,
-    commands: std::sync::mpsc::Receiver<GateCommand>,
-    source: Arc<ffi::AudioSource>,
-    events: mpsc::UnboundedSender<StampedEvent>,
+    commands: &std::sync::mpsc::Receiver<GateCommand>,
+    source: &ffi::AudioSource,
+    events: &mpsc::UnboundedSender<StampedEvent>,
     sid: String,
+    runtime: &tokio::runtime::Handle,
+    stop: &AtomicBool,
 ) {
     let MicrophoneSetup { mut input, apm, mut gate, muted, cues, level: meter_level } = setup;
+    let events = events.clone();
     let push_to_talk = matches!(gate.mode(), TransmitMode::PushToTalk { .. });
     let mut frames = 0u64;
     let mut reminded_at: Option<u64> = None;
-    let mut ticker = tokio::time::interval(Duration::from_millis(10));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut frame = vec![0i16; FRAME_SAMPLES];
     let mut ended = false;
     let mut transmitting = None;
-    ticker.tick().await;
+    let clocked = input.clocked();
+    let mut pace = Pace::new();
     emit(&events, SessionEvent::PublishingStarted { sid, unix_ns: unix_ns() });
     loop {
+        if !pace.wait(clocked, stop, || input.ready()) {
+            return;
+        }
         if !input.fill(&mut frame) && !ended {
             ended = true;
             emit(&events, SessionEvent::InputEnded);
@@ -587,7 +659,9 @@ async fn feed_microphone(
             reminded_at = Some(frames);
             cues.play(Cue::YouAreMuted);
         }
-        frame = match source.capture_frame(frame).await {
+        // The engine answers once it has taken the frame (its queue is zero-length, so this
+        // is quick); the buffer stays ours until then.
+        frame = match runtime.block_on(source.capture_frame(frame)) {
             Ok(returned) => returned,
             Err(error) => {
                 emit(&events, SessionEvent::Warning { message: format!("sending audio failed: {error}") });
@@ -595,7 +669,6 @@ async fn feed_microphone(
             }
         };
         frame.resize(FRAME_SAMPLES, 0);
-        ticker.tick().await;
     }
 }
 
@@ -619,24 +692,26 @@ async fn meter(mixer: Arc<Mutex<Mixer>>, input_level: Arc<AtomicU32>, events: mp
     }
 }
 
-/// Writes one mixed frame every 10 ms until told to stop, then closes the sink. Each frame is
-/// also the echo canceller's far-end reference.
-async fn playout(
+/// The playout thread: writes one mixed frame whenever the sink wants one, until `stop` is
+/// set, then closes the sink. Each frame is also the echo canceller's far-end reference.
+fn playout(
     mut sink: Box<dyn FrameSink>,
-    mixer: Arc<Mutex<Mixer>>,
-    apm: Option<SharedApm>,
-    events: mpsc::UnboundedSender<StampedEvent>,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
+    mixer: &Mutex<Mixer>,
+    apm: Option<&SharedApm>,
+    events: &mpsc::UnboundedSender<StampedEvent>,
+    stop: &AtomicBool,
 ) -> Result<(), SessionError> {
-    let mut ticker = tokio::time::interval(Duration::from_millis(10));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut frame = vec![0i16; FRAME_SAMPLES];
     let mut reference = vec![0i16; FRAME_SAMPLES];
-    ticker.tick().await;
-    emit(&events, SessionEvent::PlayoutStarted { unix_ns: unix_ns() });
+    let clocked = sink.clocked();
+    let mut pace = Pace::new();
+    emit(events, SessionEvent::PlayoutStarted { unix_ns: unix_ns() });
     loop {
+        if !pace.wait(clocked, stop, || sink.wants_frame()) {
+            break;
+        }
         mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).mix(&mut frame);
-        if let Some(apm) = &apm {
+        if let Some(apm) = apm {
             // The reverse stream may be rewritten in place; what we play stays untouched.
             reference.copy_from_slice(&frame);
             let analysed = apm.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).process_reverse_stream(
@@ -645,19 +720,15 @@ async fn playout(
                 1,
             );
             if let Err(error) = analysed {
-                emit(&events, SessionEvent::Warning { message: format!("echo reference failed: {error}") });
+                emit(events, SessionEvent::Warning { message: format!("echo reference failed: {error}") });
             }
         }
         if let Err(error) = sink.write(&frame) {
-            emit(&events, SessionEvent::Warning { message: error.to_string() });
+            emit(events, SessionEvent::Warning { message: error.to_string() });
             return Err(error.into());
         }
         if let Some(message) = sink.take_notice() {
-            emit(&events, SessionEvent::DeviceChanged { message });
-        }
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = &mut stop => break,
+            emit(events, SessionEvent::DeviceChanged { message });
         }
     }
     sink.finish()?;

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use parley_audio::SAMPLE_RATE;
-use parley_audio::analysis::{rms_dbfs, tone_level_dbfs};
+use parley_audio::analysis::{first_onset, rms_dbfs, tone_level_dbfs};
 use parley_audio::signal::Tone;
 
 use crate::devices::{pulse, record_monitor, samples_and_start};
@@ -45,7 +45,7 @@ fn volume_local_mute_and_deafen_change_what_comes_out_of_the_speaker() {
         14.0,
         &env,
     );
-    std::thread::sleep(Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_millis(4000));
     let half = bob.command("volume alice 50");
     std::thread::sleep(Duration::from_millis(2000));
     let double = bob.command("volume alice 200");
@@ -66,7 +66,13 @@ fn volume_local_mute_and_deafen_change_what_comes_out_of_the_speaker() {
         let index = |ms: f64| (((ms - ear_started) / 1000.0 * SAMPLE_RATE as f64).max(0.0) as usize).min(heard.len());
         &heard[index(from_ms + 400.0)..index(to_ms - 100.0)]
     };
-    let normal = tone_level_dbfs(segment(half - 1800.0, half), SAMPLE_RATE, 440.0);
+    // A new stream on a null sink takes 0.5–2 s to start: measure "normal" from when the tone
+    // actually began, not from a fixed time.
+    let onset = first_onset(&heard, -30.0, 480).expect("alice's tone reached bob's speaker") as f64 * 1000.0
+        / SAMPLE_RATE as f64
+        + ear_started;
+    assert!(half - onset >= 800.0, "the tone began at least 800 ms before the volume change ({:.0} ms)", half - onset);
+    let normal = tone_level_dbfs(segment(f64::max(half - 1800.0, onset - 200.0), half), SAMPLE_RATE, 440.0);
     let quiet = tone_level_dbfs(segment(half, double), SAMPLE_RATE, 440.0);
     let loud = tone_level_dbfs(segment(double, muted), SAMPLE_RATE, 440.0);
     assert!((normal + 12.0).abs() <= 6.0, "at 100 % the speaker plays −12 ± 6 dBFS, got {normal:.1}");
