@@ -22,6 +22,8 @@ use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, Sess
 use parley_livekit_ffi::{ApmConfig, ConnectFailure};
 
 mod control;
+mod moderation;
+mod profile;
 
 #[derive(Parser)]
 #[command(name = "parley", version, about = "Parley voice client (headless)")]
@@ -52,6 +54,14 @@ enum Command {
     /// Load generator: N participants in one process, each saying its own tone (what LiveKit's
     /// `lk load-test` would do; that tool cannot be installed here).
     Crowd(CrowdArgs),
+    /// Saved server profiles (secrets in the OS keyring): add, list, show, remove.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    /// List the rooms on a profile's server.
+    Rooms(profile::RoomsArgs),
+    /// Moderate someone in a room through a profile: mute, unmute, hard-mute, restore, kick,
+    /// unkick, ban, unban, invite-to-speak, move-to-audience, make-moderator.
+    Mod(moderation::ModArgs),
     /// List the sound devices (inputs and outputs, defaults marked).
     Devices {
         /// Print one JSON array.
@@ -102,8 +112,12 @@ struct TokenArgs {
 #[derive(Args)]
 struct JoinArgs {
     /// LiveKit server URL (ws:// or wss://).
-    #[arg(long, env = "LIVEKIT_URL")]
-    url: String,
+    #[arg(long, env = "LIVEKIT_URL", required_unless_present = "profile")]
+    url: Option<String>,
+    /// Join through a saved profile (`parley profile add`): its server hands out the token;
+    /// needs --room. Heartbeats, token refresh and moderation events run beside the call.
+    #[arg(long, requires = "room")]
+    profile: Option<String>,
     /// Join token (or mint one with --api-key/--api-secret).
     #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true, conflicts_with_all = ["api_key", "api_secret"])]
     token: Option<String>,
@@ -239,6 +253,32 @@ enum ExitKind {
     File = 7,
     /// A sound device could not be found or opened.
     Device = 8,
+    /// Control plane: authenticated, but not allowed.
+    Forbidden = 9,
+    /// Control plane: a moderator removed (kicked) us, at join or during the call.
+    Removed = 10,
+    /// Control plane: banned from the room.
+    Banned = 11,
+    /// Control plane: the room, participant or profile does not exist.
+    NotFound = 12,
+    /// Control plane: already in another room on a one-room-at-a-time backend.
+    InAnotherRoom = 13,
+    RoomFull = 14,
+    RateLimited = 15,
+    /// Control plane: the server rejected the request's content.
+    Rejected = 16,
+    /// Control plane: the lobby refused entry.
+    EntryDenied = 17,
+    /// Control plane: the server failed (5xx).
+    ServerError = 18,
+    /// Control plane: the server's answer was not understood.
+    Malformed = 19,
+    /// The profile or its flags are wrong.
+    InvalidProfile = 20,
+    /// The backend cannot do this.
+    Unsupported = 21,
+    /// The OS keyring is missing, locked or failed.
+    Keyring = 22,
 }
 
 /// An error with the exit code it maps to.
@@ -311,6 +351,9 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
             Ok(())
         }
         Command::Join(args) => with_engine_runtime(join(*args, started)),
+        Command::Profile(command) => profile::run(command),
+        Command::Rooms(args) => with_engine_runtime(profile::rooms(args)),
+        Command::Mod(args) => with_engine_runtime(moderation::run(args)),
     }
 }
 
@@ -427,9 +470,23 @@ async fn stop_signal() -> std::io::Result<()> {
 }
 
 async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
-    let jwt = match (&args.token, &args.credentials.api_key) {
-        (Some(jwt), _) => jwt.clone(),
-        (None, _) => {
+    let through_profile = match (&args.profile, &args.room) {
+        (Some(name), Some(room)) => {
+            let plane = profile::open(name).await?;
+            let grant = profile::join_grant(plane.as_ref(), room).await?;
+            Some((plane, grant))
+        }
+        _ => None,
+    };
+    let url = match (&through_profile, &args.url) {
+        (Some((_, grant)), _) => grant.url.clone(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => return Err(fail(ExitKind::Failure, anyhow::anyhow!("give --url, or --profile and --room"))),
+    };
+    let jwt = match (&through_profile, &args.token) {
+        (Some((_, grant)), _) => grant.token.clone(),
+        (None, Some(jwt)) => jwt.clone(),
+        (None, None) => {
             let (Some(room), Some(identity)) = (args.room.as_deref(), args.identity.as_deref()) else {
                 return Err(fail(
                     ExitKind::Failure,
@@ -439,7 +496,9 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             mint(&args.credentials, room, identity, args.name.clone(), false, 6 * 3600)?
         }
     };
-    token::inspect(&jwt, args.room.as_deref())
+    // A backend's room id (a slug, a number) need not be the LiveKit room name.
+    let wanted_room = if through_profile.is_some() { None } else { args.room.as_deref() };
+    token::inspect(&jwt, wanted_room)
         .context("checking the access token")
         .map_err(|error| fail(ExitKind::Unauthorized, error))?;
 
@@ -472,7 +531,11 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     let search = LibrarySearch { explicit: args.ffi_lib.clone(), extra_dirs: Vec::new() };
     let engine = Engine::start(&search).map_err(|error| fail(ExitKind::Engine, error))?;
     let options = RoomOptions {
-        e2ee_shared_key: args.e2ee_key.as_ref().map(|key| key.as_bytes().to_vec()),
+        e2ee_shared_key: args
+            .e2ee_key
+            .as_ref()
+            .or(through_profile.as_ref().and_then(|(_, grant)| grant.e2ee_key.as_ref()))
+            .map(|key| key.as_bytes().to_vec()),
         ..RoomOptions::default()
     };
     let printer = EventPrinter { json: args.json, started };
@@ -499,7 +562,7 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         }
     };
     let request = JoinRequest {
-        url: args.url.clone(),
+        url: url.clone(),
         token: jwt,
         options,
         input,
@@ -521,7 +584,7 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         Ok(Ok(joined)) => joined,
         Ok(Err(error)) => return Err(join_failure(error)),
         Err(_) => {
-            return Err(fail(ExitKind::Unreachable, anyhow::anyhow!("timed out after 10 s joining {}", args.url)));
+            return Err(fail(ExitKind::Unreachable, anyhow::anyhow!("timed out after 10 s joining {url}")));
         }
     };
 
@@ -530,8 +593,23 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     control::read_stdin(requests.clone());
     let _socket = open_control_socket(args.control_socket.as_deref(), requests).await;
     let mut ended_by_room: Option<(String, String)> = None;
+    let (membership, mut membership_events) = match through_profile {
+        Some((plane, grant)) => {
+            let (membership, events) = parley_core::membership::Membership::start(plane, grant);
+            (Some(membership), Some(events))
+        }
+        None => (None, None),
+    };
+    let mut removed: Option<(String, String)> = None;
     loop {
         tokio::select! {
+            Some(event) = next_membership_event(&mut membership_events) => {
+                profile::print_membership(args.json, started, &event);
+                if let parley_core::membership::MembershipEvent::Removed { reason, code } = event {
+                    removed = Some((reason, code));
+                    break;
+                }
+            }
             Some(request) = controls.recv() => {
                 let answer = match session.apply(&request.control) {
                     Ok(()) => "ok".to_string(),
@@ -561,6 +639,15 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     let left = session.leave().await;
     while let Ok(stamped) = events.try_recv() {
         printer.print(&stamped);
+    }
+    if let Some(membership) = membership
+        && let Err(error) = membership.leave().await
+    {
+        tracing::debug!(%error, "telling the server we left failed");
+    }
+    if let Some((reason, code)) = removed {
+        let kind = if code == "banned" { ExitKind::Banned } else { ExitKind::Removed };
+        return Err(fail(kind, anyhow::anyhow!("removed from the room: {reason}")));
     }
     if let Some((reason, code)) = ended_by_room
         && code != "client_initiated"
@@ -662,6 +749,22 @@ fn devices(json: bool) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// The next membership event, or never when the call has no membership (or it ended).
+async fn next_membership_event(
+    events: &mut Option<tokio::sync::mpsc::UnboundedReceiver<parley_core::membership::MembershipEvent>>,
+) -> Option<parley_core::membership::MembershipEvent> {
+    match events {
+        Some(receiver) => match receiver.recv().await {
+            Some(event) => Some(event),
+            None => {
+                *events = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -10,6 +10,13 @@
 //! Every server binds `127.0.0.1:0` and returns a [`Running`] handle: its base URL, and shutdown
 //! on drop.
 
+pub mod audioroom;
+pub mod distokoloshe;
+pub mod lk_jwt;
+pub mod meet;
+pub mod nip29;
+pub mod token_endpoint;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -46,6 +46,9 @@ pub enum PlaneError {
     /// 5xx.
     #[error("the server failed (HTTP {status}){}; try again later", detail(.message))]
     Server { status: u16, message: String },
+    /// The backend is up but not set up for voice (e.g. a forum without LiveKit credentials).
+    #[error("the server is not set up for voice calls: {message}")]
+    NotConfigured { message: String },
     /// The answer was not what the contract promises: HTML where JSON was expected, missing
     /// fields, garbage.
     #[error("the server's answer was not understood: {detail}")]
@@ -79,6 +82,7 @@ impl PlaneError {
             PlaneError::Rejected { .. } => "rejected",
             PlaneError::EntryDenied { .. } => "entry_denied",
             PlaneError::Server { .. } => "server_error",
+            PlaneError::NotConfigured { .. } => "not_configured",
             PlaneError::Malformed { .. } => "malformed_response",
             PlaneError::Unreachable { .. } => "unreachable",
             PlaneError::InvalidInput { .. } => "invalid_input",

@@ -13,6 +13,9 @@
 //!   decoding that recognises HTML error pages, `Retry-After`.
 //! * [`secret`] — [`Secret`], a credential that never prints itself.
 //! * [`adapter`] — one module per backend.
+//! * [`profile`] — saved server profiles (`profiles.toml`) and [`profile::open_plane`], which
+//!   builds a profile's adapter.
+//! * [`secret_store`] — where profile secrets live: the OS keyring, or memory in tests.
 //!
 //! Adapters know no audio and no LiveKit engine: they hand out [`JoinGrant`]s (URL + token) and
 //! talk HTTP. The session in `parley-core` drives heartbeats, refreshes and leave.
@@ -21,11 +24,13 @@ pub mod adapter;
 pub mod error;
 pub mod http;
 pub mod plane;
+pub mod profile;
 pub mod secret;
+pub mod secret_store;
 
 pub use error::PlaneError;
-pub use secret::Secret;
 pub use plane::{
     BackendKind, Capabilities, Capability, ControlPlane, JoinGrant, ModerationAction, PlaneEvent, PlaneParticipant,
     RoomSummary,
 };
+pub use secret::Secret;

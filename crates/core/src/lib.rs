@@ -6,12 +6,15 @@
 //!   [`session::SessionEvent`]s;
 //! * [`control`] — the one-line commands (`ptt-start`, `volume alice 50`, …) every front end
 //!   sends to a running session;
+//! * [`membership`] — the backend side of a joined room: heartbeats, token refresh, backend
+//!   events, removal, and moderation through the adapter or RoomService;
 //! * [`token`] — minting LiveKit tokens from an API key and secret, and early checks of a
 //!   token's room and expiry.
 //!
 //! `core` knows no UI toolkit; everything a front end can do is first a function here.
 
 pub mod control;
+pub mod membership;
 pub mod session;
 pub mod token;
 

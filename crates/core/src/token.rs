@@ -3,7 +3,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use livekit_api::access_token::{AccessToken, Claims, VideoGrants};
+use livekit_api::access_token::Claims;
+use parley_control_plane::adapter::livekit::token::{self as livekit_token, TokenRequest as MintRequest};
 
 /// What a minted token allows.
 #[derive(Debug, Clone)]
@@ -22,7 +23,8 @@ pub enum TokenError {
     MissingCredentials,
     #[error("the room and identity must not be empty")]
     MissingField,
-    #[error("cannot create the token: {0}")]
+    /// Already reads "cannot create the token: …".
+    #[error("{0}")]
     Mint(String),
     #[error("this is not a LiveKit access token")]
     NotAToken,
@@ -40,24 +42,15 @@ pub fn mint(api_key: &str, api_secret: &str, request: &TokenRequest) -> Result<S
     if request.room.is_empty() || request.identity.is_empty() {
         return Err(TokenError::MissingField);
     }
-    let grants = VideoGrants {
-        room_join: true,
+    // One minting implementation: the `livekit` control plane's, which profiles use too.
+    let request = MintRequest {
         room: request.room.clone(),
-        room_admin: request.admin,
-        can_publish: Some(true),
-        can_subscribe: Some(true),
-        can_publish_data: Some(true),
-        // Push-to-talk state travels as a participant attribute (DESIGN.md §3).
-        can_update_own_metadata: Some(true),
-        ..Default::default()
+        identity: request.identity.clone(),
+        name: request.name.clone(),
+        admin: request.admin,
+        ttl: request.ttl,
     };
-    AccessToken::with_api_key(api_key, api_secret)
-        .with_identity(&request.identity)
-        .with_name(request.name.as_deref().unwrap_or(&request.identity))
-        .with_grants(grants)
-        .with_ttl(request.ttl)
-        .to_jwt()
-        .map_err(|error| TokenError::Mint(error.to_string()))
+    livekit_token::mint(api_key, api_secret, &request).map_err(|error| TokenError::Mint(error.to_string()))
 }
 
 /// What a token says about itself (unverified: only the server can verify it).

@@ -1,5 +1,6 @@
 //! Local servers for the demo, the tests and the benchmarks: a LiveKit server on loopback
-//! ([`DevServer`]) and a private PulseAudio daemon with null sinks ([`pulse::PulseServer`]).
+//! ([`DevServer`]), a private PulseAudio daemon with null sinks ([`pulse::PulseServer`]), and a
+//! private keyring on a private D-Bus session bus ([`keyring::TestKeyring`]).
 //!
 //! [`DevServer::start`] runs the pinned `livekit-server` binary (installed by `cargo xtask
 //! setup`, found through [`parley_deps::Layout`]) with freshly generated keys, on free ports of
@@ -9,6 +10,7 @@
 //! hands clients Google's STUN servers when none are configured). Dropping the [`DevServer`]
 //! stops the process.
 
+pub mod keyring;
 pub mod pulse;
 
 use std::io::{Read, Write};

@@ -113,6 +113,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("pkg-config", "finds libasound for that build"),
     ("pulseaudio", "the sound server the audio tests run with null sinks"),
     ("pulseaudio-utils", "pactl/parec/paplay, used by the audio tests"),
+    ("dbus-daemon", "a private session bus for the keyring tests (profile secrets)"),
+    ("dbus-bin", "dbus-send, which checks that the test keyring is up"),
+    ("gnome-keyring", "the Secret Service the keyring tests store profile secrets in"),
 ];
 
 fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {

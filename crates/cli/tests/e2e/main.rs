@@ -9,5 +9,6 @@ mod controls;
 mod devices;
 mod interop;
 mod lifecycle;
+mod profiles;
 mod support;
 mod talk;

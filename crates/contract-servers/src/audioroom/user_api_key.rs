@@ -1,0 +1,178 @@
+//! `GET|HEAD /user-api-key/new` (CONTROL_PLANES.md §1.6), approving at once.
+//!
+//! * `HEAD` → 200 with `Auth-Api-Version: 4`.
+//! * `GET` needs `nonce`, `scopes`, `client_id`, `public_key`, `application_name` (400
+//!   `invalid_parameters` otherwise) and a logged-in browser ([`super::Handle::set_approving_user`];
+//!   else 302 to `/login`). Scopes must be known; `auth_redirect` must match
+//!   `allowed_user_api_auth_redirects` (403 otherwise).
+//! * The new key replaces the user's older keys for the same client id. The payload
+//!   `{"key","nonce","push":false,"api":4}` is encrypted with the given public key (PKCS#1 v1.5,
+//!   as Ruby's `public_encrypt`) and Base64-encoded with a line break every 60 characters (as
+//!   `Base64.encode64`), then sent as a 302 to `auth_redirect?payload=<CGI-escaped>`, or shown
+//!   (HTML, or JSON `{payload, instructions}` when asked for JSON) without `auth_redirect`.
+
+use std::collections::HashMap;
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::rand_core::OsRng;
+use rsa::{Pkcs1v15Encrypt, RsaPublicKey};
+use serde_json::{Value, json};
+
+use super::{
+    ApiKey, IssuedKey, Shared, accepts_json, discourse_error, invalid_access, json_response, lock, param_str,
+    random_hex,
+};
+
+/// `UserApiKeysController::AUTH_API_VERSION`.
+pub const AUTH_API_VERSION: u32 = 4;
+/// `UserApiKeyScope::SCOPES`.
+const SCOPES: &[&str] = &[
+    "read",
+    "write",
+    "message_bus",
+    "push",
+    "one_time_password",
+    "notifications",
+    "session_info",
+    "bookmarks_calendar",
+    "user_status",
+];
+
+pub(super) fn new_key(
+    shared: &Shared,
+    method: &Method,
+    params: &HashMap<String, Value>,
+    headers: &HeaderMap,
+) -> Response {
+    if *method == Method::HEAD {
+        let mut response = StatusCode::OK.into_response();
+        response.headers_mut().insert("Auth-Api-Version", HeaderValue::from(AUTH_API_VERSION));
+        return response;
+    }
+    let mut required = HashMap::new();
+    for name in ["nonce", "scopes", "client_id", "public_key", "application_name"] {
+        match param_str(params, name) {
+            Some(value) => required.insert(name, value),
+            None => {
+                return discourse_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameters",
+                    &format!("param is missing or the value is empty: {name}"),
+                );
+            }
+        };
+    }
+    let mut state = lock(shared);
+    let Some(user_id) = state.approving_user else {
+        return (StatusCode::FOUND, [(header::LOCATION, "/login")]).into_response();
+    };
+    let scopes: Vec<String> = required["scopes"].split(',').map(|scope| scope.trim().to_string()).collect();
+    if let Some(unknown) = scopes.iter().find(|scope| !SCOPES.contains(&scope.as_str())) {
+        return discourse_error(StatusCode::BAD_REQUEST, "invalid_parameters", &format!("unknown scope {unknown:?}"));
+    }
+    let redirect = param_str(params, "auth_redirect");
+    let allowed = |redirect: &String| state.allowed_redirects.iter().any(|pattern| wildcard_match(pattern, redirect));
+    if redirect.as_ref().is_some_and(|redirect| !allowed(redirect)) {
+        return invalid_access();
+    }
+    // Real keys are PEM with newlines; query decoding may leave them as-is or as spaces.
+    let pem = required["public_key"].clone();
+    let public_key = RsaPublicKey::from_public_key_pem(&pem).or_else(|_| RsaPublicKey::from_pkcs1_pem(&pem));
+    let Ok(public_key) = public_key else {
+        return discourse_error(StatusCode::BAD_REQUEST, "invalid_parameters", "public_key is not an RSA public key");
+    };
+    let key = random_hex(16);
+    let client_id = required["client_id"].clone();
+    state
+        .api_keys
+        .retain(|_, existing| !(existing.user_id == user_id && existing.client_id.as_deref() == Some(&client_id)));
+    state.api_keys.insert(key.clone(), ApiKey { user_id, scopes: scopes.clone(), client_id: Some(client_id.clone()) });
+    state.issued.push(IssuedKey {
+        key: key.clone(),
+        user_id,
+        client_id,
+        scopes,
+        application_name: required["application_name"].clone(),
+    });
+    drop(state);
+    let payload = json!({ "key": key, "nonce": required["nonce"], "push": false, "api": AUTH_API_VERSION });
+    let encrypted = match public_key.encrypt(&mut OsRng, Pkcs1v15Encrypt, payload.to_string().as_bytes()) {
+        Ok(encrypted) => encrypted,
+        Err(error) => {
+            return discourse_error(StatusCode::BAD_REQUEST, "invalid_parameters", &format!("cannot encrypt: {error}"));
+        }
+    };
+    let encoded = encode64(&encrypted);
+    match redirect {
+        Some(redirect) => {
+            let separator = if redirect.contains('?') { '&' } else { '?' };
+            let escaped: String = url::form_urlencoded::byte_serialize(encoded.as_bytes()).collect();
+            let location = format!("{redirect}{separator}payload={escaped}");
+            match HeaderValue::from_str(&location) {
+                Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+                Err(_) => invalid_access(),
+            }
+        }
+        None if accepts_json(headers) => json_response(
+            StatusCode::OK,
+            json!({ "payload": encoded, "instructions": "Copy the payload into the application." }),
+        ),
+        None => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            format!(
+                "<!DOCTYPE html><html><body><p>Copy this into the application:</p><pre>{encoded}</pre></body></html>"
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// Ruby's `Base64.encode64`: standard alphabet, a newline after every 60 characters and at the end.
+fn encode64(bytes: &[u8]) -> String {
+    let plain = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut wrapped = String::with_capacity(plain.len() + plain.len() / 60 + 1);
+    for (index, character) in plain.chars().enumerate() {
+        if index > 0 && index % 60 == 0 {
+            wrapped.push('\n');
+        }
+        wrapped.push(character);
+    }
+    wrapped.push('\n');
+    wrapped
+}
+
+/// `*` matches any run of characters, as in `allowed_user_api_auth_redirects`.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(after) = text.strip_prefix(head) else { return false };
+            (0..=after.len()).filter(|cut| after.is_char_boundary(*cut)).any(|cut| wildcard_match(rest, &after[cut..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_patterns_match_like_discourse() {
+        assert!(wildcard_match("discourse://auth_redirect", "discourse://auth_redirect"));
+        assert!(wildcard_match("http://127.0.0.1:*/auth_redirect", "http://127.0.0.1:4711/auth_redirect"));
+        assert!(!wildcard_match("http://127.0.0.1:*/auth_redirect", "http://evil.example/auth_redirect"));
+        assert!(!wildcard_match("parley://auth_redirect", "parley://auth_redirect/x"));
+    }
+
+    #[test]
+    fn encode64_wraps_like_ruby() {
+        let encoded = encode64(&[0u8; 256]);
+        assert!(encoded.lines().all(|line| line.len() <= 60), "lines of at most 60 characters");
+        assert!(encoded.ends_with('\n'));
+    }
+}

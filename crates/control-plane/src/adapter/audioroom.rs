@@ -1,0 +1,785 @@
+//! Discourse forums with the Audioroom plugin (`dpnmw/audioroom`), CONTROL_PLANES.md §1.1–1.6.
+//!
+//! * Auth: a Discourse **User API Key** (scope `write`) in `User-Api-Key`, with the key's
+//!   `User-Api-Client-Id`, on every request. [`user_api_key`] obtains one (§1.6).
+//! * Rooms: `/audioroom/rooms/:id/...` accepts the numeric id or the slug; the nested
+//!   `memberships` routes and the MessageBus channel need the numeric id, which the adapter learns
+//!   from `join`, `list_rooms` or `GET /audioroom/rooms/:id.json` and caches. Grants carry the
+//!   numeric id as `room_id`. GETs use the `.json` suffix (Discourse's `check_xhr` answers other
+//!   GETs with its HTML app shell).
+//! * Joining returns LiveKit credentials minted by the forum (identity = Discourse user id, room =
+//!   slug, no `roomAdmin`): all moderation goes through the forum's endpoints.
+//! * One room at a time: a join while present elsewhere fails with
+//!   [`PlaneError::InAnotherRoom`]; [`AudioroomPlane::join_switching`] leaves the other room and
+//!   joins in one step, as the web client does.
+//! * Capabilities depend on the room: moderation only where the forum says `can_manage`, hands and
+//!   speaker invitations only in stage rooms. [`AudioroomPlane::room_capabilities`] answers for
+//!   any room; [`ControlPlane::capabilities`] answers for the room last joined (everything the
+//!   adapter can do before any join).
+//! * Events come from Discourse's MessageBus ([`message_bus`]).
+//!
+//! **Request budget.** Discourse limits every user API key to `max_user_api_reqs_per_minute = 20`
+//! and `max_user_api_reqs_per_day = 2880` (§1.6 item 7), and every heartbeat and every MessageBus
+//! poll counts. See [`DEFAULT_HEARTBEAT`] and [`message_bus`] for how the adapter stays inside it.
+
+pub mod message_bus;
+pub mod user_api_key;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::{Method, RequestBuilder, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::http::{Failure, Http, decode_json};
+use crate::{
+    BackendKind, Capabilities, Capability, ControlPlane, JoinGrant, ModerationAction, PlaneError, PlaneEvent,
+    PlaneParticipant, RoomSummary, Secret,
+};
+
+/// How often the session heartbeats when the profile does not say.
+///
+/// Presence expires after `audioroom_participant_ttl_seconds` = 30 s without a heartbeat. The web
+/// client beats every 10 s, but it authenticates with a cookie, which Discourse does not count;
+/// a user API key is limited to 2880 requests a day (2 a minute on average). At 10 s the
+/// heartbeat alone (8640 a day) would exhaust that in 8 h. At 20 s it costs 3 a minute; with a
+/// MessageBus long poll about every 25 s (2.4 a minute) a session spends about 5.4 requests a
+/// minute, so a key lasts 2880 / 5.4 ≈ 533 min ≈ 8.9 h in a room per day on default limits, and
+/// stays far below the 20-a-minute limit. 20 s still leaves 10 s, two tries' worth of a slow
+/// forum, before presence lapses. Forums whose admin raised `DISCOURSE_MAX_USER_API_REQS_PER_DAY`
+/// can shorten it with `heartbeat_seconds`.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(20);
+/// Shortest and longest heartbeat a profile may ask for: below 5 s only burns the request budget;
+/// at or above the 30 s presence TTL the user would drop out of the room between beats.
+const HEARTBEAT_RANGE_SECONDS: std::ops::RangeInclusive<u32> = 5..=28;
+
+/// The keyring entry names of this backend's secrets.
+pub const SECRET_NAMES: &[&str] = &["user-api-key"];
+
+/// Non-secret settings, stored in the profile file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The forum's base URL (`https://forum.example.org`, or with its subfolder).
+    pub url: String,
+    /// The stable client id the user API key was created for ([`user_api_key::new_client_id`]).
+    pub client_id: String,
+    /// Heartbeat interval in seconds (5–28); [`DEFAULT_HEARTBEAT`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_seconds: Option<u32>,
+}
+
+/// Secrets, stored only in the OS keyring.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// The Discourse user API key (`user-api-key` in the keyring).
+    pub user_api_key: Option<Secret>,
+}
+
+/// What the forum told us about a room, as seen by the current user.
+#[derive(Debug, Clone, PartialEq)]
+struct RoomInfo {
+    id: u64,
+    slug: String,
+    name: String,
+    stage: bool,
+    can_manage: bool,
+}
+
+impl RoomInfo {
+    fn from_wire(room: &wire::Room) -> RoomInfo {
+        RoomInfo {
+            id: room.id,
+            slug: room.slug.clone().unwrap_or_default(),
+            name: room.name.clone(),
+            stage: room.is_stage(),
+            can_manage: room.can_manage,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RoomCache {
+    /// Keyed by every name the room is known by: numeric id, slug, and what the caller typed.
+    rooms: HashMap<String, RoomInfo>,
+    /// The room last joined, whose role [`ControlPlane::capabilities`] reports.
+    current: Option<u64>,
+}
+
+/// The Discourse user a key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForumUser {
+    /// Also the LiveKit identity the forum mints tokens for.
+    pub id: u64,
+    pub username: String,
+    pub name: Option<String>,
+}
+
+/// Who a moderation call is about.
+enum Target {
+    UserId(u64),
+    Username(String),
+}
+
+/// Which request failed, for mapping statuses that mean different things per endpoint.
+#[derive(Debug, Clone, Copy)]
+enum Call<'a> {
+    Session,
+    Rooms,
+    Room(&'a str),
+    Join(&'a str),
+    Heartbeat(&'a str),
+    Moderate(&'a str),
+    User(&'a str),
+    Poll(&'a str),
+}
+
+impl Call<'_> {
+    /// What was not found, for a 404.
+    fn subject(self) -> String {
+        match self {
+            Call::Session => "the signed-in user".to_string(),
+            Call::Rooms => "the forum's voice rooms (is the Audioroom plugin installed?)".to_string(),
+            Call::Room(room) | Call::Join(room) | Call::Heartbeat(room) | Call::Poll(room) => format!("room {room:?}"),
+            Call::Moderate(participant) => format!("participant {participant:?} or the room"),
+            Call::User(username) => format!("user {username:?}"),
+        }
+    }
+}
+
+/// A Discourse forum with the Audioroom plugin.
+#[derive(Debug)]
+pub struct AudioroomPlane {
+    /// The forum base URL; its path (a subfolder install) is kept.
+    base: Url,
+    client_id: HeaderValue,
+    /// The user API key as a header value marked sensitive (hyper never logs it).
+    user_api_key: HeaderValue,
+    heartbeat_every: Duration,
+    /// Smallest spacing between MessageBus polls once the burst allowance is spent.
+    poll_spacing: Duration,
+    http: Http,
+    /// Never held across an `.await`.
+    cache: Mutex<RoomCache>,
+}
+
+impl AudioroomPlane {
+    /// Checks the profile and prepares the client; sends nothing.
+    ///
+    /// Errors: [`PlaneError::InvalidInput`] for a bad URL, client id or heartbeat, or a missing
+    /// user API key (authorize Parley on the forum first, [`user_api_key`]).
+    pub fn new(settings: Settings, secrets: Secrets) -> Result<Self, PlaneError> {
+        let base = parse_forum_url(&settings.url)?;
+        let client_id = settings.client_id.trim();
+        if client_id.is_empty() {
+            return Err(invalid("the profile has no client id; authorize Parley on the forum again"));
+        }
+        let client_id = HeaderValue::from_str(client_id)
+            .map_err(|_| invalid("the profile's client id contains characters an HTTP header cannot carry"))?;
+        let key = secrets.user_api_key.filter(|key| !key.expose().trim().is_empty()).ok_or_else(|| {
+            invalid(&format!("no user API key for {}; authorize Parley on the forum first", settings.url.trim()))
+        })?;
+        let mut user_api_key = HeaderValue::from_str(key.expose().trim())
+            .map_err(|_| invalid("the stored user API key is not a valid header value; authorize Parley again"))?;
+        user_api_key.set_sensitive(true);
+        let heartbeat_every = match settings.heartbeat_seconds {
+            None => DEFAULT_HEARTBEAT,
+            Some(seconds) if HEARTBEAT_RANGE_SECONDS.contains(&seconds) => Duration::from_secs(u64::from(seconds)),
+            Some(seconds) => {
+                return Err(invalid(&format!(
+                    "heartbeat_seconds must be between {} and {} (presence expires after 30 s), not {seconds}",
+                    HEARTBEAT_RANGE_SECONDS.start(),
+                    HEARTBEAT_RANGE_SECONDS.end()
+                )));
+            }
+        };
+        Ok(AudioroomPlane {
+            base,
+            client_id,
+            user_api_key,
+            heartbeat_every,
+            poll_spacing: message_bus::DEFAULT_POLL_SPACING,
+            http: Http::new()?,
+            cache: Mutex::new(RoomCache::default()),
+        })
+    }
+
+    /// Sets the smallest spacing between MessageBus polls once the short burst allowance is spent
+    /// (default [`message_bus::DEFAULT_POLL_SPACING`]); tests shorten it.
+    pub fn with_poll_spacing(mut self, spacing: Duration) -> Self {
+        self.poll_spacing = spacing;
+        self
+    }
+
+    /// Who the key belongs to (`GET /session/current.json`); a cheap check after authorizing.
+    ///
+    /// Errors: [`PlaneError::Unauthorized`] for an unknown or revoked key; transport errors.
+    pub async fn current_user(&self) -> Result<ForumUser, PlaneError> {
+        let url = self.endpoint(&["session", "current.json"])?;
+        let response = self.send(Method::GET, url, Body::None, Call::Session).await?;
+        let session: wire::CurrentSession = decode_json(response).await?;
+        let user = session.current_user;
+        Ok(ForumUser { id: user.id, username: user.username, name: user.name.filter(|name| !name.is_empty()) })
+    }
+
+    /// Joins `room`; if the forum says the user is in another room, leaves that one and joins
+    /// again (what the web client does on 409). One call from the user's point of view.
+    ///
+    /// Errors: as [`ControlPlane::join`], except `InAnotherRoom` on the first try.
+    pub async fn join_switching(&self, room: &str) -> Result<JoinGrant, PlaneError> {
+        match self.join(room).await {
+            Err(PlaneError::InAnotherRoom { room_id, room_name }) => {
+                tracing::info!(other_room = %room_id, ?room_name, "leaving the other room to join {room}");
+                self.leave_room(&room_id).await?;
+                self.join(room).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// What the current user can do in `room` (id or slug): moderation only where the forum
+    /// reports `can_manage`, raising hands and speaker changes only in stage rooms. Uses what
+    /// `join`/`list_rooms` learnt, else asks the forum (`GET /audioroom/rooms/:id.json`).
+    pub async fn room_capabilities(&self, room: &str) -> Result<Capabilities, PlaneError> {
+        let info = self.room_info(room).await?;
+        Ok(capabilities_for(info.stage, info.can_manage))
+    }
+
+    /// `base` + `segments`, each percent-encoded as one path segment.
+    fn endpoint(&self, segments: &[&str]) -> Result<Url, PlaneError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| invalid("the forum URL cannot have a path"))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    fn room_endpoint(&self, room: &str, rest: &[&str]) -> Result<Url, PlaneError> {
+        let mut segments = vec!["audioroom", "rooms", room];
+        segments.extend_from_slice(rest);
+        self.endpoint(&segments)
+    }
+
+    fn request(&self, method: Method, url: &Url) -> RequestBuilder {
+        self.http
+            .request(method, url.as_str())
+            .header("User-Api-Key", self.user_api_key.clone())
+            .header("User-Api-Client-Id", self.client_id.clone())
+            .header(ACCEPT, "application/json")
+    }
+
+    async fn send(&self, method: Method, url: Url, body: Body, call: Call<'_>) -> Result<Response, PlaneError> {
+        let request = body.apply(self.request(method, &url));
+        self.send_request(request, call).await
+    }
+
+    async fn send_request(&self, request: RequestBuilder, call: Call<'_>) -> Result<Response, PlaneError> {
+        match self.http.send(request).await {
+            Ok(response) => Ok(response),
+            Err(failure) => Err(self.explain(failure, call).await),
+        }
+    }
+
+    /// Maps a failure; for Discourse's generic 403 `invalid_access` (the same answer for "this
+    /// user may not" and "this key is unknown", and in the forum's language) asks the forum who
+    /// the key belongs to, to tell the two apart. Costs a request only on this error path.
+    async fn explain(&self, failure: Failure, call: Call<'_>) -> PlaneError {
+        let access_denied = failure.status.map(|status| status.as_u16()) == Some(403)
+            && failure.body_str("error_type").as_deref() == Some("invalid_access");
+        let error = map_failure(failure, call);
+        if access_denied && self.key_is_rejected().await {
+            return PlaneError::Unauthorized {
+                message: "the forum does not accept this user API key (revoked, expired or never issued)".into(),
+            };
+        }
+        error
+    }
+
+    async fn key_is_rejected(&self) -> bool {
+        let Ok(url) = self.endpoint(&["session", "current.json"]) else { return false };
+        match self.http.send(self.request(Method::GET, &url)).await {
+            Ok(_) => false,
+            Err(failure) => matches!(failure.status.map(|status| status.as_u16()), Some(401 | 403)),
+        }
+    }
+
+    fn remember(&self, names: &[&str], info: &RoomInfo, current: bool) {
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for name in names.iter().copied().chain([info.slug.as_str()]) {
+            if !name.is_empty() {
+                cache.rooms.insert(name.to_string(), info.clone());
+            }
+        }
+        cache.rooms.insert(info.id.to_string(), info.clone());
+        if current {
+            cache.current = Some(info.id);
+        }
+    }
+
+    fn cached(&self, room: &str) -> Option<RoomInfo> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).rooms.get(room).cloned()
+    }
+
+    fn forget_current(&self, room: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let left = cache.rooms.get(room).map(|info| info.id).or_else(|| room.parse().ok());
+        if left.is_some() && cache.current == left {
+            cache.current = None;
+        }
+    }
+
+    /// The room as the forum describes it to this user (cached, else `GET /audioroom/rooms/:id.json`).
+    async fn room_info(&self, room: &str) -> Result<RoomInfo, PlaneError> {
+        let room = room_argument(room)?;
+        if let Some(info) = self.cached(room) {
+            return Ok(info);
+        }
+        let url = self.room_endpoint(&format!("{room}.json"), &[])?;
+        let response = self.send(Method::GET, url, Body::None, Call::Room(room)).await?;
+        let show: wire::RoomShow = decode_json(response).await?;
+        let info = RoomInfo::from_wire(&show.room);
+        self.remember(&[room], &info, false);
+        Ok(info)
+    }
+
+    /// The numeric id the nested routes and MessageBus need; a slug is resolved once and cached.
+    async fn room_id(&self, room: &str) -> Result<u64, PlaneError> {
+        let room = room_argument(room)?;
+        // `load_room` tries `find_by(id:)` first too, so an all-digit name means the same to both.
+        if let Ok(id) = room.parse::<u64>() {
+            return Ok(id);
+        }
+        Ok(self.room_info(room).await?.id)
+    }
+
+    async fn room_participants(&self, room: &str) -> Result<Vec<wire::Participant>, PlaneError> {
+        let url = self.room_endpoint(room, &["participants.json"])?;
+        let response = self.send(Method::GET, url, Body::None, Call::Room(room)).await?;
+        let answer: wire::ParticipantsAnswer = decode_json(response).await?;
+        Ok(answer.participants)
+    }
+
+    /// The Discourse user id for a moderation target: a LiveKit identity (= user id) as is; a
+    /// username (or `@username`) from the room's participants, else from `GET /u/:username.json`
+    /// (unbanning someone who is not in the room).
+    async fn user_id(&self, room: &str, target: Target) -> Result<u64, PlaneError> {
+        let username = match target {
+            Target::UserId(id) => return Ok(id),
+            Target::Username(username) => username,
+        };
+        let present = self.room_participants(room).await?;
+        if let Some(participant) = present.iter().find(|p| p.username.eq_ignore_ascii_case(&username)) {
+            return Ok(participant.id);
+        }
+        let url = self.endpoint(&["u", &format!("{username}.json")])?;
+        let response = self.send(Method::GET, url, Body::None, Call::User(&username)).await?;
+        let show: wire::UserShow = decode_json(response).await?;
+        Ok(show.user.id)
+    }
+
+    /// A participant as Parley shows it; avatar templates become absolute 96 px URLs.
+    fn participant(&self, participant: wire::Participant) -> PlaneParticipant {
+        let avatar_url = participant
+            .avatar_template
+            .filter(|template| !template.is_empty())
+            .and_then(|template| self.base.join(&template.replace("{size}", "96")).ok())
+            .map(String::from);
+        PlaneParticipant {
+            identity: participant.id.to_string(),
+            name: participant.name.filter(|name| !name.trim().is_empty()).unwrap_or(participant.username),
+            role: participant.role,
+            muted: participant.is_muted,
+            hand_raised: participant.hand_raised,
+            avatar_url,
+        }
+    }
+
+    /// `POST`/`DELETE` on a room action that answers 204 or `{success:"OK"}`.
+    async fn room_action(
+        &self,
+        method: Method,
+        room: &str,
+        action: &str,
+        body: Body,
+        call: Call<'_>,
+    ) -> Result<(), PlaneError> {
+        let url = self.room_endpoint(room, &[action])?;
+        self.send(method, url, body, call).await.map(drop)
+    }
+}
+
+/// What goes with a request: nothing, a JSON body (POST/PUT), or query parameters (DELETE,
+/// whose bodies some proxies drop; Rails merges both into `params`).
+enum Body {
+    None,
+    Json(serde_json::Value),
+    Query(Vec<(&'static str, String)>),
+}
+
+impl Body {
+    fn apply(self, request: RequestBuilder) -> RequestBuilder {
+        match self {
+            Body::None => request,
+            Body::Json(json) => request.json(&json),
+            Body::Query(pairs) => request.query(&pairs),
+        }
+    }
+}
+
+#[async_trait]
+impl ControlPlane for AudioroomPlane {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Audioroom
+    }
+
+    /// For the room last joined, what this user may do there; before any join, everything the
+    /// adapter can do (see [`AudioroomPlane::room_capabilities`] for a given room).
+    fn capabilities(&self) -> Capabilities {
+        let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match cache.current.and_then(|id| cache.rooms.get(&id.to_string())) {
+            Some(room) => capabilities_for(room.stage, room.can_manage),
+            None => capabilities_for(true, true),
+        }
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<RoomSummary>, PlaneError> {
+        let url = self.endpoint(&["audioroom", "rooms.json"])?;
+        let response = self.send(Method::GET, url, Body::None, Call::Rooms).await?;
+        let index: wire::RoomsIndex = decode_json(response).await?;
+        Ok(index
+            .rooms
+            .into_iter()
+            .map(|room| {
+                let info = RoomInfo::from_wire(&room);
+                self.remember(&[], &info, false);
+                let description = room
+                    .description_excerpt
+                    .or(room.description)
+                    .map(|text| text.trim().to_string())
+                    .filter(|text| !text.is_empty());
+                RoomSummary {
+                    id: if info.slug.is_empty() { info.id.to_string() } else { info.slug.clone() },
+                    name: room.name.clone(),
+                    description,
+                    stage: info.stage,
+                    participants: room.active_participants.as_ref().map(|list| list.len() as u32),
+                    max_participants: room.max_participants.filter(|max| *max > 0),
+                    can_manage: info.can_manage,
+                }
+            })
+            .collect())
+    }
+
+    /// `POST /audioroom/rooms/:id/join`.
+    ///
+    /// Errors: `Kicked`/`Banned` (403), `InAnotherRoom` (409), `RoomFull` (422), `RateLimited`
+    /// (429), `NotConfigured` when the forum has no LiveKit credentials, `NotFound`, transport.
+    async fn join(&self, room: &str) -> Result<JoinGrant, PlaneError> {
+        let room = room_argument(room)?;
+        let url = self.room_endpoint(room, &["join"])?;
+        let response = self.send(Method::POST, url, Body::None, Call::Join(room)).await?;
+        let answer: wire::JoinAnswer = decode_json(response).await?;
+        let info = RoomInfo::from_wire(&answer.room);
+        self.remember(&[room], &info, true);
+        let token =
+            answer.livekit_token.filter(|token| !token.trim().is_empty()).ok_or_else(|| PlaneError::NotConfigured {
+                message: "LiveKit is not configured on this forum (its admin must set the LiveKit API key and secret)"
+                    .into(),
+            })?;
+        let url = livekit_url(answer.livekit_url.as_deref())?;
+        let claims = wire::TokenClaims::read(&token);
+        Ok(JoinGrant {
+            room_id: info.id.to_string(),
+            room_name: info.name,
+            url,
+            token,
+            e2ee_key: None,
+            expires_at: claims.exp,
+            heartbeat_every: Some(self.heartbeat_every),
+            role: claims.role(),
+        })
+    }
+
+    /// `POST …/heartbeat` with `idle_state=active`; the forum answers 204.
+    ///
+    /// Errors: `Kicked`/`Banned` (403) end the session; `RateLimited`, `Server`, `Unreachable`
+    /// are worth retrying.
+    async fn heartbeat(&self, grant: &JoinGrant) -> Result<(), PlaneError> {
+        let room = room_argument(&grant.room_id)?;
+        let body = Body::Json(json!({ "idle_state": "active" }));
+        self.room_action(Method::POST, room, "heartbeat", body, Call::Heartbeat(room)).await
+    }
+
+    async fn leave(&self, grant: &JoinGrant) -> Result<(), PlaneError> {
+        self.leave_room(&grant.room_id).await
+    }
+
+    /// `DELETE /audioroom/rooms/:id/leave` (id or slug).
+    async fn leave_room(&self, room_id: &str) -> Result<(), PlaneError> {
+        let room = room_argument(room_id)?;
+        self.room_action(Method::DELETE, room, "leave", Body::None, Call::Room(room)).await?;
+        self.forget_current(room);
+        Ok(())
+    }
+
+    async fn participants(&self, grant: &JoinGrant) -> Result<Vec<PlaneParticipant>, PlaneError> {
+        let room = room_argument(&grant.room_id)?;
+        let participants = self.room_participants(room).await?;
+        Ok(participants.into_iter().map(|participant| self.participant(participant)).collect())
+    }
+
+    /// `POST`/`DELETE …/raise_hand`. The forum refuses (422) outside stage rooms and for speakers.
+    async fn set_hand(&self, grant: &JoinGrant, raised: bool) -> Result<(), PlaneError> {
+        let room = room_argument(&grant.room_id)?;
+        let method = if raised { Method::POST } else { Method::DELETE };
+        self.room_action(method, room, "raise_hand", Body::None, Call::Room(room)).await
+    }
+
+    /// `POST …/toggle_mute {muted, deafened}`: what others see; it changes nothing in LiveKit.
+    async fn report_self_state(&self, grant: &JoinGrant, muted: bool, deafened: bool) -> Result<(), PlaneError> {
+        let room = room_argument(&grant.room_id)?;
+        let body = Body::Json(json!({ "muted": muted, "deafened": deafened }));
+        self.room_action(Method::POST, room, "toggle_mute", body, Call::Room(room)).await
+    }
+
+    /// `participant` is a LiveKit identity (the Discourse user id) or a username (`@name` forces
+    /// the username reading for all-digit usernames). Membership changes take usernames as they
+    /// are; the other actions need the user id, which costs one or two lookups (participants, then
+    /// `/u/:username.json`) against the key's request budget, so front ends pass identities.
+    ///
+    /// Errors: `Forbidden` without the manage permission, `Rejected` (400 kicking oneself or the
+    /// creator, 422 target not in the room), `NotFound` for an unknown user.
+    async fn moderate(&self, grant: &JoinGrant, action: ModerationAction, participant: &str) -> Result<(), PlaneError> {
+        let room = room_argument(&grant.room_id)?;
+        let target = moderation_target(participant)?;
+        let call = Call::Moderate(participant);
+        let role = match action {
+            ModerationAction::InviteToSpeak => Some("speaker"),
+            // A membership with role `participant` is what makes a speaker a listener again:
+            // `POST memberships` rewrites the presence metadata, publishes `role_change` and
+            // revokes `canPublish` in LiveKit at once (§1.2). Deleting the membership would only
+            // take effect at the next join, and in a private room would lock the user out.
+            ModerationAction::MoveToAudience => Some("participant"),
+            ModerationAction::MakeModerator => Some("moderator"),
+            _ => None,
+        };
+        if let Some(role) = role {
+            // `POST` creates or replaces the membership and applies the role live; `PUT …/:id`
+            // would need the membership id and does not update a present user (§1.2).
+            let room_id = self.room_id(room).await?;
+            let mut body = json!({ "role": role });
+            match target {
+                Target::UserId(id) => body["user_id"] = json!(id),
+                Target::Username(name) => body["username"] = json!(name),
+            }
+            let url = self.room_endpoint(&room_id.to_string(), &["memberships"])?;
+            return self.send(Method::POST, url, Body::Json(body), call).await.map(drop);
+        }
+        let user_id = self.user_id(room, target).await?;
+        let (method, path, body) = match action {
+            ModerationAction::Mute | ModerationAction::Unmute => (
+                Method::POST,
+                "mute_participant",
+                Body::Json(json!({ "user_id": user_id, "muted": action == ModerationAction::Mute })),
+            ),
+            ModerationAction::HardMute => (Method::POST, "hard_mute", Body::Json(json!({ "user_id": user_id }))),
+            ModerationAction::Restore => (Method::POST, "hard_unmute", Body::Json(json!({ "user_id": user_id }))),
+            ModerationAction::Kick => (Method::DELETE, "kick", Body::Query(vec![("user_id", user_id.to_string())])),
+            ModerationAction::Unkick => (Method::POST, "unkick", Body::Json(json!({ "user_id": user_id }))),
+            ModerationAction::Ban => (Method::POST, "ban", Body::Json(json!({ "user_id": user_id }))),
+            ModerationAction::Unban => (Method::DELETE, "ban", Body::Query(vec![("user_id", user_id.to_string())])),
+            ModerationAction::InviteToSpeak | ModerationAction::MoveToAudience | ModerationAction::MakeModerator => {
+                // Handled above through memberships; kept exhaustive so a new action is a
+                // compile error here rather than a silent no-op.
+                return Err(self.unsupported("this moderation action"));
+            }
+        };
+        self.room_action(method, room, path, body, call).await
+    }
+
+    /// Long-polls the forum's MessageBus for the room's channel; see [`message_bus`].
+    async fn watch(&self, grant: &JoinGrant, events: mpsc::Sender<PlaneEvent>) -> Result<(), PlaneError> {
+        message_bus::watch(self, grant, events).await
+    }
+}
+
+/// Base capabilities plus what the room and the user's role add.
+fn capabilities_for(stage: bool, can_manage: bool) -> Capabilities {
+    let mut capabilities = vec![
+        Capability::ListRooms,
+        Capability::Join,
+        Capability::Heartbeat,
+        Capability::Leave,
+        Capability::ListParticipants,
+        Capability::ReportSelfState,
+        Capability::Events,
+    ];
+    if stage {
+        capabilities.push(Capability::RaiseHand);
+    }
+    if can_manage {
+        let mut actions = vec![
+            ModerationAction::Mute,
+            ModerationAction::Unmute,
+            ModerationAction::HardMute,
+            ModerationAction::Restore,
+            ModerationAction::Kick,
+            ModerationAction::Unkick,
+            ModerationAction::Ban,
+            ModerationAction::Unban,
+            ModerationAction::MakeModerator,
+        ];
+        if stage {
+            actions.extend([ModerationAction::InviteToSpeak, ModerationAction::MoveToAudience]);
+        }
+        capabilities.extend(actions.into_iter().map(Capability::Moderate));
+    }
+    Capabilities::new(capabilities)
+}
+
+/// Status mapping for Audioroom and Discourse error bodies (§1.5).
+fn map_failure(failure: Failure, call: Call<'_>) -> PlaneError {
+    let Some(status) = failure.status.map(|status| status.as_u16()) else {
+        return failure.into_error();
+    };
+    // The plugin renders `{error}`; Discourse core renders `{errors:[…], error_type}`.
+    let plugin_error = failure.body.as_ref().and_then(|body| body.get("error")).is_some_and(|error| error.is_string());
+    let message = failure.message.clone();
+    match (status, call) {
+        (401, _) => PlaneError::Unauthorized { message },
+        (403, _) if failure.body_str("error_type").as_deref() == Some("not_logged_in") => {
+            PlaneError::Unauthorized { message }
+        }
+        (403, _) if plugin_error => {
+            let lower = message.to_lowercase();
+            if lower.contains("banned") {
+                PlaneError::Banned { message }
+            } else if lower.contains("kick") || matches!(call, Call::Join(_) | Call::Heartbeat(_)) {
+                // Join and heartbeat render `{error}` 403s only for kicked or banned users.
+                PlaneError::Kicked { message }
+            } else {
+                PlaneError::Forbidden { message }
+            }
+        }
+        (404, _) => PlaneError::NotFound { what: call.subject(), message },
+        (409, Call::Join(_)) => match failure.body_str("conflicting_room_id") {
+            Some(room_id) => PlaneError::InAnotherRoom {
+                room_id,
+                room_name: failure.body_str("conflicting_room_name").filter(|name| !name.is_empty()),
+            },
+            None => failure.into_error(),
+        },
+        (422, Call::Join(_)) => PlaneError::RoomFull { message },
+        _ => failure.into_error(),
+    }
+}
+
+fn moderation_target(participant: &str) -> Result<Target, PlaneError> {
+    let participant = participant.trim();
+    if let Some(username) = participant.strip_prefix('@') {
+        if username.is_empty() {
+            return Err(invalid("name the participant: a user id or a username"));
+        }
+        return Ok(Target::Username(username.to_string()));
+    }
+    if participant.is_empty() {
+        return Err(invalid("name the participant: a user id or a username"));
+    }
+    Ok(match participant.parse::<u64>() {
+        Ok(id) => Target::UserId(id),
+        Err(_) => Target::Username(participant.to_string()),
+    })
+}
+
+fn room_argument(room: &str) -> Result<&str, PlaneError> {
+    let room = room.trim();
+    if room.is_empty() {
+        return Err(invalid("name the room: its id or slug"));
+    }
+    Ok(room)
+}
+
+fn parse_forum_url(text: &str) -> Result<Url, PlaneError> {
+    let text = text.trim();
+    let url = Url::parse(text).map_err(|error| {
+        invalid(&format!("the forum URL {text:?} is not valid ({error}); e.g. https://forum.example.org"))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(&format!(
+            "the forum URL {text:?} must start with https:// (or http:// for a local forum)"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(&format!(
+            "the forum URL {:?} must be the forum's address alone, without credentials, query or fragment",
+            crate::http::redact_url(&url)
+        )));
+    }
+    Ok(url)
+}
+
+/// The forum's `audioroom_livekit_url` setting as a signalling URL (admins sometimes enter the
+/// `https://` form of the same host).
+fn livekit_url(url: Option<&str>) -> Result<String, PlaneError> {
+    let url = url.map(str::trim).filter(|url| !url.is_empty()).ok_or_else(|| PlaneError::NotConfigured {
+        message: "the forum gave no LiveKit URL (its admin must set the LiveKit server URL)".into(),
+    })?;
+    let absolute = if let Some(rest) = url.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        url.to_string()
+    };
+    match Url::parse(&absolute) {
+        Ok(parsed) if matches!(parsed.scheme(), "ws" | "wss") && parsed.host_str().is_some() => Ok(absolute),
+        _ => Err(PlaneError::Malformed {
+            detail: format!("the forum's LiveKit URL {url:?} is not a ws:// or wss:// URL"),
+        }),
+    }
+}
+
+fn invalid(message: &str) -> PlaneError {
+    PlaneError::InvalidInput { message: message.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moderation_needs_manage_and_speaker_changes_need_a_stage() {
+        let listener = capabilities_for(true, false);
+        assert!(listener.supports(Capability::RaiseHand), "stage rooms offer hands to everyone");
+        assert!(listener.moderation().is_empty(), "no moderation without can_manage");
+        let open_moderator = capabilities_for(false, true);
+        assert!(!open_moderator.supports(Capability::RaiseHand), "open rooms have no hands");
+        assert!(open_moderator.can_moderate(ModerationAction::Kick));
+        assert!(!open_moderator.can_moderate(ModerationAction::InviteToSpeak), "everyone speaks in open rooms");
+        assert_eq!(capabilities_for(true, true).moderation(), ModerationAction::ALL.to_vec());
+    }
+
+    #[test]
+    fn livekit_urls_become_websocket_urls() {
+        assert_eq!(livekit_url(Some("https://lk.example.org")).unwrap(), "wss://lk.example.org");
+        assert_eq!(livekit_url(Some("ws://127.0.0.1:7880")).unwrap(), "ws://127.0.0.1:7880");
+        assert_eq!(livekit_url(None).unwrap_err().code(), "not_configured");
+        assert_eq!(livekit_url(Some("lk.example.org")).unwrap_err().code(), "malformed_response");
+    }
+
+    #[test]
+    fn targets_are_ids_or_usernames() {
+        assert!(matches!(moderation_target("42"), Ok(Target::UserId(42))));
+        assert!(matches!(moderation_target("bob"), Ok(Target::Username(name)) if name == "bob"));
+        assert!(matches!(moderation_target("@2024"), Ok(Target::Username(name)) if name == "2024"));
+        assert_eq!(moderation_target(" ").err().map(|error| error.code()), Some("invalid_input"));
+    }
+}

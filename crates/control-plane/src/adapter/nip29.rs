@@ -1,0 +1,378 @@
+//! NIP-29 Nostr relays with LiveKit audio/video spaces (`shared/CONTROL_PLANES.md` §4).
+//!
+//! The relay is the whole control plane: it answers `GET /.well-known/nip29/livekit` with 204 when
+//! it offers LiveKit spaces, and `GET /.well-known/nip29/livekit/<group-id>` with a LiveKit token
+//! when the request carries a NIP-98 `Authorization: Nostr <base64(event)>` header signed by a
+//! group member. The signing event is kind 27235 with tags `u` (the exact URL requested) and
+//! `method` (`GET`), a fresh `created_at`, a NIP-01 id and a BIP-340 Schnorr signature.
+//!
+//! Relays hand out tokens without `roomAdmin` and NIP-29 specifies no call moderation, so this
+//! adapter only joins. Membership moderation (kinds 9000/9001) and the kind-39004 roster live on
+//! the relay's websocket, which this adapter does not speak. [`pubkey_of_identity`] maps a
+//! LiveKit identity back to the member's public key (the spec puts the hex key first).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine;
+use k256::schnorr::SigningKey;
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::http::{Failure, Http, parse_json};
+use crate::plane::{BackendKind, Capabilities, Capability, ControlPlane, JoinGrant};
+use crate::{PlaneError, Secret};
+
+/// Where the relay serves LiveKit tokens (NIP-29 "Live audio/video spaces").
+const LIVEKIT_PATH: &str = "/.well-known/nip29/livekit";
+/// NIP-98 HTTP auth event kind.
+const HTTP_AUTH_KIND: u32 = 27235;
+
+/// Non-secret settings, stored in the profile file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The relay, as users know it: `wss://relay.example` (mapped to `https://`), `ws://` (mapped
+    /// to `http://`), or an `http(s)://` URL.
+    pub relay_url: String,
+    /// The group joined when `join` is given an empty room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// Secrets, kept in the OS keyring.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// The Nostr secret key: 64 hex characters or `nsec1…`.
+    pub nostr_key: Option<Secret>,
+}
+
+/// Keyring entry names of [`Secrets`].
+pub const SECRET_NAMES: &[&str] = &["nostr-key"];
+
+/// A NIP-29 relay with LiveKit spaces.
+pub struct Nip29Plane {
+    http: Http,
+    /// The relay's HTTP origin (`https://relay.example`), without a trailing slash.
+    base: String,
+    default_group: Option<String>,
+    key: SigningKey,
+    pubkey: String,
+}
+
+impl std::fmt::Debug for Nip29Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nip29Plane")
+            .field("base", &self.base)
+            .field("default_group", &self.default_group)
+            .field("pubkey", &self.pubkey)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl Nip29Plane {
+    /// Checks the settings and parses the key; sends nothing.
+    ///
+    /// Errors: [`PlaneError::InvalidInput`] for a bad relay URL or a missing or malformed key.
+    pub fn new(settings: Settings, secrets: Secrets) -> Result<Self, PlaneError> {
+        let base = http_base(&settings.relay_url)?;
+        let key = secrets.nostr_key.as_ref().ok_or_else(|| PlaneError::InvalidInput {
+            message: "a Nostr secret key (hex or nsec) is needed to sign requests to the relay".into(),
+        })?;
+        let key = parse_secret_key(key)?;
+        let pubkey = hex::encode(key.verifying_key().to_bytes());
+        let default_group = settings.group.filter(|group| !group.trim().is_empty());
+        Ok(Nip29Plane { http: Http::new()?, base, default_group, key, pubkey })
+    }
+
+    /// The user's public key, lowercase hex (what the relay puts first in LiveKit identities).
+    pub fn public_key(&self) -> &str {
+        &self.pubkey
+    }
+
+    /// Asks the relay whether it offers LiveKit spaces (`GET /.well-known/nip29/livekit` → 204).
+    ///
+    /// Errors: [`PlaneError::NotFound`] when the relay has none, plus the usual HTTP errors.
+    pub async fn probe(&self) -> Result<(), PlaneError> {
+        let url = format!("{}{LIVEKIT_PATH}", self.base);
+        match self.http.send(self.http.request(Method::GET, &url)).await {
+            Ok(_) => Ok(()),
+            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Err(no_livekit(&url)),
+            Err(failure) => Err(failure.into_error()),
+        }
+    }
+
+    /// The NIP-98 `Authorization` header value for `method url`, signed now.
+    pub fn authorization(&self, method: &str, url: &str) -> Result<String, PlaneError> {
+        let event = self.sign_event(
+            HTTP_AUTH_KIND,
+            vec![vec!["u".into(), url.into()], vec!["method".into(), method.into()]],
+            "",
+        )?;
+        let json = serde_json::to_string(&event)
+            .map_err(|error| PlaneError::InvalidInput { message: format!("cannot encode the auth event: {error}") })?;
+        Ok(format!("Nostr {}", base64::engine::general_purpose::STANDARD.encode(json)))
+    }
+
+    fn sign_event(&self, kind: u32, tags: Vec<Vec<String>>, content: &str) -> Result<NostrEvent, PlaneError> {
+        let created_at = now_secs();
+        let id = event_id(&self.pubkey, created_at, kind, &tags, content);
+        let mut aux = [0u8; 32];
+        // BIP-340 recommends fresh auxiliary randomness against side channels; the signature is
+        // valid either way, so a failing OS RNG is reported rather than silently zeroed.
+        getrandom::fill(&mut aux).map_err(|error| PlaneError::InvalidInput {
+            message: format!("the system random generator failed: {error}"),
+        })?;
+        let signature = self
+            .key
+            .sign_prehash_with_aux_rand(&id, &aux)
+            .map_err(|_| PlaneError::InvalidInput { message: "signing the Nostr auth event failed".into() })?;
+        Ok(NostrEvent {
+            id: hex::encode(id),
+            pubkey: self.pubkey.clone(),
+            created_at,
+            kind,
+            tags,
+            content: content.to_string(),
+            sig: hex::encode(signature.to_bytes()),
+        })
+    }
+
+    fn group<'a>(&'a self, room: &'a str) -> Result<&'a str, PlaneError> {
+        let room = room.trim();
+        if !room.is_empty() {
+            return Ok(room);
+        }
+        self.default_group.as_deref().ok_or_else(|| PlaneError::InvalidInput {
+            message: "name the group to join (or set a default group in the profile)".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl ControlPlane for Nip29Plane {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Nip29
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new([Capability::Join])
+    }
+
+    /// `GET /.well-known/nip29/livekit/<group>` with a fresh NIP-98 header. Tokens last as long
+    /// as the relay's SDK default (6 h); `refresh` (the default: join again) signs a new request.
+    async fn join(&self, room: &str) -> Result<JoinGrant, PlaneError> {
+        let group = self.group(room)?;
+        let mut url = reqwest::Url::parse(&format!("{}{LIVEKIT_PATH}/", self.base))
+            .map_err(|error| PlaneError::InvalidInput { message: format!("bad relay URL: {error}") })?;
+        url.path_segments_mut()
+            .map_err(|()| PlaneError::InvalidInput { message: "the relay URL cannot take a path".into() })?
+            .pop_if_empty()
+            .push(group);
+        let url = url.to_string();
+        let request = self
+            .http
+            .request(Method::GET, &url)
+            .header(reqwest::header::AUTHORIZATION, self.authorization("GET", &url)?);
+        let response = match self.http.send(request).await {
+            Ok(response) => response,
+            Err(failure) => return Err(join_error(failure, group)),
+        };
+        let body = response
+            .text()
+            .await
+            .map_err(|error| PlaneError::Malformed { detail: format!("reading the relay's answer: {error}") })?;
+        let answer: TokenAnswer = parse_json(&body, &format!("{}{LIVEKIT_PATH}/…", self.base))?;
+        let (server_url, token) = answer.into_parts()?;
+        let claims = livekit_api::access_token::Claims::from_unverified(&token)
+            .map_err(|_| PlaneError::Malformed { detail: "the relay's LiveKit token is not a JWT".into() })?;
+        let read_only = claims.video.can_publish == Some(false);
+        Ok(JoinGrant {
+            room_id: group.to_string(),
+            room_name: group.to_string(),
+            url: websocket_url(&server_url)?,
+            token,
+            e2ee_key: None,
+            expires_at: u64::try_from(claims.exp).ok().filter(|exp| *exp > 0),
+            heartbeat_every: None,
+            role: Some(if read_only { "listener" } else { "member" }.to_string()),
+        })
+    }
+}
+
+/// The public key (lowercase hex) in a LiveKit identity minted by a NIP-29 relay: the spec makes
+/// relays put it in the first 64 characters (followed by a random suffix). `None` for identities
+/// that do not start with one.
+pub fn pubkey_of_identity(identity: &str) -> Option<&str> {
+    let key = identity.get(..64)?;
+    key.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')).then_some(key)
+}
+
+/// A signed Nostr event (NIP-01).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NostrEvent {
+    id: String,
+    pubkey: String,
+    created_at: u64,
+    kind: u32,
+    tags: Vec<Vec<String>>,
+    content: String,
+    sig: String,
+}
+
+/// NIP-01 event id: sha256 of `[0, pubkey, created_at, kind, tags, content]` serialised without
+/// whitespace. serde_json's escaping (`\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, `\u00XX` for other
+/// controls, UTF-8 otherwise) is exactly NIP-01's.
+fn event_id(pubkey: &str, created_at: u64, kind: u32, tags: &[Vec<String>], content: &str) -> [u8; 32] {
+    let canonical = serde_json::json!([0, pubkey, created_at, kind, tags, content]).to_string();
+    Sha256::digest(canonical.as_bytes()).into()
+}
+
+/// Token shapes relays send: LiveKit's TokenSource `{server_url, participant_token}` (pyramid,
+/// zooid) or the older `{url, token}`.
+#[derive(Deserialize)]
+struct TokenAnswer {
+    server_url: Option<String>,
+    participant_token: Option<String>,
+    url: Option<String>,
+    token: Option<String>,
+}
+
+impl TokenAnswer {
+    fn into_parts(self) -> Result<(String, String), PlaneError> {
+        let url = self.server_url.or(self.url).filter(|url| !url.is_empty());
+        let token = self.participant_token.or(self.token).filter(|token| !token.is_empty());
+        match (url, token) {
+            (Some(url), Some(token)) => Ok((url, token)),
+            _ => Err(PlaneError::Malformed {
+                detail: "the relay's answer has no LiveKit URL and token (server_url/participant_token)".into(),
+            }),
+        }
+    }
+}
+
+fn join_error(failure: Failure, group: &str) -> PlaneError {
+    let message = failure.message.clone();
+    match failure.status.map(|status| status.as_u16()) {
+        Some(401) => PlaneError::Unauthorized {
+            message: if message.is_empty() { "the relay refused the signed request".into() } else { message },
+        },
+        Some(403) => PlaneError::Forbidden {
+            message: if message.is_empty() { format!("you are not a member of group {group}") } else { message },
+        },
+        Some(404) => PlaneError::NotFound { what: format!("group {group:?}"), message },
+        Some(405) => {
+            PlaneError::Rejected { status: 405, message: "the relay does not serve LiveKit tokens this way".into() }
+        }
+        _ => failure.into_error(),
+    }
+}
+
+fn no_livekit(url: &str) -> PlaneError {
+    PlaneError::NotFound {
+        what: format!("LiveKit support at {url}"),
+        message: "this relay has no LiveKit spaces".into(),
+    }
+}
+
+/// `wss://relay` → `https://relay`, `ws://` → `http://`; the relay's HTTP endpoints share the
+/// websocket's host.
+fn http_base(relay_url: &str) -> Result<String, PlaneError> {
+    let trimmed = relay_url.trim();
+    let mapped = if let Some(rest) = trimmed.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = trimmed.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        trimmed.to_string()
+    };
+    let url = reqwest::Url::parse(&mapped).map_err(|error| PlaneError::InvalidInput {
+        message: format!("the relay URL {relay_url:?} is not valid: {error}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(PlaneError::InvalidInput {
+            message: format!("the relay URL {relay_url:?} must start with wss://, ws://, https:// or http://"),
+        });
+    }
+    let mut origin = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        origin.push_str(&format!(":{port}"));
+    }
+    Ok(origin)
+}
+
+/// The LiveKit URL as a websocket URL (some relays hand out `https://`).
+fn websocket_url(server_url: &str) -> Result<String, PlaneError> {
+    let url = server_url.trim();
+    if url.starts_with("wss://") || url.starts_with("ws://") {
+        Ok(url.to_string())
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        Ok(format!("wss://{rest}"))
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        Ok(format!("ws://{rest}"))
+    } else {
+        Err(PlaneError::Malformed { detail: format!("the relay's LiveKit URL {url:?} is not a ws(s) or http(s) URL") })
+    }
+}
+
+/// Hex (64 characters) or bech32 `nsec1…`. Error messages never echo the key.
+fn parse_secret_key(secret: &Secret) -> Result<SigningKey, PlaneError> {
+    let text = secret.expose().trim();
+    let bytes = if text.to_ascii_lowercase().starts_with("nsec1") {
+        let (hrp, data) = bech32::decode(text)
+            .map_err(|_| PlaneError::InvalidInput { message: "the nsec key is not valid bech32".into() })?;
+        if hrp.as_str() != "nsec" {
+            return Err(PlaneError::InvalidInput { message: "the Nostr key must be an nsec (secret) key".into() });
+        }
+        data
+    } else if text.to_ascii_lowercase().starts_with("npub1") {
+        return Err(PlaneError::InvalidInput {
+            message: "that is a public key (npub); the profile needs the secret key (nsec or hex)".into(),
+        });
+    } else {
+        hex::decode(text).map_err(|_| PlaneError::InvalidInput {
+            message: "the Nostr key must be 64 hex characters or nsec1…".into(),
+        })?
+    };
+    if bytes.len() != 32 {
+        return Err(PlaneError::InvalidInput { message: "the Nostr secret key must be 32 bytes".into() });
+    }
+    SigningKey::from_bytes(&bytes)
+        .map_err(|_| PlaneError::InvalidInput { message: "the Nostr secret key is not a valid secp256k1 key".into() })
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_urls_map_to_http_origins() {
+        assert_eq!(http_base("wss://relay.example/").unwrap(), "https://relay.example");
+        assert_eq!(http_base("ws://127.0.0.1:7777").unwrap(), "http://127.0.0.1:7777");
+        assert_eq!(http_base("https://relay.example").unwrap(), "https://relay.example");
+        assert_eq!(http_base("ftp://relay").unwrap_err().code(), "invalid_input");
+    }
+
+    #[test]
+    fn identities_map_to_public_keys() {
+        let key = "a".repeat(64);
+        assert_eq!(pubkey_of_identity(&format!("{key}:x1")), Some(key.as_str()));
+        assert_eq!(pubkey_of_identity("alice"), None);
+        assert_eq!(pubkey_of_identity(&"A".repeat(64)), None, "only lowercase hex is a pubkey");
+    }
+
+    #[test]
+    fn event_ids_follow_nip01() {
+        // Canonical form of an empty kind-1 note; the id must be sha256 of exactly this text.
+        let pubkey = "b".repeat(64);
+        let expected: [u8; 32] =
+            Sha256::digest(format!("[0,\"{pubkey}\",1700000000,1,[],\"hi\\n\"]").as_bytes()).into();
+        assert_eq!(event_id(&pubkey, 1_700_000_000, 1, &[], "hi\n"), expected);
+    }
+}
