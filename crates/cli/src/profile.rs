@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use parley_control_plane::profile::{self as profiles, BackendSettings, Profile, ProfileStore};
-use parley_control_plane::secret_store::KeyringStore;
+use parley_control_plane::secret_store::{KeyringStore, SecretStore as _};
 use parley_control_plane::{BackendKind, ControlPlane, JoinGrant, PlaneError, Secret};
 use parley_core::membership::MembershipEvent;
 
@@ -38,6 +38,28 @@ pub enum ProfileCommand {
     },
     /// Remove a profile and its secrets.
     Remove { name: String },
+    /// audioroom: get a User API key from the forum — approve Parley in the browser (or paste
+    /// the text the forum shows) — and store it in the keyring.
+    Authorize(AuthorizeArgs),
+}
+
+#[derive(Args)]
+pub struct AuthorizeArgs {
+    /// The audioroom profile to authorize.
+    name: String,
+    /// Catch the forum's redirect on this loopback port (0: any free port). The forum's admin
+    /// must allow `http://127.0.0.1:<port>/auth_redirect` in `allowed_user_api_auth_redirects`.
+    #[arg(long, default_value_t = 0, conflicts_with = "paste")]
+    port: u16,
+    /// No redirect: the forum shows a text to copy, which is read from stdin.
+    #[arg(long)]
+    paste: bool,
+    /// Print the approval URL only; do not open a browser.
+    #[arg(long)]
+    no_browser: bool,
+    /// How long to wait for the approval, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
 }
 
 #[derive(Args)]
@@ -164,6 +186,7 @@ pub fn run(command: ProfileCommand) -> Result<(), Failure> {
         ProfileCommand::Add(args) => add(&store, *args),
         ProfileCommand::List { json } => list(&store, json),
         ProfileCommand::Show { name, json } => show(&store, &name, json),
+        ProfileCommand::Authorize(args) => authorize(&store, &args),
         ProfileCommand::Remove { name } => {
             let removed =
                 store.remove(&name, &KeyringStore).map_err(|error| plane_failure(error, "removing the profile"))?;
@@ -194,12 +217,84 @@ fn add(store: &ProfileStore, args: AddArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Runs Discourse's User API key flow for an audioroom profile and stores the key.
+fn authorize(store: &ProfileStore, args: &AuthorizeArgs) -> Result<(), Failure> {
+    use parley_control_plane::adapter::audioroom::user_api_key::{KeyRequest, LoopbackListener};
+    let profile = store.get(&args.name).map_err(|error| plane_failure(error, "reading the profile"))?;
+    let BackendSettings::Audioroom(settings) = &profile.settings else {
+        return Err(fail(
+            ExitKind::InvalidProfile,
+            anyhow::anyhow!(
+                "profile {} is a {} profile; only audioroom profiles get a user API key",
+                profile.name,
+                profile.kind()
+            ),
+        ));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(|error| fail(ExitKind::Failure, error))?;
+    let key = runtime.block_on(async {
+        let listener = if args.paste { None } else { Some(LoopbackListener::bind(args.port).await?) };
+        let redirect = listener.as_ref().map(|listener| listener.redirect_url().to_string());
+        let client_id = settings.client_id.clone();
+        // RSA key generation takes up to a second of CPU: not on the runtime's thread.
+        let request =
+            tokio::task::spawn_blocking(move || KeyRequest::new(&client_id, redirect.as_deref())).await.map_err(
+                |error| PlaneError::InvalidInput { message: format!("generating the key pair failed: {error}") },
+            )??;
+        let url = request.authorize_url(&settings.url)?;
+        println!("approve Parley on the forum: {url}");
+        use std::io::Write as _;
+        std::io::stdout().flush().ok();
+        if !args.no_browser
+            && let Err(error) = opener::open_browser(url.as_str())
+        {
+            eprintln!("cannot open a browser ({error}); open the address above yourself");
+        }
+        let timeout = std::time::Duration::from_secs(args.timeout_secs);
+        match listener {
+            Some(listener) => request.receive(listener, timeout).await,
+            None => {
+                if std::io::stdin().is_terminal() {
+                    eprintln!("paste the text the forum shows, then press Ctrl-D:");
+                }
+                let pasted = tokio::task::spawn_blocking(|| {
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text).map(|_| text)
+                })
+                .await
+                .map_err(|error| PlaneError::InvalidInput {
+                    message: format!("reading the pasted text failed: {error}"),
+                })?
+                .map_err(|error| PlaneError::InvalidInput {
+                    message: format!("reading the pasted text failed: {error}"),
+                })?;
+                request.decode_payload(&pasted)
+            }
+        }
+    });
+    let key = key.map_err(|error| plane_failure(error, "getting a user API key"))?;
+    KeyringStore
+        .set(&profile.name, "user-api-key", &key)
+        .map_err(|error| plane_failure(error, "storing the user API key"))?;
+    println!("stored a user API key for profile {} in the keyring", profile.name);
+    Ok(())
+}
+
 /// The backend's settings from the flags given (by settings field name); each backend's
 /// `Settings` decides which it needs and which do not apply.
 fn settings(args: &AddArgs) -> Result<BackendSettings, PlaneError> {
     use serde_json::Value;
     let mut fields = serde_json::Map::new();
     fields.insert(profiles::server_field(args.backend).into(), Value::String(args.url.clone()));
+    if args.backend == BackendKind::Audioroom && args.client_id.is_none() {
+        // One stable id per profile: the forum replaces a user's older key for the same id.
+        let generated = parley_control_plane::adapter::audioroom::user_api_key::new_client_id();
+        fields.insert("client_id".into(), Value::String(generated));
+    }
     let texts = [
         ("identity", &args.identity),
         ("display_name", &args.display_name),

@@ -251,7 +251,12 @@ impl ProfileStore {
                 ),
             });
         }
-        build_plane(&profile.settings, secrets)?;
+        // An audioroom profile may be saved before it has a key: `parley profile authorize`
+        // (or the app's browser flow) obtains one for the saved client id afterwards.
+        let awaits_key = profile.kind() == BackendKind::Audioroom && !secrets.contains_key("user-api-key");
+        if !awaits_key {
+            build_plane(&profile.settings, secrets)?;
+        }
         let mut file = self.read()?;
         let previous = file.profiles.get(&profile.name).cloned();
         if previous.is_some() && !replace {

@@ -540,3 +540,72 @@ fn a_meet_profile_joins_by_slug_and_hears_a_peer() {
     assert_hears(&samples, 715.0, "the Meet listener hears the speaker");
     speaker.finish(TIMEOUT).assert_clean();
 }
+
+/// "The browser": one plain HTTP/1.0 GET; returns the status code and the `Location` header.
+fn browser_get(url: &str) -> (u16, Option<String>) {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(host, path)| (host, format!("/{path}")));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: text/html\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("status line");
+    let location = answer
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .find_map(|line| line.strip_prefix("location: ").or_else(|| line.strip_prefix("Location: ")))
+        .map(str::to_string);
+    (status, location)
+}
+
+#[test]
+fn an_audioroom_user_api_key_is_obtained_through_the_browser_and_stored_in_the_keyring() {
+    use parley_contract_servers::audioroom::{self, NewRoom};
+    use std::io::BufRead as _;
+    let server = server();
+    let home = Home::new();
+    let runtime = contract_runtime();
+    let (forum, handle) = runtime.block_on(audioroom::start(keys_of(&server))).expect("forum");
+    let user = handle.add_user("alice", "Alice", false);
+    handle.add_room(NewRoom::open("porch", "The Porch"));
+    handle.set_approving_user(Some(user.id));
+    handle.allow_auth_redirect("http://127.0.0.1:*");
+    let added = home.add(&["forum", "--backend", "audioroom", "--url", &forum.url()], "");
+    assert_success(&added, "profile add audioroom without a key");
+    let before = home.command().args(["rooms", "--profile", "forum"]).output().expect("rooms");
+    assert!(!before.status.success(), "without a key the forum refuses");
+
+    let mut authorize = home
+        .command()
+        .args(["profile", "authorize", "forum", "--no-browser", "--timeout-secs", "60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("parley profile authorize");
+    let mut lines = std::io::BufReader::new(authorize.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a first line").expect("text");
+    let url =
+        first.strip_prefix("approve Parley on the forum: ").unwrap_or_else(|| panic!("the URL is printed: {first}"));
+    assert!(url.contains("/user-api-key/new?") && url.contains("scopes=write"), "{url}");
+    let (status, location) = browser_get(url);
+    assert_eq!(status, 302, "the forum approves and redirects");
+    let location = location.expect("a redirect");
+    assert!(location.starts_with("http://127.0.0.1:") && location.contains("payload="), "{location}");
+    let (landed, _) = browser_get(&location);
+    assert_eq!(landed, 200, "parley's loopback listener answers the browser");
+    let status = crate::support::wait(&mut authorize, TIMEOUT);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "authorize succeeds: {rest:?}");
+    assert!(rest.iter().any(|line| line.contains("stored a user API key")), "{rest:?}");
+
+    let issued = handle.issued_keys();
+    assert_eq!(issued.len(), 1, "the forum issued one key");
+    let file = std::fs::read_to_string(home.profile_file()).expect("profile file");
+    assert!(!file.contains(&issued[0].key), "the key is not in the profile file");
+    let rooms = home.command().args(["rooms", "--profile", "forum"]).output().expect("rooms");
+    assert_success(&rooms, "rooms with the obtained key");
+    assert!(text(&rooms.stdout).contains("The Porch"), "{}", text(&rooms.stdout));
+    assert_no_secret(&rooms, &issued[0].key, "rooms");
+}
