@@ -3,8 +3,8 @@
 //! Parley's audio is 48 kHz, mono, i16, in 10 ms frames of [`FRAME_SAMPLES`] samples
 //! (DESIGN.md §3). This crate holds what every front end and test shares:
 //!
-//! * [`cue`] — generated confirmation sounds (join, leave, mute, PTT, …) played with rodio;
-//! * [`device`] — sound devices through cpal: listing, capture and playback streams whose
+//! * [`cue`] (feature `devices`) — generated confirmation sounds (join, leave, mute, PTT, …) played with rodio;
+//! * [`device`] (feature `devices`) — sound devices through cpal: listing, capture and playback streams whose
 //!   real-time callbacks only touch lock-free rings;
 //! * [`gate`] — the transmit gate: open mic, voice activity, push-to-talk with release delay;
 //! * [`signal`] — sine tones and chirps, generated frame by frame;
@@ -16,7 +16,9 @@
 //!   benchmarks.
 
 pub mod analysis;
+#[cfg(feature = "devices")]
 pub mod cue;
+#[cfg(feature = "devices")]
 pub mod device;
 pub mod gate;
 pub mod mixer;

@@ -115,9 +115,17 @@ struct JoinArgs {
     #[arg(long, env = "LIVEKIT_URL", required_unless_present = "profile")]
     url: Option<String>,
     /// Join through a saved profile (`parley profile add`): its server hands out the token;
-    /// needs --room. Heartbeats, token refresh and moderation events run beside the call.
-    #[arg(long, requires = "room")]
+    /// needs --room or --invite. Heartbeats, token refresh and moderation events run beside the
+    /// call.
+    #[arg(long)]
     profile: Option<String>,
+    /// With --profile: join the room an invite link (URL or token) invites to.
+    #[arg(long, requires = "profile", conflicts_with = "room")]
+    invite: Option<String>,
+    /// With --profile: when the backend says you are in another room already (one room at a
+    /// time), leave that room and join this one.
+    #[arg(long, requires = "profile")]
+    switch: bool,
     /// Join token (or mint one with --api-key/--api-secret).
     #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true, conflicts_with_all = ["api_key", "api_secret"])]
     token: Option<String>,
@@ -470,13 +478,20 @@ async fn stop_signal() -> std::io::Result<()> {
 }
 
 async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
-    let through_profile = match (&args.profile, &args.room) {
-        (Some(name), Some(room)) => {
+    let through_profile = match &args.profile {
+        Some(name) => {
             let plane = profile::open(name).await?;
-            let grant = profile::join_grant(plane.as_ref(), room).await?;
+            let room = match (&args.room, &args.invite) {
+                (Some(room), _) => room.clone(),
+                (None, Some(invite)) => profile::open_invite(plane.as_ref(), invite).await?,
+                (None, None) => {
+                    return Err(fail(ExitKind::Failure, anyhow::anyhow!("--profile needs --room or --invite")));
+                }
+            };
+            let grant = profile::join_grant(plane.as_ref(), &room, args.switch).await?;
             Some((plane, grant))
         }
-        _ => None,
+        None => None,
     };
     let url = match (&through_profile, &args.url) {
         (Some((_, grant)), _) => grant.url.clone(),

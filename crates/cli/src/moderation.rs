@@ -38,7 +38,7 @@ fn parse_action(text: &str) -> Result<ModerationAction, String> {
 
 pub async fn run(args: ModArgs) -> Result<(), Failure> {
     let plane = open(&args.profile).await?;
-    let grant = join_grant(plane.as_ref(), &args.room).await?;
+    let grant = join_grant(plane.as_ref(), &args.room, false).await?;
     let outcome = membership::moderate(plane.as_ref(), &grant, args.action, &args.participant).await;
     if plane.capabilities().supports(Capability::Leave)
         && let Err(error) = plane.leave(&grant).await

@@ -463,9 +463,28 @@ pub async fn open(name: &str) -> Result<Arc<dyn ControlPlane>, Failure> {
     opened.map_err(|error| plane_failure(error, "opening the profile"))
 }
 
-/// Asks `plane` for a grant to `room`.
-pub async fn join_grant(plane: &dyn ControlPlane, room: &str) -> Result<JoinGrant, Failure> {
-    plane.join(room).await.map_err(|error| plane_failure(error, "asking the server to join"))
+/// Asks `plane` for a grant to `room`. With `switch`, a backend that allows one room at a time
+/// and finds the user in another is told to leave that one first, and the join is retried.
+pub async fn join_grant(plane: &dyn ControlPlane, room: &str, switch: bool) -> Result<JoinGrant, Failure> {
+    match plane.join(room).await {
+        Err(PlaneError::InAnotherRoom { room_id, room_name }) if switch => {
+            let label = room_name.unwrap_or_else(|| room_id.clone());
+            plane.leave_room(&room_id).await.map_err(|error| plane_failure(error, "leaving the other room"))?;
+            eprintln!("left {label} to join {room}");
+            plane.join(room).await.map_err(|error| plane_failure(error, "asking the server to join"))
+        }
+        Err(error @ PlaneError::InAnotherRoom { .. }) => {
+            Err(plane_failure(error, "asking the server to join (pass --switch to move rooms)"))
+        }
+        joined => joined.map_err(|error| plane_failure(error, "asking the server to join")),
+    }
+}
+
+/// The room an invite link points at (the backend may make the user a member on the way).
+pub async fn open_invite(plane: &dyn ControlPlane, invite: &str) -> Result<String, Failure> {
+    let room = plane.open_invite(invite).await.map_err(|error| plane_failure(error, "opening the invite link"))?;
+    eprintln!("invited to {} ({})", room.name, room.id);
+    Ok(room.id)
 }
 
 pub async fn rooms(args: RoomsArgs) -> Result<(), Failure> {

@@ -84,6 +84,7 @@ pub enum Endpoint {
     UpdateMembership,
     DeleteMembership,
     Poll,
+    Invite,
     CurrentSession,
     User,
     UserApiKeyNew,
@@ -306,6 +307,8 @@ struct ServerState {
     approving_user: Option<u64>,
     allowed_redirects: Vec<String>,
     issued: Vec<IssuedKey>,
+    /// Invite token → room id.
+    invites: HashMap<String, u64>,
 }
 
 /// Set-up and inspection of a running server. Cheap to clone.
@@ -345,6 +348,7 @@ pub async fn start(keys: LivekitKeys) -> std::io::Result<(Running, Handle)> {
             approving_user: None,
             allowed_redirects: vec!["discourse://auth_redirect".into()],
             issued: Vec::new(),
+            invites: HashMap::new(),
         }),
         published: Notify::new(),
         keys,
@@ -394,6 +398,17 @@ impl Handle {
             },
         );
         id
+    }
+
+    /// An invite link token for `room` (the model's `invite_token`).
+    pub fn invite_token(&self, room: u64) -> String {
+        let mut state = self.state();
+        if let Some((token, _)) = state.invites.iter().find(|(_, invited)| **invited == room) {
+            return token.clone();
+        }
+        let token = format!("inv{room}x{:08x}", (room.wrapping_mul(2_654_435_761)) as u32);
+        state.invites.insert(token.clone(), room);
+        token
     }
 
     /// Creates or changes `user`'s membership (`participant`, `speaker`, `moderator`).
@@ -821,6 +836,9 @@ fn route(method: &Method, path: &str) -> Option<Route> {
         }
         ("POST", ["message-bus", _, "poll"]) => plain(Endpoint::Poll),
         ("GET", ["audioroom", "rooms" | "rooms.json"]) => plain(Endpoint::Rooms),
+        ("GET", ["audioroom", "invite", token]) => {
+            Some(Route { endpoint: Endpoint::Invite, room: None, member: Some(strip(token)), json_suffix })
+        }
         ("GET", ["audioroom", "rooms", id]) => room(Endpoint::Room, id),
         ("POST", ["audioroom", "rooms", id, "join"]) => room(Endpoint::Join, id),
         ("POST", ["audioroom", "rooms", id, "heartbeat"]) => room(Endpoint::Heartbeat, id),
@@ -1014,6 +1032,19 @@ fn handle(
                 Some(other) => json_response(StatusCode::OK, json!({ "user": basic_user(other) })),
                 None => not_found(),
             };
+        }
+        Endpoint::Invite => {
+            // `room_invite#show`: open rooms make the visitor a participant member at once;
+            // stage rooms ask the client to confirm by joining.
+            let token = route.member.clone().unwrap_or_default();
+            let Some(room) = state.invites.get(&token).and_then(|id| state.rooms.get(id)).cloned() else {
+                return not_found();
+            };
+            if !room.stage && state.membership(room.id, user.id).is_none() {
+                state.upsert_membership(room.id, user.id, MembershipRole::Participant);
+            }
+            let room_json = state.room_json(&room, user);
+            return json_response(StatusCode::OK, json!({ "room": room_json, "requires_confirmation": room.stage }));
         }
         Endpoint::Rooms => {
             let rooms: Vec<Value> = state

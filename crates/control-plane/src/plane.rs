@@ -172,6 +172,8 @@ pub enum Capability {
     ReportSelfState,
     /// Pushes events (participants, role changes, kicked) through [`ControlPlane::watch`].
     Events,
+    /// Opens invite links ([`ControlPlane::open_invite`]).
+    OpenInvite,
     Moderate(ModerationAction),
 }
 
@@ -324,6 +326,12 @@ pub trait ControlPlane: Send + Sync {
     /// Leaves a room by id without holding its grant (the "already in another room" switch).
     async fn leave_room(&self, _room_id: &str) -> Result<(), PlaneError> {
         Err(self.unsupported("leaving another room"))
+    }
+
+    /// Resolves an invite link (its URL, or the token in it) to the room it invites to; the
+    /// backend may make the user a member on the way. Join the returned room's `id` next.
+    async fn open_invite(&self, _invite: &str) -> Result<RoomSummary, PlaneError> {
+        Err(self.unsupported("invite links"))
     }
 
     async fn participants(&self, _grant: &JoinGrant) -> Result<Vec<PlaneParticipant>, PlaneError> {

@@ -609,3 +609,51 @@ fn an_audioroom_user_api_key_is_obtained_through_the_browser_and_stored_in_the_k
     assert!(text(&rooms.stdout).contains("The Porch"), "{}", text(&rooms.stdout));
     assert_no_secret(&rooms, &issued[0].key, "rooms");
 }
+
+#[test]
+fn an_invite_link_makes_a_member_and_switch_leaves_the_other_room_in_one_step() {
+    use parley_contract_servers::audioroom::{self, Endpoint, NewRoom};
+    let server = server();
+    let home = Home::new();
+    let runtime = contract_runtime();
+    let (forum, handle) = runtime.block_on(audioroom::start(keys_of(&server))).expect("forum");
+    let user = handle.add_user("alice", "Alice", false);
+    let porch = handle.add_room(NewRoom::open("porch", "The Porch"));
+    let den = handle.add_room(NewRoom { public: false, ..NewRoom::open("den", "The Den") });
+    let added = home.add(&["alice", "--backend", "audioroom", "--url", &forum.url()], &format!("{}\n", user.api_key));
+    assert_success(&added, "profile add audioroom");
+    let invite = format!("{}/audioroom/invite/{}", forum.url(), handle.invite_token(den));
+    handle.set_present(porch, user.id);
+    let join = |extra: &[&str]| {
+        home.command()
+            .args(["join", "--json", "--control-socket", "none", "--profile", "alice", "--invite", &invite])
+            .args(extra)
+            .args(["--duration", "1"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("parley join --invite")
+    };
+
+    let refused = join(&[]);
+    assert_eq!(refused.status.code(), Some(13), "already in another room: {}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("already in another room") && stderr.contains("The Porch") && stderr.contains("--switch"),
+        "{stderr}"
+    );
+    assert_eq!(handle.membership_role(den, user.id), Some("participant"), "opening the invite made alice a member");
+
+    let switched = join(&["--switch"]);
+    assert_success(&switched, "join --invite --switch");
+    assert!(text(&switched.stderr).contains("left The Porch"), "{}", text(&switched.stderr));
+    let events: Vec<Value> =
+        text(&switched.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    assert!(events.iter().any(|event| event["event"] == "joined" && event["room"] == "den"), "{events:?}");
+    let leaves: Vec<String> = handle.requests_to(Endpoint::Leave).into_iter().map(|request| request.path).collect();
+    assert_eq!(
+        leaves,
+        vec![format!("/audioroom/rooms/{porch}/leave"), format!("/audioroom/rooms/{den}/leave")],
+        "the other room was left first, then the joined one on exit"
+    );
+    assert_no_secret(&switched, &user.api_key, "join --invite");
+}

@@ -530,6 +530,26 @@ impl ControlPlane for AudioroomPlane {
         Ok(())
     }
 
+    /// `GET /audioroom/invite/:token.json` (§1.2): open rooms make the user a participant
+    /// member right away; stage rooms answer `requires_confirmation` and the join confirms.
+    async fn open_invite(&self, invite: &str) -> Result<RoomSummary, PlaneError> {
+        let token = invite_token(invite)?;
+        let url = self.endpoint(&["audioroom", "invite", &format!("{token}.json")])?;
+        let response = self.send(Method::GET, url, Body::None, Call::Rooms).await?;
+        let opened: wire::Invite = decode_json(response).await?;
+        let info = RoomInfo::from_wire(&opened.room);
+        self.remember(&[], &info, false);
+        Ok(RoomSummary {
+            id: info.id.to_string(),
+            name: opened.room.name.clone(),
+            description: opened.room.description_excerpt.clone().or(opened.room.description.clone()),
+            stage: info.stage,
+            participants: opened.room.active_participants.as_ref().map(|list| list.len() as u32),
+            max_participants: opened.room.max_participants.filter(|max| *max > 0),
+            can_manage: info.can_manage,
+        })
+    }
+
     async fn participants(&self, grant: &JoinGrant) -> Result<Vec<PlaneParticipant>, PlaneError> {
         let room = room_argument(&grant.room_id)?;
         let participants = self.room_participants(room).await?;
@@ -611,6 +631,25 @@ impl ControlPlane for AudioroomPlane {
     }
 }
 
+/// The token of an invite link: the last path segment of `…/audioroom/invite/<token>`, or the
+/// text itself when it is a bare token.
+fn invite_token(invite: &str) -> Result<String, PlaneError> {
+    let trimmed = invite.trim();
+    let token = match Url::parse(trimmed) {
+        Ok(url) => url
+            .path_segments()
+            .and_then(|mut segments| segments.next_back().filter(|last| !last.is_empty()).map(str::to_string))
+            .unwrap_or_default(),
+        Err(_) => trimmed.to_string(),
+    };
+    let token = token.strip_suffix(".json").unwrap_or(&token).to_string();
+    if token.is_empty() || !token.chars().all(|character| character.is_ascii_alphanumeric() || "-_".contains(character))
+    {
+        return Err(invalid("that is not an Audioroom invite link (…/audioroom/invite/<token>)"));
+    }
+    Ok(token)
+}
+
 /// Base capabilities plus what the room and the user's role add.
 fn capabilities_for(stage: bool, can_manage: bool) -> Capabilities {
     let mut capabilities = vec![
@@ -621,6 +660,7 @@ fn capabilities_for(stage: bool, can_manage: bool) -> Capabilities {
         Capability::ListParticipants,
         Capability::ReportSelfState,
         Capability::Events,
+        Capability::OpenInvite,
     ];
     if stage {
         capabilities.push(Capability::RaiseHand);
@@ -754,6 +794,16 @@ fn invalid(message: &str) -> PlaneError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invite_links_and_bare_tokens_give_the_token() {
+        assert_eq!(invite_token("https://forum.example.org/audioroom/invite/abc-12_x").unwrap(), "abc-12_x");
+        assert_eq!(invite_token("https://forum.example.org/audioroom/invite/abc.json").unwrap(), "abc");
+        assert_eq!(invite_token("  abc123 ").unwrap(), "abc123");
+        let error = invite_token("https://forum.example.org/").unwrap_err();
+        assert_eq!(error.code(), "invalid_input", "{error}");
+        assert!(invite_token("../admin").is_err(), "path tricks are refused");
+    }
 
     #[test]
     fn moderation_needs_manage_and_speaker_changes_need_a_stage() {

@@ -52,6 +52,12 @@ pub(super) struct Participant {
     pub hand_raised: Option<bool>,
 }
 
+/// `GET /audioroom/invite/:token.json`.
+#[derive(Debug, Deserialize)]
+pub(super) struct Invite {
+    pub room: Room,
+}
+
 #[derive(Debug, Deserialize)]
 pub(super) struct RoomsIndex {
     pub rooms: Vec<Room>,
