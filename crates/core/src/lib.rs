@@ -8,12 +8,18 @@
 //!   sends to a running session;
 //! * [`membership`] — the backend side of a joined room: heartbeats, token refresh, backend
 //!   events, removal, and moderation through the adapter or RoomService;
+//! * [`client`] — the app-facing API: one [`client::Client`] owning profiles, keyring, settings
+//!   and at most one call, publishing [`client::ClientState`] snapshots; the IPC types and their
+//!   generated TypeScript;
+//! * [`control_socket`] — the local socket `parley ctl` talks to, for the CLI and the app;
 //! * [`token`] — minting LiveKit tokens from an API key and secret, and early checks of a
 //!   token's room and expiry.
 //!
 //! `core` knows no UI toolkit; everything a front end can do is first a function here.
 
+pub mod client;
 pub mod control;
+pub mod control_socket;
 pub mod membership;
 pub mod session;
 pub mod token;

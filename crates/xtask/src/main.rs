@@ -2,11 +2,14 @@
 //!
 //! * `setup` — installs what the workspace needs outside Cargo (idempotent; seconds when done);
 //! * `demo` — the newcomer's first run: a local LiveKit server and two clients that hear each other;
-//! * `test` — setup, then formatting, lints and every test;
+//! * `test` — setup, then formatting, lints and every test (Rust and the UI's);
 //! * `bench engine|audio` — measurements through the real server and real sound devices (table +
 //!   JSON, never a test);
+//! * `app` — builds the desktop app (UI, then the Tauri shell); `--smoke` starts it through
+//!   WebDriver and saves a screenshot;
 //! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel.
 
+mod app;
 mod bench;
 mod bench_audio;
 mod demo;
@@ -56,6 +59,16 @@ enum Task {
         #[arg(long, default_value_t = 10.0)]
         soak_minutes: f64,
     },
+    /// Build the desktop app: the UI (npm), then the Tauri shell that embeds it.
+    App {
+        /// Build optimised (what users run; slower to build).
+        #[arg(long)]
+        release: bool,
+        /// Then start it through WebDriver and save a screenshot (needs DISPLAY and a session bus:
+        /// `dbus-run-session -- xvfb-run -a cargo xtask app --smoke`).
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Regenerate crates/livekit-ffi/proto/livekit_ffi.binpb from the pinned wheel.
     GenProto,
 }
@@ -90,12 +103,21 @@ fn run(cli: Cli) -> Result<()> {
                 other => bail!("unknown benchmark suite {other:?}; available: engine, audio"),
             }
         }
+        Task::App { release, smoke } => {
+            setup::run(false)?;
+            app::run(release, smoke).map(|_| ())
+        }
         Task::GenProto => setup::generate_proto(),
     }
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
     cargo(&["fmt", "--all", "--", "--check"]).context("formatting (run `cargo fmt --all`)")?;
+    // The UI's own checks: svelte-check (types), eslint, and its component tests (Vitest).
+    let ui = workspace_root().join("ui");
+    app::npm(&ui, &["run", "--silent", "check"]).context("the UI's typecheck (cd ui && npm run check)")?;
+    app::npm(&ui, &["run", "--silent", "lint"]).context("the UI's lint (cd ui && npm run lint)")?;
+    app::npm(&ui, &["run", "--silent", "test"]).context("the UI's tests (cd ui && npm test)")?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).context("clippy")?;
     let mut args = vec!["test", "--workspace"];
     args.extend(cargo_args.iter().map(String::as_str));

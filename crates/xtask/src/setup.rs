@@ -23,6 +23,7 @@ pub fn run(print_env: bool) -> Result<()> {
     say(format!("setup: artifacts in {} (set {} to move them)", layout.root().display(), parley_deps::DEPS_DIR_ENV));
     check_tools(&say)?;
     install_system_packages(&say)?;
+    crate::app::build_ui(&crate::workspace_root().join("ui"), &say)?;
     let library = install_ffi_library(&layout, &say)?;
     let server = install_livekit_server(&layout, &say)?;
     let peer = install_python_peer(&layout, &say)?;
@@ -116,6 +117,13 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("dbus-daemon", "a private session bus for the keyring tests (profile secrets)"),
     ("dbus-bin", "dbus-send, which checks that the test keyring is up"),
     ("gnome-keyring", "the Secret Service the keyring tests store profile secrets in"),
+    ("libwebkit2gtk-4.1-dev", "the desktop app's webview (Tauri 2 on Linux)"),
+    ("libayatana-appindicator3-dev", "the desktop app's tray icon"),
+    ("librsvg2-dev", "GTK's icon loading for the desktop app"),
+    ("libxdo-dev", "the desktop app's native menus (muda)"),
+    ("xvfb", "a virtual display the desktop app's tests run on"),
+    ("xdotool", "presses the push-to-talk key in the desktop app's tests"),
+    ("webkit2gtk-driver", "WebKitWebDriver, which drives the desktop app's webview in its tests"),
 ];
 
 fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {

@@ -1,0 +1,372 @@
+//! The task that owns a joined call: the [`Session`], its [`Membership`], and the fold of their
+//! events into the shared [`ClientState`]. Commands reach it through a bounded channel and are
+//! answered through oneshots; backend requests (moderation, hands) run in their own tasks so
+//! that events keep flowing while a server thinks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parley_control_plane::adapter::livekit::RoomAdmin;
+use parley_control_plane::{ControlPlane, JoinGrant, PlaneEvent};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::error::{ClientError, ErrorCode};
+use super::settings::{AppSettings, SettingsFile};
+use super::state::{self, CallPhase, ClientState, ModerationAction, ModerationOption};
+use super::{Notice, OpenedAudio};
+use crate::control::Control;
+use crate::membership::{Membership, MembershipEvent, moderate};
+use crate::{Engine, JoinRequest, RoomOptions, Session, SessionEvent, StampedEvent};
+
+/// How long LiveKit may take to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Roles that may not moderate, whatever the adapter offers (its server would refuse).
+const AUDIENCE_ROLES: [&str; 6] = ["listener", "audience", "member", "speaker", "participant", "guest"];
+
+/// A command for the call task.
+pub(crate) enum CallCommand {
+    Control {
+        control: Control,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Moderate {
+        identity: String,
+        action: parley_control_plane::ModerationAction,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Hand {
+        raised: bool,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Leave {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The client's handle on the running call. Dropping it stops the task (and with the session,
+/// the audio threads).
+pub(crate) struct CallHandle {
+    commands: mpsc::Sender<CallCommand>,
+    task: JoinHandle<()>,
+    pub profile: String,
+}
+
+impl CallHandle {
+    pub fn sender(&self) -> mpsc::Sender<CallCommand> {
+        self.commands.clone()
+    }
+
+    /// Leaves the room and waits for the task to end. A call that already ended (kicked, room
+    /// closed) has nothing left to do.
+    pub async fn leave(mut self) {
+        let (reply, done) = oneshot::channel();
+        if self.commands.send(CallCommand::Leave { reply }).await.is_ok() && done.await.is_err() {
+            tracing::warn!("the call task ended while leaving");
+        }
+        if let Err(error) = (&mut self.task).await
+            && !error.is_cancelled()
+        {
+            tracing::warn!(%error, "the call task ended badly");
+        }
+    }
+}
+
+impl Drop for CallHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a call is started with.
+pub(crate) struct CallSetup {
+    pub engine: &'static Engine,
+    pub plane: Arc<dyn ControlPlane>,
+    pub grant: JoinGrant,
+    pub audio: OpenedAudio,
+    pub settings: AppSettings,
+    pub profile: String,
+}
+
+/// What the call task shares with the client.
+pub(crate) struct Shared {
+    pub state: Arc<watch::Sender<ClientState>>,
+    pub notices: broadcast::Sender<Notice>,
+    pub settings: Arc<Mutex<SettingsFile>>,
+}
+
+impl Shared {
+    fn saved_volume(&self, profile: &str, identity: &str) -> u32 {
+        self.settings.lock().unwrap_or_else(std::sync::PoisonError::into_inner).volume(profile, identity)
+    }
+
+    fn notify(&self, notice: Notice) {
+        // No receiver (no window yet) is fine: the state still carries what matters.
+        if self.notices.send(notice).is_err() {
+            tracing::debug!("a notice had no listener");
+        }
+    }
+}
+
+/// The moderation actions offered to us: the adapter's (and RoomService's with an admin token),
+/// none when the backend names us audience and the token is not an admin's.
+pub(crate) fn moderation_options(plane: &dyn ControlPlane, grant: &JoinGrant) -> Vec<ModerationOption> {
+    let audience =
+        grant.role.as_deref().is_some_and(|role| AUDIENCE_ROLES.contains(&role.to_ascii_lowercase().as_str()));
+    if audience && !RoomAdmin::grant_is_admin(grant) {
+        return Vec::new();
+    }
+    crate::membership::moderation_actions(plane, grant)
+        .into_iter()
+        .map(|action| ModerationOption {
+            action: ModerationAction::from_plane(action),
+            destructive: action.is_destructive(),
+        })
+        .collect()
+}
+
+/// Connects the session, starts the membership and the task.
+///
+/// Errors: the session's join errors (connect, engine, devices), or [`ErrorCode::Timeout`].
+pub(crate) async fn start(setup: CallSetup, shared: Shared) -> Result<CallHandle, ClientError> {
+    let CallSetup { engine, plane, grant, audio, settings, profile } = setup;
+    let request = JoinRequest {
+        url: grant.url.clone(),
+        token: grant.token.clone(),
+        options: RoomOptions {
+            e2ee_shared_key: grant.e2ee_key.as_ref().map(|key| key.as_bytes().to_vec()),
+            ..RoomOptions::default()
+        },
+        input: audio.input,
+        output: audio.output,
+        processing: audio.processing,
+        transmit: settings.transmit_mode(),
+        echo_delay_ms: 40,
+        cues: audio.cues,
+        report_levels: true,
+        device_info: audio.device_info,
+    };
+    let joined = tokio::time::timeout(CONNECT_TIMEOUT, Session::join(engine, request)).await;
+    let (session, events) = match joined {
+        Ok(joined) => joined?,
+        Err(_) => {
+            return Err(ClientError::new(
+                ErrorCode::Timeout,
+                format!("the voice server at {} did not answer in {} s", grant.url, CONNECT_TIMEOUT.as_secs()),
+            ));
+        }
+    };
+    // Mute and deafen carry over from before the call (or from toggles during the join).
+    let local = shared.state.borrow().local.clone();
+    if local.muted {
+        session.set_muted(true)?;
+    }
+    if local.deafened {
+        session.set_deafened(true);
+    }
+    shared.state.send_modify(|state| state.local.transmit_mode = settings.transmit_mode);
+    let (membership, membership_events) = Membership::start(plane, grant);
+    let (commands, receiver) = mpsc::channel(64);
+    let call = Call {
+        session,
+        events,
+        membership,
+        membership_events: Some(membership_events),
+        profile: profile.clone(),
+        shared,
+    };
+    let task = tokio::spawn(call.run(receiver));
+    Ok(CallHandle { commands, task, profile })
+}
+
+struct Call {
+    session: Session,
+    events: mpsc::UnboundedReceiver<StampedEvent>,
+    membership: Membership,
+    membership_events: Option<mpsc::UnboundedReceiver<MembershipEvent>>,
+    profile: String,
+    shared: Shared,
+}
+
+/// Why the loop ended.
+enum End {
+    /// We left (or the client went away); `reply` hears when leaving is done.
+    Left(Option<oneshot::Sender<()>>),
+    /// The room or the backend ended the call; the state already says why.
+    Ended,
+}
+
+impl Call {
+    async fn run(mut self, mut commands: mpsc::Receiver<CallCommand>) {
+        let end = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => break End::Left(None),
+                    Some(command) => {
+                        if let Some(reply) = self.handle(command) {
+                            break End::Left(Some(reply));
+                        }
+                    }
+                },
+                event = self.events.recv() => match event {
+                    Some(stamped) => {
+                        if self.on_session_event(&stamped.event) {
+                            break End::Ended;
+                        }
+                    }
+                    None => break End::Ended,
+                },
+                Some(event) = next_membership_event(&mut self.membership_events) => {
+                    if self.on_membership_event(&event) {
+                        break End::Ended;
+                    }
+                }
+            }
+        };
+        self.finish(end).await;
+    }
+
+    /// Runs a command; returns the leave's reply when the command is to leave.
+    fn handle(&self, command: CallCommand) -> Option<oneshot::Sender<()>> {
+        match command {
+            CallCommand::Leave { reply } => return Some(reply),
+            CallCommand::Control { control, reply } => {
+                let result = self.session.apply(&control).map_err(ClientError::from);
+                answer(reply, result);
+            }
+            CallCommand::Moderate { identity, action, reply } => {
+                let (plane, grant) = (Arc::clone(self.membership.plane()), self.membership.grant());
+                tokio::spawn(async move {
+                    let result = moderate(plane.as_ref(), &grant, action, &identity).await.map_err(ClientError::from);
+                    answer(reply, result);
+                });
+            }
+            CallCommand::Hand { raised, reply } => {
+                let (plane, grant, state) =
+                    (Arc::clone(self.membership.plane()), self.membership.grant(), Arc::clone(&self.shared.state));
+                tokio::spawn(async move {
+                    let result = plane.set_hand(&grant, raised).await.map_err(ClientError::from);
+                    if result.is_ok() {
+                        state.send_modify(|state| {
+                            if let Some(call) = state.call.as_mut() {
+                                call.hand_raised = raised;
+                            }
+                        });
+                    }
+                    answer(reply, result);
+                });
+            }
+        }
+        None
+    }
+
+    /// Folds a session event; returns `true` when the call is over.
+    fn on_session_event(&self, event: &SessionEvent) -> bool {
+        // Saved volumes apply as people arrive.
+        let arrivals: Vec<String> = match event {
+            SessionEvent::Joined { participants, .. } => participants.iter().map(|p| p.identity.clone()).collect(),
+            SessionEvent::ParticipantJoined { identity, .. } => vec![identity.clone()],
+            _ => Vec::new(),
+        };
+        for identity in arrivals {
+            let percent = self.shared.saved_volume(&self.profile, &identity);
+            if percent != 100 {
+                self.session.set_volume(&identity, percent);
+            }
+        }
+        let volume = |identity: &str| self.shared.saved_volume(&self.profile, identity);
+        self.shared.state.send_if_modified(|state| state::apply_session_event(state, event, &volume));
+        match event {
+            SessionEvent::DeviceChanged { message } => {
+                self.shared.notify(Notice::DeviceChanged { message: message.clone() })
+            }
+            SessionEvent::Warning { message } => self.shared.notify(Notice::Warning { message: message.clone() }),
+            SessionEvent::Disconnected { code, .. } if code != "client_initiated" => {
+                self.notify_failure();
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// Folds a membership event; returns `true` when the call is over.
+    fn on_membership_event(&self, event: &MembershipEvent) -> bool {
+        let volume = |identity: &str| self.shared.saved_volume(&self.profile, identity);
+        self.shared.state.send_if_modified(|state| state::apply_membership_event(state, event, &volume));
+        match event {
+            MembershipEvent::Removed { .. } => {
+                self.notify_failure();
+                return true;
+            }
+            MembershipEvent::Backend { backend: PlaneEvent::RoomLive { room_id, room_name } } => {
+                self.shared.notify(Notice::RoomWentLive {
+                    profile: self.profile.clone(),
+                    room_id: room_id.clone(),
+                    room_name: room_name.clone(),
+                });
+            }
+            MembershipEvent::Backend { backend: PlaneEvent::Degraded { message } }
+            | MembershipEvent::WatchFailed { message, .. } => {
+                self.shared.notify(Notice::Warning { message: message.clone() });
+            }
+            _ => {}
+        }
+        false
+    }
+
+    fn notify_failure(&self) {
+        let failed = self.shared.state.borrow().call.as_ref().and_then(|call| match &call.phase {
+            CallPhase::Failed { code, message } => Some((*code, message.clone())),
+            _ => None,
+        });
+        if let Some((code, message)) = failed {
+            self.shared.notify(Notice::CallEnded { code, message });
+        }
+    }
+
+    async fn finish(self, end: End) {
+        let Call { session, mut events, membership, shared, .. } = self;
+        if let Err(error) = session.leave().await {
+            tracing::warn!(%error, "leaving the room did not finish cleanly");
+        }
+        // Folds the last events (mute state, levels back to silence) before the call goes.
+        while let Ok(stamped) = events.try_recv() {
+            shared.state.send_if_modified(|state| state::apply_session_event(state, &stamped.event, &|_| 100));
+        }
+        if let Err(error) = membership.leave().await {
+            tracing::debug!(%error, "telling the backend we left failed");
+        }
+        shared.state.send_modify(|state| {
+            state.local.transmitting = false;
+            state.local.input_level_dbfs = state::SILENCE_DBFS;
+        });
+        if let End::Left(Some(reply)) = end
+            && reply.send(()).is_err()
+        {
+            tracing::debug!("nobody waited for the leave to finish");
+        }
+    }
+}
+
+fn answer(reply: oneshot::Sender<Result<(), ClientError>>, result: Result<(), ClientError>) {
+    if reply.send(result).is_err() {
+        tracing::debug!("the caller stopped waiting for the answer");
+    }
+}
+
+/// The next membership event, or never once there are none.
+async fn next_membership_event(
+    events: &mut Option<mpsc::UnboundedReceiver<MembershipEvent>>,
+) -> Option<MembershipEvent> {
+    match events {
+        Some(receiver) => match receiver.recv().await {
+            Some(event) => Some(event),
+            None => {
+                *events = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,536 @@
+//! The state every front end draws: one [`ClientState`] snapshot, replaced as a whole whenever
+//! something changes, and the pure functions that fold session and membership events into it.
+//!
+//! Snapshots rather than diffs: a call holds tens of participants at most, so a snapshot is a few
+//! kilobytes; the busiest change (audio levels) touches every participant 10 times a second
+//! anyway; and a window that opens late, reloads or misses an event still draws the truth from
+//! the next snapshot, with no patch bookkeeping on either side.
+
+use parley_control_plane::{PlaneEvent, PlaneParticipant};
+use serde::Serialize;
+use ts_rs::TS;
+
+use super::error::ErrorCode;
+use super::settings::TransmitChoice;
+use crate::SessionEvent;
+use crate::membership::MembershipEvent;
+use crate::session::SessionState;
+
+/// The level meters' floor: anything quieter shows as silence.
+pub const SILENCE_DBFS: f32 = -100.0;
+
+/// Everything the UI shows, at one instant.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientState {
+    /// The current call, or the last one's failure until the next join or leave.
+    pub call: Option<CallState>,
+    pub local: LocalState,
+}
+
+/// Our own microphone and speakers; kept between calls (muted stays muted).
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalState {
+    pub muted: bool,
+    pub deafened: bool,
+    /// The transmit gate is open: others hear us now.
+    pub transmitting: bool,
+    /// A push-to-talk key (shortcut, tray, `parley ctl ptt-start`) is held.
+    pub ptt_held: bool,
+    pub transmit_mode: TransmitChoice,
+    /// Our microphone after processing, dBFS RMS (meters, the talking tray icon).
+    pub input_level_dbfs: f32,
+}
+
+impl Default for LocalState {
+    fn default() -> LocalState {
+        LocalState {
+            muted: false,
+            deafened: false,
+            transmitting: false,
+            ptt_held: false,
+            transmit_mode: TransmitChoice::OpenMic,
+            input_level_dbfs: SILENCE_DBFS,
+        }
+    }
+}
+
+/// Where a call is in its life (DESIGN.md §5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum CallPhase {
+    /// Asking the backend for a token.
+    Joining,
+    /// Connecting to the LiveKit server.
+    Connecting,
+    Connected,
+    Reconnecting,
+    /// The call failed or ended for us (kicked, banned, room closed); `code` says why.
+    Failed {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// A moderation action as the UI offers it (mirrors the control plane's set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ModerationAction {
+    Mute,
+    Unmute,
+    HardMute,
+    Restore,
+    Kick,
+    Unkick,
+    Ban,
+    Unban,
+    InviteToSpeak,
+    MoveToAudience,
+    MakeModerator,
+}
+
+impl ModerationAction {
+    pub fn to_plane(self) -> parley_control_plane::ModerationAction {
+        use parley_control_plane::ModerationAction as Plane;
+        match self {
+            ModerationAction::Mute => Plane::Mute,
+            ModerationAction::Unmute => Plane::Unmute,
+            ModerationAction::HardMute => Plane::HardMute,
+            ModerationAction::Restore => Plane::Restore,
+            ModerationAction::Kick => Plane::Kick,
+            ModerationAction::Unkick => Plane::Unkick,
+            ModerationAction::Ban => Plane::Ban,
+            ModerationAction::Unban => Plane::Unban,
+            ModerationAction::InviteToSpeak => Plane::InviteToSpeak,
+            ModerationAction::MoveToAudience => Plane::MoveToAudience,
+            ModerationAction::MakeModerator => Plane::MakeModerator,
+        }
+    }
+
+    pub fn from_plane(action: parley_control_plane::ModerationAction) -> ModerationAction {
+        use parley_control_plane::ModerationAction as Plane;
+        match action {
+            Plane::Mute => ModerationAction::Mute,
+            Plane::Unmute => ModerationAction::Unmute,
+            Plane::HardMute => ModerationAction::HardMute,
+            Plane::Restore => ModerationAction::Restore,
+            Plane::Kick => ModerationAction::Kick,
+            Plane::Unkick => ModerationAction::Unkick,
+            Plane::Ban => ModerationAction::Ban,
+            Plane::Unban => ModerationAction::Unban,
+            Plane::InviteToSpeak => ModerationAction::InviteToSpeak,
+            Plane::MoveToAudience => ModerationAction::MoveToAudience,
+            Plane::MakeModerator => ModerationAction::MakeModerator,
+        }
+    }
+}
+
+/// One offered moderation action and whether the UI must confirm it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ModerationOption {
+    pub action: ModerationAction,
+    pub destructive: bool,
+}
+
+/// How well a participant's connection works, as LiveKit rates it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionQuality {
+    #[default]
+    Unknown,
+    Excellent,
+    Good,
+    Poor,
+    Lost,
+}
+
+impl ConnectionQuality {
+    fn parse(text: &str) -> ConnectionQuality {
+        match text {
+            "excellent" => ConnectionQuality::Excellent,
+            "good" => ConnectionQuality::Good,
+            "poor" => ConnectionQuality::Poor,
+            "lost" => ConnectionQuality::Lost,
+            _ => ConnectionQuality::Unknown,
+        }
+    }
+}
+
+/// A joined room.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct CallState {
+    pub profile: String,
+    /// The backend's room id (what `join_room` was given, or its canonical form).
+    pub room_id: String,
+    pub room_name: String,
+    pub phase: CallPhase,
+    /// Our identity in the room, once connected.
+    pub identity: Option<String>,
+    /// Our role as the backend reported it (`speaker`, `listener`, `moderator`, …).
+    pub role: Option<String>,
+    pub hand_raised: bool,
+    /// The backend lets us raise a hand (stage rooms).
+    pub can_raise_hand: bool,
+    /// What we may do to others here: the backend's actions filtered by our role.
+    pub moderation: Vec<ModerationOption>,
+    pub local_quality: ConnectionQuality,
+    /// Everyone else, in the order they arrived.
+    pub participants: Vec<ParticipantState>,
+}
+
+/// Someone else in the call.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantState {
+    pub identity: String,
+    pub name: String,
+    pub role: Option<String>,
+    pub avatar_url: Option<String>,
+    /// LiveKit counts them among the active speakers.
+    pub speaking: bool,
+    /// Their playback peak after their volume, dBFS (the speaking ring).
+    pub level_dbfs: f32,
+    /// Their microphone track is muted (by them or a moderator).
+    pub muted: bool,
+    pub hand_raised: bool,
+    pub connection_quality: ConnectionQuality,
+    /// Our playback volume for them, 0–200 %.
+    pub volume: u32,
+    /// We silenced them for ourselves.
+    pub locally_muted: bool,
+}
+
+impl ParticipantState {
+    pub fn new(identity: &str, name: &str) -> ParticipantState {
+        ParticipantState {
+            identity: identity.to_string(),
+            name: if name.is_empty() { identity.to_string() } else { name.to_string() },
+            role: None,
+            avatar_url: None,
+            speaking: false,
+            level_dbfs: SILENCE_DBFS,
+            muted: false,
+            hand_raised: false,
+            connection_quality: ConnectionQuality::Unknown,
+            volume: 100,
+            locally_muted: false,
+        }
+    }
+}
+
+impl CallState {
+    pub fn joining(profile: &str, room_id: &str) -> CallState {
+        CallState {
+            profile: profile.to_string(),
+            room_id: room_id.to_string(),
+            room_name: room_id.to_string(),
+            phase: CallPhase::Joining,
+            identity: None,
+            role: None,
+            hand_raised: false,
+            can_raise_hand: false,
+            moderation: Vec::new(),
+            local_quality: ConnectionQuality::Unknown,
+            participants: Vec::new(),
+        }
+    }
+
+    pub fn participant_mut(&mut self, identity: &str) -> Option<&mut ParticipantState> {
+        self.participants.iter_mut().find(|participant| participant.identity == identity)
+    }
+
+    /// The participant `identity`, added when new (backends and LiveKit report people in either
+    /// order). `volume` gives a newcomer's saved volume.
+    fn participant_entry(&mut self, identity: &str, name: &str, volume: &dyn Fn(&str) -> u32) -> &mut ParticipantState {
+        let index = match self.participants.iter().position(|participant| participant.identity == identity) {
+            Some(index) => index,
+            None => {
+                let mut participant = ParticipantState::new(identity, name);
+                participant.volume = volume(identity);
+                self.participants.push(participant);
+                self.participants.len() - 1
+            }
+        };
+        &mut self.participants[index]
+    }
+
+    fn is_me(&self, identity: &str) -> bool {
+        self.identity.as_deref() == Some(identity)
+    }
+}
+
+/// Folds one session event into the state. `volume` gives a participant's saved volume.
+/// Returns `true` when something visible changed.
+pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume: &dyn Fn(&str) -> u32) -> bool {
+    let local = &mut state.local;
+    match event {
+        SessionEvent::MuteChanged { muted } => local.muted = *muted,
+        SessionEvent::DeafenChanged { deafened } => local.deafened = *deafened,
+        SessionEvent::TransmitChanged { on } => local.transmitting = *on,
+        _ => {}
+    }
+    let Some(call) = state.call.as_mut() else {
+        return true;
+    };
+    match event {
+        SessionEvent::StateChanged { state: session_state } => match session_state {
+            SessionState::Connecting => call.phase = CallPhase::Connecting,
+            SessionState::Connected => call.phase = CallPhase::Connected,
+            SessionState::Reconnecting => call.phase = CallPhase::Reconnecting,
+            SessionState::Failed { reason } => {
+                call.phase = CallPhase::Failed { code: ErrorCode::Unreachable, message: reason.clone() }
+            }
+            // Leaving is the front end's own doing; `Client::leave_room` clears the call.
+            SessionState::Idle | SessionState::Left => return false,
+        },
+        SessionEvent::Joined { identity, participants, .. } => {
+            call.identity = Some(identity.clone());
+            for participant in participants {
+                call.participant_entry(&participant.identity, &participant.name, volume);
+            }
+        }
+        SessionEvent::ParticipantJoined { identity, name } => {
+            let participant = call.participant_entry(identity, name, volume);
+            if !name.is_empty() {
+                participant.name = name.clone();
+            }
+        }
+        SessionEvent::ParticipantLeft { identity, .. } => {
+            call.participants.retain(|participant| participant.identity != *identity)
+        }
+        SessionEvent::TrackMuted { identity, .. } | SessionEvent::TrackUnmuted { identity, .. } => {
+            let muted = matches!(event, SessionEvent::TrackMuted { .. });
+            match call.participant_mut(identity) {
+                Some(participant) => participant.muted = muted,
+                None => return false,
+            }
+        }
+        SessionEvent::ActiveSpeakers { identities } => {
+            for participant in &mut call.participants {
+                participant.speaking = identities.contains(&participant.identity);
+            }
+        }
+        SessionEvent::ConnectionQuality { identity, quality } => {
+            let quality = ConnectionQuality::parse(quality);
+            if call.is_me(identity) {
+                call.local_quality = quality;
+            } else if let Some(participant) = call.participant_mut(identity) {
+                participant.connection_quality = quality;
+            }
+        }
+        SessionEvent::Reconnecting => call.phase = CallPhase::Reconnecting,
+        SessionEvent::Reconnected => call.phase = CallPhase::Connected,
+        SessionEvent::VolumeChanged { identity, percent } => match call.participant_mut(identity) {
+            Some(participant) => participant.volume = *percent,
+            None => return false,
+        },
+        SessionEvent::LocalMuteChanged { identity, muted } => match call.participant_mut(identity) {
+            Some(participant) => participant.locally_muted = *muted,
+            None => return false,
+        },
+        SessionEvent::Levels { input_dbfs, participants } => {
+            state.local.input_level_dbfs = input_dbfs.max(SILENCE_DBFS);
+            for participant in &mut call.participants {
+                participant.level_dbfs =
+                    participants.get(&participant.identity).copied().unwrap_or(SILENCE_DBFS).max(SILENCE_DBFS);
+            }
+        }
+        SessionEvent::Disconnected { reason, code } => {
+            if code != "client_initiated" {
+                let code = match code.as_str() {
+                    "participant_removed" => ErrorCode::Kicked,
+                    "room_deleted" | "room_closed" => ErrorCode::RoomClosed,
+                    _ => ErrorCode::Disconnected,
+                };
+                call.phase = CallPhase::Failed { code, message: format!("disconnected from the room: {reason}") };
+            }
+        }
+        SessionEvent::MuteChanged { .. }
+        | SessionEvent::DeafenChanged { .. }
+        | SessionEvent::TransmitChanged { .. } => {}
+        _ => return false,
+    }
+    true
+}
+
+/// Folds one membership event into the state. Returns `true` when something visible changed.
+pub fn apply_membership_event(state: &mut ClientState, event: &MembershipEvent, volume: &dyn Fn(&str) -> u32) -> bool {
+    let Some(call) = state.call.as_mut() else {
+        return false;
+    };
+    match event {
+        MembershipEvent::Backend { backend } => match backend {
+            PlaneEvent::Participants { participants } => {
+                for participant in participants {
+                    merge_backend_participant(call, participant, volume);
+                }
+            }
+            PlaneEvent::RoleChanged { identity, role } => {
+                if call.is_me(identity) {
+                    call.role = Some(role.clone());
+                } else if let Some(participant) = call.participant_mut(identity) {
+                    participant.role = Some(role.clone());
+                }
+            }
+            _ => return false,
+        },
+        MembershipEvent::Removed { reason, code } => {
+            let code = if code == "banned" { ErrorCode::Banned } else { ErrorCode::Kicked };
+            call.phase = CallPhase::Failed { code, message: format!("you were removed from the room: {reason}") };
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn merge_backend_participant(call: &mut CallState, backend: &PlaneParticipant, volume: &dyn Fn(&str) -> u32) {
+    if call.is_me(&backend.identity) {
+        if let Some(raised) = backend.hand_raised {
+            call.hand_raised = raised;
+        }
+        if backend.role.is_some() {
+            call.role = backend.role.clone();
+        }
+        return;
+    }
+    let participant = call.participant_entry(&backend.identity, &backend.name, volume);
+    if backend.role.is_some() {
+        participant.role = backend.role.clone();
+    }
+    if let Some(raised) = backend.hand_raised {
+        participant.hand_raised = raised;
+    }
+    if let Some(muted) = backend.muted {
+        participant.muted = muted;
+    }
+    if backend.avatar_url.is_some() {
+        participant.avatar_url = backend.avatar_url.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::Participant;
+
+    fn in_call() -> ClientState {
+        ClientState { call: Some(CallState::joining("home", "lobby")), local: LocalState::default() }
+    }
+
+    fn saved(identity: &str) -> u32 {
+        if identity == "alice" { 50 } else { 100 }
+    }
+
+    fn call(state: &ClientState) -> &CallState {
+        state.call.as_ref().expect("the state should hold a call")
+    }
+
+    #[test]
+    fn joined_participants_get_their_saved_volume() {
+        let mut state = in_call();
+        let joined = SessionEvent::Joined {
+            room: "lobby".into(),
+            identity: "me".into(),
+            participants: vec![Participant { identity: "alice".into(), name: "Alice".into() }],
+        };
+        assert!(apply_session_event(&mut state, &joined, &saved), "joining changes the state");
+        apply_session_event(
+            &mut state,
+            &SessionEvent::ParticipantJoined { identity: "bob".into(), name: String::new() },
+            &saved,
+        );
+        let participants = &call(&state).participants;
+        assert_eq!(participants.len(), 2, "alice and bob should be listed: {participants:?}");
+        assert_eq!((participants[0].name.as_str(), participants[0].volume), ("Alice", 50), "alice at her saved 50 %");
+        assert_eq!(
+            (participants[1].name.as_str(), participants[1].volume),
+            ("bob", 100),
+            "bob named by identity, 100 %"
+        );
+        assert_eq!(call(&state).identity.as_deref(), Some("me"), "our identity should be known once joined");
+    }
+
+    #[test]
+    fn speaking_levels_mutes_and_departures_reach_the_participant() {
+        let mut state = in_call();
+        apply_session_event(
+            &mut state,
+            &SessionEvent::ParticipantJoined { identity: "bob".into(), name: "Bob".into() },
+            &saved,
+        );
+        apply_session_event(&mut state, &SessionEvent::ActiveSpeakers { identities: vec!["bob".into()] }, &saved);
+        let levels =
+            SessionEvent::Levels { input_dbfs: -30.0, participants: BTreeMap::from([("bob".to_string(), -12.5)]) };
+        apply_session_event(&mut state, &levels, &saved);
+        apply_session_event(&mut state, &SessionEvent::TrackMuted { identity: "bob".into(), sid: "TR".into() }, &saved);
+        let bob = &call(&state).participants[0];
+        assert!(bob.speaking && bob.muted, "bob should be speaking and muted: {bob:?}");
+        assert_eq!(bob.level_dbfs, -12.5, "bob's level should be the reported peak");
+        assert_eq!(state.local.input_level_dbfs, -30.0, "our input level should be the reported one");
+        apply_session_event(
+            &mut state,
+            &SessionEvent::ParticipantLeft { identity: "bob".into(), reason: "left".into() },
+            &saved,
+        );
+        assert!(call(&state).participants.is_empty(), "bob should be gone after leaving");
+    }
+
+    #[test]
+    fn being_removed_by_the_backend_fails_the_call_with_banned() {
+        let mut state = in_call();
+        let removed = MembershipEvent::Removed { reason: "spam".into(), code: "banned".into() };
+        assert!(apply_membership_event(&mut state, &removed, &saved), "removal changes the state");
+        assert!(
+            matches!(&call(&state).phase, CallPhase::Failed { code: ErrorCode::Banned, .. }),
+            "the call should fail as banned: {:?}",
+            call(&state).phase
+        );
+    }
+
+    #[test]
+    fn backend_participants_bring_roles_and_raised_hands() {
+        let mut state = in_call();
+        apply_session_event(
+            &mut state,
+            &SessionEvent::Joined { room: "lobby".into(), identity: "me".into(), participants: Vec::new() },
+            &saved,
+        );
+        let backend = |identity: &str, role: &str, hand: bool| PlaneParticipant {
+            identity: identity.into(),
+            name: identity.into(),
+            role: Some(role.into()),
+            muted: None,
+            hand_raised: Some(hand),
+            avatar_url: None,
+        };
+        let event = MembershipEvent::Backend {
+            backend: PlaneEvent::Participants {
+                participants: vec![backend("me", "listener", true), backend("carol", "speaker", false)],
+            },
+        };
+        apply_membership_event(&mut state, &event, &saved);
+        let call = call(&state);
+        assert!(call.hand_raised && call.role.as_deref() == Some("listener"), "our hand and role: {call:?}");
+        assert_eq!(call.participants[0].role.as_deref(), Some("speaker"), "carol should be a speaker");
+    }
+
+    #[test]
+    fn a_server_side_removal_is_reported_as_kicked_and_a_normal_leave_is_not_a_failure() {
+        let mut state = in_call();
+        let removed = SessionEvent::Disconnected { reason: "removed".into(), code: "participant_removed".into() };
+        apply_session_event(&mut state, &removed, &saved);
+        assert!(
+            matches!(call(&state).phase, CallPhase::Failed { code: ErrorCode::Kicked, .. }),
+            "kicked by the server"
+        );
+        let mut state = in_call();
+        let left = SessionEvent::Disconnected { reason: "bye".into(), code: "client_initiated".into() };
+        apply_session_event(&mut state, &left, &saved);
+        assert_eq!(call(&state).phase, CallPhase::Joining, "our own leave is not a failure");
+    }
+}

@@ -1,0 +1,127 @@
+//! The commands the webview may call (`command_list::COMMANDS`). Each takes the client, calls
+//! it, and returns its `ClientError` (`{code, message}`) unchanged (STYLE.md 15).
+
+use parley_core::client::ipc::ShortcutSupport;
+use parley_core::client::{
+    AppSettings, AudioDevice, BackendFeatures, BackendForm, Client, ClientError, ClientState, ModerationAction,
+    ProfileInput, ProfileSummary, RoomEntry,
+};
+use tauri::{AppHandle, State};
+
+use crate::shortcuts;
+
+type Reply<T> = Result<T, ClientError>;
+
+#[tauri::command]
+pub async fn get_state(client: State<'_, Client>) -> Reply<ClientState> {
+    Ok(client.state())
+}
+
+#[tauri::command]
+pub async fn get_settings(client: State<'_, Client>) -> Reply<AppSettings> {
+    Ok(client.settings())
+}
+
+/// Saves the settings, then re-registers the shortcuts and the login item they name.
+#[tauri::command]
+pub async fn update_settings(app: AppHandle, client: State<'_, Client>, settings: AppSettings) -> Reply<AppSettings> {
+    let saved = client.update_settings(settings).await?;
+    shortcuts::apply(&app, &saved.shortcuts);
+    shortcuts::apply_launch_at_login(&app, saved.launch_at_login);
+    Ok(saved)
+}
+
+#[tauri::command]
+pub async fn list_backends(client: State<'_, Client>) -> Reply<Vec<BackendForm>> {
+    Ok(client.backend_forms())
+}
+
+#[tauri::command]
+pub async fn list_profiles(client: State<'_, Client>) -> Reply<Vec<ProfileSummary>> {
+    client.list_profiles().await
+}
+
+#[tauri::command]
+pub async fn add_profile(client: State<'_, Client>, profile: ProfileInput) -> Reply<ProfileSummary> {
+    client.add_profile(profile).await
+}
+
+#[tauri::command]
+pub async fn remove_profile(client: State<'_, Client>, name: String) -> Reply<()> {
+    client.remove_profile(&name).await
+}
+
+#[tauri::command]
+pub async fn list_rooms(client: State<'_, Client>, profile: String) -> Reply<Vec<RoomEntry>> {
+    client.list_rooms(&profile).await
+}
+
+#[tauri::command]
+pub async fn get_backend_features(client: State<'_, Client>, profile: String) -> Reply<BackendFeatures> {
+    client.backend_features(&profile).await
+}
+
+#[tauri::command]
+pub async fn list_devices(client: State<'_, Client>) -> Reply<Vec<AudioDevice>> {
+    client.list_devices().await
+}
+
+#[tauri::command]
+pub async fn join_room(client: State<'_, Client>, profile: String, room: String, switch_rooms: bool) -> Reply<()> {
+    client.join_room(&profile, &room, switch_rooms).await
+}
+
+#[tauri::command]
+pub async fn leave_room(client: State<'_, Client>) -> Reply<()> {
+    client.leave_room().await
+}
+
+#[tauri::command]
+pub async fn set_muted(client: State<'_, Client>, muted: bool) -> Reply<()> {
+    client.set_muted(muted).await
+}
+
+#[tauri::command]
+pub async fn toggle_mute(client: State<'_, Client>) -> Reply<()> {
+    client.toggle_mute().await
+}
+
+#[tauri::command]
+pub async fn set_deafened(client: State<'_, Client>, deafened: bool) -> Reply<()> {
+    client.set_deafened(deafened).await
+}
+
+#[tauri::command]
+pub async fn toggle_deafen(client: State<'_, Client>) -> Reply<()> {
+    client.toggle_deafen().await
+}
+
+#[tauri::command]
+pub async fn push_to_talk(client: State<'_, Client>, pressed: bool) -> Reply<()> {
+    client.push_to_talk(pressed).await
+}
+
+#[tauri::command]
+pub async fn set_volume(client: State<'_, Client>, identity: String, percent: u32) -> Reply<()> {
+    client.set_volume(&identity, percent).await
+}
+
+#[tauri::command]
+pub async fn set_local_mute(client: State<'_, Client>, identity: String, muted: bool) -> Reply<()> {
+    client.set_local_mute(&identity, muted).await
+}
+
+#[tauri::command]
+pub async fn moderate_participant(client: State<'_, Client>, identity: String, action: ModerationAction) -> Reply<()> {
+    client.moderate(&identity, action).await
+}
+
+#[tauri::command]
+pub async fn set_hand_raised(client: State<'_, Client>, raised: bool) -> Reply<()> {
+    client.set_hand_raised(raised).await
+}
+
+#[tauri::command]
+pub async fn get_shortcut_support(shortcuts: State<'_, shortcuts::ShortcutState>) -> Reply<ShortcutSupport> {
+    Ok(shortcuts.support())
+}

@@ -1,0 +1,196 @@
+//! Parley's desktop shell: a thin Tauri 2 layer over [`parley_core::client::Client`].
+//!
+//! Everything the app does is a `Client` method; this crate only wires it to the desktop:
+//!
+//! * [`commands`] — one `#[tauri::command]` per entry of `command_list::COMMANDS`, each a few
+//!   lines that call the client and return its `{code, message}` error as is;
+//! * [`bridge`] — forwards every state snapshot and notice to the window (and the tray), posts
+//!   desktop notifications, logs call transitions;
+//! * [`tray`] — the tray icon and its menu (Mute ✓, Deafen ✓, Disconnect, Show/Hide, Quit);
+//! * [`shortcuts`] — global push-to-talk / toggle mute / toggle deafen from the settings;
+//! * [`links`] — `parley://` deep links, arguments forwarded by a second launch, and the
+//!   `parley ctl` control socket;
+//! * [`updates`] — the signed updater.
+//!
+//! Plugins: single-instance (+ deep-link), window-state, global-shortcut, updater,
+//! notification, autostart. The webview gets only `capabilities/main-window.json`.
+
+mod bridge;
+#[cfg(test)]
+mod command_list;
+mod commands;
+mod links;
+mod shortcuts;
+mod tray;
+mod updates;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use parley_core::LibrarySearch;
+use parley_core::client::{Client, ClientConfig};
+use tauri::{Manager as _, RunEvent, WindowEvent};
+
+/// The one window's label (capabilities and events name it).
+pub const MAIN_WINDOW: &str = "main";
+
+/// Builds and runs the app until Quit. Returns the process exit code.
+pub fn run() -> ExitCode {
+    init_logging();
+    match run_app() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("parley-app: error: {}", format!("{error:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    // `PARLEY_LOG=debug` for more; the engine's own chatter stays off by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,livekit=off,pulseaudio=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn run_app() -> anyhow::Result<()> {
+    let app = tauri::Builder::default()
+        // First: a second launch must be caught before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            links::show_main_window(app);
+            links::handle_args(app, argv.iter().skip(1).map(String::as_str));
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                // Start-minimised decides visibility, not the last session.
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::all() - tauri_plugin_window_state::StateFlags::VISIBLE,
+                )
+                .build(),
+        )
+        .plugin(shortcuts::plugin())
+        .plugin(tauri_plugin_updater::Builder::new().build())
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
+        .invoke_handler(tauri::generate_handler![
+            commands::get_state,
+            commands::get_settings,
+            commands::update_settings,
+            commands::list_backends,
+            commands::list_profiles,
+            commands::add_profile,
+            commands::remove_profile,
+            commands::list_rooms,
+            commands::get_backend_features,
+            commands::list_devices,
+            commands::join_room,
+            commands::leave_room,
+            commands::set_muted,
+            commands::toggle_mute,
+            commands::set_deafened,
+            commands::toggle_deafen,
+            commands::push_to_talk,
+            commands::set_volume,
+            commands::set_local_mute,
+            commands::moderate_participant,
+            commands::set_hand_raised,
+            commands::get_shortcut_support,
+            updates::check_for_updates,
+            updates::install_update,
+        ])
+        .setup(|app| {
+            setup(app.handle())?;
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps the call and the tray; Quit is in the tray menu.
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                api.prevent_close();
+                if let Err(error) = window.hide() {
+                    tracing::warn!(%error, "hiding the window failed");
+                }
+            }
+        })
+        .build(tauri::generate_context!())
+        .context("building the app")?;
+    app.run(|_app, event| {
+        if let RunEvent::Exit = event {
+            tracing::info!("parley exits");
+        }
+    });
+    Ok(())
+}
+
+fn setup(app: &tauri::AppHandle) -> anyhow::Result<()> {
+    let mut library = LibrarySearch::default();
+    // A bundled app carries the LiveKit FFI library among its resources.
+    if let Ok(resources) = app.path().resource_dir() {
+        library.extra_dirs.push(resources);
+    }
+    let client = Client::new(ClientConfig::system(library).context("finding the configuration directory")?);
+    let settings = client.settings();
+    app.manage(client.clone());
+    app.manage(shortcuts::ShortcutState::default());
+    tray::build(app).context("creating the tray icon")?;
+    shortcuts::apply(app, &settings.shortcuts);
+    bridge::start(app, &client);
+    links::start_control_socket(app, &client);
+    links::listen_for_deep_links(app);
+    links::handle_args(app, std::env::args().skip(1).collect::<Vec<_>>().iter().map(String::as_str));
+    if !settings.start_minimized {
+        links::show_main_window(app);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_list::COMMANDS;
+
+    #[test]
+    fn the_registered_commands_are_the_core_contract() {
+        let core = parley_core::client::ipc::command_names();
+        assert_eq!(COMMANDS, core.as_slice(), "src/command_list.rs must list exactly the core's IPC commands");
+    }
+
+    #[test]
+    fn the_capability_file_grants_exactly_the_commands_and_event_listening() {
+        let text = include_str!("../capabilities/main-window.json");
+        let capability: serde_json::Value = serde_json::from_str(text).expect("the capability file is JSON");
+        let granted: Vec<&str> = capability["permissions"]
+            .as_array()
+            .expect("a permissions list")
+            .iter()
+            .map(|permission| permission.as_str().expect("plain permission names"))
+            .collect();
+        let mut expected = vec!["core:event:allow-listen", "core:event:allow-unlisten"];
+        let commands: Vec<String> = COMMANDS.iter().map(|name| format!("allow-{}", name.replace('_', "-"))).collect();
+        expected.extend(commands.iter().map(String::as_str));
+        assert_eq!(granted, expected, "the webview may call only the app's commands (no fs, http, shell, shortcuts)");
+        assert_eq!(capability["windows"], serde_json::json!(["main"]), "one window, named explicitly");
+    }
+
+    #[test]
+    fn the_csp_allows_no_remote_content() {
+        let config: serde_json::Value =
+            serde_json::from_str(include_str!("../tauri.conf.json")).expect("tauri.conf.json is JSON");
+        let csp = config["app"]["security"]["csp"].as_object().expect("a CSP object");
+        for (directive, sources) in csp {
+            let sources = sources.as_str().expect("CSP sources are strings");
+            // Tauri's own IPC endpoint on Windows is the one http origin, and it never leaves the app.
+            let sources = sources.replace("http://ipc.localhost", "");
+            assert!(
+                !sources.contains("http:") && !sources.contains("https:") && !sources.contains('*'),
+                "{directive} must not allow remote or wildcard sources: {sources}"
+            );
+            assert!(!sources.contains("unsafe-eval") && !sources.contains("unsafe-inline"), "{directive}: no unsafe-*");
+        }
+        let endpoints = config["plugins"]["updater"]["endpoints"].as_array().expect("updater endpoints");
+        assert!(
+            endpoints.iter().all(|endpoint| endpoint.as_str().is_some_and(|url| url.starts_with("https://"))),
+            "updates come over https only"
+        );
+        assert!(config["plugins"]["updater"]["pubkey"].as_str().is_some_and(|key| !key.is_empty()), "a public key");
+    }
+}

@@ -1,0 +1,291 @@
+// The app's state on the UI side: what the backend last said (profiles, rooms, the client
+// state snapshot, settings) plus what is on screen (selected profile, open view, dialogs).
+// Everything that changes the call goes through the backend; this model mirrors its answers
+// and events, so the shell stays the one source of truth.
+
+import { IDLE_STATE, toBackendError, type Backend, type Unsubscribe } from './backend';
+import type {
+  AppSettings,
+  BackendFeatures,
+  ClientError,
+  ClientState,
+  ModerationAction,
+  ProfileSummary,
+  RoomEntry,
+  ShortcutSupport,
+} from './types';
+
+export type View = 'rooms' | 'add-server';
+
+/// A failed join or an ended call, shown as a dialog; `room` is what to retry.
+export interface Problem {
+  error: ClientError;
+  profile: string;
+  room: string;
+  roomName: string;
+}
+
+const LIVE_PHASES = new Set(['joining', 'connecting', 'connected', 'reconnecting']);
+
+export class AppModel {
+  state = $state<ClientState>(structuredClone(IDLE_STATE));
+  profiles = $state<ProfileSummary[]>([]);
+  profilesLoaded = $state(false);
+  selectedProfile = $state<string | null>(null);
+  features = $state<BackendFeatures | null>(null);
+  rooms = $state<RoomEntry[]>([]);
+  roomsLoading = $state(false);
+  roomsError = $state<ClientError | null>(null);
+  view = $state<View>('rooms');
+  settingsOpen = $state(false);
+  /// The room a join is in flight for.
+  joining = $state<string | null>(null);
+  problem = $state<Problem | null>(null);
+  /// A short message for failures that need no dialog (a refused moderation action, …) and
+  /// for one-off notices (a device changed, a followed room went live).
+  notice = $state<string | null>(null);
+  settings = $state<AppSettings | null>(null);
+  shortcutSupport = $state<ShortcutSupport | null>(null);
+
+  private readonly backend: Backend;
+  private unsubscribers: Unsubscribe[] = [];
+  /// The last call the state showed: a notice that it ended may come after the state dropped it.
+  private lastCall: { profile: string; roomId: string; roomName: string } | null = null;
+
+  constructor(backend: Backend) {
+    this.backend = backend;
+  }
+
+  get call() {
+    return this.state.call;
+  }
+
+  /// A call that is under way (not failed, not absent).
+  get inCall(): boolean {
+    return this.state.call !== null && LIVE_PHASES.has(this.state.call.phase.phase);
+  }
+
+  /// Stage rooms split speakers from listeners: the backend lets us raise a hand there, or
+  /// the room list said so.
+  get stage(): boolean {
+    const call = this.state.call;
+    if (!call) return false;
+    return call.canRaiseHand || this.rooms.some((room) => room.id === call.roomId && room.stage);
+  }
+
+  /// Subscribes to the backend's events and loads the first screen. Call once.
+  async start(): Promise<void> {
+    this.unsubscribers.push(
+      await this.backend.onStateChanged((state) => this.applyState(state)),
+      await this.backend.onNotice((notice) => {
+        switch (notice.kind) {
+          case 'call_ended':
+            this.problem = {
+              error: { code: notice.code, message: notice.message },
+              profile: this.lastCall?.profile ?? this.selectedProfile ?? '',
+              room: this.lastCall?.roomId ?? '',
+              roomName: this.lastCall?.roomName ?? '',
+            };
+            break;
+          case 'room_went_live':
+            this.notice = `${notice.roomName} is live on ${notice.profile}.`;
+            break;
+          case 'device_changed':
+          case 'warning':
+            this.notice = notice.message;
+            break;
+        }
+      }),
+    );
+    try {
+      this.applyState(await this.backend.invoke('get_state'));
+    } catch (error) {
+      // The window still opens (servers, settings); the next `state-changed` fills the call in.
+      this.notice = toBackendError(error).message;
+    }
+    await Promise.all([this.loadProfiles(), this.loadSettings()]);
+  }
+
+  private applyState(state: ClientState): void {
+    this.state = state;
+    if (state.call) this.lastCall = { profile: state.call.profile, roomId: state.call.roomId, roomName: state.call.roomName };
+  }
+
+  stop(): void {
+    for (const unsubscribe of this.unsubscribers) unsubscribe();
+    this.unsubscribers = [];
+  }
+
+  async loadProfiles(): Promise<void> {
+    try {
+      this.profiles = await this.backend.invoke('list_profiles');
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+    }
+    this.profilesLoaded = true;
+    if (this.profiles.length === 0) {
+      this.view = 'add-server';
+      this.selectedProfile = null;
+      return;
+    }
+    const keep = this.profiles.some((profile) => profile.name === this.selectedProfile);
+    if (keep) return;
+    // A window opened during a call shows the call's server; otherwise the first one.
+    const inCall = this.profiles.find((profile) => profile.name === this.state.call?.profile);
+    const first = inCall ?? this.profiles[0];
+    if (first) await this.selectProfile(first.name);
+  }
+
+  async loadSettings(): Promise<void> {
+    try {
+      const [settings, support] = await Promise.all([
+        this.backend.invoke('get_settings'),
+        this.backend.invoke('get_shortcut_support'),
+      ]);
+      this.settings = settings;
+      this.shortcutSupport = support;
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+    }
+  }
+
+  /// Sends the whole settings object; the backend answers with what it kept.
+  async saveSettings(settings: AppSettings): Promise<void> {
+    try {
+      this.settings = await this.backend.invoke('update_settings', { settings });
+      this.notice = null;
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+    }
+  }
+
+  async selectProfile(name: string): Promise<void> {
+    this.selectedProfile = name;
+    this.view = 'rooms';
+    this.rooms = [];
+    this.features = null;
+    try {
+      const features = await this.backend.invoke('get_backend_features', { profile: name });
+      if (this.selectedProfile === name) this.features = features;
+    } catch (error) {
+      if (this.selectedProfile === name) this.roomsError = toBackendError(error).toClientError();
+      return;
+    }
+    await this.loadRooms();
+  }
+
+  async loadRooms(): Promise<void> {
+    const profile = this.selectedProfile;
+    if (profile === null) return;
+    this.roomsError = null;
+    if (this.features && !this.features.listRooms) return;
+    this.roomsLoading = true;
+    try {
+      const rooms = await this.backend.invoke('list_rooms', { profile });
+      // An answer for a profile the user has since left must not overwrite the list.
+      if (this.selectedProfile === profile) this.rooms = rooms;
+    } catch (error) {
+      if (this.selectedProfile === profile) {
+        this.rooms = [];
+        this.roomsError = toBackendError(error).toClientError();
+      }
+    } finally {
+      this.roomsLoading = false;
+    }
+  }
+
+  async profileAdded(profile: ProfileSummary): Promise<void> {
+    this.profiles = [...this.profiles.filter((p) => p.name !== profile.name), profile];
+    await this.selectProfile(profile.name);
+  }
+
+  /// Deletes a saved server and its keyring entries.
+  async removeProfile(name: string): Promise<void> {
+    try {
+      await this.backend.invoke('remove_profile', { name });
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+      return;
+    }
+    this.profiles = this.profiles.filter((profile) => profile.name !== name);
+    if (this.selectedProfile === name) this.selectedProfile = null;
+    await this.loadProfiles();
+  }
+
+  /// Joins `room` (an id, or a name the backend resolves) of the selected profile.
+  async join(room: string, roomName = room): Promise<void> {
+    const profile = this.selectedProfile;
+    if (profile === null) return;
+    await this.joinIn(profile, room, roomName, false);
+  }
+
+  /// The in-another-room dialog's one-click switch: leave that room, join this one.
+  async switchRooms(): Promise<void> {
+    const problem = this.problem;
+    if (!problem) return;
+    this.problem = null;
+    await this.joinIn(problem.profile, problem.room, problem.roomName, true);
+  }
+
+  private async joinIn(profile: string, room: string, roomName: string, switchRooms: boolean): Promise<void> {
+    this.joining = room;
+    this.problem = null;
+    try {
+      await this.backend.invoke('join_room', { profile, room, switchRooms });
+    } catch (error) {
+      this.problem = { error: toBackendError(error).toClientError(), profile, room, roomName };
+    } finally {
+      this.joining = null;
+    }
+  }
+
+  /// Closes the problem dialog; a failed call the state still shows is cleared with it.
+  async dismissProblem(): Promise<void> {
+    this.problem = null;
+    if (this.state.call?.phase.phase === 'failed') await this.run(() => this.backend.invoke('leave_room'));
+  }
+
+  async leave(): Promise<void> {
+    await this.run(() => this.backend.invoke('leave_room'));
+  }
+
+  async toggleMute(): Promise<void> {
+    await this.run(() => this.backend.invoke('set_muted', { muted: !this.state.local.muted }));
+  }
+
+  async toggleDeafen(): Promise<void> {
+    await this.run(() => this.backend.invoke('set_deafened', { deafened: !this.state.local.deafened }));
+  }
+
+  async toggleHand(): Promise<void> {
+    const raised = !(this.state.call?.handRaised ?? false);
+    await this.run(() => this.backend.invoke('set_hand_raised', { raised }));
+  }
+
+  /// The in-window push-to-talk (the hold button, and the key while global shortcuts do not work).
+  async pushToTalk(pressed: boolean): Promise<void> {
+    await this.run(() => this.backend.invoke('push_to_talk', { pressed }));
+  }
+
+  async setVolume(identity: string, percent: number): Promise<void> {
+    await this.run(() => this.backend.invoke('set_volume', { identity, percent }));
+  }
+
+  async setLocalMute(identity: string, muted: boolean): Promise<void> {
+    await this.run(() => this.backend.invoke('set_local_mute', { identity, muted }));
+  }
+
+  async moderate(identity: string, action: ModerationAction): Promise<void> {
+    await this.run(() => this.backend.invoke('moderate_participant', { identity, action }));
+  }
+
+  /// Runs a command whose failure is shown as a notice (nothing to retry, no dialog).
+  private async run(command: () => Promise<unknown>): Promise<void> {
+    try {
+      await command();
+      this.notice = null;
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+    }
+  }
+}

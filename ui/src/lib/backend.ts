@@ -1,0 +1,81 @@
+// The one typed interface between the UI and whatever runs the call (STYLE.md rule 16).
+//
+// Commands and their argument and result types come from the generated contract
+// (`generated/commands.ts`), so a change on the Rust side fails `npm run check` here. Two
+// implementations: `backend/tauri.ts` (the desktop shell: `invoke` + `listen`) and
+// `backend/memory.ts` (component tests, and `npm run dev` in a plain browser). Components get
+// the backend from context (`context.ts`) and never import either implementation.
+
+import type {
+  ClientError,
+  ClientState,
+  Commands,
+  ErrorCode,
+  Notice,
+  PendingCommands,
+} from './types';
+
+export type Unsubscribe = () => void;
+
+export type AllCommands = Commands & PendingCommands;
+export type CommandName = keyof AllCommands;
+export type ArgsOf<K extends CommandName> = AllCommands[K]['args'];
+export type ResultOf<K extends CommandName> = AllCommands[K]['result'];
+/// Commands without arguments are called with none: `invoke('leave_room')`.
+export type ArgList<K extends CommandName> = ArgsOf<K> extends Record<string, never> ? [] : [ArgsOf<K>];
+
+export interface Backend {
+  invoke<K extends CommandName>(command: K, ...args: ArgList<K>): Promise<ResultOf<K>>;
+  /// `state-changed`: the whole state, on every change (≈10/s in a call, for levels).
+  onStateChanged(listener: (state: ClientState) => void): Promise<Unsubscribe>;
+  /// `notice-posted`: one-off notices (call ended, room went live, device changed, warning).
+  onNotice(listener: (notice: Notice) => void): Promise<Unsubscribe>;
+  /// `deep-link-opened`: a `parley://` URL the shell did not handle itself (the forum's
+  /// `parley://auth_redirect?payload=…` after the Discourse sign-in).
+  onDeepLink(listener: (url: string) => void): Promise<Unsubscribe>;
+}
+
+/// Every command's failure. The UI branches on `code`, never on `message`.
+export class BackendError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(error: ClientError) {
+    super(error.message);
+    this.name = 'BackendError';
+    this.code = error.code;
+  }
+
+  toClientError(): ClientError {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/// Turns anything a command threw into a [`BackendError`]: IPC errors keep their code; anything
+/// else (a rejected permission, a missing command, a bug) becomes `internal`.
+export function toBackendError(error: unknown): BackendError {
+  if (error instanceof BackendError) return error;
+  if (isClientError(error)) return new BackendError(error);
+  const message = error instanceof Error ? error.message : String(error);
+  return new BackendError({ code: 'internal', message });
+}
+
+function isClientError(value: unknown): value is ClientError {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { code?: unknown }).code === 'string' &&
+    typeof (value as { message?: unknown }).message === 'string'
+  );
+}
+
+export const IDLE_STATE: ClientState = {
+  call: null,
+  local: {
+    muted: false,
+    deafened: false,
+    transmitting: false,
+    pttHeld: false,
+    transmitMode: 'voice_activity',
+    inputLevelDbfs: -100,
+  },
+};

@@ -1,0 +1,72 @@
+// One shape for every tile in the room, ourselves included: the state keeps us apart
+// (`ClientState.local` + the call's identity and role) from everyone else (`participants`).
+
+import { isSpeaking } from './level';
+import { isSpeaker } from './moderation';
+import type { ClientState, ConnectionQuality, ParticipantState } from './types';
+
+export interface Tile {
+  identity: string;
+  name: string;
+  role: string | null;
+  avatarUrl: string | null;
+  isLocal: boolean;
+  /// Drawn with the speaking ring.
+  speaking: boolean;
+  levelDbfs: number;
+  muted: boolean;
+  /// Known for ourselves only.
+  deafened: boolean;
+  handRaised: boolean;
+  connectionQuality: ConnectionQuality;
+  volume: number;
+  locallyMuted: boolean;
+  onStage: boolean;
+  /// The remote participant this tile shows (for the menu); `null` for ourselves.
+  remote: ParticipantState | null;
+}
+
+export function remoteTile(participant: ParticipantState): Tile {
+  return {
+    identity: participant.identity,
+    name: participant.name,
+    role: participant.role,
+    avatarUrl: participant.avatarUrl,
+    isLocal: false,
+    // LiveKit's active-speaker flag or our own playback level; someone we muted for ourselves
+    // is not heard, so not drawn as speaking.
+    speaking: !participant.locallyMuted && (participant.speaking || isSpeaking(participant.levelDbfs)),
+    levelDbfs: participant.levelDbfs,
+    muted: participant.muted,
+    deafened: false,
+    handRaised: participant.handRaised,
+    connectionQuality: participant.connectionQuality,
+    volume: participant.volume,
+    locallyMuted: participant.locallyMuted,
+    onStage: isSpeaker(participant.role),
+    remote: participant,
+  };
+}
+
+export function localTile(state: ClientState): Tile | null {
+  const call = state.call;
+  if (!call) return null;
+  const { local } = state;
+  return {
+    identity: call.identity ?? 'you',
+    name: 'You',
+    role: call.role,
+    avatarUrl: null,
+    isLocal: true,
+    speaking: local.transmitting && !local.muted && isSpeaking(local.inputLevelDbfs),
+    levelDbfs: local.inputLevelDbfs,
+    muted: local.muted,
+    deafened: local.deafened,
+    handRaised: call.handRaised,
+    connectionQuality: call.localQuality,
+    volume: 100,
+    locallyMuted: false,
+    onStage: isSpeaker(call.role),
+    remote: null,
+  };
+}

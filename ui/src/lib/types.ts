@@ -1,0 +1,60 @@
+// The shapes that cross IPC. The Rust side generates them into `./generated/` (ts-rs, from
+// `crates/core/src/client/`); everything here re-exports those. The few declared below are for
+// commands and events the UI needs that the generated contract does not have yet (each says
+// so); they move to the generated files when the Rust side adds them.
+
+export type {
+  AppSettings,
+  AudioDevice,
+  Backend as BackendKind,
+  BackendFeatures,
+  BackendForm,
+  CallPhase,
+  CallState,
+  ClientError,
+  ClientState,
+  ConnectionQuality,
+  ErrorCode,
+  JsonValue,
+  LocalState,
+  ModerationAction,
+  ModerationOption,
+  Notice,
+  ParticipantState,
+  ProfileInput,
+  ProfileSummary,
+  RoomEntry,
+  ShortcutSupport,
+  Shortcuts,
+  TransmitChoice,
+  UpdateStatus,
+} from './generated/bindings';
+export type { CommandName, Commands } from './generated/commands';
+export { COMMAND_NAMES, EVENT_NAMES } from './generated/commands';
+
+// ---- Not in the generated contract yet (requested from the Rust side) ------------------------
+
+/// `begin_discourse_auth { profile, url }`: creates a user-API-key request for the forum, opens
+/// its authorization page in the system browser, and answers with the client id the key is
+/// bound to (the audioroom profile's `client_id` field).
+export interface DiscourseAuthStarted {
+  clientId: string;
+}
+
+/// Commands beyond the generated set, with their arguments and results, in the generated
+/// `Commands` shape.
+export interface PendingCommands {
+  begin_discourse_auth: { args: { profile: string; url: string }; result: DiscourseAuthStarted };
+  /// Decrypts the forum's payload (from the `parley://auth_redirect?payload=…` deep link or the
+  /// paste box) with the request's private key and stores the user API key in the keyring
+  /// under `<profile>/user-api-key`.
+  complete_discourse_auth: { args: { profile: string; payload: string }; result: null };
+  /// Plays the microphone back through the output and keeps `local.inputLevelDbfs` updated
+  /// outside a call, until `stop_mic_test` (settings screen).
+  start_mic_test: { args: Record<string, never>; result: null };
+  stop_mic_test: { args: Record<string, never>; result: null };
+}
+
+/// `deep-link-opened` (payload: the URL) is emitted by the shell (`src-tauri/src/links.rs`) and
+/// declared in `crates/core/src/client/ipc.rs`; the committed bindings predate it.
+export const PENDING_EVENT_NAMES = { deepLinkOpened: 'deep-link-opened' } as const;

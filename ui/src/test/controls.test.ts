@@ -1,0 +1,88 @@
+import { screen, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
+
+import { renderInRoom } from './harness';
+
+describe('control bar', () => {
+  it('toggles mute and deafen through the backend', async () => {
+    const { backend, user } = await renderInRoom('Lounge');
+    const bar = screen.getByRole('toolbar', { name: 'Call controls' });
+    const mute = within(bar).getByRole('button', { name: 'Mute' });
+    const deafen = within(bar).getByRole('button', { name: 'Deafen' });
+    expect(mute).toHaveAttribute('aria-pressed', 'false');
+
+    await user.click(mute);
+    expect(backend.callsOf('set_muted')).toEqual([{ muted: true }]);
+    expect(mute).toHaveAttribute('aria-pressed', 'true');
+    expect(within(bar).getByTestId('gate-state')).toHaveTextContent('Muted');
+    expect(screen.getByRole('group', { name: /^You/ })).toHaveAccessibleName('You, muted');
+
+    await user.click(mute);
+    expect(backend.callsOf('set_muted')).toEqual([{ muted: true }, { muted: false }]);
+    expect(mute).toHaveAttribute('aria-pressed', 'false');
+
+    await user.click(deafen);
+    expect(backend.callsOf('set_deafened')).toEqual([{ deafened: true }]);
+    expect(deafen).toHaveAttribute('aria-pressed', 'true');
+    expect(screen.getByRole('group', { name: /^You/ })).toHaveAccessibleName('You, deafened');
+  });
+
+  it('shows the push-to-talk state and changes the transmit mode', async () => {
+    const { backend, user } = await renderInRoom('Lounge', { settings: { transmitMode: 'push_to_talk' } });
+    const gate = screen.getByTestId('gate-state');
+    expect(gate).toHaveTextContent('Hold Ctrl+Shift+P to talk');
+
+    backend.setPushToTalk(true);
+    await within(screen.getByRole('toolbar')).findByText('Talking');
+    backend.setLevels({}, -20);
+    expect(await screen.findByRole('group', { name: 'You, speaking' }), 'our ring shows while we transmit').toBeInTheDocument();
+    backend.setPushToTalk(false);
+    await within(screen.getByRole('toolbar')).findByText('Hold Ctrl+Shift+P to talk');
+
+    await user.selectOptions(screen.getByLabelText('Transmit mode'), 'open_mic');
+    expect(backend.callsOf('update_settings').at(-1), 'the mode is saved in the settings').toMatchObject({
+      settings: { transmitMode: 'open_mic', pttReleaseDelayMs: 200 },
+    });
+    expect(await within(screen.getByRole('toolbar')).findByText('Mic open')).toBeInTheDocument();
+  });
+
+  it('talks while the hold button is held, by pointer or keyboard', async () => {
+    const { backend, user } = await renderInRoom('Lounge', { settings: { transmitMode: 'push_to_talk' } });
+    const button = screen.getByRole('button', { name: 'Hold to talk' });
+    await user.pointer({ keys: '[MouseLeft>]', target: button });
+    expect(backend.callsOf('push_to_talk')).toEqual([{ pressed: true }]);
+    expect(await within(screen.getByRole('toolbar')).findByText('Talking')).toBeInTheDocument();
+    await user.pointer({ keys: '[/MouseLeft]', target: button });
+    expect(backend.callsOf('push_to_talk')).toEqual([{ pressed: true }, { pressed: false }]);
+
+    button.focus();
+    await user.keyboard('[Space>]');
+    await user.keyboard('[/Space]');
+    expect(backend.callsOf('push_to_talk').slice(2)).toEqual([{ pressed: true }, { pressed: false }]);
+  });
+
+  it('takes the push-to-talk key inside the window only where global shortcuts do not work', async () => {
+    const wayland = await renderInRoom('Lounge', {
+      settings: { transmitMode: 'push_to_talk' },
+      shortcutSupport: { globalShortcuts: false, message: null, failed: [] },
+    });
+    await wayland.user.keyboard('{Control>}{Shift>}{P>}');
+    expect(wayland.backend.callsOf('push_to_talk'), 'the key press starts talking').toEqual([{ pressed: true }]);
+    await wayland.user.keyboard('{/Shift}{/Control}');
+    expect(wayland.backend.callsOf('push_to_talk'), 'releasing modifiers alone does not stop').toHaveLength(1);
+    await wayland.user.keyboard('{/P}');
+    expect(wayland.backend.callsOf('push_to_talk'), 'releasing the key stops').toEqual([{ pressed: true }, { pressed: false }]);
+    wayland.unmount();
+
+    const x11 = await renderInRoom('Lounge', { settings: { transmitMode: 'push_to_talk' } });
+    await x11.user.keyboard('{Control>}{Shift>}P{/Shift}{/Control}');
+    expect(x11.backend.callsOf('push_to_talk'), 'the shell handles the key where global shortcuts work').toEqual([]);
+  });
+
+  it('leaves the room', async () => {
+    const { backend, user } = await renderInRoom('Lounge');
+    await user.click(screen.getByRole('button', { name: 'Leave' }));
+    expect(backend.callsOf('leave_room')).toEqual([{}]);
+    expect(await screen.findByText('Pick a room to join.')).toBeInTheDocument();
+  });
+});

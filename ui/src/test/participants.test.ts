@@ -1,0 +1,59 @@
+import { screen, within } from '@testing-library/svelte';
+import { describe, expect, it } from 'vitest';
+
+import { renderInRoom } from './harness';
+
+function ringOf(name: RegExp): HTMLElement {
+  const tile = screen.getByRole('button', { name });
+  return within(tile).getByTestId('speaking-ring');
+}
+
+describe('participants', () => {
+  it("draws the speaking ring from each participant's level", async () => {
+    const { backend } = await renderInRoom('Lounge');
+    expect(ringOf(/^Alice/), 'nobody speaks before levels arrive').toHaveAttribute('data-speaking', 'false');
+
+    backend.setLevels({ alice: -12, carol: -80 });
+
+    const alice = await screen.findByRole('button', { name: /^Alice, moderator, speaking/ });
+    const ring = within(alice).getByTestId('speaking-ring');
+    expect(ring).toHaveAttribute('data-speaking', 'true');
+    // −12 dBFS on a −60…0 scale: 0.80 of the full ring width.
+    expect(ring.style.getPropertyValue('--level'), 'the ring width should follow the level').toBe('0.80');
+    expect(ringOf(/^Carol/), 'a level below the speaking floor draws no ring').toHaveAttribute('data-speaking', 'false');
+    expect(ringOf(/^Carol/).style.getPropertyValue('--level')).toBe('0.00');
+
+    backend.setLevels({ alice: -90 });
+    await screen.findByRole('button', { name: /^Alice, moderator, muted|^Alice, moderator$/ });
+    expect(ringOf(/^Alice/), 'the ring goes when they stop').toHaveAttribute('data-speaking', 'false');
+  });
+
+  it('shows initials and state marks', async () => {
+    await renderInRoom('Lounge');
+    const bob = screen.getByRole('button', { name: /^Bob Marley/ });
+    expect(bob, 'Bob is muted').toHaveAccessibleName('Bob Marley, muted');
+    expect(within(bob).getByText('BM'), 'no avatar: initials').toBeInTheDocument();
+    expect(screen.getByRole('button', { name: /^Carol/ })).toHaveAccessibleName('Carol, poor connection');
+    const me = screen.getByRole('group', { name: /^You/ });
+    expect(me, 'our own tile is not a menu button').toBeInTheDocument();
+  });
+
+  it('splits a stage room into speakers and listeners, with raise and lower hand', async () => {
+    const { backend, user } = await renderInRoom('Town hall', {}, 'forum');
+    const speakers = screen.getByRole('list', { name: /Speakers/ });
+    const listeners = screen.getByRole('list', { name: /Listeners/ });
+    expect(within(speakers).getAllByRole('listitem').map((li) => li.textContent?.trim().split(/\s+/)[1])).toEqual(['Dana', 'Erin']);
+    expect(within(listeners).getByRole('group', { name: /^You, listener/ }), 'we join a stage as a listener').toBeInTheDocument();
+    expect(within(listeners).getByRole('button', { name: 'Frank, listener, hand raised' })).toBeInTheDocument();
+    expect(within(listeners).getByRole('button', { name: 'Gus, listener' })).toBeInTheDocument();
+
+    await user.click(screen.getByRole('button', { name: 'Raise hand' }));
+    expect(backend.callsOf('set_hand_raised')).toEqual([{ raised: true }]);
+    const lower = await screen.findByRole('button', { name: 'Lower hand' });
+    expect(lower).toHaveAttribute('aria-pressed', 'true');
+    expect(within(listeners).getByRole('group', { name: 'You, listener, hand raised' })).toBeInTheDocument();
+
+    await user.click(lower);
+    expect(backend.callsOf('set_hand_raised')).toEqual([{ raised: true }, { raised: false }]);
+  });
+});

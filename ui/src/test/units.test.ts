@@ -1,0 +1,74 @@
+import { describe, expect, it, vi } from 'vitest';
+
+import { toBackendError } from '../lib/backend';
+import { initials, isSpeaking, levelFraction } from '../lib/level';
+import { actionsFor } from '../lib/moderation';
+import { option, person } from '../lib/backend/memory';
+import { acceleratorFrom, describeAccelerator } from '../lib/shortcut';
+
+const invoke = vi.fn();
+vi.mock('@tauri-apps/api/core', () => ({ invoke: (...args: unknown[]) => invoke(...args) }));
+vi.mock('@tauri-apps/api/event', () => ({ listen: vi.fn() }));
+
+describe('tauri backend', () => {
+  it('passes arguments as the contract names them and keeps error codes', async () => {
+    const { tauriBackend } = await import('../lib/backend/tauri');
+    const backend = tauriBackend();
+    invoke.mockResolvedValueOnce(null);
+    await backend.invoke('join_room', { profile: 'home', room: 'lounge', switchRooms: true });
+    expect(invoke).toHaveBeenLastCalledWith('join_room', { profile: 'home', room: 'lounge', switchRooms: true });
+
+    invoke.mockResolvedValueOnce(null);
+    await backend.invoke('leave_room');
+    expect(invoke, 'commands without arguments get an empty object').toHaveBeenLastCalledWith('leave_room', {});
+
+    invoke.mockRejectedValueOnce({ code: 'room_full', message: 'the room is full' });
+    await expect(backend.invoke('join_room', { profile: 'home', room: 'x', switchRooms: false })).rejects.toMatchObject({
+      code: 'room_full',
+      message: 'the room is full',
+    });
+
+    // Tauri's own refusals are strings: no code to branch on, so `internal`.
+    invoke.mockRejectedValueOnce('command set_muted not allowed by ACL');
+    await expect(backend.invoke('set_muted', { muted: true })).rejects.toMatchObject({ code: 'internal' });
+  });
+});
+
+describe('helpers', () => {
+  it('maps levels onto the meter', () => {
+    expect(levelFraction(-60)).toBe(0);
+    expect(levelFraction(-30)).toBe(0.5);
+    expect(levelFraction(3)).toBe(1);
+    expect(levelFraction(-Infinity)).toBe(0);
+    expect(isSpeaking(-45)).toBe(true);
+    expect(isSpeaking(-46)).toBe(false);
+  });
+
+  it('makes initials', () => {
+    expect(initials('Bob Marley')).toBe('BM');
+    expect(initials('alice')).toBe('AL');
+    expect(initials('  ')).toBe('?');
+    expect(initials('Élodie Ünal')).toBe('ÉÜ');
+  });
+
+  it('turns key presses into accelerators and back', () => {
+    const press = (init: KeyboardEventInit) => new KeyboardEvent('keydown', init);
+    expect(acceleratorFrom(press({ code: 'KeyP', ctrlKey: true, shiftKey: true }))).toBe('Control+Shift+P');
+    expect(acceleratorFrom(press({ code: 'F9' }))).toBe('F9');
+    expect(acceleratorFrom(press({ code: 'ShiftLeft', shiftKey: true })), 'modifiers alone are not a shortcut').toBeNull();
+    expect(describeAccelerator('CommandOrControl+Shift+KeyP')).toBe('Ctrl+Shift+P');
+  });
+
+  it('offers moderation by participant state', () => {
+    const all = (['mute', 'unmute', 'kick', 'unban', 'invite_to_speak', 'move_to_audience'] as const).map(option);
+    const names = (p: Parameters<typeof actionsFor>[0], stage: boolean) => actionsFor(p, all, stage).map((o) => o.action);
+    expect(names(person('a', 'A', { muted: true }), false)).toEqual(['unmute', 'kick']);
+    expect(names(person('a', 'A', { role: 'listener' }), true)).toEqual(['mute', 'kick', 'invite_to_speak']);
+    expect(names(person('a', 'A', { role: 'speaker' }), true)).toEqual(['mute', 'kick', 'move_to_audience']);
+  });
+
+  it('turns anything thrown into a coded error', () => {
+    expect(toBackendError(new Error('boom')).code).toBe('internal');
+    expect(toBackendError({ code: 'kicked', message: 'out' }).code).toBe('kicked');
+  });
+});
