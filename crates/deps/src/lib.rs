@@ -141,6 +141,17 @@ impl Layout {
         }
     }
 
+    /// Programs installed with `cargo install --root` (`<tools>/bin/…`): tauri-driver.
+    pub fn tools_dir(&self) -> PathBuf {
+        self.root.join("tools")
+    }
+
+    /// `tauri-driver`, the WebDriver intermediary the desktop app's end-to-end tests drive it
+    /// through (`cargo install --locked tauri-driver --root <tools>`).
+    pub fn tauri_driver(&self) -> PathBuf {
+        self.tools_dir().join("bin").join(format!("tauri-driver{}", std::env::consts::EXE_SUFFIX))
+    }
+
     /// The pinned LiveKit server binary.
     pub fn livekit_server(&self) -> PathBuf {
         self.root.join("bin").join(format!(
@@ -185,5 +196,6 @@ mod tests {
         assert!(layout.ffi_library().starts_with("/x/livekit-ffi"));
         assert!(layout.ffi_library().to_string_lossy().contains(&pinned().livekit_ffi.version));
         assert!(layout.livekit_server().to_string_lossy().contains(&pinned().livekit_server.version));
+        assert!(layout.tauri_driver().starts_with("/x/tools/bin"), "cargo install --root puts programs in bin/");
     }
 }

@@ -1,6 +1,8 @@
 //! Local servers for the demo, the tests and the benchmarks: a LiveKit server on loopback
-//! ([`DevServer`]), a private PulseAudio daemon with null sinks ([`pulse::PulseServer`]), and a
-//! private keyring on a private D-Bus session bus ([`keyring::TestKeyring`]).
+//! ([`DevServer`]), a private PulseAudio daemon with null sinks ([`pulse::PulseServer`]), a
+//! private keyring on a private D-Bus session bus ([`keyring::TestKeyring`]), and for the desktop
+//! app a virtual X display and tauri-driver ([`display::Xvfb`], [`display::TauriDriver`]) with a
+//! small blocking WebDriver client ([`webdriver::WebDriver`]).
 //!
 //! [`DevServer::start`] runs the pinned `livekit-server` binary (installed by `cargo xtask
 //! setup`, found through [`parley_deps::Layout`]) with freshly generated keys, on free ports of
@@ -10,8 +12,10 @@
 //! hands clients Google's STUN servers when none are configured). Dropping the [`DevServer`]
 //! stops the process.
 
+pub mod display;
 pub mod keyring;
 pub mod pulse;
+pub mod webdriver;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -1,7 +1,8 @@
 //! `cargo xtask <command>`: the project's own tasks.
 //!
 //! * `setup` — installs what the workspace needs outside Cargo (idempotent; seconds when done);
-//! * `demo` — the newcomer's first run: a local LiveKit server and two clients that hear each other;
+//! * `demo` — the newcomer's first run: a local LiveKit server, a bot speaking in a room, and the
+//!   desktop app joined to it (`--cli`: two CLI clients that hear each other);
 //! * `test` — setup, then formatting, lints and every test (Rust and the UI's);
 //! * `bench engine|audio` — measurements through the real server and real sound devices (table +
 //!   JSON, never a test);
@@ -36,11 +37,17 @@ enum Task {
         #[arg(long)]
         print_env: bool,
     },
-    /// Set up, start a local LiveKit server and let two clients talk.
+    /// Set up, start a local LiveKit server with a bot speaking, and open the app joined to it.
     Demo {
-        /// How long the two clients talk, in seconds.
+        /// `--cli`: how long the two clients talk; headless app demo: how long it runs. Seconds.
         #[arg(long, default_value_t = 8.0)]
         seconds: f64,
+        /// Two `parley` CLI clients instead of the app.
+        #[arg(long)]
+        cli: bool,
+        /// Where a headless run saves its screenshot (default target/demo/parley.png).
+        #[arg(long)]
+        screenshot: Option<PathBuf>,
     },
     /// Set up and run every check: fmt, clippy, all tests.
     Test {
@@ -86,9 +93,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Task::Setup { print_env } => setup::run(print_env),
-        Task::Demo { seconds } => {
+        Task::Demo { seconds, cli, screenshot } => {
             setup::run(false)?;
-            demo::run(seconds)
+            if cli { demo::run(seconds) } else { demo::app(seconds, screenshot) }
         }
         Task::Test { cargo_args } => {
             setup::run(false)?;

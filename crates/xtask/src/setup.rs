@@ -27,12 +27,14 @@ pub fn run(print_env: bool) -> Result<()> {
     let library = install_ffi_library(&layout, &say)?;
     let server = install_livekit_server(&layout, &say)?;
     let peer = install_python_peer(&layout, &say)?;
+    let driver = install_tauri_driver(&layout, &say)?;
     report_lk_cli(&say);
     if print_env {
         println!("{}={}", parley_deps::DEPS_DIR_ENV, layout.root().display());
         println!("LIVEKIT_LIB_PATH={}", library.display());
         println!("PARLEY_LIVEKIT_SERVER={}", server.display());
         println!("PARLEY_PYTHON_PEER={}", peer.display());
+        println!("{}={}", parley_devserver::display::TAURI_DRIVER_ENV, driver.display());
     } else {
         println!("setup: done");
     }
@@ -266,6 +268,31 @@ fn install_python_peer(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf>
     std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
     say(format!("setup: installed the Python test peer at {}", interpreter.display()));
     Ok(interpreter)
+}
+
+/// tauri-driver (the WebDriver intermediary of the desktop app's end-to-end tests), installed
+/// with `cargo install` into the layout's tools directory unless it is already there. Its output
+/// goes to stderr, so that `--print-env` prints only its `KEY=value` lines on stdout.
+fn install_tauri_driver(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf> {
+    let driver = layout.tauri_driver();
+    if driver.is_file() {
+        say(format!("setup: tauri-driver present: {}", driver.display()));
+        return Ok(driver);
+    }
+    say("setup: installing tauri-driver 2 with cargo install (a minute or two the first time)".into());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_command(
+        Command::new(cargo)
+            .args(["install", "--locked", "--quiet", "tauri-driver", "--version", "^2", "--root"])
+            .arg(layout.tools_dir())
+            .stdout(std::io::stderr()),
+    )
+    .context("cargo install tauri-driver")?;
+    if !driver.is_file() {
+        bail!("cargo install tauri-driver succeeded but {} is missing", driver.display());
+    }
+    say(format!("setup: installed tauri-driver at {}", driver.display()));
+    Ok(driver)
 }
 
 /// LiveKit's `lk` CLI (for `lk load-test`) is not served by the Go module proxy this project can

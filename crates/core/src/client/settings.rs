@@ -6,11 +6,11 @@
 //! reported and left alone: the app runs on defaults rather than overwrite what the user wrote.
 //!
 //! ```toml
-//! input_device = "default"
-//! transmit_mode = "push_to_talk"
-//! ptt_release_delay_ms = 200
+//! inputDevice = "pulse:alsa_input.usb-mic"
+//! transmitMode = "push_to_talk"
+//! pttReleaseDelayMs = 200
 //! [shortcuts]
-//! push_to_talk = "CommandOrControl+Shift+Space"
+//! pushToTalk = "CommandOrControl+Shift+Space"
 //! [volumes.home]
 //! alice = 50
 //! ```
