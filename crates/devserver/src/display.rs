@@ -161,7 +161,10 @@ impl TauriDriver {
             }
             let exited = driver.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
             if exited || Instant::now() > deadline {
-                return Err(DisplayError::DriverTimeout { seconds: STARTUP_TIMEOUT.as_secs(), log: driver.log_tail(30) });
+                return Err(DisplayError::DriverTimeout {
+                    seconds: STARTUP_TIMEOUT.as_secs(),
+                    log: driver.log_tail(30),
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }

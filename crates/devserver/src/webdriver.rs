@@ -111,8 +111,11 @@ impl WebDriver {
         stream.read_to_end(&mut response).map_err(io)?;
         let text = String::from_utf8_lossy(&response);
         let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let payload =
-            if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(payload) } else { payload.into() };
+        let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(payload)
+        } else {
+            payload.into()
+        };
         let status_ok = head.split_whitespace().nth(1).is_some_and(|code| code.starts_with('2'));
         let value: Value = serde_json::from_str(payload.trim()).map_err(|_| WebDriverError::NotJson {
             method: method.into(),

@@ -107,10 +107,12 @@ fn inspect(session: &Session, artifacts: &Path) -> Result<()> {
     let title = session.title()?;
     let path = artifacts.join("main.png");
     let bytes = session.save_screenshot(&path)?;
-    println!("app: window title {title:?}, {text_length} characters of text, screenshot {} ({bytes} bytes)", path.display());
+    println!(
+        "app: window title {title:?}, {text_length} characters of text, screenshot {} ({bytes} bytes)",
+        path.display()
+    );
     if text_length == 0 {
         bail!("the window showed no text within 15 s (screenshot: {})", path.display());
     }
     Ok(())
 }
-
