@@ -62,12 +62,30 @@ pub fn band_energy_fraction(samples: &[i16], rate: u32, frequency: f32, half_wid
     band / total
 }
 
-/// The peak amplitude, in dBFS, of the sinusoid at `frequency` (single-bin DFT over the whole
-/// signal; exact for a steady tone, insensitive to anything at other frequencies).
+/// The peak amplitude, in dBFS, of the sinusoid at `frequency`.
+///
+/// Measured as a single-bin DFT over 50 ms windows, averaged as power across windows. One
+/// coherent DFT over the whole signal would be exact for a perfectly steady tone, but a real
+/// path is not: the receiver's jitter buffer stretches and shortens audio, and each such step
+/// shifts the tone's phase, so a whole-signal DFT partly cancels itself and reads several dB
+/// low. Per-window amplitudes are immune to phase steps, while the power average still counts
+/// every gap or leak (a segment that is silent half the time reads 3 dB low, not as "loud").
 pub fn tone_level_dbfs(samples: &[i16], rate: u32, frequency: f32) -> f32 {
     if samples.is_empty() {
         return f32::NEG_INFINITY;
     }
+    let window = (rate as usize / 20).max(1);
+    if samples.len() < 2 * window {
+        return crate::linear_to_db(coherent_amplitude(samples, rate, frequency) as f32);
+    }
+    let windows: Vec<f64> =
+        samples.chunks_exact(window).map(|block| coherent_amplitude(block, rate, frequency).powi(2)).collect();
+    let power = windows.iter().sum::<f64>() / windows.len() as f64;
+    crate::linear_to_db(power.sqrt() as f32)
+}
+
+/// Amplitude of the sinusoid at `frequency` by a single-bin DFT over all of `samples`.
+fn coherent_amplitude(samples: &[i16], rate: u32, frequency: f32) -> f64 {
     let step = std::f64::consts::TAU * frequency as f64 / rate as f64;
     let (mut real, mut imaginary) = (0.0f64, 0.0f64);
     for (index, &sample) in samples.iter().enumerate() {
@@ -76,8 +94,7 @@ pub fn tone_level_dbfs(samples: &[i16], rate: u32, frequency: f32) -> f32 {
         real += value * phase.cos();
         imaginary -= value * phase.sin();
     }
-    let amplitude = 2.0 * (real * real + imaginary * imaginary).sqrt() / samples.len() as f64;
-    crate::linear_to_db(amplitude as f32)
+    2.0 * (real * real + imaginary * imaginary).sqrt() / samples.len() as f64
 }
 
 /// RMS level in dBFS (a full-scale sine is −3 dBFS).
@@ -161,6 +178,20 @@ mod tests {
         let level = tone_level_dbfs(&signal, 48_000, 440.0);
         assert!((level + 20.0).abs() < 0.3, "the 440 Hz part is −20 dBFS, got {level}");
         assert!(tone_level_dbfs(&tone(880.0, -6.0, 1.0), 48_000, 440.0) < -60.0, "no 440 Hz in an 880 Hz tone");
+    }
+
+    #[test]
+    fn tone_level_survives_the_phase_steps_of_a_jitter_buffer_but_counts_gaps() {
+        // Every 300 ms the receiver drops 1.1 ms (half a cycle at 440 Hz): the phase flips.
+        let steady = tone(440.0, -12.0, 2.0);
+        let stretched: Vec<i16> =
+            steady.chunks(14_400).flat_map(|block| block[..block.len().min(14_400 - 53)].to_vec()).collect();
+        let level = tone_level_dbfs(&stretched, 48_000, 440.0);
+        assert!((level + 12.0).abs() < 0.5, "phase steps do not lower the level, got {level}");
+        let mut gappy = steady.clone();
+        gappy[48_000..].fill(0);
+        let level = tone_level_dbfs(&gappy, 48_000, 440.0);
+        assert!((level + 15.0).abs() < 0.3, "silent half the time reads 3 dB low, got {level}");
     }
 
     #[test]

@@ -846,6 +846,11 @@ impl EventPrinter {
                 buffer_frames.map_or_else(|| "not reported".to_string(), |frames| format!("{frames} frames"))
             ),
             SessionEvent::TransmitChanged { on } => (if *on { "transmitting" } else { "not transmitting" }).into(),
+            SessionEvent::PublishPermission { can_publish: false } => {
+                "listening only: the room does not let you speak (a moderator can invite you)".into()
+            }
+            SessionEvent::PublishPermission { can_publish: true } => "allowed to speak".into(),
+            SessionEvent::PublishingStopped { .. } => "no longer allowed to speak: microphone unpublished".into(),
             SessionEvent::Warning { message } => format!("warning: {message}"),
             _ => return,
         };

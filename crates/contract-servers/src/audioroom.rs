@@ -26,7 +26,16 @@
 //!   and redirects with the encrypted payload.
 //!
 //! Join tokens are real LiveKit tokens for `keys`: identity = Discourse user id, name = username,
-//! room = slug, metadata `{username,name,avatar_template,role}`, no `roomAdmin`, 4 h TTL (§1.3).
+//! room = slug, metadata `{username,name,avatar_template,role}`, no `roomAdmin`, 4 h TTL (§1.3);
+//! a stage room's listener gets `canPublish: false`.
+//!
+//! Like the plugin's `RoomServiceClient`, the forum then drives that LiveKit server: a
+//! membership created for a present user (invite to speak, move to the audience, make moderator)
+//! updates the participant's metadata and, in stage rooms, its permission; `hard_mute` and
+//! `hard_unmute` update the permission. Each permission is sent whole (`canSubscribe: true`,
+//! `canPublish`, `canPublishData`), after the forum's state changed and before it answers; a
+//! failed call is logged and recorded ([`Handle::livekit_updates`]), never an HTTP error, as the
+//! plugin rescues it.
 
 mod bus;
 pub mod user_api_key;
@@ -43,7 +52,7 @@ use livekit_api::access_token::{AccessToken, VideoGrants};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::{LivekitKeys, Running, serve};
+use crate::{LivekitKeys, PublishRights, Running, serve};
 
 /// `max_user_api_reqs_per_minute` / `_per_day` defaults (`config/discourse_defaults.conf`).
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 20;
@@ -198,6 +207,21 @@ pub struct Presence {
     last_seen: Instant,
 }
 
+/// A RoomService `UpdateParticipant` the forum made, and how LiveKit answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivekitUpdate {
+    /// The LiveKit room: the forum room's slug.
+    pub room: String,
+    /// The LiveKit identity: the user id.
+    pub identity: String,
+    /// The metadata sent (JSON text), if any.
+    pub metadata: Option<String>,
+    /// The permission sent, if any (with `canSubscribe: true`).
+    pub permission: Option<PublishRights>,
+    /// `Err` with LiveKit's (or the transport's) answer when the call failed.
+    pub outcome: Result<(), String>,
+}
+
 /// A key issued through `/user-api-key/new`.
 #[derive(Debug, Clone)]
 pub struct IssuedKey {
@@ -309,6 +333,7 @@ struct ServerState {
     issued: Vec<IssuedKey>,
     /// Invite token → room id.
     invites: HashMap<String, u64>,
+    livekit_updates: Vec<LivekitUpdate>,
 }
 
 /// Set-up and inspection of a running server. Cheap to clone.
@@ -349,6 +374,7 @@ pub async fn start(keys: LivekitKeys) -> std::io::Result<(Running, Handle)> {
             allowed_redirects: vec!["discourse://auth_redirect".into()],
             issued: Vec::new(),
             invites: HashMap::new(),
+            livekit_updates: Vec::new(),
         }),
         published: Notify::new(),
         keys,
@@ -511,6 +537,11 @@ impl Handle {
         self.state().issued.clone()
     }
 
+    /// The RoomService `UpdateParticipant` calls made so far, in order, with LiveKit's answers.
+    pub fn livekit_updates(&self) -> Vec<LivekitUpdate> {
+        self.state().livekit_updates.clone()
+    }
+
     /// Whether `key` is a key the forum currently accepts.
     pub fn key_is_valid(&self, key: &str) -> bool {
         self.state().api_keys.contains_key(key)
@@ -520,6 +551,23 @@ impl Handle {
 fn lock(shared: &Shared) -> MutexGuard<'_, ServerState> {
     // A panicking handler leaves consistent-enough test state; keep serving.
     shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl LivekitUpdate {
+    /// An update of `user` in `room`'s LiveKit room that changes nothing yet.
+    fn new(room: &Room, user: u64) -> LivekitUpdate {
+        LivekitUpdate {
+            room: room.slug.clone(),
+            identity: user.to_string(),
+            metadata: None,
+            permission: None,
+            outcome: Ok(()),
+        }
+    }
+
+    fn permission(room: &Room, user: u64, rights: PublishRights) -> LivekitUpdate {
+        LivekitUpdate { permission: Some(rights), ..LivekitUpdate::new(room, user) }
+    }
 }
 
 impl Presence {
@@ -978,12 +1026,27 @@ async fn dispatch(
         let chunked = headers.get("Dont-Chunk").is_none();
         return bus::poll(&shared, &user, &params, dlp, chunked).await;
     }
-    let mut state = lock(&shared);
-    state.prune(Instant::now());
-    let response = handle(&mut state, &shared.keys, &user, &route, &params);
-    drop(state);
+    let mut updates = Vec::new();
+    let response = {
+        let mut state = lock(&shared);
+        state.prune(Instant::now());
+        handle(&mut state, &shared.keys, &user, &route, &params, &mut updates)
+    };
     // Anything may have published (participants, role changes, kicks).
     shared.published.notify_waiters();
+    // The plugin calls LiveKit inside the request, after its own state changed, and answers
+    // whatever LiveKit said.
+    for mut update in updates {
+        let outcome = shared
+            .keys
+            .update_participant(&update.room, &update.identity, update.metadata.as_deref(), update.permission)
+            .await;
+        if let Err(error) = &outcome {
+            tracing::warn!(room = %update.room, identity = %update.identity, %error, "LiveKit UpdateParticipant failed");
+        }
+        update.outcome = outcome;
+        lock(&shared).livekit_updates.push(update);
+    }
     response
 }
 
@@ -1015,12 +1078,15 @@ fn authenticate(
     state.users.get(&api_key.user_id).cloned().ok_or_else(|| Box::new(invalid_access()))
 }
 
+/// Answers one request from the forum's state. RoomService calls the answer implies are added
+/// to `updates`, for the caller to make once the state lock is released.
 fn handle(
     state: &mut ServerState,
     keys: &LivekitKeys,
     user: &User,
     route: &Route,
     params: &HashMap<String, Value>,
+    updates: &mut Vec<LivekitUpdate>,
 ) -> Response {
     match route.endpoint {
         Endpoint::CurrentSession => {
@@ -1131,7 +1197,7 @@ fn handle(
             state.publish_participants(room.id);
             no_content()
         }
-        _ => moderate(state, user, &room, route, params, now),
+        _ => moderate(state, user, &room, route, params, now, updates),
     }
 }
 
@@ -1215,6 +1281,7 @@ fn moderate(
     route: &Route,
     params: &HashMap<String, Value>,
     now: Instant,
+    updates: &mut Vec<LivekitUpdate>,
 ) -> Response {
     if !state.can_manage(room, user) {
         return invalid_access();
@@ -1229,7 +1296,7 @@ fn moderate(
                 .collect();
             return json_response(StatusCode::OK, json!({ "memberships": memberships }));
         }
-        Endpoint::CreateMembership => return create_membership(state, room, params),
+        Endpoint::CreateMembership => return create_membership(state, room, params, updates),
         Endpoint::UpdateMembership | Endpoint::DeleteMembership => {
             let Some(index) = route.member.as_deref().and_then(|member| member.parse::<u64>().ok()).and_then(|id| {
                 state.memberships.iter().position(|membership| membership.id == id && membership.room_id == room.id)
@@ -1270,8 +1337,12 @@ fn moderate(
             let Some(presence) = state.presence.get_mut(&room.id).and_then(|present| present.get_mut(&target)) else {
                 return plugin_error(StatusCode::UNPROCESSABLE_ENTITY, "Participant is not in the room.");
             };
-            presence.hard_muted = route.endpoint == Endpoint::HardMute;
+            let muted = route.endpoint == Endpoint::HardMute;
+            presence.hard_muted = muted;
             state.publish_participants(room.id);
+            // `hard_mute`/`hard_unmute` set both publish rights, in every room type.
+            let rights = PublishRights { can_publish: !muted, can_publish_data: !muted };
+            updates.push(LivekitUpdate::permission(room, target, rights));
             success_ok()
         }
         Endpoint::Kick | Endpoint::Ban => {
@@ -1309,7 +1380,12 @@ fn moderate(
 
 /// `POST memberships`: creates or replaces the membership and, for a present user, applies the
 /// role live (metadata, `hand_raised: false`, `role_change` event).
-fn create_membership(state: &mut ServerState, room: &Room, params: &HashMap<String, Value>) -> Response {
+fn create_membership(
+    state: &mut ServerState,
+    room: &Room,
+    params: &HashMap<String, Value>,
+    updates: &mut Vec<LivekitUpdate>,
+) -> Response {
     let target = match (param_u64(params, "user_id"), param_str(params, "username")) {
         (Some(id), _) => state.users.get(&id).cloned(),
         (None, Some(username)) => {
@@ -1337,6 +1413,174 @@ fn create_membership(state: &mut ServerState, room: &Room, params: &HashMap<Stri
             None,
         );
         state.publish_participants(room.id);
+        // `sync_livekit_participant_metadata`: the metadata everywhere; the permission in stage
+        // rooms, from the membership's role (a creator's too), so that a promoted listener
+        // speaks and a demoted speaker falls silent without reconnecting.
+        let metadata = json!({
+            "username": target.username,
+            "name": target.name,
+            "avatar_template": basic_user(&target)["avatar_template"],
+            "role": live_role,
+        });
+        updates.push(LivekitUpdate { metadata: Some(metadata.to_string()), ..LivekitUpdate::new(room, target.id) });
+        if room.stage {
+            let speaks = matches!(role, MembershipRole::Moderator | MembershipRole::Speaker);
+            let rights = PublishRights { can_publish: speaks, can_publish_data: speaks };
+            updates.push(LivekitUpdate::permission(room, target.id, rights));
+        }
     }
     json_response(StatusCode::OK, json!({ "membership": state.membership_json(&membership) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use livekit_api::access_token::TokenVerifier;
+    use livekit_protocol as proto;
+    use prost::Message as _;
+
+    use super::*;
+
+    const API_KEY: &str = "devkey";
+    const API_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+    /// What the stand-in LiveKit received: the path, the bearer token and the request.
+    type Seen = Arc<Mutex<Vec<(String, String, proto::UpdateParticipantRequest)>>>;
+
+    /// A stand-in for LiveKit's RoomService that records each `UpdateParticipant` and answers
+    /// like the real one (a protobuf `ParticipantInfo`).
+    async fn fake_livekit() -> (Running, Seen) {
+        let seen: Seen = Arc::default();
+        let recorded = Arc::clone(&seen);
+        let router = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let recorded = Arc::clone(&recorded);
+            async move {
+                let request =
+                    proto::UpdateParticipantRequest::decode(body).expect("a protobuf UpdateParticipantRequest");
+                let bearer = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .unwrap_or_default()
+                    .to_string();
+                recorded.lock().expect("lock").push((uri.path().to_string(), bearer, request));
+                let answer = proto::ParticipantInfo::default().encode_to_vec();
+                ([(header::CONTENT_TYPE, "application/protobuf")], answer)
+            }
+        });
+        (serve(router).await.expect("the stand-in LiveKit starts"), seen)
+    }
+
+    fn keys(url: String) -> LivekitKeys {
+        LivekitKeys { url, api_key: API_KEY.into(), api_secret: API_SECRET.into() }
+    }
+
+    /// Sends one request through the forum's own dispatcher as `key`.
+    async fn call(handle: &Handle, key: &str, method: Method, path: &str, body: Value) -> StatusCode {
+        let mut headers = HeaderMap::new();
+        headers.insert("User-Api-Key", HeaderValue::from_str(key).expect("header"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let uri: Uri = path.parse().expect("uri");
+        let body = Bytes::from(body.to_string());
+        dispatch(AxumState(Arc::clone(&handle.shared)), method, uri, headers, body).await.status()
+    }
+
+    fn permission(request: &proto::UpdateParticipantRequest) -> Option<(bool, bool, bool)> {
+        request
+            .permission
+            .as_ref()
+            .map(|permission| (permission.can_subscribe, permission.can_publish, permission.can_publish_data))
+    }
+
+    #[tokio::test]
+    async fn invite_to_speak_and_hard_mute_update_the_whole_permission_in_livekit() {
+        let (livekit, seen) = fake_livekit().await;
+        let (_forum, handle) = start(keys(format!("ws://{}", livekit.address))).await.expect("forum");
+        let host = handle.add_user("host", "Host", true);
+        let ear = handle.add_user("ear", "Ear", false);
+        let stage = handle.add_room(NewRoom::stage("stage", "The Stage"));
+        handle.set_present(stage, ear.id);
+        let memberships = format!("/audioroom/rooms/{stage}/memberships");
+
+        let invited =
+            call(&handle, &host.api_key, Method::POST, &memberships, json!({"username": "ear", "role": "speaker"}));
+        assert_eq!(invited.await, StatusCode::OK, "inviting ear to speak succeeds");
+        {
+            let seen = seen.lock().expect("lock");
+            assert_eq!(seen.len(), 2, "the metadata, then the permission: {seen:?}");
+            for (path, bearer, request) in seen.iter() {
+                assert_eq!(path, "/twirp/livekit.RoomService/UpdateParticipant");
+                assert_eq!((request.room.as_str(), request.identity.clone()), ("stage", ear.id.to_string()));
+                let claims =
+                    TokenVerifier::with_api_key(API_KEY, API_SECRET).verify(bearer).expect("signed with the keys");
+                assert!(claims.video.room_admin && claims.video.room == "stage", "a roomAdmin token for the room");
+            }
+            let metadata: Value = serde_json::from_str(&seen[0].2.metadata).expect("JSON metadata");
+            assert_eq!(metadata["role"], "speaker", "the metadata carries the new role: {metadata}");
+            assert_eq!(permission(&seen[0].2), None, "the metadata call leaves the permission alone");
+            assert_eq!(permission(&seen[1].2), Some((true, true, true)), "subscribe, publish and data, whole");
+        }
+
+        let demoted =
+            call(&handle, &host.api_key, Method::POST, &memberships, json!({"user_id": ear.id, "role": "participant"}));
+        assert_eq!(demoted.await, StatusCode::OK);
+        assert_eq!(permission(&seen.lock().expect("lock")[3].2), Some((true, false, false)), "back to the audience");
+
+        let hard_mute = format!("/audioroom/rooms/{stage}/hard_mute");
+        assert_eq!(
+            call(&handle, &host.api_key, Method::POST, &hard_mute, json!({"user_id": ear.id})).await,
+            StatusCode::OK
+        );
+        let hard_unmute = format!("/audioroom/rooms/{stage}/hard_unmute");
+        assert_eq!(
+            call(&handle, &host.api_key, Method::POST, &hard_unmute, json!({"user_id": ear.id})).await,
+            StatusCode::OK
+        );
+        let seen = seen.lock().expect("lock");
+        assert_eq!(
+            permission(&seen[4].2),
+            Some((true, false, false)),
+            "hard mute revokes publishing, keeps subscribing"
+        );
+        assert_eq!(permission(&seen[5].2), Some((true, true, true)), "hard unmute restores it");
+        let updates = handle.livekit_updates();
+        assert_eq!(updates.len(), 6, "every call is recorded: {updates:?}");
+        assert!(updates.iter().all(|update| update.outcome.is_ok()), "LiveKit accepted each: {updates:?}");
+    }
+
+    #[tokio::test]
+    async fn open_rooms_change_only_metadata_and_a_livekit_failure_is_logged_not_returned() {
+        let (livekit, seen) = fake_livekit().await;
+        let (_forum, handle) = start(keys(format!("ws://{}", livekit.address))).await.expect("forum");
+        let host = handle.add_user("host", "Host", true);
+        let ear = handle.add_user("ear", "Ear", false);
+        let porch = handle.add_room(NewRoom::open("porch", "The Porch"));
+        handle.set_present(porch, ear.id);
+        let memberships = format!("/audioroom/rooms/{porch}/memberships");
+        let made =
+            call(&handle, &host.api_key, Method::POST, &memberships, json!({"username": "ear", "role": "moderator"}));
+        assert_eq!(made.await, StatusCode::OK);
+        let calls: Vec<_> = seen.lock().expect("lock").iter().map(|(_, _, request)| permission(request)).collect();
+        assert_eq!(calls, vec![None], "an open room's membership change sends metadata only");
+
+        // Nothing listens on a port freed just now: the forum still answers, and records the failure.
+        let closed =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("port");
+        let (_forum, handle) = start(keys(format!("ws://{closed}"))).await.expect("forum");
+        let host = handle.add_user("host", "Host", true);
+        let ear = handle.add_user("ear", "Ear", false);
+        let stage = handle.add_room(NewRoom::stage("stage", "The Stage"));
+        handle.set_present(stage, ear.id);
+        let hard_mute = format!("/audioroom/rooms/{stage}/hard_mute");
+        assert_eq!(
+            call(&handle, &host.api_key, Method::POST, &hard_mute, json!({"user_id": ear.id})).await,
+            StatusCode::OK
+        );
+        let updates = handle.livekit_updates();
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert!(updates[0].outcome.is_err(), "the unreachable LiveKit is recorded as a failure: {updates:?}");
+        assert!(
+            handle.presence(stage, ear.id).is_some_and(|presence| presence.hard_muted),
+            "the forum's state changed"
+        );
+    }
 }

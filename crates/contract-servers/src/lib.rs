@@ -9,6 +9,10 @@
 //!
 //! Every server binds `127.0.0.1:0` and returns a [`Running`] handle: its base URL, and shutdown
 //! on drop.
+//!
+//! Where a backend drives LiveKit itself (Audioroom's `UpdateParticipant` on invite to speak and
+//! hard mute), the server makes the same RoomService call on the same LiveKit server
+//! ([`LivekitKeys::update_participant`]), so that the effect on a real client can be tested.
 
 pub mod audioroom;
 pub mod distokoloshe;
@@ -21,6 +25,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
+use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
+use livekit_protocol as proto;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -62,6 +68,46 @@ impl LivekitKeys {
             // Invariant: minting only fails for an empty key or secret, which tests never pass.
             .expect("minting a LiveKit token with test keys")
     }
+
+    /// RoomService `UpdateParticipant` on this LiveKit server, as a backend's server does it:
+    /// `metadata` when given, and `permission` — which LiveKit substitutes for the participant's
+    /// whole permission (CONTROL_PLANES.md §6.2), so it is sent whole: `canSubscribe` true, plus
+    /// the given publish rights. Any tokio task.
+    ///
+    /// LiveKit's own client (`livekit-api`'s `RoomClient`) makes the call rather than the
+    /// control-plane crate's RoomService client: the control plane depends on these servers for
+    /// its tests, and a contract server must not share the client code it is testing.
+    ///
+    /// Errors: LiveKit's answer (an unknown participant is `not_found`) or the transport's, as
+    /// text, for the caller to log as the real backends do.
+    pub async fn update_participant(
+        &self,
+        room: &str,
+        identity: &str,
+        metadata: Option<&str>,
+        permission: Option<PublishRights>,
+    ) -> Result<(), String> {
+        let client = RoomClient::with_api_key(&self.url, &self.api_key, &self.api_secret);
+        let options = UpdateParticipantOptions {
+            // An empty metadata leaves it unchanged (the server only applies a non-empty one).
+            metadata: metadata.unwrap_or_default().to_string(),
+            permission: permission.map(|rights| proto::ParticipantPermission {
+                can_subscribe: true,
+                can_publish: rights.can_publish,
+                can_publish_data: rights.can_publish_data,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        client.update_participant(room, identity, options).await.map(drop).map_err(|error| error.to_string())
+    }
+}
+
+/// The publish rights in a permission a backend sends LiveKit (subscribing is always allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishRights {
+    pub can_publish: bool,
+    pub can_publish_data: bool,
 }
 
 /// A server running on a tokio task; dropping it shuts the server down.

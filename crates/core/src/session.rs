@@ -12,6 +12,13 @@
 //! sound card is about to run out (or every 10 ms for a file). Driving both ends from the device
 //! clock, rather than a timer of our own, is what keeps the queues between the two clocks — and
 //! so mouth-to-ear latency — short (STYLE.md 12).
+//!
+//! Publishing follows the server's permission: a participant whose token may not publish (a
+//! stage room's listener) joins as a listener, with the capture thread running but sending
+//! nothing; when a moderator grants publishing (`UpdateParticipant`), the publisher task
+//! publishes the microphone without reconnecting, and when the grant is revoked (the server
+//! withdraws the track itself) it stops sending and unpublishes the track in the engine too,
+//! keeping it for the next grant.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -101,10 +108,21 @@ pub enum SessionEvent {
         identity: String,
         sid: String,
     },
-    /// Our microphone track is published; frame `n` is sent at `unix_ns + n × 10 ms`.
+    /// Our microphone track is published; frame `n` is sent at `unix_ns + n × 10 ms`. (After a
+    /// moderator's grant, `unix_ns` is when publishing resumed.)
     PublishingStarted {
         sid: String,
         unix_ns: u64,
+    },
+    /// Our microphone track is no longer published (the server revoked our permission to publish).
+    PublishingStopped {
+        sid: String,
+    },
+    /// Whether the server lets us publish the microphone: reported once at join, then on each
+    /// change a moderator makes (invite to speak, move to the audience, hard mute). While it is
+    /// `false` nothing we capture leaves this machine.
+    PublishPermission {
+        can_publish: bool,
     },
     /// The output started; frame `n` of the output is written at `unix_ns + n × 10 ms`.
     PlayoutStarted {
@@ -188,7 +206,7 @@ pub struct JoinRequest {
     pub url: String,
     pub token: String,
     pub options: ffi::RoomOptions,
-    /// Audio to publish as the microphone; `None` joins as a listener.
+    /// Audio to publish as the microphone (while the server allows it); `None` joins as a listener.
     pub input: Option<Box<dyn FrameSource>>,
     /// Where the mix of all remote audio goes; `None` plays nothing.
     pub output: Option<Box<dyn FrameSink>>,
@@ -226,14 +244,35 @@ pub struct Session {
     cues: Option<CuePlayer>,
     input_level: Arc<AtomicU32>,
     meter: Option<JoinHandle<()>>,
+    /// Whether the server lets us publish the microphone now (kept by the follower).
+    may_publish: Arc<AtomicBool>,
 }
 
 struct Microphone {
-    track: ffi::LocalAudioTrack,
-    publication: ffi::LocalTrackPublication,
+    track: SharedTrack,
     thread: std::thread::JoinHandle<()>,
     gate: std::sync::mpsc::SyncSender<GateCommand>,
+    /// Publishes and withdraws the track as the server's permission changes.
+    publisher: JoinHandle<()>,
     _source: Arc<ffi::AudioSource>,
+}
+
+/// The microphone track and its publication (when published), shared by the session (mute,
+/// leave) and the publisher task. Held only for short sections that never await.
+type SharedTrack = Arc<Mutex<MicrophoneTrack>>;
+
+struct MicrophoneTrack {
+    track: Arc<ffi::LocalAudioTrack>,
+    publication: Option<ffi::LocalTrackPublication>,
+}
+
+/// What the room follower tells the publisher task.
+#[derive(Debug)]
+enum PublishCommand {
+    /// The server now allows (or forbids) publishing the microphone.
+    Allowed(bool),
+    /// The engine reports this local publication gone.
+    Unpublished(String),
 }
 
 /// What the microphone task's gate is told; polled once per frame.
@@ -246,8 +285,10 @@ enum GateCommand {
 type SharedApm = Arc<Mutex<ffi::Apm>>;
 
 impl Session {
-    /// Joins a room, starts playout and publishes the input. Returns the session and its event
-    /// stream (which starts with `StateChanged(Connecting)`). Call from a tokio runtime.
+    /// Joins a room, starts playout and publishes the input — at once when the token allows
+    /// publishing, otherwise when a moderator grants it (see the module docs). Returns the
+    /// session and its event stream (which starts with `StateChanged(Connecting)`). Call from a
+    /// tokio runtime.
     ///
     /// Errors: connect failures ([`ffi::Error::Connect`]), engine errors, output errors.
     pub async fn join(
@@ -280,6 +321,10 @@ impl Session {
                     .collect(),
             },
         );
+        // No permission in the join answer means LiveKit's default grant: everything.
+        let can_publish =
+            room.local_permission().is_none_or(|permission| permission.allows_publishing(ffi::TrackSource::Microphone));
+        emit(&events, SessionEvent::PublishPermission { can_publish });
         for (direction, info) in request.device_info.iter() {
             emit(
                 &events,
@@ -315,11 +360,24 @@ impl Session {
             }
             None => None,
         };
+        let may_publish = Arc::new(AtomicBool::new(can_publish));
+        let (publish_commands, publish_receiver) = if request.input.is_some() {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let local = LocalPublishing {
+            identity: room.local_participant().identity().to_string(),
+            may_publish: Arc::clone(&may_publish),
+            publisher: publish_commands,
+        };
         let follower = tokio::spawn(follow(
             room_events,
             events.clone(),
             playing.then(|| Arc::clone(&mixer)),
             request.cues.clone(),
+            local,
         ));
         let mut session = Session {
             room,
@@ -334,12 +392,13 @@ impl Session {
             cues: request.cues.clone(),
             input_level: Arc::new(AtomicU32::new(SILENCE_DBFS.to_bits())),
             meter: None,
+            may_publish,
         };
         if request.report_levels {
             let meter = meter(Arc::clone(&session.mixer), Arc::clone(&session.input_level), events.clone());
             session.meter = Some(tokio::spawn(meter));
         }
-        if let Some(input) = request.input {
+        if let (Some(input), Some(publish_receiver)) = (request.input, publish_receiver) {
             // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
             // own clients turn RED off with E2EE for the same reason.
             let publish = ffi::PublishOptions { red: request.options.e2ee_shared_key.is_none(), ..Default::default() };
@@ -350,30 +409,52 @@ impl Session {
                 muted: Arc::clone(&session.muted),
                 cues: request.cues.clone(),
                 level: Arc::clone(&session.input_level),
+                publishing: Arc::new(AtomicBool::new(false)),
             };
-            session.publish_input(engine, microphone, &publish).await?;
+            session.start_microphone(engine, microphone, publish, can_publish, publish_receiver).await?;
         }
         Ok((session, receiver))
     }
 
-    async fn publish_input(
+    /// Creates the microphone's source and track, publishes the track when `can_publish`, and
+    /// starts the capture thread and the publisher task (which follows later permission changes
+    /// arriving on `commands`).
+    async fn start_microphone(
         &mut self,
         engine: &'static ffi::Engine,
         setup: MicrophoneSetup,
-        publish: &ffi::PublishOptions,
+        publish: ffi::PublishOptions,
+        can_publish: bool,
+        commands: mpsc::UnboundedReceiver<PublishCommand>,
     ) -> Result<(), SessionError> {
         let source = Arc::new(ffi::AudioSource::new(engine, SAMPLE_RATE, 1)?);
-        let track = ffi::LocalAudioTrack::new("microphone", &source)?;
-        let publication = self.room.local_participant().publish_audio_track(&track, publish).await?;
+        let track = Arc::new(ffi::LocalAudioTrack::new("microphone", &source)?);
+        let publication = if can_publish {
+            Some(self.room.local_participant().publish_audio_track(&track, &publish).await?)
+        } else {
+            None
+        };
+        setup.publishing.store(publication.is_some(), Ordering::Relaxed);
+        let shared = Arc::new(Mutex::new(MicrophoneTrack { track, publication }));
+        let publisher = Publisher {
+            participant: self.room.local_participant().clone(),
+            source: Arc::clone(&source),
+            options: publish,
+            track: Arc::clone(&shared),
+            publishing: Arc::clone(&setup.publishing),
+            muted: Arc::clone(&self.muted),
+            events: self.events.clone(),
+        };
+        let sid = lock_track(&shared).publication.as_ref().map(|publication| publication.sid.clone());
         let (gate, gate_commands) = std::sync::mpsc::sync_channel(64);
-        let (engine_source, events, sid, stop) =
-            (Arc::clone(&source), self.events.clone(), publication.sid.clone(), Arc::clone(&self.stop_audio.0));
+        let (engine_source, events, stop) = (Arc::clone(&source), self.events.clone(), Arc::clone(&self.stop_audio.0));
         let runtime = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
             .name("parley-capture".to_string())
             .spawn(move || feed_microphone(setup, &gate_commands, &engine_source, &events, sid, &runtime, &stop))
             .map_err(|error| SessionError::Audio(format!("cannot start the capture thread: {error}")))?;
-        self.microphone = Some(Microphone { track, publication, thread, gate, _source: source });
+        let publisher = tokio::spawn(publisher.run(commands));
+        self.microphone = Some(Microphone { track: shared, thread, gate, publisher, _source: source });
         Ok(())
     }
 
@@ -416,12 +497,21 @@ impl Session {
         self.room.local_participant().identity()
     }
 
-    /// Mutes or unmutes our microphone track; others see the change.
+    /// Whether the server lets us publish the microphone now (a stage room's listener may not
+    /// until a moderator invites them to speak). Any thread.
+    pub fn can_publish(&self) -> bool {
+        self.may_publish.load(Ordering::Relaxed)
+    }
+
+    /// Mutes or unmutes our microphone track; others see the change. The state carries over to
+    /// later publications (after a moderator's grant).
     pub fn set_muted(&self, muted: bool) -> Result<(), SessionError> {
-        if let Some(microphone) = &self.microphone {
-            microphone.track.set_muted(muted)?;
-        }
         self.muted.store(muted, Ordering::Relaxed);
+        if let Some(microphone) = &self.microphone {
+            // Under the lock, so that a track the publisher swaps in meanwhile gets the same state.
+            let shared = lock_track(&microphone.track);
+            shared.track.set_muted(muted)?;
+        }
         self.cue(if muted { Cue::Muted } else { Cue::Unmuted });
         emit(&self.events, SessionEvent::MuteChanged { muted });
         Ok(())
@@ -477,14 +567,19 @@ impl Session {
         }
         self.stop_audio.raise();
         if let Some(microphone) = self.microphone.take() {
-            let publication_sid = microphone.publication.sid.clone();
+            // No grant may publish once we are leaving.
+            microphone.publisher.abort();
+            let publication = lock_track(&microphone.track).publication.take();
             // The capture thread ends within one frame once told; waiting keeps the source (and
             // the frame buffer the engine reads) alive until then.
-            let ended = tokio::task::spawn_blocking(move || microphone.thread.join().is_ok()).await;
+            let thread = microphone.thread;
+            let ended = tokio::task::spawn_blocking(move || thread.join().is_ok()).await;
             if !matches!(ended, Ok(true)) {
                 tracing::warn!("the capture thread ended abnormally");
             }
-            if let Err(error) = self.room.local_participant().unpublish_track(&publication_sid).await {
+            if let Some(publication) = publication
+                && let Err(error) = self.room.local_participant().unpublish_track(&publication.sid).await
+            {
                 tracing::debug!(%error, "unpublishing before leaving failed");
             }
         }
@@ -542,6 +637,9 @@ struct MicrophoneSetup {
     cues: Option<CuePlayer>,
     /// The last frame's level (f32 bits), for the meter.
     level: Arc<AtomicU32>,
+    /// Whether frames go to the engine: true while the track is published. A listener's
+    /// capture keeps running (meter, gate, a warm pipeline) but sends nothing.
+    publishing: Arc<AtomicBool>,
 }
 
 /// The level meters show for silence.
@@ -591,17 +689,18 @@ impl Pace {
 }
 
 /// The capture thread: sends each 10 ms frame of the input as it arrives. Each frame: input →
-/// APM (echo cancellation etc.) → level → transmit gate → engine. Ends when `stop` is set.
+/// APM (echo cancellation etc.) → level → transmit gate → engine (while published). Ends when
+/// `stop` is set. `sid` is the publication at start, if the track was published at once.
 fn feed_microphone(
     setup: MicrophoneSetup,
     commands: &std::sync::mpsc::Receiver<GateCommand>,
     source: &ffi::AudioSource,
     events: &mpsc::UnboundedSender<StampedEvent>,
-    sid: String,
+    sid: Option<String>,
     runtime: &tokio::runtime::Handle,
     stop: &AtomicBool,
 ) {
-    let MicrophoneSetup { mut input, apm, mut gate, muted, cues, level: meter_level } = setup;
+    let MicrophoneSetup { mut input, apm, mut gate, muted, cues, level: meter_level, publishing } = setup;
     let events = events.clone();
     let push_to_talk = matches!(gate.mode(), TransmitMode::PushToTalk { .. });
     let mut frames = 0u64;
@@ -611,7 +710,9 @@ fn feed_microphone(
     let mut transmitting = None;
     let clocked = input.clocked();
     let mut pace = Pace::new();
-    emit(&events, SessionEvent::PublishingStarted { sid, unix_ns: unix_ns() });
+    if let Some(sid) = sid {
+        emit(&events, SessionEvent::PublishingStarted { sid, unix_ns: unix_ns() });
+    }
     loop {
         if !pace.wait(clocked, stop, || input.ready()) {
             return;
@@ -659,6 +760,10 @@ fn feed_microphone(
             reminded_at = Some(frames);
             cues.play(Cue::YouAreMuted);
         }
+        if !publishing.load(Ordering::Relaxed) {
+            // Not published (a listener, or publishing revoked): nothing leaves this machine.
+            continue;
+        }
         // The engine answers once it has taken the frame (its queue is zero-length, so this
         // is quick); the buffer stays ours until then.
         frame = match runtime.block_on(source.capture_frame(frame)) {
@@ -669,6 +774,124 @@ fn feed_microphone(
             }
         };
         frame.resize(FRAME_SAMPLES, 0);
+    }
+}
+
+fn lock_track(shared: &Mutex<MicrophoneTrack>) -> std::sync::MutexGuard<'_, MicrophoneTrack> {
+    // Plain values and handles: a panic elsewhere cannot leave them half-updated.
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Publishes the microphone when the server grants publishing and withdraws it when the grant
+/// is revoked, one command at a time (a tokio task owned by the session's [`Microphone`]).
+struct Publisher {
+    participant: ffi::LocalParticipant,
+    source: Arc<ffi::AudioSource>,
+    options: ffi::PublishOptions,
+    track: SharedTrack,
+    /// Tells the capture thread whether to send frames.
+    publishing: Arc<AtomicBool>,
+    muted: Arc<AtomicBool>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+}
+
+impl Publisher {
+    async fn run(self, mut commands: mpsc::UnboundedReceiver<PublishCommand>) {
+        while let Some(command) = commands.recv().await {
+            match command {
+                PublishCommand::Allowed(true) => self.publish().await,
+                PublishCommand::Allowed(false) => self.withdraw().await,
+                PublishCommand::Unpublished(sid) => self.forget(&sid),
+            }
+        }
+    }
+
+    /// Publishes the track unless it is published. The engine may have ended the track when the
+    /// server unpublished it; a new track on the same source then takes its place.
+    async fn publish(&self) {
+        let track = {
+            let shared = lock_track(&self.track);
+            if shared.publication.is_some() {
+                return;
+            }
+            Arc::clone(&shared.track)
+        };
+        let published = match self.participant.publish_audio_track(&track, &self.options).await {
+            Ok(publication) => Ok(publication),
+            Err(first) => {
+                tracing::debug!(error = %first, "publishing the microphone track again failed; trying a new track");
+                self.publish_new_track().await
+            }
+        };
+        match published {
+            Ok(publication) => {
+                let sid = publication.sid.clone();
+                lock_track(&self.track).publication = Some(publication);
+                self.publishing.store(true, Ordering::Relaxed);
+                emit(&self.events, SessionEvent::PublishingStarted { sid, unix_ns: unix_ns() });
+            }
+            Err(error) => emit(
+                &self.events,
+                SessionEvent::Warning {
+                    message: format!("cannot publish the microphone after being allowed to: {error}"),
+                },
+            ),
+        }
+    }
+
+    async fn publish_new_track(&self) -> Result<ffi::LocalTrackPublication, SessionError> {
+        let track = Arc::new(ffi::LocalAudioTrack::new("microphone", &self.source)?);
+        {
+            // Under the lock: `Session::set_muted` mutes whichever track is current.
+            let mut shared = lock_track(&self.track);
+            track.set_muted(self.muted.load(Ordering::Relaxed))?;
+            shared.track = Arc::clone(&track);
+        }
+        Ok(self.participant.publish_audio_track(&track, &self.options).await?)
+    }
+
+    /// Stops sending and unpublishes the track, keeping it for the next grant. The server has
+    /// already withdrawn it, but the engine does not count that as an unpublication: without
+    /// this, the next grant would give one track two publications, and the engine aborts the
+    /// process when it releases them (seen with the pinned library).
+    async fn withdraw(&self) {
+        self.publishing.store(false, Ordering::Relaxed);
+        let Some(publication) = lock_track(&self.track).publication.take() else { return };
+        if let Err(error) = self.participant.unpublish_track_keeping(&publication.sid).await {
+            tracing::debug!(%error, "unpublishing after the permission was revoked failed");
+        }
+        emit(&self.events, SessionEvent::PublishingStopped { sid: publication.sid });
+    }
+
+    /// The engine reports our track unpublished. After our own unpublication (leaving, a
+    /// revocation) the publication is already gone; otherwise the engine dropped it on its own:
+    /// stop sending, and a later grant publishes again.
+    fn forget(&self, sid: &str) {
+        let mut shared = lock_track(&self.track);
+        if shared.publication.as_ref().is_some_and(|publication| publication.sid == sid) {
+            shared.publication = None;
+            self.publishing.store(false, Ordering::Relaxed);
+            emit(&self.events, SessionEvent::PublishingStopped { sid: sid.to_string() });
+        }
+    }
+}
+
+/// What the room follower needs to follow our own permission to publish.
+struct LocalPublishing {
+    identity: String,
+    /// The current permission, shared with [`Session::can_publish`].
+    may_publish: Arc<AtomicBool>,
+    /// The publisher task, when there is a microphone to publish.
+    publisher: Option<mpsc::UnboundedSender<PublishCommand>>,
+}
+
+impl LocalPublishing {
+    fn tell(&self, command: PublishCommand) {
+        if let Some(publisher) = &self.publisher
+            && publisher.send(command).is_err()
+        {
+            tracing::debug!("the publisher task has ended (leaving)");
+        }
     }
 }
 
@@ -741,6 +964,7 @@ async fn follow(
     events: mpsc::UnboundedSender<StampedEvent>,
     mixer: Option<Arc<Mutex<Mixer>>>,
     cues: Option<CuePlayer>,
+    local: LocalPublishing,
 ) {
     let cue = |cue: Cue| {
         if let Some(cues) = &cues {
@@ -789,6 +1013,20 @@ async fn follow(
                     mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
                 }
                 Some(SessionEvent::TrackUnsubscribed { identity, sid })
+            }
+            ffi::RoomEvent::ParticipantPermissionChanged { identity, permission: Some(permission) }
+                if identity == local.identity =>
+            {
+                let allowed = permission.allows_publishing(ffi::TrackSource::Microphone);
+                // The server also reports changes of rights we do not follow (data, metadata).
+                (local.may_publish.swap(allowed, Ordering::Relaxed) != allowed).then(|| {
+                    local.tell(PublishCommand::Allowed(allowed));
+                    SessionEvent::PublishPermission { can_publish: allowed }
+                })
+            }
+            ffi::RoomEvent::LocalTrackUnpublished { sid } => {
+                local.tell(PublishCommand::Unpublished(sid));
+                None
             }
             ffi::RoomEvent::TrackMuted { identity, sid } => Some(SessionEvent::TrackMuted { identity, sid }),
             ffi::RoomEvent::TrackUnmuted { identity, sid } => Some(SessionEvent::TrackUnmuted { identity, sid }),

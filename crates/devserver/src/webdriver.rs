@@ -2,13 +2,13 @@
 //! `cargo xtask app --smoke` make through tauri-driver (new session, execute script, find, click,
 //! pointer actions, screenshot, end session).
 //!
-//! Plain HTTP/1.1 over `std::net::TcpStream` to a loopback port, one connection per request
-//! (`Connection: close`): the remote end is always on this machine, requests are seconds apart,
+//! Plain HTTP/1.1 over `std::net::TcpStream` to a loopback port, one connection per request:
+//! the remote end is always on this machine, requests are seconds apart,
 //! and the only body format is JSON. An HTTP client crate (ureq, reqwest) would add TLS and
 //! connection pooling that loopback does not need, and a dependency tree to every build of this
 //! crate. Blocking on purpose: the tests drive a real window step by step, with no runtime.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The W3C key of an element reference in JSON answers.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebDriverError {
@@ -100,27 +100,23 @@ impl WebDriver {
             .map_err(|error| WebDriverError::Connect { port: self.port, error })?;
         stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
         let body = body.map(Value::to_string).unwrap_or_default();
+        // No `Connection: close`: tauri-driver forwards our headers to WebKitWebDriver, which then
+        // closes its side after answering while tauri-driver's connection pool reuses that
+        // connection for the next request — which fails with "connection reset" (seen on about
+        // one session in four). So the answer is read by its length, not to the end of stream.
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             Content-Length: {}\r\n\r\n{body}",
             self.port,
             body.len()
         );
         stream.write_all(request.as_bytes()).map_err(io)?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).map_err(io)?;
-        let text = String::from_utf8_lossy(&response);
-        let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            dechunk(payload)
-        } else {
-            payload.into()
-        };
+        let (head, payload) = read_response(&mut stream).map_err(io)?;
         let status_ok = head.split_whitespace().nth(1).is_some_and(|code| code.starts_with('2'));
         let value: Value = serde_json::from_str(payload.trim()).map_err(|_| WebDriverError::NotJson {
             method: method.into(),
             path: path.into(),
-            body: payload.chars().take(300).collect(),
+            body: format!("{} {}", head.lines().next().unwrap_or(""), payload.chars().take(300).collect::<String>()),
         })?;
         if !status_ok {
             return Err(WebDriverError::Command {
@@ -132,6 +128,46 @@ impl WebDriver {
         }
         Ok(value)
     }
+}
+
+/// Reads one HTTP/1.1 response: the head, then a body of `Content-Length` bytes, a chunked body,
+/// or (neither) everything until the server closes.
+fn read_response(stream: &mut impl std::io::Read) -> std::io::Result<(String, String)> {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = find(&bytes, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+            let lower = head.to_ascii_lowercase();
+            let length = lower
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok());
+            let chunked = lower.contains("transfer-encoding: chunked");
+            let body = &bytes[end + 4..];
+            let complete = match length {
+                Some(length) => body.len() >= length,
+                None if chunked => find(body, b"0\r\n\r\n").is_some(),
+                None => false,
+            };
+            if complete {
+                let body = String::from_utf8_lossy(body);
+                let body = if chunked { dechunk(&body) } else { body.into_owned() };
+                return Ok((head, body));
+            }
+        }
+        let read = stream.read(&mut chunk)?;
+        if read == 0 {
+            let text = String::from_utf8_lossy(&bytes);
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            return Ok((head.to_string(), body.to_string()));
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|window| window == needle)
 }
 
 /// An element reference from a find call.
@@ -293,7 +329,7 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, WebDriverError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{dechunk, decode_base64};
+    use super::{dechunk, decode_base64, read_response};
 
     #[test]
     fn base64_and_chunked_bodies_decode() {
@@ -301,5 +337,14 @@ mod tests {
         assert_eq!(decode_base64("UGFybA==").expect("valid base64"), b"Parl", "with padding");
         assert!(decode_base64("U*").is_err(), "a character outside the alphabet is refused");
         assert_eq!(dechunk("4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n"), "{\"a\":1}", "chunks are joined");
+    }
+
+    #[test]
+    fn a_response_ends_at_its_length_without_the_connection_closing() {
+        let mut answer: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}and the next answer";
+        let (head, body) = read_response(&mut answer).expect("a response");
+        assert_eq!((head.as_str(), body.as_str()), ("HTTP/1.1 200 OK\r\nContent-Length: 7", "{\"a\":1}"));
+        let mut chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+        assert_eq!(read_response(&mut chunked).expect("a response").1, "{}", "a chunked body is joined");
     }
 }

@@ -22,6 +22,16 @@ pub struct Permission {
     pub can_subscribe: bool,
     pub can_publish: bool,
     pub can_publish_data: bool,
+    /// The sources it may publish; empty means every source.
+    pub can_publish_sources: Vec<TrackSource>,
+}
+
+impl Permission {
+    /// Whether a track from `source` may be published: LiveKit's own rule (`can_publish`, and
+    /// `source` listed unless the list is empty).
+    pub fn allows_publishing(&self, source: TrackSource) -> bool {
+        self.can_publish && (self.can_publish_sources.is_empty() || self.can_publish_sources.contains(&source))
+    }
 }
 
 /// A published track, remote or local.
@@ -234,6 +244,11 @@ impl From<&proto::ParticipantPermission> for Permission {
             can_subscribe: permission.can_subscribe,
             can_publish: permission.can_publish,
             can_publish_data: permission.can_publish_data,
+            can_publish_sources: permission
+                .can_publish_sources
+                .iter()
+                .map(|source| TrackSource::from_proto(*source))
+                .collect(),
         }
     }
 }

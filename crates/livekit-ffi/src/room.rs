@@ -104,6 +104,9 @@ struct RemoteParticipant {
 struct RoomState {
     remotes: HashMap<String, RemoteParticipant>,
     connection: Option<ConnectionState>,
+    local_identity: String,
+    /// What the server lets us do now: the token's grant, then whatever a moderator set.
+    local_permission: Option<Permission>,
 }
 
 /// A joined room. Dropping it without [`Room::disconnect`] still leaves the room (the engine
@@ -117,9 +120,11 @@ pub struct Room {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// The participant we are in a room.
+/// The participant we are in a room. Cheap to clone: clones act on the same participant (so a
+/// task can publish while the room is used elsewhere) until the room is disconnected.
+#[derive(Clone)]
 pub struct LocalParticipant {
-    handle: OwnedHandle,
+    handle: Arc<OwnedHandle>,
     info: ParticipantInfo,
 }
 
@@ -183,10 +188,15 @@ impl Room {
         };
         let room_handle = Arc::new(engine.own(result.room.handle.id));
         let local = LocalParticipant {
-            handle: engine.own(result.local_participant.handle.id),
+            handle: Arc::new(engine.own(result.local_participant.handle.id)),
             info: ParticipantInfo::from(&result.local_participant.info),
         };
-        let mut state = RoomState { connection: Some(ConnectionState::Connected), ..Default::default() };
+        let mut state = RoomState {
+            connection: Some(ConnectionState::Connected),
+            local_identity: local.info.identity.clone(),
+            local_permission: local.info.permission.clone(),
+            ..Default::default()
+        };
         for entry in result.participants {
             let info = ParticipantInfo::from(&entry.participant.info);
             let publications = entry
@@ -252,6 +262,14 @@ impl Room {
                 (identity.clone(), remote.publications.values().map(|(_, publication)| publication.clone()).collect())
             })
             .collect()
+    }
+
+    /// What the server lets us do now: the token's grant at first, then each change a moderator
+    /// made (`UpdateParticipant`), as [`RoomEvent::ParticipantPermissionChanged`] reports it.
+    /// `None` when the server sent none (LiveKit then grants everything). Any thread.
+    pub fn local_permission(&self) -> Option<Permission> {
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state.local_permission.clone()
     }
 
     /// The last connection state the engine reported.
@@ -342,8 +360,23 @@ impl LocalParticipant {
         }
     }
 
-    /// Stops publishing a track.
+    /// Stops publishing a track and ends it.
     pub async fn unpublish_track(&self, sid: &str) -> Result<(), Error> {
+        self.unpublish(sid, true).await
+    }
+
+    /// Stops publishing a track but keeps it (and its source) usable, so that
+    /// [`LocalParticipant::publish_audio_track`] can publish it again later. Also needed when
+    /// the server withdrew the track (a revoked `canPublish`): the engine does not count that
+    /// as an unpublication, and publishing the track again without this gives it two
+    /// publications, which abort the engine when released. Call from a tokio runtime.
+    ///
+    /// Errors: engine errors (an unknown `sid`).
+    pub async fn unpublish_track_keeping(&self, sid: &str) -> Result<(), Error> {
+        self.unpublish(sid, false).await
+    }
+
+    async fn unpublish(&self, sid: &str, stop_on_unpublish: bool) -> Result<(), Error> {
         let engine = self.handle.engine();
         let participant = self.handle.id();
         let (event, _) = engine
@@ -352,7 +385,7 @@ impl LocalParticipant {
                     RequestMessage::UnpublishTrack(proto::UnpublishTrackRequest {
                         local_participant_handle: participant,
                         track_sid: sid.to_string(),
-                        stop_on_unpublish: true,
+                        stop_on_unpublish,
                         request_async_id: Some(async_id),
                     })
                 },
@@ -590,7 +623,9 @@ fn apply(engine: &'static Engine, state: &mut RoomState, message: proto::room_ev
         }
         M::ParticipantPermissionChanged(changed) => {
             let permission = changed.permission.as_ref().map(Permission::from);
-            if let Some(remote) = state.remotes.get_mut(&changed.participant_identity) {
+            if changed.participant_identity == state.local_identity {
+                state.local_permission = permission.clone();
+            } else if let Some(remote) = state.remotes.get_mut(&changed.participant_identity) {
                 remote.info.permission = permission.clone();
             }
             RoomEvent::ParticipantPermissionChanged { identity: changed.participant_identity, permission }

@@ -1,18 +1,19 @@
-//! The engine API against a real LiveKit server: events, data, attributes, mute, APM,
-//! and that every handle is released exactly once.
+//! The engine API against a real LiveKit server: events, data, attributes, mute, permission
+//! changes by a moderator, APM, and that every handle is released exactly once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
+use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
 use parley_audio::SAMPLE_RATE;
 use parley_audio::analysis::rms_dbfs;
 use parley_audio::signal::Tone;
 use parley_devserver::{DevServer, DevServerConfig};
 use parley_livekit_ffi::{
     Apm, ApmConfig, AudioSource, DisconnectReason, Engine, LibrarySearch, LocalAudioTrack, PublishOptions, Room,
-    RoomEvent, RoomOptions,
+    RoomEvent, RoomOptions, TrackSource,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -160,6 +161,92 @@ async fn data_attributes_mute_and_leave_reach_the_other_participant() {
     drop((track, source, publication, subscribed));
     assert_eq!(engine().handle_stats().unknown, 0, "no handle may be released twice or invented");
     assert!(engine().handle_stats().released > 5, "handles were released: {:?}", engine().handle_stats());
+}
+
+/// RoomService `UpdateParticipant` with a whole permission: subscribe and data, publish as given.
+async fn set_can_publish(server: &DevServer, room: &str, identity: &str, can_publish: bool) {
+    let rooms = RoomClient::with_api_key(&server.url(), server.api_key(), server.api_secret());
+    let permission = livekit_protocol::ParticipantPermission {
+        can_subscribe: true,
+        can_publish,
+        can_publish_data: true,
+        ..Default::default()
+    };
+    let options = UpdateParticipantOptions { permission: Some(permission), ..Default::default() };
+    rooms.update_participant(room, identity, options).await.expect("UpdateParticipant");
+}
+
+/// Waits for our own permission change and returns whether it allows publishing the microphone.
+async fn own_permission(events: &mut UnboundedReceiver<RoomEvent>, identity: &str, what: &str) -> bool {
+    expect_event(events, what, |event| match event {
+        RoomEvent::ParticipantPermissionChanged { identity: changed, permission: Some(permission) }
+            if changed == identity =>
+        {
+            Some(permission.allows_publishing(TrackSource::Microphone))
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_permission_unpublishes_and_a_new_grant_lets_the_same_track_publish_again() {
+    let server = server();
+    let options = RoomOptions::default();
+    let (alice, mut alice_events) = join(&server, "stage", "alice", &options).await;
+    let (bob, mut bob_events) = join(&server, "stage", "bob", &options).await;
+    let granted = alice.local_permission().expect("the join answer carries alice's permission");
+    assert!(granted.allows_publishing(TrackSource::Microphone), "alice's token lets her publish: {granted:?}");
+
+    let source = Arc::new(AudioSource::new(engine(), SAMPLE_RATE, 1).expect("source"));
+    let track = LocalAudioTrack::new("microphone", &source).expect("track");
+    let publisher = alice.local_participant().clone();
+    let first = publisher.publish_audio_track(&track, &PublishOptions::default()).await.expect("publish");
+    let voice = speak(Arc::clone(&source), 440.0);
+    expect_event(&mut bob_events, "alice's first track", |event| {
+        matches!(event, RoomEvent::AudioTrackSubscribed { ref identity, .. } if identity == "alice").then_some(())
+    })
+    .await;
+
+    set_can_publish(&server, "stage", "alice", false).await;
+    assert!(!own_permission(&mut alice_events, "alice", "alice's permission revoked").await, "no publishing now");
+    assert!(
+        alice.local_permission().is_some_and(|permission| !permission.can_publish),
+        "the room's record follows: {:?}",
+        alice.local_permission()
+    );
+    let gone = expect_event(&mut bob_events, "alice's track unpublished by the server", |event| match event {
+        RoomEvent::TrackUnpublished { identity, sid } if identity == "alice" => Some(sid),
+        _ => None,
+    })
+    .await;
+    assert_eq!(gone, first.sid, "the server withdrew the published track");
+    // The engine does not report the server's unpublication as its own; the participant must
+    // unpublish too (keeping the track), or the engine holds two publications of one track and
+    // aborts the process when it later releases them.
+    publisher.unpublish_track_keeping(&first.sid).await.expect("unpublishing the withdrawn track");
+    let local = expect_event(&mut alice_events, "alice's own unpublication", |event| match event {
+        RoomEvent::LocalTrackUnpublished { sid } => Some(sid),
+        _ => None,
+    })
+    .await;
+    assert_eq!(local, first.sid, "the engine reports the track unpublished");
+
+    set_can_publish(&server, "stage", "alice", true).await;
+    assert!(own_permission(&mut alice_events, "alice", "alice's permission granted").await, "publishing again");
+    let second = publisher.publish_audio_track(&track, &PublishOptions::default()).await.expect("publish again");
+    assert_ne!(second.sid, first.sid, "a new publication");
+    let resubscribed = expect_event(&mut bob_events, "alice's track again", |event| match event {
+        RoomEvent::AudioTrackSubscribed { identity, track } if identity == "alice" => Some(track.sid),
+        _ => None,
+    })
+    .await;
+    assert_eq!(resubscribed, second.sid, "bob receives the republished track");
+
+    voice.abort();
+    alice.disconnect().await.expect("alice leaves");
+    bob.disconnect().await.expect("bob leaves");
+    drop((track, source, first, second, publisher));
 }
 
 /// Deterministic broadband noise (a speech-like echo reference).

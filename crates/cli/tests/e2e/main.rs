@@ -9,6 +9,7 @@ mod controls;
 mod devices;
 mod interop;
 mod lifecycle;
+mod moderation;
 mod profiles;
 mod support;
 mod talk;

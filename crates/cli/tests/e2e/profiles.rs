@@ -16,25 +16,25 @@ use serde_json::Value;
 
 use crate::support::{audio_lock, join, parley, scratch, server};
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 /// Exit codes from the README's table.
 const EXIT_UNAUTHORIZED: i32 = 4;
 const EXIT_DISCONNECTED: i32 = 6;
 const EXIT_KEYRING: i32 = 22;
 
 /// A private keyring and config directory that `parley` processes use instead of the user's.
-struct Home {
+pub(crate) struct Home {
     keyring: TestKeyring,
     config: tempfile::TempDir,
 }
 
 impl Home {
-    fn new() -> Home {
+    pub(crate) fn new() -> Home {
         let keyring = TestKeyring::start().unwrap_or_else(|error| panic!("test keyring: {error}"));
         Home { keyring, config: scratch() }
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut command = parley();
         command.env("PARLEY_CONFIG_DIR", self.config.path()).envs(self.keyring.env());
         command
@@ -45,12 +45,12 @@ impl Home {
     }
 
     /// `parley profile add <args>` with `stdin` as the secret input.
-    fn add(&self, args: &[&str], stdin: &str) -> Output {
+    pub(crate) fn add(&self, args: &[&str], stdin: &str) -> Output {
         run_with_stdin(self.command().args(["profile", "add"]).args(args).arg("--secret-stdin"), stdin)
     }
 
     /// Adds a `livekit` profile for `server` joining as `identity`, with `secret`.
-    fn add_livekit(&self, name: &str, server: &DevServer, identity: &str, secret: &str) {
+    pub(crate) fn add_livekit(&self, name: &str, server: &DevServer, identity: &str, secret: &str) {
         let output = self.add(
             &[
                 name,
@@ -76,11 +76,11 @@ fn run_with_stdin(command: &mut Command, stdin: &str) -> Output {
     child.wait_with_output().expect("parley output")
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).to_string()
 }
 
-fn assert_success(output: &Output, what: &str) {
+pub(crate) fn assert_success(output: &Output, what: &str) {
     assert!(output.status.success(), "{what} should succeed, got {}; stderr: {}", output.status, text(&output.stderr));
 }
 
@@ -304,11 +304,11 @@ fn without_a_keyring_saving_a_profile_says_what_to_do() {
 
 /// A multi-thread runtime the in-process contract servers run on while the test thread waits for
 /// `parley` processes.
-fn contract_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn contract_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
 }
 
-fn keys_of(server: &DevServer) -> parley_contract_servers::LivekitKeys {
+pub(crate) fn keys_of(server: &DevServer) -> parley_contract_servers::LivekitKeys {
     parley_contract_servers::LivekitKeys {
         url: server.url(),
         api_key: server.api_key().into(),
