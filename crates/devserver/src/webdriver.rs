@@ -151,7 +151,7 @@ fn read_response(stream: &mut impl std::io::Read) -> std::io::Result<(String, St
                 None => false,
             };
             if complete {
-                let body = String::from_utf8_lossy(body);
+                let body = String::from_utf8_lossy(length.map_or(body, |length| &body[..length]));
                 let body = if chunked { dechunk(&body) } else { body.into_owned() };
                 return Ok((head, body));
             }
@@ -233,6 +233,13 @@ impl Session {
     /// Clicks an element (scrolled into view by the remote end).
     pub fn click(&self, element: &Element) -> Result<(), WebDriverError> {
         self.driver.post(&self.path(&format!("/element/{}/click", element.0)), &json!({}))?;
+        Ok(())
+    }
+
+    /// Types `text` into `element` as key presses (W3C "Element Send Keys"): the page sees
+    /// focus, `keydown`/`input`/`keyup` for each character, as from a keyboard.
+    pub fn send_keys(&self, element: &Element, text: &str) -> Result<(), WebDriverError> {
+        self.driver.post(&self.path(&format!("/element/{}/value", element.0)), &json!({ "text": text }))?;
         Ok(())
     }
 

@@ -107,8 +107,15 @@ export class AppModel {
   }
 
   private applyState(state: ClientState): void {
+    const before = this.state.call;
     this.state = state;
-    if (state.call) this.lastCall = { profile: state.call.profile, roomId: state.call.roomId, roomName: state.call.roomName };
+    const call = state.call;
+    if (call) this.lastCall = { profile: call.profile, roomId: call.roomId, roomName: call.roomName };
+    // Joining changes the list (a self-hosted LiveKit creates the room on first join; counts
+    // change): refresh it once we are in, however the join started (list, link, another app).
+    const arrived =
+      call?.phase.phase === 'connected' && (before?.phase.phase !== 'connected' || before.roomId !== call.roomId);
+    if (arrived && call.profile === this.selectedProfile) void this.loadRooms();
   }
 
   stop(): void {

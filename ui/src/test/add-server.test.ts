@@ -16,6 +16,11 @@ describe('add server', () => {
     expect(screen.getByLabelText('Name'), 'focus should move to the first invalid field').toHaveFocus();
     expect(screen.getByLabelText('Name')).toHaveAttribute('aria-invalid', 'true');
     expect(backend.callsOf('add_profile'), 'nothing should be sent while the form is invalid').toEqual([]);
+
+    await user.type(screen.getByLabelText('Name'), 'home');
+    expect(screen.queryByText('Give the server a name.'), 'fixing a field clears its complaint').toBeNull();
+    expect(screen.getByLabelText('Name')).not.toHaveAttribute('aria-invalid');
+    expect(screen.getByText('Server URL is required.'), 'the others stay until fixed').toBeInTheDocument();
   });
 
   it('rejects a bad profile name and a URL with the wrong scheme', async () => {

@@ -1,4 +1,4 @@
-import { screen, within } from '@testing-library/svelte';
+import { screen, waitFor, within } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 
 import { renderInRoom } from './harness';
@@ -25,6 +25,15 @@ describe('control bar', () => {
     expect(backend.callsOf('set_deafened')).toEqual([{ deafened: true }]);
     expect(deafen).toHaveAttribute('aria-pressed', 'true');
     expect(screen.getByRole('group', { name: /^You/ })).toHaveAccessibleName('You, deafened');
+  });
+
+  it("says when the room does not let us speak, until we are invited", async () => {
+    const { backend } = await renderInRoom('Town hall', {}, 'forum');
+    const gate = screen.getByTestId('gate-state');
+    expect(gate, 'a stage listener hears but cannot speak').toHaveTextContent('Listening: a moderator can invite you to speak');
+    backend.setCanSpeak(true);
+    await waitFor(() => expect(gate, 'invited, the gate shows the transmit state again').not.toHaveTextContent(/moderator can invite/));
+    expect(gate.textContent).toMatch(/Mic open|Listening for voice|Hold .* to talk/);
   });
 
   it('shows the push-to-talk state and changes the transmit mode', async () => {

@@ -21,6 +21,12 @@ describe('servers and rooms', () => {
     expect(screen.getByRole('button', { name: 'In Lounge' }), 'the joined room is marked in the list').toBeDisabled();
     const people = screen.getByRole('list', { name: /In the room/ });
     expect(within(people).getAllByRole('listitem'), 'us plus three others').toHaveLength(4);
+    await waitFor(() =>
+      expect(backend.callsOf('list_rooms'), 'the list is refreshed once connected').toEqual([
+        { profile: 'local' },
+        { profile: 'local' },
+      ]),
+    );
   });
 
   it('switches servers from the sidebar and shows stage badges', async () => {

@@ -87,7 +87,28 @@ impl LivekitPlane {
     fn admin(&self, room: &str) -> Result<RoomAdmin, PlaneError> {
         RoomAdmin::with_api_key(&self.settings.url, &self.settings.api_key, &self.api_secret, room)
     }
+
+    /// Replaces `ListRooms`' `num_participants` with a `ListParticipants` count, for the first
+    /// [`COUNTED_ROOMS`] rooms, all at once. LiveKit keeps that field only eventually
+    /// consistent (a room with two people in it was listed with 0 for seconds), and a list
+    /// that says "0" beside a room people are talking in is wrong; where a count fails, the
+    /// server's figure stays.
+    async fn count_participants(&self, rooms: &mut [RoomSummary]) {
+        let mut counts = tokio::task::JoinSet::new();
+        for (index, room) in rooms.iter().enumerate().take(COUNTED_ROOMS) {
+            let Ok(admin) = self.admin(&room.id) else { continue };
+            counts.spawn(async move { (index, admin.participants().await.map(|people| people.len())) });
+        }
+        while let Some(joined) = counts.join_next().await {
+            if let Ok((index, Ok(count))) = joined {
+                rooms[index].participants = Some(u32::try_from(count).unwrap_or(u32::MAX));
+            }
+        }
+    }
 }
+
+/// How many rooms [`LivekitPlane::list_rooms`] counts people in, one request each.
+const COUNTED_ROOMS: usize = 32;
 
 #[async_trait]
 impl ControlPlane for LivekitPlane {
@@ -116,6 +137,7 @@ impl ControlPlane for LivekitPlane {
             })
             .collect();
         summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.count_participants(&mut summaries).await;
         Ok(summaries)
     }
 

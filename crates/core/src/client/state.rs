@@ -174,6 +174,9 @@ pub struct CallState {
     pub hand_raised: bool,
     /// The backend lets us raise a hand (stage rooms).
     pub can_raise_hand: bool,
+    /// The server lets us publish the microphone: `false` for a stage room's listener or
+    /// someone a moderator hard-muted, until invited to speak or restored.
+    pub can_speak: bool,
     /// What we may do to others here: the backend's actions filtered by our role.
     pub moderation: Vec<ModerationOption>,
     pub local_quality: ConnectionQuality,
@@ -232,6 +235,7 @@ impl CallState {
             role: None,
             hand_raised: false,
             can_raise_hand: false,
+            can_speak: true,
             moderation: Vec::new(),
             local_quality: ConnectionQuality::Unknown,
             participants: Vec::new(),
@@ -323,6 +327,7 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
         }
         SessionEvent::Reconnecting => call.phase = CallPhase::Reconnecting,
         SessionEvent::Reconnected => call.phase = CallPhase::Connected,
+        SessionEvent::PublishPermission { can_publish } => call.can_speak = *can_publish,
         SessionEvent::VolumeChanged { identity, percent } => match call.participant_mut(identity) {
             Some(participant) => participant.volume = *percent,
             None => return false,
@@ -478,6 +483,17 @@ mod tests {
             &saved,
         );
         assert!(call(&state).participants.is_empty(), "bob should be gone after leaving");
+    }
+
+    #[test]
+    fn a_listener_can_speak_once_the_server_grants_it() {
+        let mut state = in_call();
+        assert!(call(&state).can_speak, "a call may speak unless the server says otherwise");
+        let denied = SessionEvent::PublishPermission { can_publish: false };
+        assert!(apply_session_event(&mut state, &denied, &saved), "the permission is shown");
+        assert!(!call(&state).can_speak, "a listener cannot speak");
+        apply_session_event(&mut state, &SessionEvent::PublishPermission { can_publish: true }, &saved);
+        assert!(call(&state).can_speak, "invited to speak, they can");
     }
 
     #[test]

@@ -204,6 +204,12 @@ export class MemoryBackend implements Backend {
     });
   }
 
+  /// The server grants or revokes our right to publish (invited to speak, moved to the audience).
+  setCanSpeak(canSpeak: boolean): void {
+    const call = this.state.call;
+    this.publish({ ...this.state, call: call ? { ...call, canSpeak } : call });
+  }
+
   /// The backend ends the call (a moderator kicked or banned the user, the room closed).
   endCall(code: ClientError['code'], message: string): void {
     this.publish({ ...this.state, call: null });
@@ -397,6 +403,7 @@ export class MemoryBackend implements Backend {
       role: null,
       handRaised: false,
       canRaiseHand: false,
+      canSpeak: true,
       moderation: [],
       localQuality: 'unknown',
       participants: [],
@@ -433,6 +440,8 @@ export class MemoryBackend implements Backend {
         role: entry.stage ? 'listener' : null,
         handRaised: false,
         canRaiseHand: entry.stage && features.raiseHand,
+        // A stage room's listener may not publish until invited to speak.
+        canSpeak: !entry.stage,
         moderation: entry.canManage ? structuredClone(this.moderation[profile] ?? []) : [],
         localQuality: 'excellent',
         participants: structuredClone(this.people[entry.id] ?? []),

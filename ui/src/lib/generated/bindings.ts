@@ -48,6 +48,11 @@ role: string | null, handRaised: boolean,
  */
 canRaiseHand: boolean, 
 /**
+ * The server lets us publish the microphone: `false` for a stage room's listener or
+ * someone a moderator hard-muted, until invited to speak or restored.
+ */
+canSpeak: boolean, 
+/**
  * What we may do to others here: the backend's actions filtered by our role.
  */
 moderation: Array<ModerationOption>, localQuality: ConnectionQuality, 

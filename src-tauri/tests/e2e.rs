@@ -1,0 +1,394 @@
+//! End-to-end tests of the desktop app: the real `parley-app` binary in a real window (a private
+//! Xvfb), driven through WebDriver (tauri-driver + WebKitWebDriver), joining a real LiveKit
+//! server through a `parley://join/…` link with a `livekit` profile whose secret sits in a real
+//! keyring, playing and capturing through real sound devices (null sinks of a private
+//! PulseAudio), with `parley` CLI processes as the other people in the room.
+//!
+//! Each test builds its own world ([`rig::Rig`]); nothing is shared between tests. Whatever is
+//! missing (Xvfb, tauri-driver, WebKitWebDriver, PulseAudio, the LiveKit server or FFI library,
+//! gnome-keyring) fails the test with what to install: `cargo xtask setup` installs all of it.
+//! Timing is only ever a generous deadline on something that must happen; the oracles are the
+//! audio (frequency and level at the app's speaker, at a peer's ears) and what the peers report.
+//!
+//! Screenshots go to `<target dir>/app-e2e/<scenario>.png` (and `<scenario>-failed.png`).
+//!
+//! Modules: [`rig`] (the world and the app), [`window`] (the DOM, as a user sees it), [`peer`]
+//! (`parley join` processes), [`sound`] (recording and feeding the app's devices), [`tray`] (the
+//! tray menu over D-Bus, as a panel sees it).
+
+// A test crate's root resolves `mod x;` beside itself (tests/x.rs); the helpers live in
+// tests/e2e/, so that Cargo does not take each of them for a test target of its own.
+#[path = "e2e/peer.rs"]
+mod peer;
+#[path = "e2e/rig.rs"]
+mod rig;
+#[path = "e2e/sound.rs"]
+mod sound;
+#[path = "e2e/tray.rs"]
+mod tray;
+#[path = "e2e/window.rs"]
+mod window;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use peer::{Peer, between, now_ms};
+use rig::{APP_IDENTITY, APP_MIC, APP_SPEAKER, AppSetup, ROOM, Rig};
+use sound::{Ear, Mouth, read_tone};
+use window::{click_menu_item, confirm, open_menu, set_volume, tile, wait_for_tile};
+
+/// The CLI's default `--tone-level`: a peak of −12 dBFS.
+const TONE_DBFS: f32 = -12.0;
+const PEER: &str = "bot";
+/// Deadlines for things that must happen; never expected durations.
+const APPEARS: Duration = Duration::from_secs(30);
+const ARRIVES: Duration = Duration::from_secs(20);
+const ENDS: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_linked_join_lists_the_speaking_peer_and_plays_its_tone_on_the_speaker() {
+    let started = Instant::now();
+    let rig = Rig::start("peer-heard", &AppSetup::default());
+    let ear = Ear::on(&rig.pulse, APP_SPEAKER);
+    let bot = Peer::join(&rig.server, ROOM, PEER, rig.dir.path(), &["--tone", "440"], 120.0);
+
+    let view = wait_for_tile(&rig.session, PEER, APPEARS, "the app should list bot with a speaking ring", |view| {
+        view.is_some_and(|view| view.speaking)
+    })
+    .expect("a tile");
+    let arrival = ear.wait_for_tone(440.0, -30.0, ARRIVES, "the app's speaker");
+    let heard = ear.listen(2.0);
+    let tone = read_tone(&heard, 440.0);
+    let view = tile(&rig.session, PEER).unwrap_or(view);
+    let shot = rig.screenshot("");
+    eprintln!(
+        "peer-heard: tone after {:.1} s at {:.1} Hz, {:.1} dBFS, {:.3} of the energy; ring level {:.2} ({:?}); {}",
+        arrival.as_secs_f64(),
+        tone.frequency_hz,
+        tone.level_dbfs,
+        tone.share,
+        view.level,
+        view.label,
+        shot.display()
+    );
+    assert!(view.label.contains("speaking"), "the tile's label should say bot is speaking: {:?}", view.label);
+    assert!(view.level >= 0.5, "a −12 dBFS tone should draw a wide ring (--level ≥ 0.5), got {:.2}", view.level);
+    assert!((tone.frequency_hz - 440.0).abs() <= 5.0, "the speaker should play 440 Hz, got {:.1}", tone.frequency_hz);
+    assert!(
+        (tone.level_dbfs - TONE_DBFS).abs() <= 6.0,
+        "the speaker should play bot's tone at −12 ± 6 dBFS, got {:.1}",
+        tone.level_dbfs
+    );
+    assert!(tone.share >= 0.9, "bot's tone should be ≥ 90 % of what plays, got {:.3}", tone.share);
+    bot.leave(ENDS).assert_clean();
+    eprintln!("peer-heard: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn halving_a_peers_volume_in_their_menu_lowers_them_by_6_db() {
+    let started = Instant::now();
+    let rig = Rig::start("volume", &AppSetup::default());
+    let ear = Ear::on(&rig.pulse, APP_SPEAKER);
+    let bot = Peer::join(&rig.server, ROOM, PEER, rig.dir.path(), &["--tone", "440"], 120.0);
+    wait_for_tile(&rig.session, PEER, APPEARS, "the app should list bot", |view| view.is_some());
+    ear.wait_for_tone(440.0, -30.0, ARRIVES, "the app's speaker");
+    std::thread::sleep(Duration::from_secs(1));
+    let full = read_tone(&ear.listen(2.0), 440.0);
+
+    open_menu(&rig.session, PEER);
+    let shown = set_volume(&rig.session, 50);
+    assert_eq!(shown, "50 %", "the slider should read 50 %");
+    wait_for_tile(&rig.session, PEER, ARRIVES, "bot's tile should show the new volume", |view| {
+        view.is_some_and(|view| view.label.contains("volume 50 %"))
+    });
+    // Wait for the change to reach the speaker, then measure a steady stretch.
+    let deadline = Instant::now() + ARRIVES;
+    while read_tone(&ear.last(1.0), 440.0).level_dbfs > full.level_dbfs - 3.0 {
+        assert!(Instant::now() < deadline, "bot should get quieter at the speaker within {} s", ARRIVES.as_secs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let half = read_tone(&ear.listen(2.0), 440.0);
+    let shot = rig.screenshot("");
+    let drop_db = full.level_dbfs - half.level_dbfs;
+    eprintln!(
+        "volume: {:.2} dBFS at 100 %, {:.2} dBFS at 50 % ({:.1} Hz): {drop_db:.2} dB quieter; {}",
+        full.level_dbfs,
+        half.level_dbfs,
+        half.frequency_hz,
+        shot.display()
+    );
+    assert!((drop_db - 6.02).abs() <= 1.5, "50 % should be 6 ± 1.5 dB quieter, got {drop_db:.2} dB");
+    assert!((half.frequency_hz - 440.0).abs() <= 5.0, "still bot's 440 Hz, got {:.1}", half.frequency_hz);
+    let settings = rig.settings_file();
+    assert!(
+        settings.contains("[volumes.local]") && settings.contains("bot = 50"),
+        "the volume should be saved for the profile:\n{settings}"
+    );
+    bot.leave(ENDS).assert_clean();
+    eprintln!("volume: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn the_moderator_menu_mutes_a_peer_then_kicks_them_after_confirming() {
+    let started = Instant::now();
+    let rig = Rig::start("moderation", &AppSetup::default());
+    let bot = Peer::join(&rig.server, ROOM, PEER, rig.dir.path(), &["--tone", "330"], 120.0);
+    wait_for_tile(&rig.session, PEER, APPEARS, "the app should list bot speaking", |view| {
+        view.is_some_and(|view| view.speaking)
+    });
+
+    open_menu(&rig.session, PEER);
+    click_menu_item(&rig.session, "Mute for everyone");
+    let dialog = rig.session.execute("return document.querySelector('[role=alertdialog]') !== null;", Vec::new());
+    let dialog = dialog.expect("reading the window");
+    assert_eq!(dialog, serde_json::Value::Bool(false), "muting is not destructive: no confirmation dialog");
+    bot.wait_for_event("should report its own track muted by the moderator", ARRIVES, |event| {
+        event["event"] == "track_muted" && event["identity"] == PEER
+    });
+    let view = wait_for_tile(&rig.session, PEER, ARRIVES, "bot's tile should show muted and not speaking", |view| {
+        view.is_some_and(|view| view.muted_mark && !view.speaking)
+    });
+    rig.screenshot("muted");
+    eprintln!(
+        "moderation: muted after {:.1} s; tile {:?}",
+        started.elapsed().as_secs_f64(),
+        view.map(|view| view.label)
+    );
+
+    open_menu(&rig.session, PEER);
+    click_menu_item(&rig.session, "Kick");
+    confirm(&rig.session, "Remove bot from the room?");
+    let ended = bot.wait(ENDS);
+    wait_for_tile(&rig.session, PEER, ARRIVES, "the app should stop listing bot", |view| view.is_none());
+    let shot = rig.screenshot("");
+    let disconnected = ended.events_named("disconnected");
+    eprintln!("moderation: bot exited {} with {disconnected:?}; {}", ended.status, shot.display());
+    assert_eq!(ended.status.code(), Some(6), "bot should exit as removed from the room; stderr: {}", ended.stderr);
+    assert!(ended.stderr.contains("disconnected from the room"), "bot should say it was removed: {}", ended.stderr);
+    assert!(
+        disconnected.iter().any(|event| event["code"] != "client_initiated"),
+        "bot should report a disconnection it did not ask for: {disconnected:?}"
+    );
+    eprintln!("moderation: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The push-to-talk accelerator, as the settings hold it and as xdotool presses it.
+const PTT_ACCELERATOR: &str = "CommandOrControl+Shift+P";
+const PTT_KEYS: &str = "ctrl+shift+p";
+const MIC_HZ: f32 = 880.0;
+
+#[test]
+fn push_to_talk_sends_the_microphone_only_while_the_key_is_held() {
+    let started = Instant::now();
+    let rig = Rig::start("push-to-talk", &AppSetup { push_to_talk: Some(PTT_ACCELERATOR), ..AppSetup::default() });
+    let _mouth = Mouth::sing(&rig.pulse, APP_MIC, MIC_HZ.into(), TONE_DBFS.into(), 300.0);
+    let listener = Peer::join(&rig.server, ROOM, "ear", rig.dir.path(), &["--record"], 120.0);
+    let recording = listener.recording.clone().expect("a recording path");
+    listener.wait_for_event("should subscribe to the app's track", APPEARS, |event| {
+        event["event"] == "track_subscribed" && event["identity"] == APP_IDENTITY
+    });
+    wait_for_tile(&rig.session, "ear", APPEARS, "the app should list ear", |view| view.is_some());
+    std::thread::sleep(Duration::from_secs(3));
+
+    let pressed = now_ms();
+    xdotool(&rig, "keydown");
+    let you = wait_for_tile(
+        &rig.session,
+        "You",
+        ARRIVES,
+        "our own tile should show us talking while the key is held",
+        |view| view.is_some_and(|view| view.speaking),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    rig.screenshot("held");
+    let released = now_ms();
+    xdotool(&rig, "keyup");
+    wait_for_tile(&rig.session, "You", ARRIVES, "our own tile should stop showing us talking on release", |view| {
+        view.is_some_and(|view| !view.speaking)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let ended = listener.leave(ENDS);
+    ended.assert_clean();
+
+    let (samples, start_ms) = ended.recording(&recording);
+    let before = read_tone(between(&samples, start_ms, pressed - 2500.0, pressed - 500.0), MIC_HZ);
+    let held = read_tone(between(&samples, start_ms, pressed + 1000.0, released), MIC_HZ);
+    let after = read_tone(between(&samples, start_ms, released + 1500.0, released + 3500.0), MIC_HZ);
+    eprintln!(
+        "push-to-talk: {MIC_HZ} Hz at the listener: {:.1} dBFS before, {:.1} dBFS held ({:.1} Hz, {:.3} of the energy), \
+         {:.1} dBFS after; our tile while held: {:?}",
+        before.level_dbfs,
+        held.level_dbfs,
+        held.frequency_hz,
+        held.share,
+        after.level_dbfs,
+        you.map(|view| view.label)
+    );
+    assert!(
+        held.level_dbfs >= -30.0,
+        "while the key is held ear should hear the microphone, got {:.1} dBFS",
+        held.level_dbfs
+    );
+    assert!((held.frequency_hz - MIC_HZ).abs() <= 5.0, "…as its 880 Hz, got {:.1} Hz", held.frequency_hz);
+    assert!(before.level_dbfs <= -60.0, "before the key ear should hear nothing, got {:.1} dBFS", before.level_dbfs);
+    assert!(after.level_dbfs <= -60.0, "after the key ear should hear nothing, got {:.1} dBFS", after.level_dbfs);
+    eprintln!("push-to-talk: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `xdotool keydown|keyup ctrl+shift+p` on the test's display.
+fn xdotool(rig: &Rig, action: &str) {
+    let status = Command::new("xdotool")
+        .args([action, PTT_KEYS])
+        .envs(rig.display.env())
+        .status()
+        .expect("running xdotool (Debian package xdotool; run `cargo xtask setup`)");
+    assert!(status.success(), "xdotool {action} {PTT_KEYS} should succeed ({status})");
+}
+
+#[test]
+fn the_tray_menus_mute_item_mutes_the_apps_track_for_the_peer() {
+    let started = Instant::now();
+    let rig = Rig::start("tray-mute", &AppSetup::default());
+    let bot = Peer::join(&rig.server, ROOM, PEER, rig.dir.path(), &[], 120.0);
+    bot.wait_for_event("should subscribe to the app's track", APPEARS, |event| {
+        event["event"] == "track_subscribed" && event["identity"] == APP_IDENTITY
+    });
+    let bus = rig.keyring.bus_address();
+    let menu = tray::find_menu(bus, APPEARS);
+    assert_eq!(menu.item("Mute").map(|(_, state)| state), Some(Some(0)), "Mute starts unchecked: {menu:?}");
+
+    menu.click(bus, "Mute");
+    bot.wait_for_event("should see the app's track muted", ARRIVES, |event| {
+        event["event"] == "track_muted" && event["identity"] == APP_IDENTITY
+    });
+    wait_for_tile(&rig.session, "You", ARRIVES, "our own tile should show us muted", |view| {
+        view.is_some_and(|view| view.muted_mark)
+    });
+    let deadline = Instant::now() + ARRIVES;
+    let checked = loop {
+        let menu = menu.refresh(bus);
+        if menu.item("Mute").and_then(|(_, state)| state) == Some(1) || Instant::now() > deadline {
+            break menu;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(checked.item("Mute").map(|(_, state)| state), Some(Some(1)), "Mute shows checked: {checked:?}");
+    let shot = rig.screenshot("");
+    eprintln!(
+        "tray-mute: muted through {} {} in {:.1} s; {}",
+        menu.owner,
+        menu.path,
+        started.elapsed().as_secs_f64(),
+        shot.display()
+    );
+    bot.leave(ENDS).assert_clean();
+}
+
+#[test]
+fn a_newcomer_adds_a_self_hosted_server_picks_its_room_and_hears_the_peer() {
+    let started = Instant::now();
+    let rig = Rig::launch("first-run", &AppSetup { first_run: true, ..AppSetup::default() });
+    let ear = Ear::on(&rig.pulse, APP_SPEAKER);
+    // The peer is in the room first, so the server lists it.
+    let bot = Peer::join(&rig.server, ROOM, PEER, rig.dir.path(), &["--tone", "440"], 120.0);
+    bot.wait_for_event("should join", APPEARS, |event| event["event"] == "joined");
+
+    let welcome = rig
+        .session
+        .wait_for("return document.querySelector('#add-server-title')?.textContent ?? null;", Vec::new(), APPEARS)
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    assert_eq!(welcome, "Welcome to Parley", "a first run should open on the add-server form");
+    rig.screenshot("welcome");
+    // Saving with nothing filled names what is missing instead of failing somewhere later.
+    click(&rig, "form button[type=submit]");
+    let problems = rig
+        .session
+        .wait_for(
+            "const errors = Array.from(document.querySelectorAll('form .error')).map((e) => e.textContent.trim()); \
+             return errors.length > 0 ? errors : null;",
+            Vec::new(),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    assert!(problems.is_array(), "an empty form should show what is missing, shows {problems}");
+
+    let secret = rig.server.api_secret().to_string();
+    for (field, text) in [
+        ("#server-name", "local"),
+        ("#field-url", &rig.server.url()),
+        ("#field-api_key", rig.server.api_key()),
+        ("#field-identity", APP_IDENTITY),
+        ("#secret-api-secret", &secret),
+    ] {
+        let element = rig.session.find(field).unwrap_or_else(|error| panic!("the form should have {field}: {error}"));
+        rig.session.send_keys(&element, text).unwrap_or_else(|error| panic!("typing into {field}: {error}"));
+    }
+    rig.screenshot("filled");
+    click(&rig, "form button[type=submit]");
+
+    // The server is saved and its rooms are listed: join the one the peer is in.
+    let join = rig
+        .session
+        .wait_for(
+            "return document.querySelector(`.rooms button.join[aria-label='Join ${arguments[0]}']`);",
+            vec![serde_json::json!(ROOM)],
+            APPEARS,
+        )
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    let join = rig.session.element_from(&join).unwrap_or_else(|_| {
+        panic!("the new server's room list should offer {ROOM}; the app's log ends with:\n{}", rig.driver.log_tail(40))
+    });
+    let count = rig
+        .session
+        .execute(
+            "return document.querySelector(`.rooms button.join[aria-label='Join ${arguments[0]}']`)\
+             .closest('li').querySelector('.count')?.getAttribute('aria-label') ?? null;",
+            vec![serde_json::json!(ROOM)],
+        )
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    assert_eq!(count, "1 person in the room", "the list should count bot in {ROOM}");
+    rig.screenshot("rooms");
+    rig.session.click(&join).unwrap_or_else(|error| panic!("clicking Join: {error}"));
+    rig.wait_connected();
+    wait_for_tile(&rig.session, PEER, APPEARS, "the app should list bot speaking", |view| {
+        view.is_some_and(|view| view.speaking)
+    });
+    ear.wait_for_tone(440.0, -30.0, ARRIVES, "the app's speaker");
+    let tone = read_tone(&ear.listen(2.0), 440.0);
+    let shot = rig.screenshot("");
+    eprintln!(
+        "first-run: joined and heard {:.1} Hz at {:.1} dBFS after {:.1} s; {}",
+        tone.frequency_hz,
+        tone.level_dbfs,
+        started.elapsed().as_secs_f64(),
+        shot.display()
+    );
+    assert!((tone.frequency_hz - 440.0).abs() <= 5.0, "the speaker should play 440 Hz, got {:.1}", tone.frequency_hz);
+    assert!((tone.level_dbfs - TONE_DBFS).abs() <= 6.0, "at −12 ± 6 dBFS, got {:.1}", tone.level_dbfs);
+
+    // The secret went to the keyring, not into any file the app keeps.
+    let profiles = rig.profiles_file();
+    assert!(profiles.contains("[local]") || profiles.contains("local"), "the profile is saved:\n{profiles}");
+    for entry in walk(&rig.dir.path().join("config")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()).into_owned();
+        assert!(!text.contains(&secret), "the API secret must not be written to {}", entry.display());
+    }
+    bot.leave(ENDS).assert_clean();
+}
+
+/// Clicks the first element matching `css`.
+fn click(rig: &Rig, css: &str) {
+    let element = rig.session.find(css).unwrap_or_else(|error| panic!("the window should have {css}: {error}"));
+    rig.session.click(&element).unwrap_or_else(|error| panic!("clicking {css}: {error}"));
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
