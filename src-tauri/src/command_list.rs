@@ -11,6 +11,8 @@ pub const COMMANDS: &[&str] = &[
     "list_backends",
     "list_profiles",
     "add_profile",
+    "begin_discourse_auth",
+    "complete_discourse_auth",
     "remove_profile",
     "list_rooms",
     "get_backend_features",

@@ -3,8 +3,8 @@
 
 use parley_core::client::ipc::ShortcutSupport;
 use parley_core::client::{
-    AppSettings, AudioDevice, BackendFeatures, BackendForm, Client, ClientError, ClientState, ModerationAction,
-    ProfileInput, ProfileSummary, RoomEntry,
+    AppSettings, AudioDevice, BackendFeatures, BackendForm, Client, ClientError, ClientState, DiscourseAuthStarted,
+    ModerationAction, ProfileInput, ProfileSummary, RoomEntry,
 };
 use tauri::{AppHandle, State};
 
@@ -44,6 +44,27 @@ pub async fn list_profiles(client: State<'_, Client>) -> Reply<Vec<ProfileSummar
 #[tauri::command]
 pub async fn add_profile(client: State<'_, Client>, profile: ProfileInput) -> Reply<ProfileSummary> {
     client.add_profile(profile).await
+}
+
+/// Starts the forum sign-in and opens its approval page in the system browser. A browser that
+/// cannot be opened is logged, not an error: the form shows the address to open by hand.
+#[tauri::command]
+pub async fn begin_discourse_auth(
+    client: State<'_, Client>,
+    profile: String,
+    url: String,
+) -> Reply<DiscourseAuthStarted> {
+    let started = client.begin_discourse_auth(&profile, &url).await?;
+    // `opener` (also the CLI's) honours $BROWSER and the desktop's default handler.
+    if let Err(error) = opener::open_browser(&started.authorize_url) {
+        tracing::warn!(%error, "cannot open a browser for the forum sign-in");
+    }
+    Ok(started)
+}
+
+#[tauri::command]
+pub async fn complete_discourse_auth(client: State<'_, Client>, profile: String, payload: String) -> Reply<()> {
+    client.complete_discourse_auth(&profile, &payload).await
 }
 
 #[tauri::command]

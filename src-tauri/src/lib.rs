@@ -80,6 +80,8 @@ fn run_app() -> anyhow::Result<()> {
             commands::list_backends,
             commands::list_profiles,
             commands::add_profile,
+            commands::begin_discourse_auth,
+            commands::complete_discourse_auth,
             commands::remove_profile,
             commands::list_rooms,
             commands::get_backend_features,

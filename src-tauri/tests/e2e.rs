@@ -392,3 +392,95 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_forum_profile_signs_in_through_the_forum_with_a_pasted_key_and_joins_its_room() {
+    use parley_contract_servers::audioroom::{self, NewRoom};
+    let rig = Rig::launch("forum-sign-in", &AppSetup { first_run: true, ..AppSetup::default() });
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the forum");
+    let keys = parley_contract_servers::LivekitKeys {
+        url: rig.server.url(),
+        api_key: rig.server.api_key().into(),
+        api_secret: rig.server.api_secret().into(),
+    };
+    let (forum, handle) = runtime.block_on(audioroom::start(keys)).expect("the forum starts");
+    let user = handle.add_user("alice", "Alice", false);
+    let porch = handle.add_room(NewRoom::open("porch", "The Porch"));
+    handle.set_approving_user(Some(user.id));
+    handle.allow_auth_redirect("parley://auth_redirect");
+
+    rig.session
+        .wait_for("return document.querySelector('#server-name');", Vec::new(), APPEARS)
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    type_into(&rig, "#server-name", "forum");
+    click(&rig, "#server-backend option[value=audioroom]");
+    type_into(&rig, "#field-url", &forum.url());
+    click_button(&rig, "Sign in with the forum");
+    let page = rig
+        .session
+        .wait_for("return document.querySelector('.auth-url')?.textContent ?? null;", Vec::new(), ARRIVES)
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    let page = page.as_str().unwrap_or_else(|| panic!("the form should show the forum's page, shows {page}"));
+    assert!(page.starts_with(&forum.url()) && page.contains("/user-api-key/new?"), "the approval page: {page}");
+    rig.screenshot("approve");
+
+    // The user approves in a browser; the forum sends it to parley://auth_redirect?payload=….
+    let (status, location) = parley_devserver::browser::get(page);
+    assert_eq!(status, 302, "the forum approves and redirects");
+    let location = location.expect("a redirect");
+    assert!(location.starts_with("parley://auth_redirect?payload="), "back to the app: {location}");
+    type_into(&rig, "#auth-payload", &location);
+    click_button(&rig, "Use pasted key");
+    let signed_in = rig
+        .session
+        .wait_for("return document.querySelector('fieldset.auth .ok')?.textContent ?? null;", Vec::new(), ARRIVES)
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    assert!(signed_in.as_str().is_some_and(|text| text.contains("Signed in")), "signed in, shows {signed_in}");
+    click(&rig, "form button[type=submit]");
+
+    let join = rig
+        .session
+        .wait_for(
+            "return document.querySelector(\".rooms button.join[aria-label='Join The Porch']\");",
+            Vec::new(),
+            APPEARS,
+        )
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    let join = rig.session.element_from(&join).unwrap_or_else(|_| {
+        panic!(
+            "the forum's rooms should be listed with the new key; the app's log ends with:\n{}",
+            rig.driver.log_tail(40)
+        )
+    });
+    rig.session.click(&join).unwrap_or_else(|error| panic!("clicking Join: {error}"));
+    rig.wait_connected();
+    let shot = rig.screenshot("");
+    let issued = handle.issued_keys();
+    assert_eq!(issued.len(), 1, "the forum issued one key");
+    assert!(handle.present(porch).contains(&user.id), "the forum counts alice present in The Porch");
+    for entry in walk(&rig.dir.path().join("config")) {
+        let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()).into_owned();
+        assert!(!text.contains(&issued[0].key), "the user API key must not be written to {}", entry.display());
+    }
+    eprintln!("forum-sign-in: joined The Porch as alice; {}", shot.display());
+    drop(forum);
+}
+
+/// Types `text` into the first element matching `css`, as key presses.
+fn type_into(rig: &Rig, css: &str, text: &str) {
+    let element = rig.session.find(css).unwrap_or_else(|error| panic!("the window should have {css}: {error}"));
+    rig.session.send_keys(&element, text).unwrap_or_else(|error| panic!("typing into {css}: {error}"));
+}
+
+/// Clicks the button whose text is `text`.
+fn click_button(rig: &Rig, text: &str) {
+    let node = rig
+        .session
+        .execute(
+            "return Array.from(document.querySelectorAll('button')).find((b) => b.textContent.trim() === arguments[0]) ?? null;",
+            vec![serde_json::json!(text)],
+        )
+        .unwrap_or_else(|error| panic!("reading the window: {error}"));
+    let button = rig.session.element_from(&node).unwrap_or_else(|_| panic!("the window should have a {text:?} button"));
+    rig.session.click(&button).unwrap_or_else(|error| panic!("clicking {text:?}: {error}"));
+}

@@ -31,6 +31,7 @@ use std::time::Duration;
 use parley_audio::cue::{Cue, CuePlayer};
 use parley_audio::device::{DeviceInput, DeviceOutput, StreamInfo};
 use parley_audio::stream::{FrameSink, FrameSource};
+use parley_control_plane::adapter::audioroom::user_api_key::{APP_REDIRECT, KeyRequest, new_client_id};
 use parley_control_plane::profile::{ProfileStore, open_plane};
 use parley_control_plane::secret_store::{KeyringStore, SecretStore};
 use parley_control_plane::{ControlPlane, JoinGrant, PlaneError};
@@ -161,6 +162,18 @@ struct Inner {
     notices: broadcast::Sender<Notice>,
     /// The call, held for a whole join or leave so that two never overlap.
     call: tokio::sync::Mutex<Option<CallHandle>>,
+    /// Discourse user-API-key requests waiting for the forum's answer, by profile name: the
+    /// private key that decrypts it never leaves memory.
+    discourse_auth: Mutex<std::collections::HashMap<String, KeyRequest>>,
+}
+
+/// A started Discourse sign-in: the client id the key will be bound to (the profile's
+/// `client_id`), and the forum page where the user approves Parley.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscourseAuthStarted {
+    pub client_id: String,
+    pub authorize_url: String,
 }
 
 impl Client {
@@ -190,6 +203,7 @@ impl Client {
                 state: Arc::new(state),
                 notices,
                 call: tokio::sync::Mutex::new(None),
+                discourse_auth: Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -277,6 +291,58 @@ impl Client {
             Ok(ProfileSummary::of(&profile))
         })
         .await
+    }
+
+    /// Starts Discourse's user-API-key flow for the audioroom profile `profile` (saved or about
+    /// to be) on the forum at `forum_url`: a fresh RSA key pair and nonce, bound to a new client
+    /// id, with the forum told to send the browser back to `parley://auth_redirect`. The shell
+    /// opens [`DiscourseAuthStarted::authorize_url`] in the browser; the answer comes back to
+    /// [`Client::complete_discourse_auth`] (deep link or pasted). A new start replaces an older
+    /// one for the same profile.
+    ///
+    /// Errors: [`ErrorCode::InvalidInput`] for a bad profile name or a forum URL that is not
+    /// http(s).
+    pub async fn begin_discourse_auth(
+        &self,
+        profile: &str,
+        forum_url: &str,
+    ) -> Result<DiscourseAuthStarted, ClientError> {
+        parley_control_plane::profile::check_name(profile)?;
+        let client_id = new_client_id();
+        let id = client_id.clone();
+        // RSA key generation takes up to a second of CPU.
+        let request = blocking(move || Ok(KeyRequest::new(&id, Some(APP_REDIRECT))?)).await?;
+        let authorize_url = request.authorize_url(forum_url)?.to_string();
+        self.lock_auth().insert(profile.to_string(), request);
+        Ok(DiscourseAuthStarted { client_id, authorize_url })
+    }
+
+    /// Finishes the flow [`Client::begin_discourse_auth`] started for `profile`: decrypts the
+    /// forum's payload (the bare text, or the whole `parley://auth_redirect?payload=…` link) and
+    /// stores the key in the keyring as `<profile>/user-api-key`. A payload that does not decode
+    /// keeps the request, so the user can paste again.
+    ///
+    /// Errors: [`ErrorCode::InvalidInput`] when no sign-in was started for `profile`;
+    /// [`ErrorCode::MalformedResponse`] for a payload that is not this request's; [`ErrorCode::Keyring`].
+    pub async fn complete_discourse_auth(&self, profile: &str, payload: &str) -> Result<(), ClientError> {
+        let key = {
+            let pending = self.lock_auth();
+            let request = pending.get(profile).ok_or_else(|| {
+                ClientError::from(PlaneError::InvalidInput {
+                    message: format!("no forum sign-in was started for {profile:?}; start it again"),
+                })
+            })?;
+            request.decode_payload(payload)?
+        };
+        let (keyring, owned) = (Arc::clone(&self.inner.secrets), profile.to_string());
+        blocking(move || Ok(keyring.set(&owned, "user-api-key", &key)?)).await?;
+        self.lock_auth().remove(profile);
+        Ok(())
+    }
+
+    fn lock_auth(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, KeyRequest>> {
+        // Requests are whole values; a panic elsewhere cannot leave one half-made.
+        self.inner.discourse_auth.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Removes a profile, its secrets and its saved volumes.

@@ -12,6 +12,7 @@
 //! hands clients Google's STUN servers when none are configured). Dropping the [`DevServer`]
 //! stops the process.
 
+pub mod browser;
 pub mod display;
 pub mod keyring;
 pub mod pulse;

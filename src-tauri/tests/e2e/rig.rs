@@ -121,6 +121,8 @@ impl Rig {
             // No accessibility bus on the private session bus; GTK need not look for one.
             ("NO_AT_BRIDGE".to_string(), "1".to_string()),
             ("PARLEY_LOG".to_string(), "info".to_string()),
+            // A sign-in "opens the browser" into nothing: the tests play the browser themselves.
+            ("BROWSER".to_string(), "true".to_string()),
         ]);
         let driver = TauriDriver::start(&env).unwrap_or_else(|error| panic!("tauri-driver: {error}"));
         let capabilities = json!({ "tauri:options": {

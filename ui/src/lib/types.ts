@@ -14,6 +14,7 @@ export type {
   ClientError,
   ClientState,
   ConnectionQuality,
+  DiscourseAuthStarted,
   ErrorCode,
   JsonValue,
   LocalState,
@@ -34,21 +35,9 @@ export { COMMAND_NAMES, EVENT_NAMES } from './generated/commands';
 
 // ---- Not in the generated contract yet (requested from the Rust side) ------------------------
 
-/// `begin_discourse_auth { profile, url }`: creates a user-API-key request for the forum, opens
-/// its authorization page in the system browser, and answers with the client id the key is
-/// bound to (the audioroom profile's `client_id` field).
-export interface DiscourseAuthStarted {
-  clientId: string;
-}
-
 /// Commands beyond the generated set, with their arguments and results, in the generated
 /// `Commands` shape.
 export interface PendingCommands {
-  begin_discourse_auth: { args: { profile: string; url: string }; result: DiscourseAuthStarted };
-  /// Decrypts the forum's payload (from the `parley://auth_redirect?payload=…` deep link or the
-  /// paste box) with the request's private key and stores the user API key in the keyring
-  /// under `<profile>/user-api-key`.
-  complete_discourse_auth: { args: { profile: string; payload: string }; result: null };
   /// Plays the microphone back through the output and keeps `local.inputLevelDbfs` updated
   /// outside a call, until `stop_mic_test` (settings screen).
   start_mic_test: { args: Record<string, never>; result: null };

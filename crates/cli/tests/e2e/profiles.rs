@@ -542,23 +542,6 @@ fn a_meet_profile_joins_by_slug_and_hears_a_peer() {
 }
 
 /// "The browser": one plain HTTP/1.0 GET; returns the status code and the `Location` header.
-fn browser_get(url: &str) -> (u16, Option<String>) {
-    use std::io::{Read as _, Write as _};
-    let rest = url.strip_prefix("http://").expect("an http:// URL");
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(host, path)| (host, format!("/{path}")));
-    let mut stream = std::net::TcpStream::connect(host).expect("connect");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\nAccept: text/html\r\n\r\n").expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("status line");
-    let location = answer
-        .lines()
-        .take_while(|line| !line.is_empty())
-        .find_map(|line| line.strip_prefix("location: ").or_else(|| line.strip_prefix("Location: ")))
-        .map(str::to_string);
-    (status, location)
-}
-
 #[test]
 fn an_audioroom_user_api_key_is_obtained_through_the_browser_and_stored_in_the_keyring() {
     use parley_contract_servers::audioroom::{self, NewRoom};
@@ -589,11 +572,11 @@ fn an_audioroom_user_api_key_is_obtained_through_the_browser_and_stored_in_the_k
     let url =
         first.strip_prefix("approve Parley on the forum: ").unwrap_or_else(|| panic!("the URL is printed: {first}"));
     assert!(url.contains("/user-api-key/new?") && url.contains("scopes=write"), "{url}");
-    let (status, location) = browser_get(url);
+    let (status, location) = parley_devserver::browser::get(url);
     assert_eq!(status, 302, "the forum approves and redirects");
     let location = location.expect("a redirect");
     assert!(location.starts_with("http://127.0.0.1:") && location.contains("payload="), "{location}");
-    let (landed, _) = browser_get(&location);
+    let (landed, _) = parley_devserver::browser::get(&location);
     assert_eq!(landed, 200, "parley's loopback listener answers the browser");
     let status = crate::support::wait(&mut authorize, TIMEOUT);
     let rest: Vec<String> = lines.map_while(Result::ok).collect();

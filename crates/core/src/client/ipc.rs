@@ -9,7 +9,6 @@
 use serde::Serialize;
 use ts_rs::TS;
 
-use super::Notice;
 use super::directory::Backend;
 use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, ProfileSummary, RoomEntry};
 use super::error::{ClientError, ErrorCode};
@@ -18,6 +17,7 @@ use super::state::{
     CallPhase, CallState, ClientState, ConnectionQuality, LocalState, ModerationAction, ModerationOption,
     ParticipantState,
 };
+use super::{DiscourseAuthStarted, Notice};
 
 /// The event carrying each new [`ClientState`] snapshot.
 pub const STATE_CHANGED: &str = "state-changed";
@@ -74,6 +74,12 @@ pub fn commands() -> Vec<CommandSpec> {
         command("list_backends", vec![], ts::<Vec<BackendForm>>()),
         command("list_profiles", vec![], ts::<Vec<ProfileSummary>>()),
         command("add_profile", vec![("profile", ts::<ProfileInput>())], ts::<ProfileSummary>()),
+        command(
+            "begin_discourse_auth",
+            vec![("profile", ts::<String>()), ("url", ts::<String>())],
+            ts::<DiscourseAuthStarted>(),
+        ),
+        command("complete_discourse_auth", vec![("profile", ts::<String>()), ("payload", ts::<String>())], ts::<()>()),
         command("remove_profile", vec![("name", ts::<String>())], ts::<()>()),
         command("list_rooms", vec![("profile", ts::<String>())], ts::<Vec<RoomEntry>>()),
         command("get_backend_features", vec![("profile", ts::<String>())], ts::<BackendFeatures>()),
@@ -138,6 +144,7 @@ pub fn bindings_ts() -> String {
         declaration::<BackendFeatures>(),
         declaration::<ProfileSummary>(),
         declaration::<ProfileInput>(),
+        declaration::<DiscourseAuthStarted>(),
         declaration::<RoomEntry>(),
         declaration::<AudioDevice>(),
         declaration::<UpdateStatus>(),

@@ -368,10 +368,10 @@ export class MemoryBackend implements Backend {
       if (!this.update.available) throw new BackendError({ code: 'invalid_input', message: 'there is no update to install' });
       return null;
     },
-    begin_discourse_auth: async ({ profile }) => {
+    begin_discourse_auth: async ({ profile, url }) => {
       const clientId = `client-${profile}`;
       this.pendingAuth.set(profile, clientId);
-      return { clientId };
+      return { clientId, authorizeUrl: `${url}/user-api-key/new?client_id=${clientId}` };
     },
     complete_discourse_auth: async ({ profile, payload }) => {
       if (!this.pendingAuth.has(profile)) throw new BackendError({ code: 'invalid_input', message: 'start the sign-in first' });

@@ -212,6 +212,12 @@ secrets: { [key in string]?: string },
 replace: boolean, };
 
 /**
+ * A started Discourse sign-in: the client id the key will be bound to (the profile's
+ * `client_id`), and the forum page where the user approves Parley.
+ */
+export type DiscourseAuthStarted = { clientId: string, authorizeUrl: string, };
+
+/**
  * A room as the room list shows it.
  */
 export type RoomEntry = { 

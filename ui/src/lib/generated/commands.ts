@@ -11,6 +11,8 @@ export interface Commands {
   list_backends: { args: Record<string, never>; result: Array<T.BackendForm> };
   list_profiles: { args: Record<string, never>; result: Array<T.ProfileSummary> };
   add_profile: { args: { profile: T.ProfileInput }; result: T.ProfileSummary };
+  begin_discourse_auth: { args: { profile: string; url: string }; result: T.DiscourseAuthStarted };
+  complete_discourse_auth: { args: { profile: string; payload: string }; result: null };
   remove_profile: { args: { name: string }; result: null };
   list_rooms: { args: { profile: string }; result: Array<T.RoomEntry> };
   get_backend_features: { args: { profile: string }; result: T.BackendFeatures };
@@ -40,6 +42,8 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "list_backends",
   "list_profiles",
   "add_profile",
+  "begin_discourse_auth",
+  "complete_discourse_auth",
   "remove_profile",
   "list_rooms",
   "get_backend_features",
