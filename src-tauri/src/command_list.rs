@@ -17,6 +17,8 @@ pub const COMMANDS: &[&str] = &[
     "list_rooms",
     "get_backend_features",
     "list_devices",
+    "start_mic_test",
+    "stop_mic_test",
     "join_room",
     "leave_room",
     "set_muted",

@@ -88,6 +88,17 @@ pub async fn list_devices(client: State<'_, Client>) -> Reply<Vec<AudioDevice>> 
 }
 
 #[tauri::command]
+pub async fn start_mic_test(client: State<'_, Client>) -> Reply<()> {
+    client.start_mic_test().await
+}
+
+#[tauri::command]
+pub async fn stop_mic_test(client: State<'_, Client>) -> Reply<()> {
+    client.stop_mic_test().await;
+    Ok(())
+}
+
+#[tauri::command]
 pub async fn join_room(client: State<'_, Client>, profile: String, room: String, switch_rooms: bool) -> Reply<()> {
     client.join_room(&profile, &room, switch_rooms).await
 }

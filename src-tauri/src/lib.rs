@@ -86,6 +86,8 @@ fn run_app() -> anyhow::Result<()> {
             commands::list_rooms,
             commands::get_backend_features,
             commands::list_devices,
+            commands::start_mic_test,
+            commands::stop_mic_test,
             commands::join_room,
             commands::leave_room,
             commands::set_muted,

@@ -165,6 +165,15 @@ struct Inner {
     /// Discourse user-API-key requests waiting for the forum's answer, by profile name: the
     /// private key that decrypts it never leaves memory.
     discourse_auth: Mutex<std::collections::HashMap<String, KeyRequest>>,
+    /// The settings screen's microphone test, while it runs.
+    mic_test: tokio::sync::Mutex<Option<MicTest>>,
+}
+
+/// The microphone played straight back to the speaker, outside a call, with the input meter
+/// running: a thread that ends when `stop` is raised.
+struct MicTest {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// A started Discourse sign-in: the client id the key will be bound to (the profile's
@@ -204,6 +213,7 @@ impl Client {
                 notices,
                 call: tokio::sync::Mutex::new(None),
                 discourse_auth: Mutex::new(std::collections::HashMap::new()),
+                mic_test: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -345,6 +355,47 @@ impl Client {
         self.inner.discourse_auth.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Starts the microphone test: the input device (as the settings choose it) played back on
+    /// the output device, and `local.inputLevelDbfs` updated ten times a second, until
+    /// [`Client::stop_mic_test`] or a join. A running test is restarted (with new settings).
+    ///
+    /// Errors: [`ErrorCode::InvalidInput`] during a call (its meter already shows the level);
+    /// [`ErrorCode::Device`] when a device cannot be opened.
+    pub async fn start_mic_test(&self) -> Result<(), ClientError> {
+        if self.inner.call.lock().await.is_some() {
+            return Err(ClientError::new(
+                ErrorCode::InvalidInput,
+                "the microphone test is for outside a call; in a call the meter shows your level",
+            ));
+        }
+        self.stop_mic_test().await;
+        let (audio, settings) = (Arc::clone(&self.inner.audio), self.settings());
+        let opened = blocking(move || audio.open(&settings)).await?;
+        let (Some(input), Some(output)) = (opened.input, opened.output) else {
+            return Err(ClientError::new(ErrorCode::Device, "there is no microphone or no speaker to test"));
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (state, stopped) = (Arc::clone(&self.inner.state), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("parley-mic-test".into())
+            .spawn(move || play_back(input, output, &state, &stopped))
+            .map_err(|error| {
+                ClientError::new(ErrorCode::Device, format!("cannot start the microphone test: {error}"))
+            })?;
+        *self.inner.mic_test.lock().await = Some(MicTest { stop, thread });
+        Ok(())
+    }
+
+    /// Stops the microphone test, if one runs, and releases its devices.
+    pub async fn stop_mic_test(&self) {
+        let Some(test) = self.inner.mic_test.lock().await.take() else { return };
+        test.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if tokio::task::spawn_blocking(move || test.thread.join()).await.is_err() {
+            tracing::warn!("the microphone test ended abnormally");
+        }
+        self.inner.state.send_modify(|state| state.local.input_level_dbfs = state::SILENCE_DBFS);
+    }
+
     /// Removes a profile, its secrets and its saved volumes.
     ///
     /// Errors: [`ErrorCode::NotFound`], [`ErrorCode::Keyring`], [`ErrorCode::Settings`].
@@ -405,6 +456,8 @@ impl Client {
     /// [`ErrorCode::RoomFull`] …), [`ErrorCode::Device`], [`ErrorCode::Engine`],
     /// [`ErrorCode::Unauthorized`], [`ErrorCode::Unreachable`], [`ErrorCode::Timeout`].
     pub async fn join_room(&self, profile: &str, room: &str, switch_rooms: bool) -> Result<(), ClientError> {
+        // The call needs the devices the test holds.
+        self.stop_mic_test().await;
         let mut slot = self.inner.call.lock().await;
         if let Some(previous) = slot.take() {
             previous.leave().await;
@@ -643,6 +696,44 @@ impl Client {
 }
 
 /// Runs blocking work (keyring, files, devices) off the async threads.
+/// The microphone test's thread: each input frame straight to the output, and the input's peak
+/// to the state every 100 ms, until `stop`.
+fn play_back(
+    mut input: Box<dyn FrameSource>,
+    mut output: Box<dyn FrameSink>,
+    state: &watch::Sender<ClientState>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    let mut frame = [0i16; parley_audio::FRAME_SAMPLES];
+    let (mut peak, mut frames) = (0i16, 0u32);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if input.clocked() && !input.ready() {
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        if !input.clocked() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !input.fill(&mut frame) {
+            break;
+        }
+        if let Err(error) = output.write(&frame) {
+            tracing::warn!(%error, "the microphone test cannot play");
+            break;
+        }
+        peak = frame.iter().fold(peak, |peak, sample| peak.max(sample.saturating_abs()));
+        frames += 1;
+        if frames == 10 {
+            let level = parley_audio::linear_to_db(f32::from(peak) / f32::from(i16::MAX)).max(state::SILENCE_DBFS);
+            state.send_modify(|state| state.local.input_level_dbfs = level);
+            (peak, frames) = (0, 0);
+        }
+    }
+    if let Err(error) = output.finish() {
+        tracing::debug!(%error, "closing the microphone test's output");
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
 ) -> Result<T, ClientError> {

@@ -35,14 +35,8 @@ export { COMMAND_NAMES, EVENT_NAMES } from './generated/commands';
 
 // ---- Not in the generated contract yet (requested from the Rust side) ------------------------
 
-/// Commands beyond the generated set, with their arguments and results, in the generated
-/// `Commands` shape.
-export interface PendingCommands {
-  /// Plays the microphone back through the output and keeps `local.inputLevelDbfs` updated
-  /// outside a call, until `stop_mic_test` (settings screen).
-  start_mic_test: { args: Record<string, never>; result: null };
-  stop_mic_test: { args: Record<string, never>; result: null };
-}
+/// Commands beyond the generated set (none now), in the generated `Commands` shape.
+export type PendingCommands = Record<never, never>;
 
 /// `deep-link-opened` (payload: the URL) is emitted by the shell (`src-tauri/src/links.rs`) and
 /// declared in `crates/core/src/client/ipc.rs`; the committed bindings predate it.

@@ -84,6 +84,8 @@ pub fn commands() -> Vec<CommandSpec> {
         command("list_rooms", vec![("profile", ts::<String>())], ts::<Vec<RoomEntry>>()),
         command("get_backend_features", vec![("profile", ts::<String>())], ts::<BackendFeatures>()),
         command("list_devices", vec![], ts::<Vec<AudioDevice>>()),
+        command("start_mic_test", vec![], ts::<()>()),
+        command("stop_mic_test", vec![], ts::<()>()),
         command(
             "join_room",
             vec![("profile", ts::<String>()), ("room", ts::<String>()), ("switchRooms", ts::<bool>())],

@@ -291,3 +291,60 @@ async fn a_saved_volume_applies_when_the_participant_arrives() {
     alice.client.shutdown().await;
     bob.client.shutdown().await;
 }
+
+/// A speaker that keeps what it is given.
+struct Recorder(Arc<std::sync::Mutex<Vec<i16>>>);
+
+impl FrameSink for Recorder {
+    fn write(&mut self, frame: &[i16]) -> Result<(), parley_audio::wav::WavError> {
+        self.0.lock().expect("recording").extend_from_slice(frame);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), parley_audio::wav::WavError> {
+        Ok(())
+    }
+}
+
+/// A 440 Hz tone at −20 dBFS as the microphone, a [`Recorder`] as the speaker.
+struct LoopbackEnds(Arc<std::sync::Mutex<Vec<i16>>>);
+
+impl AudioEnds for LoopbackEnds {
+    fn open(&self, _settings: &AppSettings) -> Result<OpenedAudio, ClientError> {
+        Ok(OpenedAudio {
+            input: Some(Box::new(Tone::new(440.0, -20.0))),
+            output: Some(Box::new(Recorder(Arc::clone(&self.0)))),
+            cues: None,
+            processing: None,
+            device_info: Vec::new(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_mic_test_plays_the_microphone_back_and_drives_the_meter_until_stopped() {
+    let dir = tempfile::tempdir().expect("a temporary config directory");
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = Client::new(ClientConfig {
+        config_dir: dir.path().to_path_buf(),
+        secrets: Arc::new(MemoryStore::new()),
+        audio: Arc::new(LoopbackEnds(Arc::clone(&heard))),
+        library: LibrarySearch::default(),
+    });
+    let mut states = client.subscribe();
+    client.start_mic_test().await.expect("the test starts");
+    let metered =
+        wait_for(&mut states, "the meter shows the microphone", |state| state.local.input_level_dbfs > -30.0).await;
+    let level = metered.local.input_level_dbfs;
+    assert!((level + 20.0).abs() < 1.0, "the meter reads the −20 dBFS tone's peak, got {level:.1}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.stop_mic_test().await;
+    assert_eq!(client.state().local.input_level_dbfs, state::SILENCE_DBFS, "the meter rests once stopped");
+    let played = heard.lock().expect("recording").clone();
+    assert!(played.len() >= 4800, "at least 100 ms played back, got {} samples", played.len());
+    let tone = parley_audio::analysis::tone_level_dbfs(&played, 48_000, 440.0);
+    assert!((tone + 20.0).abs() < 1.0, "the speaker plays the microphone's 440 Hz at −20 dBFS, got {tone:.1}");
+    let after = heard.lock().expect("recording").len();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(heard.lock().expect("recording").len(), after, "nothing plays once stopped");
+}

@@ -17,6 +17,8 @@ export interface Commands {
   list_rooms: { args: { profile: string }; result: Array<T.RoomEntry> };
   get_backend_features: { args: { profile: string }; result: T.BackendFeatures };
   list_devices: { args: Record<string, never>; result: Array<T.AudioDevice> };
+  start_mic_test: { args: Record<string, never>; result: null };
+  stop_mic_test: { args: Record<string, never>; result: null };
   join_room: { args: { profile: string; room: string; switchRooms: boolean }; result: null };
   leave_room: { args: Record<string, never>; result: null };
   set_muted: { args: { muted: boolean }; result: null };
@@ -48,6 +50,8 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "list_rooms",
   "get_backend_features",
   "list_devices",
+  "start_mic_test",
+  "stop_mic_test",
   "join_room",
   "leave_room",
   "set_muted",
