@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use parley_core::LibrarySearch;
 use parley_core::client::{Client, ClientConfig};
+use tauri::webview::PageLoadEvent;
 use tauri::{Manager as _, RunEvent, WindowEvent};
 
 /// The one window's label (capabilities and events name it).
@@ -106,6 +107,12 @@ fn run_app() -> anyhow::Result<()> {
         .setup(|app| {
             setup(app.handle())?;
             Ok(())
+        })
+        .on_page_load(|_webview, payload| {
+            // `cargo xtask bench app` times cold start to this line (and the window mapped).
+            if matches!(payload.event(), PageLoadEvent::Finished) {
+                tracing::info!("page loaded");
+            }
         })
         .on_window_event(|window, event| {
             // Closing the window keeps the call and the tray; Quit is in the tray menu.

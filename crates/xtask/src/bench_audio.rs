@@ -299,7 +299,7 @@ fn current_rss_kb(pid: u32) -> Result<u64> {
         .context("parsing VmRSS")
 }
 
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     if matches!(child.try_wait(), Ok(None)) {
         drop(Command::new("kill").args(["-TERM", &child.id().to_string()]).status());
     }

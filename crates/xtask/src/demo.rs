@@ -108,21 +108,8 @@ pub fn app(seconds: f64, screenshot: Option<PathBuf>) -> Result<()> {
     env.extend(keyring.iter().flat_map(TestKeyring::env));
 
     // The self-hosted profile: the dev server's key in profiles.toml, its secret in the keyring.
-    let mut add = Command::new(&parley);
-    add.args(["profile", "add", "demo", "--backend", "livekit", "--url", &server.url()])
-        .args(["--api-key", server.api_key(), "--identity", "you", "--secret-stdin"])
-        .envs(env.iter().map(|(key, value)| (key, value)))
-        .stdin(Stdio::piped());
-    let mut adding = add.spawn().context("running parley profile add")?;
-    if let Some(mut stdin) = adding.stdin.take() {
-        use std::io::Write as _;
-        writeln!(stdin, "{}", server.api_secret()).context("giving parley the API secret")?;
-    }
-    if !adding.wait().context("waiting for parley profile add")?.success() {
-        bail!("parley profile add failed (see above)");
-    }
+    let _remove = add_profile(&parley, &server, "demo", &env)?;
     println!("demo: saved profile \"demo\" in {} (its secret in the keyring)", config.display());
-    let _remove = RemoveProfile { parley: parley.clone(), env: env.clone() };
 
     let voice = dir.path().join("bot.wav");
     parley_audio::wav::write_mono_48k(&voice, &bot_voice(seconds.max(120.0)))?;
@@ -247,21 +234,47 @@ impl Drop for Stopped {
     }
 }
 
-/// Removes the demo profile (and its keyring secret) when the demo ends.
-struct RemoveProfile {
+/// Adds a self-hosted LiveKit profile `name` for `server` (its API key in `profiles.toml`, its
+/// secret in the keyring; identity `you`) with `parley profile add`, in the environment `env`
+/// (config directory, session bus). The profile is removed when the returned guard drops.
+pub(crate) fn add_profile(
+    parley: &std::path::Path,
+    server: &DevServer,
+    name: &str,
+    env: &[(String, String)],
+) -> Result<RemoveProfile> {
+    let mut add = Command::new(parley);
+    add.args(["profile", "add", name, "--backend", "livekit", "--url", &server.url()])
+        .args(["--api-key", server.api_key(), "--identity", "you", "--secret-stdin"])
+        .envs(env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::piped());
+    let mut adding = add.spawn().context("running parley profile add")?;
+    if let Some(mut stdin) = adding.stdin.take() {
+        use std::io::Write as _;
+        writeln!(stdin, "{}", server.api_secret()).context("giving parley the API secret")?;
+    }
+    if !adding.wait().context("waiting for parley profile add")?.success() {
+        bail!("parley profile add failed (see above)");
+    }
+    Ok(RemoveProfile { parley: parley.to_path_buf(), name: name.into(), env: env.to_vec() })
+}
+
+/// Removes a profile (and its keyring secret) when dropped.
+pub(crate) struct RemoveProfile {
     parley: PathBuf,
+    name: String,
     env: Vec<(String, String)>,
 }
 
 impl Drop for RemoveProfile {
     fn drop(&mut self) {
         let removed = Command::new(&self.parley)
-            .args(["profile", "remove", "demo"])
+            .args(["profile", "remove", &self.name])
             .envs(self.env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::null())
             .status();
         if !removed.is_ok_and(|status| status.success()) {
-            eprintln!("demo: warning: could not remove the demo profile's secret from the keyring");
+            eprintln!("warning: could not remove profile {:?}'s secret from the keyring", self.name);
         }
     }
 }

@@ -4,14 +4,15 @@
 //! * `demo` — the newcomer's first run: a local LiveKit server, a bot speaking in a room, and the
 //!   desktop app joined to it (`--cli`: two CLI clients that hear each other);
 //! * `test` — setup, then formatting, lints and every test (Rust and the UI's);
-//! * `bench engine|audio` — measurements through the real server and real sound devices (table +
-//!   JSON, never a test);
+//! * `bench engine|audio|app` — measurements through the real server and real sound devices, and
+//!   of the desktop app against an empty Tauri window (table + JSON, never a test);
 //! * `app` — builds the desktop app (UI, then the Tauri shell); `--smoke` starts it through
 //!   WebDriver and saves a screenshot;
 //! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel.
 
 mod app;
 mod bench;
+mod bench_app;
 mod bench_audio;
 mod demo;
 mod setup;
@@ -57,14 +58,15 @@ enum Task {
     },
     /// Measure (not test) through the real server.
     Bench {
-        /// What to measure: `engine` or `audio`.
+        /// What to measure: `engine`, `audio` or `app`.
         suite: String,
         /// Where to write the JSON report (default: bench-results/<suite>.json).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// `audio` only: minutes of the no-growth soak (0 skips it).
-        #[arg(long, default_value_t = 10.0)]
-        soak_minutes: f64,
+        /// Minutes of the no-growth soak (0 skips it). `audio`: default 10; `app`: default 0 (its
+        /// target is 10 minutes in a call).
+        #[arg(long)]
+        soak_minutes: Option<f64>,
     },
     /// Build the desktop app: the UI (npm), then the Tauri shell that embeds it.
     App {
@@ -106,8 +108,9 @@ fn run(cli: Cli) -> Result<()> {
             let out = out.unwrap_or_else(|| workspace_root().join(format!("bench-results/{suite}.json")));
             match suite.as_str() {
                 "engine" => bench::engine(out),
-                "audio" => bench_audio::audio(out, soak_minutes),
-                other => bail!("unknown benchmark suite {other:?}; available: engine, audio"),
+                "audio" => bench_audio::audio(out, soak_minutes.unwrap_or(10.0)),
+                "app" => bench_app::app(out, soak_minutes.unwrap_or(0.0)),
+                other => bail!("unknown benchmark suite {other:?}; available: engine, audio, app"),
             }
         }
         Task::App { release, smoke } => {

@@ -1,0 +1,671 @@
+//! `cargo xtask bench app`: the desktop app's memory, CPU and cold start, beside an empty Tauri
+//! window built the same way (`crates/empty-app`: same Tauri, same features, no plugins) as the
+//! baseline. Release builds of both run on a private X display (Xvfb, `GDK_BACKEND=x11`), sound
+//! server, session bus + keyring and XDG directories. Table + JSON; never a test.
+//!
+//! * Cold start: spawn → the window mapped (`xdotool search --onlyvisible`) *and* the page's load
+//!   finished (both apps print `page loaded` from Tauri's `PageLoadEvent::Finished`). The disk
+//!   cache is not dropped (that needs root and slows every other job on the machine), so every
+//!   trial after the first reads the binaries and WebKit from memory.
+//! * Memory: RSS and PSS (`/proc/<pid>/smaps_rollup`) of every process of the app's tree — the
+//!   app, `WebKitWebProcess`, `WebKitNetworkProcess` and WebKit's sandbox (`bwrap`,
+//!   `xdg-dbus-proxy`). PSS splits shared pages between the processes that map them, so the
+//!   tree's PSS is what the app costs the machine; RSS counts shared libraries in full.
+//! * In a call: the app opens `parley://join/livekit/<room>` where a `parley crowd` of 10 tone
+//!   speakers talks; memory as above and CPU (utime + stime) of the whole tree.
+//! * WebKit: idle PSS of both apps again with `WEBKIT_DISABLE_COMPOSITING_MODE=1`. Neither the
+//!   app nor wry sets a cache model, and WebKitGTK reads none from the environment.
+//! * Soak (`--soak-minutes`, the target is 10): the tree's PSS every 30 s in the call.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use parley_devserver::display::Xvfb;
+use parley_devserver::keyring::TestKeyring;
+use parley_devserver::pulse::{NullSink, PulseServer};
+use parley_devserver::{DevServer, DevServerConfig};
+use serde_json::{Value, json};
+
+use crate::bench::{Bench, clock_ticks_per_second, percentile, print_table, write_report};
+
+const COLD_START_TRIALS: usize = 5;
+const COLD_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an app runs before its memory is read.
+const SETTLE: Duration = Duration::from_secs(10);
+const SPEAKERS: usize = 10;
+const CPU_WINDOW: Duration = Duration::from_secs(20);
+const SOAK_INTERVAL: Duration = Duration::from_secs(30);
+const ROOM: &str = "bench-call";
+const PROFILE: &str = "livekit";
+/// Targets, in MB of the tree's PSS above the baseline's, and ms.
+const IDLE_TARGET_MB: f64 = 40.0;
+const CALL_TARGET_MB: f64 = 80.0;
+const COLD_START_TARGET_MS: f64 = 1500.0;
+/// "No growth" allows for allocator noise over the soak.
+const SOAK_GROWTH_TARGET_MB: f64 = 5.0;
+
+/// The two programs under test: the app, and the empty Tauri window it is measured against.
+#[derive(Clone, Copy)]
+enum Program {
+    Parley,
+    Empty,
+}
+
+impl Program {
+    fn label(self) -> &'static str {
+        match self {
+            Program::Parley => "Parley",
+            Program::Empty => "empty Tauri app",
+        }
+    }
+
+    /// Its window's title, as an anchored regular expression for `xdotool search --name`.
+    fn title_pattern(self) -> &'static str {
+        match self {
+            Program::Parley => "^Parley$",
+            Program::Empty => "^Empty Tauri app$",
+        }
+    }
+}
+
+pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
+    let root = crate::workspace_root();
+    crate::app::build_ui(&root.join("ui"), &|line| println!("{line}"))?;
+    crate::cargo(&["build", "--release", "--package", "parley-app", "--package", "parley-empty-app"])
+        .context("building the apps")?;
+    let release = crate::app::target_dir(&root).join("release");
+    let parley_app = release.join(crate::app::exe("parley-app"));
+    let empty_app = release.join(crate::app::exe("parley-empty-app"));
+    let parley = crate::bench::release_parley()?;
+    let server = DevServer::start(&DevServerConfig::default()).context("starting the LiveKit dev server")?;
+    let desktop = Desktop::start()?;
+    let _profile = crate::demo::add_profile(&parley, &server, PROFILE, &desktop.env)?;
+    let bench = Bench { parley, server, dir: desktop.dir.path().to_path_buf(), env: desktop.pulse.env() };
+    let binary = |program: Program| match program {
+        Program::Parley => &parley_app,
+        Program::Empty => &empty_app,
+    };
+
+    println!("bench app: cold start, {COLD_START_TRIALS} trials each…");
+    let mut cold: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for trial in 0..COLD_START_TRIALS {
+        for program in [Program::Empty, Program::Parley] {
+            let milliseconds = desktop.cold_start(program, binary(program))?;
+            println!("bench app:   {} trial {trial}: {milliseconds:.0} ms", program.label());
+            cold.entry(program.label()).or_default().push(milliseconds);
+        }
+    }
+    let cold_empty = cold.remove(Program::Empty.label()).unwrap_or_default();
+    let cold_parley = cold.remove(Program::Parley.label()).unwrap_or_default();
+
+    println!("bench app: idle memory after {} s…", SETTLE.as_secs());
+    let idle_empty = desktop.idle_memory(binary(Program::Empty), &[])?;
+    let idle_parley = desktop.idle_memory(binary(Program::Parley), &[])?;
+    println!("bench app: idle memory with WEBKIT_DISABLE_COMPOSITING_MODE=1…");
+    let no_compositing = [("WEBKIT_DISABLE_COMPOSITING_MODE", "1")];
+    let flat_empty = desktop.idle_memory(binary(Program::Empty), &no_compositing)?;
+    let flat_parley = desktop.idle_memory(binary(Program::Parley), &no_compositing)?;
+
+    println!("bench app: in a call with {SPEAKERS} speakers…");
+    let call = desktop.call(&bench, binary(Program::Parley), soak_minutes)?;
+
+    let idle_delta = idle_parley.pss_mb() - idle_empty.pss_mb();
+    let call_delta = call.memory.pss_mb() - idle_empty.pss_mb();
+    let cold_p50 = percentile(&cold_parley, 50.0);
+    let mut rows: Vec<(String, String, String)> = vec![
+        (
+            "cold start → window shown + page loaded, empty Tauri app, p50 / max".into(),
+            format!("{:.0} / {:.0} ms", percentile(&cold_empty, 50.0), max(&cold_empty)),
+            String::new(),
+        ),
+        (
+            "cold start → window shown + page loaded, Parley, p50 / max".into(),
+            format!("{cold_p50:.0} / {:.0} ms", max(&cold_parley)),
+            verdict(cold_p50 <= COLD_START_TARGET_MS, "≤ 1500 ms"),
+        ),
+    ];
+    for (name, memory) in [
+        ("idle, empty Tauri app (baseline)", &idle_empty),
+        ("idle, Parley", &idle_parley),
+        ("in a call with 10 speakers, Parley", &call.memory),
+    ] {
+        memory.rows(name, &mut rows);
+    }
+    rows.push((
+        "idle Δ PSS vs baseline".into(),
+        format!("{idle_delta:+.1} MB"),
+        verdict(idle_delta <= IDLE_TARGET_MB, "≤ 40 MB"),
+    ));
+    rows.push((
+        "in a call Δ PSS vs baseline".into(),
+        format!("{call_delta:+.1} MB"),
+        verdict(call_delta <= CALL_TARGET_MB, "≤ 80 MB"),
+    ));
+    rows.push((
+        format!("CPU in a call, whole tree, over {} s", CPU_WINDOW.as_secs()),
+        format!("{:.1} % of a core", call.cpu_percent.values().sum::<f64>()),
+        String::new(),
+    ));
+    for (name, percent) in &call.cpu_percent {
+        rows.push((format!("  CPU · {name}"), format!("{percent:.1} %"), String::new()));
+    }
+    for (label, default, flat) in
+        [("empty Tauri app", &idle_empty, &flat_empty), ("Parley", &idle_parley, &flat_parley)]
+    {
+        rows.push((
+            format!("idle PSS with WEBKIT_DISABLE_COMPOSITING_MODE=1, {label}"),
+            format!("{:.1} MB ({:+.1} MB vs default)", flat.pss_mb(), flat.pss_mb() - default.pss_mb()),
+            String::new(),
+        ));
+    }
+    let soak = &call.soak_pss_mb;
+    let growth = soak.last().zip(soak.first()).map(|(last, first)| last - first);
+    match growth {
+        Some(growth) => rows.push((
+            format!("soak in a call: tree PSS first → last over {soak_minutes} min"),
+            format!("{:.1} → {:.1} MB ({growth:+.1} MB)", soak[0], soak[soak.len() - 1]),
+            verdict(growth <= SOAK_GROWTH_TARGET_MB, "no growth over 10 min (≤ 5 MB)"),
+        )),
+        None => rows.push((
+            "soak in a call".into(),
+            "skipped (--soak-minutes 10 runs it)".into(),
+            "no growth over 10 min".into(),
+        )),
+    }
+    let borrowed: Vec<(&str, String, &str)> =
+        rows.iter().map(|(name, value, target)| (name.as_str(), value.clone(), target.as_str())).collect();
+    print_table(&borrowed);
+
+    let stats = |samples: &[f64]| json!({ "samples": samples, "p50": percentile(samples, 50.0), "max": max(samples) });
+    let report = json!({
+        "suite": "app",
+        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0) },
+        "display": "Xvfb, GDK_BACKEND=x11 (no GPU: WebKit renders in software)",
+        "cold_start_ms": {
+            "oracle": "spawn → window mapped (xdotool --onlyvisible) and PageLoadEvent::Finished; page cache warm after the first trial",
+            "empty": stats(&cold_empty),
+            "parley": stats(&cold_parley),
+            "target_p50": COLD_START_TARGET_MS,
+        },
+        "idle": { "empty": idle_empty.json(), "parley": idle_parley.json(), "delta_pss_mb": idle_delta, "target_delta_pss_mb": IDLE_TARGET_MB },
+        "call": {
+            "speakers": SPEAKERS,
+            "parley": call.memory.json(),
+            "delta_pss_mb": call_delta,
+            "target_delta_pss_mb": CALL_TARGET_MB,
+            "cpu_window_s": CPU_WINDOW.as_secs(),
+            "cpu_percent": call.cpu_percent,
+            "cpu_percent_total": call.cpu_percent.values().sum::<f64>(),
+        },
+        "webkit": {
+            "app_sets": "nothing (no WEBKIT_* variable, no cache model; wry sets none either)",
+            "disable_compositing_mode": { "empty": flat_empty.json(), "parley": flat_parley.json() },
+        },
+        "soak": { "minutes": soak_minutes, "interval_s": SOAK_INTERVAL.as_secs(), "pss_mb": soak, "growth_mb": growth, "target_minutes": 10 },
+    });
+    write_report(&out, &report)?;
+    println!("\nbench app: wrote {}", out.display());
+    Ok(())
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NAN, f64::max)
+}
+
+fn verdict(pass: bool, target: &str) -> String {
+    format!("{target}: {}", if pass { "pass" } else { "miss" })
+}
+
+/// A private desktop session: X display, sound server (a speaker and a microphone, both null
+/// sinks), session bus with a keyring, and XDG directories — nothing the apps do reaches the
+/// user's own, and every run starts from the same empty WebKit cache.
+struct Desktop {
+    _xvfb: Xvfb,
+    pulse: PulseServer,
+    _keyring: TestKeyring,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Desktop {
+    fn start() -> Result<Desktop> {
+        let xvfb = Xvfb::start().context("starting a virtual display (Xvfb)")?;
+        let pulse = PulseServer::start(&[NullSink::new("speaker", 2), NullSink::new("microphone", 1)])?;
+        pulse.pactl(&["set-default-source", "microphone.monitor"]).map_err(anyhow::Error::msg)?;
+        let keyring = TestKeyring::start().context("starting a private keyring")?;
+        let dir = tempfile::Builder::new().prefix("parley-bench-app-").tempdir().context("temp dir")?;
+        let mut env: Vec<(String, String)> = vec![
+            ("GDK_BACKEND".into(), "x11".into()),
+            ("PARLEY_LOG".into(), "info,livekit=off,pulseaudio=off".into()),
+            ("NO_COLOR".into(), "1".into()),
+            // Found before XDG_CACHE_HOME moves: the LiveKit FFI library lives under the user's.
+            (parley_deps::DEPS_DIR_ENV.into(), parley_deps::Layout::discover().root().display().to_string()),
+        ];
+        for (key, name) in [
+            ("PARLEY_CONFIG_DIR", "parley-config"),
+            ("XDG_CONFIG_HOME", "config"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("XDG_RUNTIME_DIR", "runtime"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+            env.push((key.into(), path.display().to_string()));
+        }
+        set_private(&dir.path().join("runtime"))?;
+        env.extend(xvfb.env());
+        env.extend(pulse.env());
+        env.extend(keyring.env());
+        Ok(Desktop { _xvfb: xvfb, pulse, _keyring: keyring, dir, env })
+    }
+
+    fn launch(&self, binary: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Result<Running> {
+        let mut command = Command::new(binary);
+        // Its own process group, so that stopping it reaches WebKit's processes too.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command
+            .args(args)
+            .env_remove("WAYLAND_DISPLAY")
+            .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let started = Instant::now();
+        let stderr = child.stderr.take().context("the app's stderr")?;
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send((Instant::now(), strip_ansi(&line))).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Running { child, started, lines, log: Vec::new() })
+    }
+
+    /// One trial: spawn → window visible and page loaded, in ms. The app is stopped after.
+    fn cold_start(&self, program: Program, binary: &Path) -> Result<f64> {
+        let mut running = self.launch(binary, &[], &[])?;
+        let mut loaded = None;
+        let mut shown = None;
+        while loaded.is_none() || shown.is_none() {
+            if running.started.elapsed() > COLD_START_TIMEOUT {
+                bail!(
+                    "{} showed no loaded window within {} s (window {}, page {}); its log ends with:\n{}",
+                    program.label(),
+                    COLD_START_TIMEOUT.as_secs(),
+                    if shown.is_some() { "shown" } else { "not shown" },
+                    if loaded.is_some() { "loaded" } else { "not loaded" },
+                    running.log_tail()
+                );
+            }
+            if loaded.is_none() {
+                loaded = running.poll(Duration::from_millis(20), |line| line.ends_with("page loaded"))?;
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if shown.is_none() && self.window_visible(program)? {
+                shown = Some(Instant::now());
+            }
+        }
+        let ready = loaded.max(shown).context("both marks are set")?;
+        let milliseconds = ready.duration_since(running.started).as_secs_f64() * 1000.0;
+        running.stop();
+        Ok(milliseconds)
+    }
+
+    fn window_visible(&self, program: Program) -> Result<bool> {
+        let status = Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", program.title_pattern()])
+            .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running xdotool (Debian package xdotool; run `cargo xtask setup`)")?;
+        Ok(status.success())
+    }
+
+    /// The tree's memory after the app has run idle for [`SETTLE`].
+    fn idle_memory(&self, binary: &Path, extra_env: &[(&str, &str)]) -> Result<TreeMemory> {
+        let mut running = self.launch(binary, &[], extra_env)?;
+        running.wait_for(Duration::from_secs(30), |line| line.ends_with("page loaded"))?;
+        std::thread::sleep(SETTLE);
+        let memory = TreeMemory::read(running.child.id());
+        running.stop();
+        memory
+    }
+
+    /// The app in a call with [`SPEAKERS`] tone speakers: memory, CPU, and the soak's samples.
+    fn call(&self, bench: &Bench, binary: &Path, soak_minutes: f64) -> Result<Call> {
+        let soak = Duration::from_secs_f64(soak_minutes.max(0.0) * 60.0);
+        let lifetime = 60.0 + SETTLE.as_secs_f64() + CPU_WINDOW.as_secs_f64() + soak.as_secs_f64();
+        let mut crowd = bench.crowd(ROOM, SPEAKERS, lifetime)?;
+        std::thread::sleep(Duration::from_secs(3));
+        let link = format!("parley://join/{PROFILE}/{ROOM}");
+        let result = self.launch(binary, &[link.as_str()], &[]).and_then(|mut running| {
+            running.wait_for(Duration::from_secs(30), |line| {
+                let connected = line.contains("call state")
+                    && (line.contains("phase=\"connected\"") || line.contains("phase=connected"))
+                    && participants(line) >= SPEAKERS;
+                // A failed join ends the wait too; the check below reports it.
+                connected || line.contains("phase=\"failed")
+            })?;
+            if let Some(failed) = running.log.iter().find(|line| line.contains("phase=\"failed")) {
+                bail!("the app did not join the call: {failed}");
+            }
+            std::thread::sleep(SETTLE);
+            let pid = running.child.id();
+            let before = tree_ticks(pid);
+            std::thread::sleep(CPU_WINDOW);
+            let after = tree_ticks(pid);
+            let memory = TreeMemory::read(pid)?;
+            let mut cpu_percent = BTreeMap::new();
+            for (process, (name, ticks)) in &after {
+                let earlier = before.get(process).map_or(0, |(_, ticks)| *ticks);
+                *cpu_percent.entry(name.clone()).or_insert(0.0) +=
+                    ticks.saturating_sub(earlier) as f64 / clock_ticks_per_second() / CPU_WINDOW.as_secs_f64() * 100.0;
+            }
+            let mut soak_pss_mb = Vec::new();
+            if !soak.is_zero() {
+                let started = Instant::now();
+                loop {
+                    soak_pss_mb.push(TreeMemory::read(pid)?.pss_mb());
+                    println!(
+                        "bench app:   soak {:.0} s: {:.1} MB PSS",
+                        started.elapsed().as_secs_f64(),
+                        soak_pss_mb[soak_pss_mb.len() - 1]
+                    );
+                    if started.elapsed() + SOAK_INTERVAL > soak + Duration::from_secs(1) {
+                        break;
+                    }
+                    std::thread::sleep(SOAK_INTERVAL);
+                }
+            }
+            running.stop();
+            Ok(Call { memory, cpu_percent, soak_pss_mb })
+        });
+        crate::bench_audio::stop(&mut crowd);
+        result
+    }
+}
+
+/// Makes a directory readable by its owner only (`XDG_RUNTIME_DIR` must be).
+fn set_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", path.display()))
+}
+
+/// The `participants=N` of a `call state` log line (0 when absent).
+fn participants(line: &str) -> usize {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix("participants="))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `line` without terminal escape sequences (`ESC [ … letter`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(character) = chars.next() {
+        if character == '\u{1b}' {
+            for code in chars.by_ref() {
+                if code.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
+
+struct Call {
+    memory: TreeMemory,
+    /// % of one core, by process name, over [`CPU_WINDOW`].
+    cpu_percent: BTreeMap<String, f64>,
+    soak_pss_mb: Vec<f64>,
+}
+
+/// A started app, its stderr lines arriving on `lines`. Stopped (with its whole tree) on drop.
+struct Running {
+    child: Child,
+    started: Instant,
+    lines: Receiver<(Instant, String)>,
+    log: Vec<String>,
+}
+
+impl Running {
+    /// Waits up to `timeout` for a line matching `matches`; returns when it arrived.
+    fn poll(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Result<Option<Instant>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(remaining) {
+                Ok((at, line)) => {
+                    let found = matches(&line);
+                    self.log.push(line);
+                    if found {
+                        return Ok(Some(at));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().context("waiting for the app")?;
+                    bail!("the app exited ({status}); its log ends with:\n{}", self.log_tail());
+                }
+            }
+        }
+    }
+
+    fn wait_for(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Result<Instant> {
+        match self.poll(timeout, matches)? {
+            Some(at) => Ok(at),
+            None => bail!(
+                "the app did not log what was awaited within {} s; its log ends with:\n{}",
+                timeout.as_secs(),
+                self.log_tail()
+            ),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        self.log[self.log.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Ends the app and every process it started (SIGTERM to its group, then SIGKILL to
+    /// whatever of its tree is left), and waits until they are gone.
+    fn stop(&mut self) {
+        if self.child.try_wait().is_ok_and(|status| status.is_some()) {
+            return;
+        }
+        let pid = self.child.id();
+        let tree = process_tree(pid);
+        signal("-TERM", &format!("-{pid}"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && tree.iter().any(|process| alive(*process)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for process in tree.iter().filter(|process| alive(**process)) {
+            signal("-KILL", &process.to_string());
+        }
+        if let Err(error) = self.child.wait() {
+            eprintln!("bench app: warning: waiting for the app failed: {error}");
+        }
+        // Let the killed processes be reaped by their parents before the next launch.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && tree.iter().any(|process| alive(*process)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `signal` to `target` (a pid, or `-pgid` for a group). `kill` fails for a process that
+/// exited since it was listed — the outcome wanted — so only failing to run `kill` is reported.
+fn signal(signal: &str, target: &str) {
+    let sent = Command::new("kill").args([signal, "--", target]).stderr(Stdio::null()).status();
+    if let Err(error) = sent {
+        eprintln!("bench app: warning: cannot run kill: {error}");
+    }
+}
+
+/// Alive and not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// `root` and all its descendants (root first), from the parent ids in `/proc/*/stat`.
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let parent =
+                stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if let Some(parent) = parent {
+                parents.push((pid, parent));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(parents.iter().filter(|(_, of)| *of == parent).map(|(pid, _)| *pid));
+        index += 1;
+    }
+    tree
+}
+
+/// A process's name: its executable's file name (`comm` cuts names at 15 characters).
+fn process_name(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|cmdline| {
+            let first = cmdline.split(|byte| *byte == 0).next()?.to_vec();
+            let path = PathBuf::from(String::from_utf8_lossy(&first).into_owned());
+            Some(path.file_name()?.to_string_lossy().into_owned())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("pid {pid}"))
+}
+
+/// utime + stime (clock ticks) of each live process of the tree, with its name.
+fn tree_ticks(root: u32) -> BTreeMap<u32, (String, u64)> {
+    process_tree(root)
+        .into_iter()
+        .filter_map(|pid| {
+            let (ticks, _) = crate::bench::process_usage(pid).ok()?;
+            Some((pid, (process_name(pid), ticks)))
+        })
+        .collect()
+}
+
+struct ProcessMemory {
+    pid: u32,
+    name: String,
+    rss_kb: u64,
+    pss_kb: u64,
+}
+
+/// RSS and PSS of each process of an app's tree.
+struct TreeMemory {
+    processes: Vec<ProcessMemory>,
+}
+
+impl TreeMemory {
+    fn read(root: u32) -> Result<TreeMemory> {
+        let processes: Vec<ProcessMemory> = process_tree(root)
+            .into_iter()
+            .filter_map(|pid| {
+                // A process may end between listing and reading; it then holds no memory.
+                let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+                let field = |name: &str| {
+                    rollup
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name))
+                        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
+                };
+                Some(ProcessMemory { pid, name: process_name(pid), rss_kb: field("Rss:")?, pss_kb: field("Pss:")? })
+            })
+            .collect();
+        if processes.is_empty() {
+            bail!(
+                "cannot read the memory of process {root} (is it running, and is /proc/<pid>/smaps_rollup readable?)"
+            );
+        }
+        Ok(TreeMemory { processes })
+    }
+
+    fn pss_mb(&self) -> f64 {
+        self.processes.iter().map(|process| process.pss_kb).sum::<u64>() as f64 / 1024.0
+    }
+
+    fn rss_mb(&self) -> f64 {
+        self.processes.iter().map(|process| process.rss_kb).sum::<u64>() as f64 / 1024.0
+    }
+
+    /// A total row, then one row per process (kernel-side helpers with no memory left out).
+    fn rows(&self, name: &str, rows: &mut Vec<(String, String, String)>) {
+        rows.push((
+            format!("{name}: PSS (RSS), {} processes", self.processes.len()),
+            format!("{:.1} MB ({:.1} MB)", self.pss_mb(), self.rss_mb()),
+            String::new(),
+        ));
+        for process in self.processes.iter().filter(|process| process.rss_kb > 0) {
+            rows.push((
+                format!("  · {} ({})", process.name, process.pid),
+                format!("{:.1} MB ({:.1} MB)", process.pss_kb as f64 / 1024.0, process.rss_kb as f64 / 1024.0),
+                String::new(),
+            ));
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "pss_mb": self.pss_mb(),
+            "rss_mb": self.rss_mb(),
+            "processes": self.processes.iter().map(|process| json!({
+                "pid": process.pid,
+                "name": process.name,
+                "rss_kb": process.rss_kb,
+                "pss_kb": process.pss_kb,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{participants, strip_ansi};
+
+    #[test]
+    fn call_state_lines_are_read_through_colours() {
+        let line = strip_ansi(
+            "\u{1b}[2m2025-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m call state \u{1b}[3mphase\u{1b}[0m\u{1b}[2m=\u{1b}[0m\"connected\" \u{1b}[3mparticipants\u{1b}[0m\u{1b}[2m=\u{1b}[0m11",
+        );
+        assert!(line.contains("phase=\"connected\""), "escapes are gone: {line}");
+        assert_eq!(participants(&line), 11, "the count is read from {line}");
+        assert_eq!(participants("call state phase=\"idle\""), 0, "no count reads as none");
+    }
+}
