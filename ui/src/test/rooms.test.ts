@@ -21,6 +21,10 @@ describe('servers and rooms', () => {
     expect(screen.getByRole('button', { name: 'In Lounge' }), 'the joined room is marked in the list').toBeDisabled();
     const people = screen.getByRole('list', { name: /In the room/ });
     expect(within(people).getAllByRole('listitem'), 'us plus three others').toHaveLength(4);
+    expect(
+      within(screen.getByRole('list', { name: 'Rooms' })).getByLabelText('4 people in the room'),
+      'the joined room counts us with the call, not the server list that lags',
+    ).toBeInTheDocument();
     await waitFor(() =>
       expect(backend.callsOf('list_rooms'), 'the list is refreshed once connected').toEqual([
         { profile: 'local' },
