@@ -154,11 +154,8 @@ fn level_of(event: &Value, identity: &str) -> f32 {
 }
 
 /// The recording's level in one window: the tone's peak level and the overall RMS (dBFS), and
-/// the tone's share of the energy.
-///
-/// The tone level is the median over 200 ms blocks: a single DFT over seconds of received audio
-/// reads low whenever the network or the mixer's bounded queue skipped a few milliseconds (the
-/// phase jumps), although every block carries the tone at full level.
+/// the tone's share of the energy. (`tone_level_dbfs` already measures in short windows, so the
+/// receiver's skipped milliseconds do not read as a quieter tone.)
 struct Window {
     tone_dbfs: f32,
     rms_dbfs: f32,
@@ -168,13 +165,8 @@ struct Window {
 fn measure(recorder: &Finished, from_ms: f64, to_ms: f64, frequency: f32, what: &str) -> Window {
     let samples = recorder.recording_between(from_ms, to_ms);
     assert!(samples.len() >= SAMPLE_RATE as usize, "{what}: need ≥ 1 s of recording, got {} samples", samples.len());
-    let mut blocks: Vec<f32> = samples
-        .chunks_exact(SAMPLE_RATE as usize / 5)
-        .map(|block| tone_level_dbfs(block, SAMPLE_RATE, frequency).max(-120.0))
-        .collect();
-    blocks.sort_by(f32::total_cmp);
     let window = Window {
-        tone_dbfs: blocks[blocks.len() / 2],
+        tone_dbfs: tone_level_dbfs(samples, SAMPLE_RATE, frequency).max(-120.0),
         rms_dbfs: rms_dbfs(samples).max(-120.0),
         share: band_energy_fraction(samples, SAMPLE_RATE, frequency, 25.0),
     };
