@@ -1,6 +1,6 @@
 //! Sound devices through cpal: listing, choosing, and opening capture and playback streams.
 //!
-//! Streams ask for an explicit small buffer ([`REQUESTED_BUFFER_FRAMES`], 10 ms at 48 kHz;
+//! Streams ask for an explicit small buffer ([`REQUESTED_BUFFER_FRAMES`], 5 ms at 48 kHz;
 //! backends default to far more) and report what the device granted. The cpal callbacks only
 //! move samples between the device and a lock-free SPSC ring ([`rtrb`]): no allocation, no
 //! lock, no logging, no FFI there. Overruns and underruns are counted in atomics and read by
@@ -14,8 +14,12 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use crate::resample::StreamResampler;
 
-/// The buffer size streams ask for, in frames: 10 ms at 48 kHz.
-pub const REQUESTED_BUFFER_FRAMES: u32 = 480;
+/// The buffer size streams ask for, in frames: 5 ms at 48 kHz. Measured with `cargo xtask bench
+/// audio` (PulseAudio): 10 ms periods gave 105.6 ms mouth-to-ear (our device ends 27.5 ms of it),
+/// 5 ms gave 92.5 ms (19.4 ms); 2.5 ms shortened the device ends to 10.7 ms but the whole path
+/// not at all (93.8 ms), at a third more CPU, so 5 ms it is. (PulseAudio double-buffers
+/// playback: a 5 ms period is a 10 ms target.) Frames stay 10 ms everywhere else.
+pub const REQUESTED_BUFFER_FRAMES: u32 = 240;
 /// How much audio a ring holds between a callback and its worker.
 const RING_SECONDS: f32 = 0.5;
 

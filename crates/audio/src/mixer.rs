@@ -25,6 +25,19 @@ pub struct SourceStats {
     pub queued_samples: usize,
     /// Samples skipped to remove a standing delay.
     pub trimmed_samples: u64,
+    /// Mixes this source took part in, and the sum of what was left in its queue after each:
+    /// their ratio is the queue's mean standing delay (in samples) over an interval.
+    pub mixes: u64,
+    pub queued_after_mixes: u64,
+}
+
+impl SourceStats {
+    /// The queue's mean standing delay between `earlier` and `self`, ms (`None` without mixes).
+    pub fn mean_queue_ms_since(&self, earlier: &SourceStats) -> Option<f64> {
+        let mixes = self.mixes.saturating_sub(earlier.mixes);
+        let queued = self.queued_after_mixes.saturating_sub(earlier.queued_after_mixes);
+        (mixes > 0).then(|| queued as f64 * 1000.0 / mixes as f64 / f64::from(crate::SAMPLE_RATE))
+    }
 }
 
 /// How many mixes (10 ms each) a queue's lowest level is watched before a standing delay is
@@ -91,6 +104,11 @@ impl Mixer {
         self.sources.remove(key);
     }
 
+    /// One source's statistics.
+    pub fn source_stats(&self, key: &str) -> Option<SourceStats> {
+        self.sources.get(key).map(|source| source.stats)
+    }
+
     pub fn has_source(&self, key: &str) -> bool {
         self.sources.contains_key(key)
     }
@@ -151,6 +169,8 @@ impl Mixer {
             source.stats.level = peak;
             source.lowest = source.lowest.min(source.queue.len());
             source.stats.queued_samples = source.queue.len();
+            source.stats.mixes += 1;
+            source.stats.queued_after_mixes += source.queue.len() as u64;
         }
         self.mixes_in_window += 1;
         if self.mixes_in_window >= TRIM_WINDOW_MIXES {
@@ -199,6 +219,24 @@ mod tests {
 
     fn frame(value: i16) -> Vec<i16> {
         vec![value; FRAME_SAMPLES]
+    }
+
+    #[test]
+    fn the_mean_standing_delay_counts_what_stays_queued_after_each_mix() {
+        let mut mixer = Mixer::new(100);
+        mixer.add_source("a", "alice");
+        let start = mixer.source_stats("a").expect("source");
+        assert_eq!(start.mean_queue_ms_since(&start), None, "no mixes, no mean");
+        let mut out = frame(0);
+        // 15 ms queued, then one frame in per frame out: 5 ms stays behind after every mix.
+        mixer.push("a", &frame(1)[..FRAME_SAMPLES / 2]);
+        for _ in 0..4 {
+            mixer.push("a", &frame(1));
+            mixer.mix(&mut out);
+        }
+        let after = mixer.source_stats("a").expect("source");
+        assert_eq!(after.mean_queue_ms_since(&start), Some(5.0));
+        assert_eq!(mixer.source_stats("nobody"), None);
     }
 
     #[test]

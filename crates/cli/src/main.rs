@@ -68,6 +68,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hear yourself: the microphone played straight back on the speaker, through the same
+    /// device path a call uses; prints the input's peak once a second.
+    MicTest {
+        /// Input device: id, short id, or name (see `parley devices`); default: the system's.
+        #[arg(long, default_value = "default")]
+        input_device: String,
+        /// Output device: id, short id, or name; default: the system's.
+        #[arg(long, default_value = "default")]
+        output_device: String,
+        /// Stop after this many seconds (default: until interrupted).
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
 }
 
 #[derive(Args)]
@@ -205,6 +218,10 @@ struct JoinArgs {
     /// Print audio levels (microphone, each participant) every 100 ms (with --json).
     #[arg(long)]
     levels: bool,
+    /// Print each remote track's receive statistics (jitter buffer delay and target,
+    /// concealment, loss, our mixer queue) every this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    stats: Option<f64>,
     /// Listen for control commands on this socket (default: see `parley ctl --help`); `none` to disable.
     #[arg(long)]
     control_socket: Option<String>,
@@ -344,6 +361,7 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
             Ok(())
         }
         Command::Devices { json } => devices(json),
+        Command::MicTest { input_device, output_device, seconds } => mic_test(&input_device, &output_device, seconds),
         Command::Crowd(args) => with_engine_runtime(crowd(args)),
         Command::Ctl { socket, command } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -592,6 +610,15 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         echo_delay_ms: args.echo_delay_ms,
         cues,
         report_levels: args.levels,
+        report_stats: args
+            .stats
+            .map(|seconds| Duration::try_from_secs_f64(seconds).ok().filter(|every| !every.is_zero()))
+            .map(|every| {
+                every.ok_or_else(|| {
+                    fail(ExitKind::Failure, anyhow::anyhow!("--stats needs a positive number of seconds"))
+                })
+            })
+            .transpose()?,
         device_info,
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
@@ -690,6 +717,7 @@ async fn crowd(args: CrowdArgs) -> Result<(), Failure> {
             echo_delay_ms: 0,
             cues: None,
             report_levels: false,
+            report_stats: None,
             device_info: Vec::new(),
         };
         let (session, events) = Session::join(engine, request).await.map_err(join_failure)?;
@@ -743,6 +771,34 @@ fn parse_cues(wanted: Option<&str>, playing_to_device: bool) -> Result<HashSet<C
 /// `default` (or an empty name) means the system default device.
 fn device_choice(name: &str) -> Option<&str> {
     (!name.is_empty() && name != "default").then_some(name)
+}
+
+fn mic_test(input: &str, output: &str, seconds: Option<f64>) -> Result<(), Failure> {
+    let input = DeviceInput::open(device_choice(input)).map_err(|error| fail(ExitKind::Device, error))?;
+    let output = DeviceOutput::open(device_choice(output)).map_err(|error| fail(ExitKind::Device, error))?;
+    eprintln!("microphone test: {} → {} (Ctrl-C to stop)", input.info().device, output.info().device);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(seconds) = seconds {
+        let stop = std::sync::Arc::clone(&stop);
+        let duration = Duration::try_from_secs_f64(seconds.max(0.0))
+            .map_err(|error| fail(ExitKind::Failure, anyhow::anyhow!("--seconds: {error}")))?;
+        std::thread::spawn(move || {
+            std::thread::sleep(duration);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+    let mut reports = 0u32;
+    let mut loudest = f32::NEG_INFINITY;
+    let report = |level: f32| {
+        loudest = loudest.max(level);
+        reports += 1;
+        if reports.is_multiple_of(10) {
+            println!("input peak {:.1} dBFS", loudest.max(-100.0));
+            loudest = f32::NEG_INFINITY;
+        }
+    };
+    parley_core::mic_test::play_back(Box::new(input), Box::new(output), &stop, report)
+        .map_err(|message| fail(ExitKind::Device, anyhow::anyhow!(message)))
 }
 
 fn devices(json: bool) -> Result<(), Failure> {
@@ -852,6 +908,23 @@ impl EventPrinter {
             SessionEvent::PublishPermission { can_publish: true } => "allowed to speak".into(),
             SessionEvent::PublishingStopped { .. } => "no longer allowed to speak: microphone unpublished".into(),
             SessionEvent::Warning { message } => format!("warning: {message}"),
+            SessionEvent::ReceiveStats {
+                identity,
+                jitter_buffer_ms,
+                jitter_buffer_target_ms,
+                concealed_percent,
+                packets_lost,
+                mixer_queue_ms,
+                ..
+            } => {
+                let ms = |value: &Option<f64>| value.map_or_else(|| "–".to_string(), |value| format!("{value:.1} ms"));
+                format!(
+                    "{identity}: jitter buffer {} (target {}), concealed {concealed_percent:.1} %, lost {packets_lost}, mixer queue {}",
+                    ms(jitter_buffer_ms),
+                    ms(jitter_buffer_target_ms),
+                    ms(mixer_queue_ms)
+                )
+            }
             _ => return,
         };
         self.write(&format!("[{:>7.1} s] {line}", t_ms / 1000.0));

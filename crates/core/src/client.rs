@@ -378,7 +378,14 @@ impl Client {
         let (state, stopped) = (Arc::clone(&self.inner.state), Arc::clone(&stop));
         let thread = std::thread::Builder::new()
             .name("parley-mic-test".into())
-            .spawn(move || play_back(input, output, &state, &stopped))
+            .spawn(move || {
+                let report = |level: f32| {
+                    state.send_modify(|state| state.local.input_level_dbfs = level.max(state::SILENCE_DBFS));
+                };
+                if let Err(message) = crate::mic_test::play_back(input, output, &stopped, report) {
+                    tracing::warn!(%message, "the microphone test stopped");
+                }
+            })
             .map_err(|error| {
                 ClientError::new(ErrorCode::Device, format!("cannot start the microphone test: {error}"))
             })?;
@@ -696,44 +703,6 @@ impl Client {
 }
 
 /// Runs blocking work (keyring, files, devices) off the async threads.
-/// The microphone test's thread: each input frame straight to the output, and the input's peak
-/// to the state every 100 ms, until `stop`.
-fn play_back(
-    mut input: Box<dyn FrameSource>,
-    mut output: Box<dyn FrameSink>,
-    state: &watch::Sender<ClientState>,
-    stop: &std::sync::atomic::AtomicBool,
-) {
-    let mut frame = [0i16; parley_audio::FRAME_SAMPLES];
-    let (mut peak, mut frames) = (0i16, 0u32);
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        if input.clocked() && !input.ready() {
-            std::thread::sleep(Duration::from_millis(2));
-            continue;
-        }
-        if !input.clocked() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if !input.fill(&mut frame) {
-            break;
-        }
-        if let Err(error) = output.write(&frame) {
-            tracing::warn!(%error, "the microphone test cannot play");
-            break;
-        }
-        peak = frame.iter().fold(peak, |peak, sample| peak.max(sample.saturating_abs()));
-        frames += 1;
-        if frames == 10 {
-            let level = parley_audio::linear_to_db(f32::from(peak) / f32::from(i16::MAX)).max(state::SILENCE_DBFS);
-            state.send_modify(|state| state.local.input_level_dbfs = level);
-            (peak, frames) = (0, 0);
-        }
-    }
-    if let Err(error) = output.finish() {
-        tracing::debug!(%error, "closing the microphone test's output");
-    }
-}
-
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
 ) -> Result<T, ClientError> {

@@ -11,6 +11,7 @@
 //! * [`client`] — the app-facing API: one [`client::Client`] owning profiles, keyring, settings
 //!   and at most one call, publishing [`client::ClientState`] snapshots; the IPC types and their
 //!   generated TypeScript;
+//! * [`mic_test`] — the microphone played straight back on the speaker, outside a call;
 //! * [`control_socket`] — the local socket `parley ctl` talks to, for the CLI and the app;
 //! * [`token`] — minting LiveKit tokens from an API key and secret, and early checks of a
 //!   token's room and expiry.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod control;
 pub mod control_socket;
 pub mod membership;
+pub mod mic_test;
 pub mod session;
 pub mod token;
 

@@ -124,6 +124,19 @@ pub enum SessionEvent {
     PublishPermission {
         can_publish: bool,
     },
+    /// How one remote track's audio fared in the receiver over the last interval (only when the
+    /// join asked for statistics): the mean time a sample spent in the engine's jitter buffer
+    /// and what the buffer aimed for, the share of played audio that was concealment, and
+    /// packets lost; plus the mean standing delay of our own queue for the track in the mixer.
+    ReceiveStats {
+        identity: String,
+        sid: String,
+        jitter_buffer_ms: Option<f64>,
+        jitter_buffer_target_ms: Option<f64>,
+        concealed_percent: f64,
+        packets_lost: i64,
+        mixer_queue_ms: Option<f64>,
+    },
     /// The output started; frame `n` of the output is written at `unix_ns + n × 10 ms`.
     PlayoutStarted {
         unix_ns: u64,
@@ -220,6 +233,8 @@ pub struct JoinRequest {
     pub cues: Option<CuePlayer>,
     /// Emit [`SessionEvent::Levels`] every 100 ms.
     pub report_levels: bool,
+    /// Report each remote track's receive statistics this often ([`SessionEvent::ReceiveStats`]).
+    pub report_stats: Option<Duration>,
     /// What the sound devices granted (`"input"`/`"output"`), reported as `DeviceOpened`.
     pub device_info: Vec<(&'static str, parley_audio::device::StreamInfo)>,
 }
@@ -378,6 +393,7 @@ impl Session {
             playing.then(|| Arc::clone(&mixer)),
             request.cues.clone(),
             local,
+            request.report_stats,
         ));
         let mut session = Session {
             room,
@@ -965,6 +981,7 @@ async fn follow(
     mixer: Option<Arc<Mutex<Mixer>>>,
     cues: Option<CuePlayer>,
     local: LocalPublishing,
+    report_stats: Option<Duration>,
 ) {
     let cue = |cue: Cue| {
         if let Some(cues) = &cues {
@@ -988,10 +1005,10 @@ async fn follow(
                         Ok(stream) => {
                             let task = tokio::spawn(receive(
                                 stream,
-                                track.sid.clone(),
-                                identity.clone(),
+                                track.clone(),
                                 Arc::clone(mixer),
                                 events.clone(),
+                                report_stats,
                             ));
                             if let Some(previous) = streams.insert(track.sid.clone(), task) {
                                 previous.abort();
@@ -1059,23 +1076,56 @@ async fn follow(
     }
 }
 
-/// Copies one remote track's frames into the mixer.
+/// Copies one remote track's frames into the mixer; every `report_stats`, reports how the
+/// track fares in the receiver.
 async fn receive(
     mut stream: ffi::AudioStream,
-    sid: String,
-    identity: String,
+    track: ffi::RemoteAudioTrack,
     mixer: Arc<Mutex<Mixer>>,
     events: mpsc::UnboundedSender<StampedEvent>,
+    report_stats: Option<Duration>,
 ) {
+    let (sid, identity) = (track.sid.clone(), track.participant_identity.clone());
     mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).add_source(&sid, &identity);
     let mut samples = Vec::with_capacity(FRAME_SAMPLES);
     let mut heard = false;
-    while stream.next_frame(&mut samples).await.is_some() {
-        if !heard && samples.iter().any(|sample| sample.unsigned_abs() > AUDIBLE_PEAK as u16) {
-            heard = true;
-            emit(&events, SessionEvent::FirstAudio { identity: identity.clone(), sid: sid.clone() });
+    // Without statistics the timer never fires: one day is as good as never for a call.
+    let mut ticker = tokio::time::interval(report_stats.unwrap_or(Duration::from_secs(86_400)));
+    ticker.tick().await;
+    let mut previous = (ffi::ReceiveStats::default(), parley_audio::mixer::SourceStats::default());
+    loop {
+        tokio::select! {
+            frame = stream.next_frame(&mut samples) => {
+                if frame.is_none() {
+                    break;
+                }
+                if !heard && samples.iter().any(|sample| sample.unsigned_abs() > AUDIBLE_PEAK as u16) {
+                    heard = true;
+                    emit(&events, SessionEvent::FirstAudio { identity: identity.clone(), sid: sid.clone() });
+                }
+                mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(&sid, &samples);
+            }
+            _ = ticker.tick(), if report_stats.is_some() => {
+                let Ok(Some(now)) = track.receive_stats().await else { continue };
+                let interval = now.since(&previous.0);
+                let queue = mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).source_stats(&sid);
+                let queue = queue.unwrap_or_default();
+                let mixer_queue_ms = queue.mean_queue_ms_since(&previous.1);
+                previous = (now, queue);
+                emit(
+                    &events,
+                    SessionEvent::ReceiveStats {
+                        identity: identity.clone(),
+                        sid: sid.clone(),
+                        jitter_buffer_ms: interval.jitter_buffer_ms,
+                        jitter_buffer_target_ms: interval.jitter_buffer_target_ms,
+                        concealed_percent: interval.concealed_percent,
+                        packets_lost: interval.packets_lost,
+                        mixer_queue_ms,
+                    },
+                );
+            }
         }
-        mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(&sid, &samples);
     }
     mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
 }

@@ -158,6 +158,87 @@ impl LocalAudioTrack {
     }
 }
 
+/// What WebRTC's receiver did so far with one remote audio track, counted since the track was
+/// subscribed (as `RTCInboundRtpStreamStats` counts it). Difference two snapshots with
+/// [`ReceiveStats::since`] to see one interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReceiveStats {
+    /// Sum over emitted samples of the time each spent in the jitter buffer, seconds.
+    pub jitter_buffer_delay_s: f64,
+    /// Sum over emitted samples of the jitter buffer's target delay at the time, seconds.
+    pub jitter_buffer_target_delay_s: f64,
+    /// Samples that left the jitter buffer.
+    pub jitter_buffer_emitted: u64,
+    /// Samples played out, and how many of them were concealment (made up for missing audio).
+    pub samples_received: u64,
+    pub concealed_samples: u64,
+    pub packets_received: u64,
+    pub packets_lost: i64,
+}
+
+/// One interval between two [`ReceiveStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReceiveInterval {
+    /// The mean time a sample spent in the jitter buffer, ms (`None` when nothing was emitted).
+    pub jitter_buffer_ms: Option<f64>,
+    /// The mean target delay the jitter buffer aimed for, ms.
+    pub jitter_buffer_target_ms: Option<f64>,
+    /// Share of the samples played that were concealment, percent.
+    pub concealed_percent: f64,
+    pub packets_lost: i64,
+}
+
+impl ReceiveStats {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &ReceiveStats) -> ReceiveInterval {
+        let emitted = self.jitter_buffer_emitted.saturating_sub(earlier.jitter_buffer_emitted);
+        let mean_ms = |now: f64, then: f64| (emitted > 0).then(|| (now - then) * 1000.0 / emitted as f64);
+        let samples = self.samples_received.saturating_sub(earlier.samples_received);
+        let concealed = self.concealed_samples.saturating_sub(earlier.concealed_samples);
+        ReceiveInterval {
+            jitter_buffer_ms: mean_ms(self.jitter_buffer_delay_s, earlier.jitter_buffer_delay_s),
+            jitter_buffer_target_ms: mean_ms(self.jitter_buffer_target_delay_s, earlier.jitter_buffer_target_delay_s),
+            concealed_percent: if samples == 0 { 0.0 } else { concealed as f64 * 100.0 / samples as f64 },
+            packets_lost: self.packets_lost - earlier.packets_lost,
+        }
+    }
+}
+
+impl RemoteAudioTrack {
+    /// The receiver's statistics for this track now; `None` before the first packet arrived.
+    pub async fn receive_stats(&self) -> Result<Option<ReceiveStats>, Error> {
+        let track_handle = self.handle.id();
+        let (event, _) = self
+            .handle
+            .engine()
+            .request_async(
+                |async_id| {
+                    RequestMessage::GetStats(proto::GetStatsRequest { track_handle, request_async_id: Some(async_id) })
+                },
+                None,
+            )
+            .await?;
+        let EventMessage::GetStats(callback) = event else {
+            return Err(Error::Protocol("get-stats answered with another callback".into()));
+        };
+        if let Some(error) = callback.error {
+            return Err(Error::Engine(format!("reading the receiver's statistics failed: {error}")));
+        }
+        Ok(callback.stats.into_iter().find_map(|stats| match stats.stats {
+            Some(proto::rtc_stats::Stats::InboundRtp(inbound)) => Some(ReceiveStats {
+                jitter_buffer_delay_s: inbound.inbound.jitter_buffer_delay,
+                jitter_buffer_target_delay_s: inbound.inbound.jitter_buffer_target_delay,
+                jitter_buffer_emitted: inbound.inbound.jitter_buffer_emitted_count,
+                samples_received: inbound.inbound.total_samples_received,
+                concealed_samples: inbound.inbound.concealed_samples,
+                packets_received: inbound.received.packets_received,
+                packets_lost: inbound.received.packets_lost,
+            }),
+            _ => None,
+        }))
+    }
+}
+
 /// Information about a received frame; the samples are in the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
@@ -228,5 +309,39 @@ impl Drop for AudioStream {
                 self.handle.engine().drop_handle(received.frame.handle.id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_is_the_difference_of_two_snapshots() {
+        let earlier = ReceiveStats {
+            jitter_buffer_delay_s: 10.0,
+            jitter_buffer_target_delay_s: 5.0,
+            jitter_buffer_emitted: 100_000,
+            samples_received: 100_000,
+            concealed_samples: 1_000,
+            packets_received: 500,
+            packets_lost: 2,
+        };
+        let later = ReceiveStats {
+            // 48 000 more samples, each 30 ms in the buffer, aiming at 20 ms.
+            jitter_buffer_delay_s: 10.0 + 48_000.0 * 0.030,
+            jitter_buffer_target_delay_s: 5.0 + 48_000.0 * 0.020,
+            jitter_buffer_emitted: 148_000,
+            samples_received: 148_000,
+            concealed_samples: 1_480,
+            packets_received: 550,
+            packets_lost: 3,
+        };
+        let interval = later.since(&earlier);
+        assert!((interval.jitter_buffer_ms.expect("emitted") - 30.0).abs() < 1e-9);
+        assert!((interval.jitter_buffer_target_ms.expect("emitted") - 20.0).abs() < 1e-9);
+        assert!((interval.concealed_percent - 1.0).abs() < 1e-9);
+        assert_eq!(interval.packets_lost, 1);
+        assert_eq!(later.since(&later).jitter_buffer_ms, None, "nothing emitted, no mean");
     }
 }

@@ -31,7 +31,9 @@ mod proto {
 }
 
 pub use apm::{Apm, ApmConfig};
-pub use audio::{AudioSource, AudioStream, FrameInfo, LocalAudioTrack, samples_per_10ms};
+pub use audio::{
+    AudioSource, AudioStream, FrameInfo, LocalAudioTrack, ReceiveInterval, ReceiveStats, samples_per_10ms,
+};
 pub use engine::{Engine, HandleStats, LIBRARY_PATH_ENV, LibrarySearch};
 pub use error::{ConnectFailure, Error, LoadError};
 pub use event::{

@@ -42,7 +42,14 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let bench = Bench { parley, server, dir: scratch.path().to_path_buf(), env: pulse.env() };
 
     println!("bench audio: mouth-to-ear latency ({CHIRPS} chirps, microphone → LiveKit → speaker)…");
-    let mouth_to_ear = mouth_to_ear(&bench, &pulse)?;
+    let call = mouth_to_ear(&bench, &pulse)?;
+    let mouth_to_ear = call.latencies.clone();
+    println!("bench audio: the same chirps through our device ends alone (`parley mic-test`), then PulseAudio alone…");
+    let device_ends = chirp_trials(&bench, &pulse, "m2e-devices", Carrier::DeviceEnds)?.latencies;
+    let sound_server = chirp_trials(&bench, &pulse, "m2e-pulse", Carrier::SoundServer)?.latencies;
+    let jitter_buffer = call.mean_stat("jitter_buffer_ms");
+    let jitter_target = call.mean_stat("jitter_buffer_target_ms");
+    let mixer_queue = call.mean_stat("mixer_queue_ms");
 
     println!("bench audio: push-to-talk press → first audible sample ({PTT_TRIALS} presses)…");
     let (press_to_ear, open_mic) = push_to_talk(&bench)?;
@@ -54,7 +61,7 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let soak = if soak_minutes > 0.0 {
         println!("bench audio: {soak_minutes} minute soak with 10 speakers…");
         let mut result = soak(&bench, soak_minutes)?;
-        result.mouth_to_ear_after = chirp_trials(&bench, &pulse, "m2e-after")?;
+        result.mouth_to_ear_after = chirp_trials(&bench, &pulse, "m2e-after", Carrier::Call)?.latencies;
         Some(result)
     } else {
         None
@@ -65,6 +72,27 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let mut rows = vec![
         ("mouth-to-ear p50", format!("{:.1} ms", percentile(&mouth_to_ear, 50.0)), "≤ 80 ms"),
         ("mouth-to-ear p95", format!("{:.1} ms", percentile(&mouth_to_ear, 95.0)), "≤ 100 ms"),
+        (
+            "  of which PulseAudio alone (module-loopback), p50",
+            format!("{:.1} ms", percentile(&sound_server, 50.0)),
+            "",
+        ),
+        (
+            "  of which our device ends (parley mic-test, no engine), p50",
+            format!("{:.1} ms", percentile(&device_ends, 50.0) - percentile(&sound_server, 50.0)),
+            "",
+        ),
+        (
+            "  of which the engine and the mixer (the rest), p50",
+            format!("{:.1} ms", percentile(&mouth_to_ear, 50.0) - percentile(&device_ends, 50.0)),
+            "",
+        ),
+        (
+            "    in it: bob's jitter buffer, mean (its target)",
+            format!("{} ({})", ms(jitter_buffer), ms(jitter_target)),
+            "",
+        ),
+        ("    in it: bob's mixer queue, mean standing delay", ms(mixer_queue), ""),
         ("PTT press → first audible at B, p50", format!("{:.1} ms", percentile(&press_to_ear, 50.0)), ""),
         ("open-mic sender → B (same path), p50", format!("{:.1} ms", percentile(&open_mic, 50.0)), ""),
         (
@@ -106,6 +134,7 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let report = json!({
         "suite": "audio",
         "mouth_to_ear_ms": { "samples": mouth_to_ear, "p50": percentile(&mouth_to_ear, 50.0), "p95": percentile(&mouth_to_ear, 95.0), "target_p50": 80, "target_p95": 100 },
+        "stages_p50_ms": { "sound_server": percentile(&sound_server, 50.0), "device_ends_total": percentile(&device_ends, 50.0), "sound_server_samples": sound_server, "device_ends_samples": device_ends, "jitter_buffer_mean": jitter_buffer, "jitter_buffer_target_mean": jitter_target, "mixer_queue_mean": mixer_queue },
         "ptt_press_to_ear_ms": { "samples": press_to_ear, "p50": percentile(&press_to_ear, 50.0) },
         "open_mic_ms": { "samples": open_mic, "p50": percentile(&open_mic, 50.0) },
         "ptt_added_ms": { "p50": percentile(&ptt_added, 50.0), "p95": percentile(&ptt_added, 95.0), "target": 30 },
@@ -152,12 +181,96 @@ impl Probe {
     }
 }
 
-/// Plays `CHIRPS` chirps into alice's microphone and finds each in bob's speaker output.
-fn mouth_to_ear(bench: &Bench, pulse: &PulseServer) -> Result<Vec<f64>> {
-    chirp_trials(bench, pulse, "m2e")
+/// What carries audio from alice's microphone (`mic_a`) to bob's speaker (`ear_b`) during one
+/// series of chirps. The call is what we measure; the other two are baselines that split its
+/// latency into stages: PulseAudio's own plumbing, and our device ends without the engine.
+enum Carrier {
+    /// Alice and bob in a LiveKit room: the whole path.
+    Call,
+    /// `parley mic-test`: the device ends a call uses (capture, queues, playback), no engine.
+    DeviceEnds,
+    /// PulseAudio's `module-loopback` at its lowest latency: the sound server alone.
+    SoundServer,
 }
 
-fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str) -> Result<Vec<f64>> {
+/// Plays `CHIRPS` chirps into alice's microphone and finds each in bob's speaker output.
+fn mouth_to_ear(bench: &Bench, pulse: &PulseServer) -> Result<Trials> {
+    chirp_trials(bench, pulse, "m2e", Carrier::Call)
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or_else(|| "not reported".to_string(), |value| format!("{value:.1} ms"))
+}
+
+/// Starts `carrier`; returns how to stop it once the chirps are through.
+fn start_carrier(
+    bench: &Bench,
+    pulse: &PulseServer,
+    room: &str,
+    seconds: f64,
+    carrier: Carrier,
+) -> Result<Box<dyn FnOnce() -> Result<Vec<serde_json::Value>>>> {
+    match carrier {
+        Carrier::Call => {
+            let bob_args = ["--output-device", "ear_b", "--cues", "none", "--stats", "2"];
+            let bob = bench.peer(room, "bob", seconds + 1.0, &bob_args)?;
+            let alice = bench.peer(room, "alice", seconds, &["--input-device", "mic_a", "--cues", "none"])?;
+            Ok(Box::new(move || {
+                alice.finish()?;
+                bob.finish()
+            }))
+        }
+        Carrier::DeviceEnds => {
+            let mut child = Command::new(&bench.parley)
+                .args(["mic-test", "--input-device", "mic_a", "--output-device", "ear_b"])
+                .envs(pulse.env())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("parley mic-test")?;
+            Ok(Box::new(move || {
+                stop(&mut child);
+                Ok(Vec::new())
+            }))
+        }
+        Carrier::SoundServer => {
+            let index = pulse
+                .pactl(&["load-module", "module-loopback", "source=mic_a", "sink=ear_b", "latency_msec=1"])
+                .map_err(|error| anyhow::anyhow!("pactl load-module module-loopback: {error}"))?;
+            let pulse_env = pulse.env();
+            Ok(Box::new(move || {
+                let status = Command::new("pactl").args(["unload-module", index.trim()]).envs(pulse_env).status()?;
+                if !status.success() {
+                    bail!("pactl unload-module failed ({status})");
+                }
+                Ok(Vec::new())
+            }))
+        }
+    }
+}
+
+/// The chirps' delays from alice's microphone to bob's speaker, ms, and what bob's receiver
+/// reported meanwhile (`receive_stats` events; none for the baselines).
+struct Trials {
+    latencies: Vec<f64>,
+    receiver: Vec<serde_json::Value>,
+}
+
+impl Trials {
+    /// The mean of one `receive_stats` field over the run, skipping the first report (the jitter
+    /// buffer starts high and settles within its first seconds).
+    fn mean_stat(&self, field: &str) -> Option<f64> {
+        let values: Vec<f64> = self
+            .receiver
+            .iter()
+            .filter(|event| event["event"] == "receive_stats")
+            .skip(1)
+            .filter_map(|event| event[field].as_f64())
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+    }
+}
+
+fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str, carrier: Carrier) -> Result<Trials> {
     let probe_signal = chirp(300.0, 3000.0, 0.3, -6.0);
     let mut clip = vec![0i16; SAMPLE_RATE as usize * (CHIRPS + 1)];
     for index in 0..CHIRPS {
@@ -167,8 +280,7 @@ fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str) -> Result<Vec<f6
     let clip_path = bench.dir.join(format!("{room}-chirps.wav"));
     parley_audio::wav::write_mono_48k(&clip_path, &clip)?;
     let seconds = CHIRPS as f64 + 6.0;
-    let bob = bench.peer(room, "bob", seconds + 1.0, &["--output-device", "ear_b", "--cues", "none"])?;
-    let alice = bench.peer(room, "alice", seconds, &["--input-device", "mic_a", "--cues", "none"])?;
+    let finish = start_carrier(bench, pulse, room, seconds, carrier)?;
     std::thread::sleep(Duration::from_secs(3));
     let probe = record_probe(pulse)?;
     let played = Command::new("paplay")
@@ -182,8 +294,7 @@ fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str) -> Result<Vec<f6
     }
     std::thread::sleep(Duration::from_millis(800));
     let (left, right) = probe.finish()?;
-    alice.finish()?;
-    bob.finish()?;
+    let receiver = finish()?;
     let mut latencies = Vec::new();
     let mut from = 0;
     while let Some(onset) = first_onset(&left[from..], -30.0, 48) {
@@ -206,7 +317,7 @@ fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str) -> Result<Vec<f6
     if latencies.len() < CHIRPS / 2 {
         bail!("only {} of {CHIRPS} chirps came out of bob's speaker", latencies.len());
     }
-    Ok(latencies)
+    Ok(Trials { latencies, receiver })
 }
 
 /// Press → first audible sample at bob, for a push-to-talk tone; and, for comparison, the same

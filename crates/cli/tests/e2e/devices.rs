@@ -164,6 +164,53 @@ fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
     assert!(band_energy_fraction(steady, SAMPLE_RATE, 880.0, 25.0) > 0.9, "and mostly that tone");
 }
 
+#[test]
+fn the_microphone_test_plays_the_microphone_on_the_speaker_and_reports_its_peak() {
+    let _serial = audio_lock();
+    let pulse = pulse(&[("speaker_a", 2), ("mic_a", 1)]);
+    let mut voice = vec![0i16; SAMPLE_RATE as usize * 8];
+    Tone::new(660.0, -20.0).fill(&mut voice);
+    let mut mouth = speak_into(&pulse, "mic_a", &voice);
+    let ear = record_monitor(&pulse, "speaker_a");
+    let output = parley()
+        .args(["mic-test", "--input-device", "mic_a.monitor", "--output-device", "speaker_a", "--seconds", "4"])
+        .envs(pulse.env())
+        .output()
+        .expect("run mic-test");
+    let heard = samples_of(ear);
+    mouth.kill().expect("stop pacat");
+    wait(&mut mouth, Duration::from_secs(5));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "exit {:?}: {}", output.status, String::from_utf8_lossy(&output.stderr));
+
+    let onset = first_onset(&heard, -40.0, 480).expect("the speaker stayed silent");
+    let steady = &heard[onset + SAMPLE_RATE as usize / 2..(onset + 2 * SAMPLE_RATE as usize).min(heard.len())];
+    let level = tone_level_dbfs(steady, SAMPLE_RATE, 660.0);
+    assert!((level + 20.0).abs() <= 1.5, "the speaker plays the microphone's −20 dBFS tone unchanged, got {level:.1}");
+    assert!(band_energy_fraction(steady, SAMPLE_RATE, 660.0, 25.0) > 0.95, "and only that tone");
+    let peaks: Vec<f32> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("input peak ")?.strip_suffix(" dBFS")?.parse().ok())
+        .collect();
+    assert!(peaks.len() >= 3, "a peak each second: {stdout}");
+    // `Tone`'s level is its amplitude, so its peak reads the same.
+    let last = peaks[peaks.len() - 1];
+    assert!((last + 20.0).abs() <= 1.5, "the printed peak follows the input: {stdout}");
+}
+
+#[test]
+fn the_microphone_test_names_a_missing_device() {
+    let pulse = pulse(&[("speaker_a", 2)]);
+    let output = parley()
+        .args(["mic-test", "--input-device", "no-such-mic", "--seconds", "1"])
+        .envs(pulse.env())
+        .output()
+        .expect("run mic-test");
+    assert_eq!(output.status.code(), Some(8), "a device error has its own exit code");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no input device \"no-such-mic\""), "{stderr}");
+}
+
 /// One round of the echo test: bob's speaker feeds straight back into his microphone (a null
 /// sink and its own monitor); returns how loud alice hears her own tone come back from him.
 fn echo_returned_to_alice(echo_cancellation: bool) -> f32 {

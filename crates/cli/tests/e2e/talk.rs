@@ -150,3 +150,29 @@ fn encrypted_audio_is_heard_only_with_the_shared_passphrase() {
     let eve_level = tone_level_dbfs(&eve_heard[eve_heard.len() / 2..], SAMPLE_RATE, 660.0);
     assert!(eve_level < -40.0, "eve has the wrong passphrase and must not hear the tone, got {eve_level:.1} dBFS");
 }
+
+#[test]
+fn receive_statistics_show_the_jitter_buffer_and_a_clean_loopback_link() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let alice = join(&server, "stats", "alice", dir.path(), &["--tone", "440"], 7.0);
+    let bob = join(&server, "stats", "bob", dir.path(), &["--record", "--stats", "1"], 6.0);
+    let bob = bob.finish(TIMEOUT);
+    alice.finish(TIMEOUT).assert_clean();
+    bob.assert_clean();
+    let reports = bob.events_named("receive_stats");
+    assert!(reports.len() >= 3, "a report each second for 6 s: {:?}", bob.events);
+    for report in &reports[1..] {
+        assert_eq!(report["identity"], "alice", "{report}");
+        let jitter_buffer = report["jitter_buffer_ms"].as_f64().expect("the jitter buffer emitted audio");
+        let target = report["jitter_buffer_target_ms"].as_f64().expect("a target");
+        // WebRTC's buffer holds at least part of a 20 ms packet, and on loopback far less than 200 ms.
+        assert!((5.0..200.0).contains(&jitter_buffer), "jitter buffer {jitter_buffer} ms: {report}");
+        assert!((0.0..200.0).contains(&target), "target {target} ms: {report}");
+        assert_eq!(report["packets_lost"], 0, "nothing is lost on loopback: {report}");
+        assert!(report["concealed_percent"].as_f64().expect("concealment") < 5.0, "{report}");
+        let queue = report["mixer_queue_ms"].as_f64().expect("our mixer took part");
+        assert!((0.0..=40.0).contains(&queue), "our mixer queue stays within its 40 ms bound: {report}");
+    }
+}

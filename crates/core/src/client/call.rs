@@ -144,6 +144,7 @@ pub(crate) async fn start(setup: CallSetup, shared: Shared) -> Result<CallHandle
         echo_delay_ms: 40,
         cues: audio.cues,
         report_levels: true,
+        report_stats: None,
         device_info: audio.device_info,
     };
     let joined = tokio::time::timeout(CONNECT_TIMEOUT, Session::join(engine, request)).await;
