@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use peer::{Peer, between, now_ms};
 use rig::{APP_IDENTITY, APP_MIC, APP_SPEAKER, AppSetup, ROOM, Rig};
 use sound::{Ear, Mouth, read_tone};
-use window::{click_menu_item, confirm, open_menu, set_volume, tile, wait_for_tile};
+use window::{click_menu_item, confirm, menu_items, open_menu, set_volume, tile, wait_for_tile};
 
 /// The CLI's default `--tone-level`: a peak of −12 dBFS.
 const TONE_DBFS: f32 = -12.0;
@@ -155,6 +155,38 @@ fn the_moderator_menu_mutes_a_peer_then_kicks_them_after_confirming() {
         started.elapsed().as_secs_f64(),
         view.map(|view| view.label)
     );
+
+    open_menu(&rig.session, PEER);
+    click_menu_item(&rig.session, "Hard mute");
+    confirm(&rig.session, "Take away bot's right to speak");
+    bot.wait_for_event("should lose the right to publish", ARRIVES, |event| {
+        event["event"] == "publish_permission" && event["can_publish"] == false
+    });
+    wait_for_tile(&rig.session, PEER, ARRIVES, "bot's tile should show the hard mute", |view| {
+        view.is_some_and(|view| view.label.contains("hard muted by a moderator"))
+    });
+    // Let the confirmation dialog's closing finish drawing before the picture.
+    std::thread::sleep(Duration::from_millis(600));
+    rig.screenshot("hard-muted");
+    open_menu(&rig.session, PEER);
+    let offered = menu_items(&rig.session);
+    let offers = |label: &str| {
+        offered
+            .as_array()
+            .is_some_and(|items| items.iter().any(|item| item.as_str().is_some_and(|text| text.starts_with(label))))
+    };
+    assert!(
+        offers("Restore speaking") && !offers("Hard mute"),
+        "a hard-muted peer is offered restore, not another hard mute: {offered}"
+    );
+    click_menu_item(&rig.session, "Restore speaking");
+    bot.wait_for_event("should get the right to publish back", ARRIVES, |event| {
+        event["event"] == "publish_permission" && event["can_publish"] == true
+    });
+    wait_for_tile(&rig.session, PEER, ARRIVES, "bot's tile should drop the hard mute", |view| {
+        view.is_some_and(|view| !view.label.contains("hard muted"))
+    });
+    eprintln!("moderation: hard muted and restored after {:.1} s", started.elapsed().as_secs_f64());
 
     open_menu(&rig.session, PEER);
     click_menu_item(&rig.session, "Kick");

@@ -263,6 +263,13 @@ pub struct PlaneParticipant {
     pub muted: Option<bool>,
     pub hand_raised: Option<bool>,
     pub avatar_url: Option<String>,
+    /// They say they hear nothing (self-reported; `None` when the backend does not tell).
+    #[serde(default)]
+    pub deafened: Option<bool>,
+    /// A moderator took away their right to speak (`None` when the backend does not tell; the
+    /// LiveKit permission the call sees says it for every backend).
+    #[serde(default)]
+    pub hard_muted: Option<bool>,
 }
 
 /// Pushed by a backend while the user is in a room.

@@ -332,6 +332,7 @@ async fn participants_are_mapped_to_livekit_identities() {
     assert_eq!(me.role.as_deref(), Some("participant"));
     assert_eq!(me.muted, Some(true), "self-reported mute is shown");
     assert_eq!(me.hand_raised, Some(false));
+    assert_eq!((me.deafened, me.hard_muted), (Some(false), Some(false)), "deafen and hard mute are reported");
     let avatar = me.avatar_url.as_deref().expect("an avatar URL");
     assert_eq!(avatar, format!("{}/user_avatar/forum/alice/96/{}_2.png", forum.url, alice.id), "absolute, sized");
     let other = participants.iter().find(|p| p.identity == bob.id.to_string()).expect("bob listed");
@@ -414,12 +415,18 @@ async fn every_moderation_action_reaches_its_endpoint() {
     act(ModerationAction::Unmute, "bob").await;
     expect(Endpoint::MuteParticipant, "POST", &at("mute_participant"), json!({"user_id": bob.id, "muted": false}));
     assert!(!presence().muted, "unmuted by username");
+    let bob_listed = || async {
+        let participants = plane.participants(&grant).await.expect("listing participants");
+        participants.into_iter().find(|participant| participant.identity == bob_id).expect("bob listed")
+    };
     act(ModerationAction::HardMute, "id").await;
     expect(Endpoint::HardMute, "POST", &at("hard_mute"), json!({"user_id": bob.id}));
     assert!(presence().hard_muted);
+    assert_eq!(bob_listed().await.hard_muted, Some(true), "the participant list shows the hard mute");
     act(ModerationAction::Restore, "id").await;
     expect(Endpoint::HardUnmute, "POST", &at("hard_unmute"), json!({"user_id": bob.id}));
     assert!(!presence().hard_muted);
+    assert_eq!(bob_listed().await.hard_muted, Some(false), "and its end");
 
     act(ModerationAction::InviteToSpeak, "id").await;
     expect(Endpoint::CreateMembership, "POST", &at("memberships"), json!({"user_id": bob.id, "role": "speaker"}));

@@ -55,6 +55,21 @@ pub enum SessionState {
 pub struct Participant {
     pub identity: String,
     pub name: String,
+    /// The server lets them publish their microphone (a stage listener or a hard-muted
+    /// speaker may not).
+    pub can_publish: bool,
+}
+
+impl Participant {
+    fn from_info(info: ffi::ParticipantInfo) -> Participant {
+        let can_publish = can_publish_microphone(info.permission.as_ref());
+        Participant { identity: info.identity, name: info.name, can_publish }
+    }
+}
+
+/// No permission at all means LiveKit's default grant: everything.
+fn can_publish_microphone(permission: Option<&ffi::Permission>) -> bool {
+    permission.is_none_or(|permission| permission.allows_publishing(ffi::TrackSource::Microphone))
 }
 
 /// Everything a front end needs to follow the session, in order.
@@ -73,6 +88,13 @@ pub enum SessionEvent {
     ParticipantJoined {
         identity: String,
         name: String,
+        can_publish: bool,
+    },
+    /// A moderator changed whether another participant may publish their microphone (hard
+    /// mute / restore, invite to speak / move to the audience). Ours is [`Self::PublishPermission`].
+    ParticipantPermission {
+        identity: String,
+        can_publish: bool,
     },
     ParticipantLeft {
         identity: String,
@@ -324,21 +346,19 @@ impl Session {
         if let Some(cues) = &request.cues {
             cues.play(Cue::Joined);
         }
+        let participants: Vec<Participant> =
+            room.remote_participants().into_iter().map(Participant::from_info).collect();
+        let publishers =
+            participants.iter().map(|participant| (participant.identity.clone(), participant.can_publish)).collect();
         emit(
             &events,
             SessionEvent::Joined {
                 room: room.name().to_string(),
                 identity: room.local_participant().identity().to_string(),
-                participants: room
-                    .remote_participants()
-                    .into_iter()
-                    .map(|info| Participant { identity: info.identity, name: info.name })
-                    .collect(),
+                participants,
             },
         );
-        // No permission in the join answer means LiveKit's default grant: everything.
-        let can_publish =
-            room.local_permission().is_none_or(|permission| permission.allows_publishing(ffi::TrackSource::Microphone));
+        let can_publish = can_publish_microphone(room.local_permission().as_ref());
         emit(&events, SessionEvent::PublishPermission { can_publish });
         for (direction, info) in request.device_info.iter() {
             emit(
@@ -393,6 +413,7 @@ impl Session {
             playing.then(|| Arc::clone(&mixer)),
             request.cues.clone(),
             local,
+            publishers,
             request.report_stats,
         ));
         let mut session = Session {
@@ -981,6 +1002,9 @@ async fn follow(
     mixer: Option<Arc<Mutex<Mixer>>>,
     cues: Option<CuePlayer>,
     local: LocalPublishing,
+    // Who may publish their microphone, as last reported: the server repeats permission
+    // updates for rights we do not show (data, metadata), and those are not news.
+    mut publishers: HashMap<String, bool>,
     report_stats: Option<Duration>,
 ) {
     let cue = |cue: Cue| {
@@ -993,10 +1017,17 @@ async fn follow(
         let mapped = match event {
             ffi::RoomEvent::ParticipantConnected(info) => {
                 cue(Cue::ParticipantJoined);
-                Some(SessionEvent::ParticipantJoined { identity: info.identity, name: info.name })
+                let joined = Participant::from_info(info);
+                publishers.insert(joined.identity.clone(), joined.can_publish);
+                Some(SessionEvent::ParticipantJoined {
+                    identity: joined.identity,
+                    name: joined.name,
+                    can_publish: joined.can_publish,
+                })
             }
             ffi::RoomEvent::ParticipantDisconnected { identity, reason } => {
                 cue(Cue::ParticipantLeft);
+                publishers.remove(&identity);
                 Some(SessionEvent::ParticipantLeft { identity, reason: reason.code().to_string() })
             }
             ffi::RoomEvent::AudioTrackSubscribed { identity, track } => {
@@ -1040,6 +1071,11 @@ async fn follow(
                     local.tell(PublishCommand::Allowed(allowed));
                     SessionEvent::PublishPermission { can_publish: allowed }
                 })
+            }
+            ffi::RoomEvent::ParticipantPermissionChanged { identity, permission } => {
+                let allowed = can_publish_microphone(permission.as_ref());
+                (publishers.insert(identity.clone(), allowed) != Some(allowed))
+                    .then_some(SessionEvent::ParticipantPermission { identity, can_publish: allowed })
             }
             ffi::RoomEvent::LocalTrackUnpublished { sid } => {
                 local.tell(PublishCommand::Unpublished(sid));

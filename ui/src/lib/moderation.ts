@@ -3,7 +3,7 @@
 // The backend decides what the user may do in this room (`CallState.moderation`: the
 // adapter's actions filtered by the user's role, each flagged `destructive`); this only hides
 // the ones that make no sense for this participant right now (unmuting someone who is not
-// muted, inviting a speaker to speak).
+// muted, restoring someone who is not hard-muted, inviting a speaker to speak).
 
 import type { ModerationAction, ModerationOption, ParticipantState } from './types';
 
@@ -42,9 +42,11 @@ export function actionsFor(participant: ParticipantState, offered: readonly Mode
         return !participant.muted;
       case 'unmute':
         return participant.muted;
-      // The state does not say who is hard-muted, so both stay available.
+      // A listener has nothing to take away; inviting them to speak is the way up.
       case 'hard_mute':
+        return !participant.hardMuted && participant.canSpeak;
       case 'restore':
+        return participant.hardMuted;
       case 'kick':
       case 'ban':
         return true;

@@ -15,8 +15,10 @@ export interface Tile {
   speaking: boolean;
   levelDbfs: number;
   muted: boolean;
-  /// Known for ourselves only.
+  /// Ours, and others' where the backend reports it.
   deafened: boolean;
+  /// A moderator took away their right to speak.
+  hardMuted: boolean;
   handRaised: boolean;
   connectionQuality: ConnectionQuality;
   volume: number;
@@ -38,7 +40,8 @@ export function remoteTile(participant: ParticipantState): Tile {
     speaking: !participant.locallyMuted && (participant.speaking || isSpeaking(participant.levelDbfs)),
     levelDbfs: participant.levelDbfs,
     muted: participant.muted,
-    deafened: false,
+    deafened: participant.deafened,
+    hardMuted: participant.hardMuted,
     handRaised: participant.handRaised,
     connectionQuality: participant.connectionQuality,
     volume: participant.volume,
@@ -62,6 +65,8 @@ export function localTile(state: ClientState): Tile | null {
     levelDbfs: local.inputLevelDbfs,
     muted: local.muted,
     deafened: local.deafened,
+    // A listener cannot speak either, but nobody took anything away from them.
+    hardMuted: !call.canSpeak && call.role !== null && isSpeaker(call.role),
     handRaised: call.handRaised,
     connectionQuality: call.localQuality,
     volume: 100,

@@ -40,10 +40,8 @@ describe('participant menu', () => {
   it('offers invite-to-speak to listeners and move-to-audience to speakers', async () => {
     await renderInRoom('Town hall', {}, 'forum');
     await fireEvent.contextMenu(screen.getByRole('button', { name: /^Gus/ }));
-    expect(actionNames(await screen.findByRole('dialog', { name: 'Gus' }))).toEqual([
+    expect(actionNames(await screen.findByRole('dialog', { name: 'Gus' })), 'a listener has no right to speak to take away').toEqual([
       'Mute for everyone',
-      'Hard mute…',
-      'Restore speaking',
       'Kick…',
       'Ban…',
       'Invite to speak',
@@ -104,6 +102,29 @@ describe('participant menu', () => {
     await user.click(within(menu).getByRole('checkbox', { name: 'Mute for me' }));
     expect(backend.callsOf('set_local_mute')).toEqual([{ identity: 'carol', muted: true }]);
     expect(await screen.findByRole('button', { name: 'Carol, muted for you, volume 50 %, poor connection' })).toBeInTheDocument();
+  });
+
+  it('offers hard mute to a speaker and restore to whoever is hard-muted, and shows the change', async () => {
+    const { backend, user } = await renderInRoom('Town hall', {}, 'forum');
+    await user.click(screen.getByRole('button', { name: /^Hana/ }));
+    const hana = await screen.findByRole('dialog', { name: 'Hana' });
+    expect(actionNames(hana)).toContain('Restore speaking');
+    expect(actionNames(hana)).not.toContain('Hard mute…');
+    await fireEvent.keyDown(hana, { key: 'Escape' });
+
+    await user.click(screen.getByRole('button', { name: /^Erin/ }));
+    const erin = await screen.findByRole('dialog', { name: 'Erin' });
+    expect(actionNames(erin)).not.toContain('Restore speaking');
+    await user.click(within(erin).getByRole('button', { name: 'Hard mute…' }));
+    const confirm = await screen.findByRole('alertdialog', { name: 'Hard mute' });
+    await user.click(within(confirm).getByRole('button', { name: 'Hard mute' }));
+    expect(backend.callsOf('moderate_participant')).toEqual([{ identity: 'erin', action: 'hard_mute' }]);
+    expect(await screen.findByRole('button', { name: 'Erin, speaker, hard muted by a moderator, deafened' })).toBeInTheDocument();
+
+    await user.click(screen.getByRole('button', { name: /^Erin/ }));
+    const again = await screen.findByRole('dialog', { name: 'Erin' });
+    expect(actionNames(again), 'now the way back is offered instead').toContain('Restore speaking');
+    expect(actionNames(again)).not.toContain('Hard mute…');
   });
 
   it('reports a refused action', async () => {

@@ -42,7 +42,9 @@ describe('participants', () => {
     const { backend, user } = await renderInRoom('Town hall', {}, 'forum');
     const speakers = screen.getByRole('list', { name: /Speakers/ });
     const listeners = screen.getByRole('list', { name: /Listeners/ });
-    expect(within(speakers).getAllByRole('listitem').map((li) => li.textContent?.trim().split(/\s+/)[1])).toEqual(['Dana', 'Erin']);
+    expect(within(speakers).getAllByRole('listitem').map((li) => li.textContent?.trim().split(/\s+/)[1])).toEqual(['Dana', 'Erin', 'Hana']);
+    expect(within(speakers).getByRole('button', { name: 'Erin, speaker, deafened' }), 'the forum reports deafen').toBeInTheDocument();
+    expect(within(speakers).getByRole('button', { name: 'Hana, speaker, hard muted by a moderator' })).toBeInTheDocument();
     expect(within(listeners).getByRole('group', { name: /^You, listener/ }), 'we join a stage as a listener').toBeInTheDocument();
     expect(within(listeners).getByRole('button', { name: 'Frank, listener, hand raised' })).toBeInTheDocument();
     expect(within(listeners).getByRole('button', { name: 'Gus, listener' })).toBeInTheDocument();

@@ -190,6 +190,16 @@ fn assert_heard(window: &Window, what: &str) {
     );
 }
 
+/// The changes of `identity`'s right to publish that `observer` saw, in order.
+fn others_permissions(observer: &Finished, identity: &str) -> Vec<bool> {
+    observer
+        .events_named("participant_permission")
+        .into_iter()
+        .filter(|event| event["identity"] == identity)
+        .filter_map(|event| event["can_publish"].as_bool())
+        .collect()
+}
+
 /// Nothing of the tone (or anything else) reaches the recorder.
 fn assert_silent(window: &Window, what: &str) {
     assert!(
@@ -263,6 +273,7 @@ fn move_to_audience_silences_a_livekit_speaker_and_invite_to_speak_brings_them_b
     assert_never_reconnected(&bob, &[true, false, true]);
     assert_eq!(bob.events_named("publishing_started").len(), 2, "bob published at join and after the grant");
     assert_eq!(bob.events_named("publishing_stopped").len(), 1, "bob's track was withdrawn once");
+    assert_eq!(others_permissions(&recorder, "bob"), [false, true], "the recorder saw bob lose and regain the right");
     eprintln!("livekit move-to-audience / invite-to-speak: {:.1} s", started.elapsed().as_secs_f64());
 }
 
@@ -366,6 +377,13 @@ fn a_stage_listener_is_heard_only_while_invited_to_speak_and_never_reconnects() 
     assert_silent(&measure(&recorder, silent + 200.0, ended, 550.0, "moved to the audience"), "back in the audience");
     assert_never_reconnected(&listener, &[false, true, false]);
     assert_eq!(listener.events_named("publishing_started").len(), 1, "published only once invited");
+    let arrived = recorder
+        .events_named("participant_joined")
+        .into_iter()
+        .find(|event| event["identity"] == ear.as_str())
+        .map(|event| event["can_publish"].clone());
+    assert_eq!(arrived, Some(serde_json::json!(false)), "the listener arrived without the right to publish");
+    assert_eq!(others_permissions(&recorder, &ear), [true, false], "then the recorder saw it granted and revoked");
     let updates = forum.handle.livekit_updates();
     let permissions: Vec<bool> =
         updates.iter().filter_map(|update| update.permission.map(|rights| rights.can_publish)).collect();

@@ -399,6 +399,8 @@ impl AudioroomPlane {
             muted: participant.is_muted,
             hand_raised: participant.hand_raised,
             avatar_url,
+            deafened: participant.is_deafened,
+            hard_muted: participant.hard_muted,
         }
     }
 

@@ -213,6 +213,8 @@ impl DistokoloshePlane {
                 muted: None,
                 hand_raised: None,
                 avatar_url: None,
+                deafened: None,
+                hard_muted: None,
             })
             .collect())
     }

@@ -585,6 +585,8 @@ impl ControlPlane for MeetPlane {
                     name: if info.name.is_empty() { info.identity.clone() } else { info.name.clone() },
                     identity: info.identity,
                     avatar_url: None,
+                    deafened: None,
+                    hard_muted: None,
                 }
             })
             .collect())

@@ -204,6 +204,18 @@ pub struct ParticipantState {
     pub volume: u32,
     /// We silenced them for ourselves.
     pub locally_muted: bool,
+    /// They say they hear nothing (only backends that report it: Audioroom).
+    pub deafened: bool,
+    /// The server lets them publish their microphone (LiveKit's permission, for every backend).
+    pub can_speak: bool,
+    /// A moderator took away their right to speak: what the backend says when it tells
+    /// (Audioroom), otherwise someone on stage (not a listener) whom the server does not let
+    /// publish.
+    pub hard_muted: bool,
+    /// The backend's own word on the hard mute, when it has one.
+    #[serde(skip)]
+    #[ts(skip)]
+    backend_hard_muted: Option<bool>,
 }
 
 impl ParticipantState {
@@ -220,7 +232,17 @@ impl ParticipantState {
             connection_quality: ConnectionQuality::Unknown,
             volume: 100,
             locally_muted: false,
+            deafened: false,
+            can_speak: true,
+            hard_muted: false,
+            backend_hard_muted: None,
         }
+    }
+
+    /// Recomputes [`Self::hard_muted`] after what it depends on changed.
+    fn settle_hard_mute(&mut self) {
+        let listener = self.role.as_deref() == Some("listener");
+        self.hard_muted = self.backend_hard_muted.unwrap_or(!self.can_speak && !listener);
     }
 }
 
@@ -293,15 +315,26 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
         SessionEvent::Joined { identity, participants, .. } => {
             call.identity = Some(identity.clone());
             for participant in participants {
-                call.participant_entry(&participant.identity, &participant.name, volume);
+                let entry = call.participant_entry(&participant.identity, &participant.name, volume);
+                entry.can_speak = participant.can_publish;
+                entry.settle_hard_mute();
             }
         }
-        SessionEvent::ParticipantJoined { identity, name } => {
+        SessionEvent::ParticipantJoined { identity, name, can_publish } => {
             let participant = call.participant_entry(identity, name, volume);
             if !name.is_empty() {
                 participant.name = name.clone();
             }
+            participant.can_speak = *can_publish;
+            participant.settle_hard_mute();
         }
+        SessionEvent::ParticipantPermission { identity, can_publish } => match call.participant_mut(identity) {
+            Some(participant) => {
+                participant.can_speak = *can_publish;
+                participant.settle_hard_mute();
+            }
+            None => return false,
+        },
         SessionEvent::ParticipantLeft { identity, .. } => {
             call.participants.retain(|participant| participant.identity != *identity)
         }
@@ -378,6 +411,7 @@ pub fn apply_membership_event(state: &mut ClientState, event: &MembershipEvent, 
                     call.role = Some(role.clone());
                 } else if let Some(participant) = call.participant_mut(identity) {
                     participant.role = Some(role.clone());
+                    participant.settle_hard_mute();
                 }
             }
             _ => return false,
@@ -414,6 +448,13 @@ fn merge_backend_participant(call: &mut CallState, backend: &PlaneParticipant, v
     if backend.avatar_url.is_some() {
         participant.avatar_url = backend.avatar_url.clone();
     }
+    if let Some(deafened) = backend.deafened {
+        participant.deafened = deafened;
+    }
+    if backend.hard_muted.is_some() {
+        participant.backend_hard_muted = backend.hard_muted;
+    }
+    participant.settle_hard_mute();
 }
 
 #[cfg(test)]
@@ -441,12 +482,12 @@ mod tests {
         let joined = SessionEvent::Joined {
             room: "lobby".into(),
             identity: "me".into(),
-            participants: vec![Participant { identity: "alice".into(), name: "Alice".into() }],
+            participants: vec![Participant { identity: "alice".into(), name: "Alice".into(), can_publish: true }],
         };
         assert!(apply_session_event(&mut state, &joined, &saved), "joining changes the state");
         apply_session_event(
             &mut state,
-            &SessionEvent::ParticipantJoined { identity: "bob".into(), name: String::new() },
+            &SessionEvent::ParticipantJoined { identity: "bob".into(), name: String::new(), can_publish: true },
             &saved,
         );
         let participants = &call(&state).participants;
@@ -465,7 +506,7 @@ mod tests {
         let mut state = in_call();
         apply_session_event(
             &mut state,
-            &SessionEvent::ParticipantJoined { identity: "bob".into(), name: "Bob".into() },
+            &SessionEvent::ParticipantJoined { identity: "bob".into(), name: "Bob".into(), can_publish: true },
             &saved,
         );
         apply_session_event(&mut state, &SessionEvent::ActiveSpeakers { identities: vec!["bob".into()] }, &saved);
@@ -523,6 +564,8 @@ mod tests {
             muted: None,
             hand_raised: Some(hand),
             avatar_url: None,
+            deafened: None,
+            hard_muted: None,
         };
         let event = MembershipEvent::Backend {
             backend: PlaneEvent::Participants {
@@ -533,6 +576,63 @@ mod tests {
         let call = call(&state);
         assert!(call.hand_raised && call.role.as_deref() == Some("listener"), "our hand and role: {call:?}");
         assert_eq!(call.participants[0].role.as_deref(), Some("speaker"), "carol should be a speaker");
+    }
+
+    #[test]
+    fn someone_the_server_stops_from_publishing_is_hard_muted_unless_a_listener() {
+        let mut state = in_call();
+        let joined = SessionEvent::Joined {
+            room: "lobby".into(),
+            identity: "me".into(),
+            participants: vec![Participant { identity: "bob".into(), name: "Bob".into(), can_publish: false }],
+        };
+        apply_session_event(&mut state, &joined, &saved);
+        let bob = &call(&state).participants[0];
+        assert!(!bob.can_speak && bob.hard_muted, "joined without the right to publish: {bob:?}");
+        let restored = SessionEvent::ParticipantPermission { identity: "bob".into(), can_publish: true };
+        assert!(apply_session_event(&mut state, &restored, &saved), "a permission change is shown");
+        let bob = &call(&state).participants[0];
+        assert!(bob.can_speak && !bob.hard_muted, "restored: {bob:?}");
+
+        // On a stage, a listener who may not publish is just a listener.
+        let listener = MembershipEvent::Backend {
+            backend: PlaneEvent::RoleChanged { identity: "bob".into(), role: "listener".into() },
+        };
+        apply_membership_event(&mut state, &listener, &saved);
+        let revoked = SessionEvent::ParticipantPermission { identity: "bob".into(), can_publish: false };
+        apply_session_event(&mut state, &revoked, &saved);
+        let bob = &call(&state).participants[0];
+        assert!(!bob.can_speak && !bob.hard_muted, "a listener is not hard-muted: {bob:?}");
+        let unknown = SessionEvent::ParticipantPermission { identity: "nobody".into(), can_publish: false };
+        assert!(!apply_session_event(&mut state, &unknown, &saved), "nobody to show it on");
+    }
+
+    #[test]
+    fn the_backends_word_on_hard_mute_and_deafen_wins() {
+        let mut state = in_call();
+        let backend = |hard_muted: Option<bool>, deafened: Option<bool>| MembershipEvent::Backend {
+            backend: PlaneEvent::Participants {
+                participants: vec![PlaneParticipant {
+                    identity: "carol".into(),
+                    name: "Carol".into(),
+                    role: Some("listener".into()),
+                    muted: None,
+                    hand_raised: None,
+                    avatar_url: None,
+                    deafened,
+                    hard_muted,
+                }],
+            },
+        };
+        apply_membership_event(&mut state, &backend(Some(true), Some(true)), &saved);
+        let carol = &call(&state).participants[0];
+        assert!(carol.hard_muted && carol.deafened, "the forum says so, even of a listener: {carol:?}");
+        apply_membership_event(&mut state, &backend(None, None), &saved);
+        let carol = &call(&state).participants[0];
+        assert!(carol.hard_muted && carol.deafened, "a list without the fields changes nothing: {carol:?}");
+        apply_membership_event(&mut state, &backend(Some(false), Some(false)), &saved);
+        let carol = &call(&state).participants[0];
+        assert!(!carol.hard_muted && !carol.deafened, "restored and hearing again: {carol:?}");
     }
 
     #[test]

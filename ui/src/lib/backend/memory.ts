@@ -78,6 +78,9 @@ export function person(identity: string, name: string, extra: Partial<Participan
     connectionQuality: 'good',
     volume: 100,
     locallyMuted: false,
+    deafened: false,
+    canSpeak: extra.role !== 'listener',
+    hardMuted: false,
     ...extra,
   };
 }
@@ -122,7 +125,8 @@ const DEMO_PEOPLE: Record<string, ParticipantState[]> = {
   ],
   'town-hall': [
     person('dana', 'Dana', { role: 'moderator' }),
-    person('erin', 'Erin', { role: 'speaker' }),
+    person('erin', 'Erin', { role: 'speaker', deafened: true }),
+    person('hana', 'Hana', { role: 'speaker', hardMuted: true, canSpeak: false }),
     person('frank', 'Frank', { role: 'listener', handRaised: true }),
     person('gus', 'Gus', { role: 'listener' }),
   ],
@@ -350,9 +354,10 @@ export class MemoryBackend implements Backend {
       const effects: Partial<Record<ModerationAction, Partial<ParticipantState>>> = {
         mute: { muted: true },
         unmute: { muted: false },
-        hard_mute: { muted: true },
-        invite_to_speak: { role: 'speaker', handRaised: false },
-        move_to_audience: { role: 'listener' },
+        hard_mute: { hardMuted: true, canSpeak: false },
+        restore: { hardMuted: false, canSpeak: true },
+        invite_to_speak: { role: 'speaker', handRaised: false, canSpeak: true },
+        move_to_audience: { role: 'listener', canSpeak: false },
         make_moderator: { role: 'moderator' },
       };
       return this.updateParticipant(identity, effects[action] ?? {});

@@ -89,7 +89,21 @@ volume: number,
 /**
  * We silenced them for ourselves.
  */
-locallyMuted: boolean, };
+locallyMuted: boolean, 
+/**
+ * They say they hear nothing (only backends that report it: Audioroom).
+ */
+deafened: boolean, 
+/**
+ * The server lets them publish their microphone (LiveKit's permission, for every backend).
+ */
+canSpeak: boolean, 
+/**
+ * A moderator took away their right to speak: what the backend says when it tells
+ * (Audioroom), otherwise someone on stage (not a listener) whom the server does not let
+ * publish.
+ */
+hardMuted: boolean, };
 
 /**
  * How well a participant's connection works, as LiveKit rates it.

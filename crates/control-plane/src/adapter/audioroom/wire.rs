@@ -50,6 +50,10 @@ pub(super) struct Participant {
     pub is_muted: Option<bool>,
     #[serde(default)]
     pub hand_raised: Option<bool>,
+    #[serde(default)]
+    pub is_deafened: Option<bool>,
+    #[serde(default)]
+    pub hard_muted: Option<bool>,
 }
 
 /// `GET /audioroom/invite/:token.json`.

@@ -292,6 +292,8 @@ fn plane_participant(info: &proto::ParticipantInfo) -> PlaneParticipant {
         muted: microphone_track(info).map(|track| track.muted),
         hand_raised: None,
         avatar_url: None,
+        deafened: None,
+        hard_muted: None,
     }
 }
 
