@@ -20,6 +20,8 @@ mod bridge;
 mod command_list;
 mod commands;
 mod links;
+#[cfg(target_os = "linux")]
+mod portal;
 mod shortcuts;
 mod tray;
 mod updates;

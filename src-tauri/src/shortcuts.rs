@@ -1,7 +1,8 @@
 //! Global shortcuts from the settings (STYLE.md 18: registered in Rust; the webview has no
 //! shortcut permission). Push-to-talk follows the key's real `Pressed`/`Released`; toggles act
-//! on `Pressed`. Where key grabs cannot work (a Wayland session) the settings screen says so and
-//! points to `parley ctl`, which any compositor can bind.
+//! on `Pressed`. Where key grabs cannot work (a Wayland session) the desktop's GlobalShortcuts
+//! portal binds them instead (`portal.rs`); where that is missing too, the settings screen says
+//! so and points to `parley ctl`, which any compositor can bind.
 
 use std::sync::Mutex;
 
@@ -14,7 +15,7 @@ use tauri_plugin_global_shortcut::{GlobalShortcutExt as _, Shortcut, ShortcutEve
 
 /// What a registered shortcut does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+pub enum Action {
     PushToTalk,
     ToggleMute,
     ToggleDeafen,
@@ -30,6 +31,9 @@ pub struct ShortcutState {
 struct Registered {
     bindings: Vec<(Shortcut, Action)>,
     support: Option<ShortcutSupport>,
+    /// The portal session that binds them on Wayland.
+    #[cfg(target_os = "linux")]
+    portal: Option<crate::portal::Binding>,
 }
 
 impl ShortcutState {
@@ -58,7 +62,12 @@ pub fn plugin<R: Runtime>() -> TauriPlugin<R> {
 
 fn on_shortcut<R: Runtime>(app: &AppHandle<R>, shortcut: &Shortcut, event: ShortcutEvent) {
     let Some(action) = app.state::<ShortcutState>().action(shortcut) else { return };
-    let pressed = event.state() == KeyState::Pressed;
+    perform(app, action, event.state() == KeyState::Pressed);
+}
+
+/// Carries out `action` for a key going down (`pressed`) or up: push-to-talk follows both,
+/// the toggles act on the way down.
+fn perform<R: Runtime>(app: &AppHandle<R>, action: Action, pressed: bool) {
     if action != Action::PushToTalk && !pressed {
         return;
     }
@@ -101,17 +110,33 @@ pub fn apply<R: Runtime>(app: &AppHandle<R>, shortcuts: &Shortcuts) {
         }
     }
     let works = key_grabs_work();
-    let message = (!works).then(|| {
-        "This desktop session (Wayland) gives apps no global key grabs, so these shortcuts only work while \
-         Parley's window has focus. Bind keys to `parley ctl ptt-start` (on press), `parley ctl ptt-stop` \
-         (on release), `parley ctl toggle-mute` and `parley ctl toggle-deafen` in your desktop's keyboard settings."
-            .to_string()
-    });
     tracing::info!(registered = bindings.len(), failed = failed.len(), "global shortcuts");
     let state = app.state::<ShortcutState>();
     let mut registered = state.lock();
     registered.bindings = bindings;
-    registered.support = Some(ShortcutSupport { global_shortcuts: works && failed.is_empty(), message, failed });
+    registered.support = Some(ShortcutSupport { global_shortcuts: works && failed.is_empty(), message: None, failed });
+    #[cfg(target_os = "linux")]
+    {
+        // Dropping the previous binding closes its portal session.
+        registered.portal = None;
+        if !works {
+            registered.support = Some(ShortcutSupport {
+                global_shortcuts: false,
+                message: Some("Asking your desktop's shortcuts portal to bind the keys…".into()),
+                failed: Vec::new(),
+            });
+            let wanted = wanted
+                .into_iter()
+                .filter_map(|(accelerator, action)| {
+                    accelerator.as_deref().filter(|text| !text.is_empty()).map(|text| (action, text.to_string()))
+                })
+                .collect();
+            let report = |app: &AppHandle<R>, support: ShortcutSupport| {
+                app.state::<ShortcutState>().lock().support = Some(support);
+            };
+            registered.portal = Some(crate::portal::bind(app, wanted, report, perform));
+        }
+    }
 }
 
 /// Turns the login item on or off; failures are logged (the setting stays saved).

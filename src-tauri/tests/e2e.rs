@@ -212,8 +212,59 @@ const MIC_HZ: f32 = 880.0;
 
 #[test]
 fn push_to_talk_sends_the_microphone_only_while_the_key_is_held() {
-    let started = Instant::now();
     let rig = Rig::start("push-to-talk", &AppSetup { push_to_talk: Some(PTT_ACCELERATOR), ..AppSetup::default() });
+    hold_push_to_talk(&rig, "push-to-talk", || xdotool(&rig, "keydown"), || xdotool(&rig, "keyup"));
+}
+
+#[test]
+fn on_wayland_push_to_talk_comes_through_the_desktops_shortcuts_portal() {
+    let setup = AppSetup { push_to_talk: Some(PTT_ACCELERATOR), wayland_portal: true, ..AppSetup::default() };
+    let rig = Rig::start("portal-push-to-talk", &setup);
+    let portal = rig.portal.as_ref().expect("the portal stand-in");
+    let deadline = Instant::now() + APPEARS;
+    let bound = loop {
+        let bound = portal.bound();
+        if !bound.is_empty() || Instant::now() > deadline {
+            break bound;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(bound.len(), 1, "the app should bind its shortcuts in one portal session: {bound:?}");
+    let shortcut = bound[0].iter().find(|shortcut| shortcut.id == "push-to-talk");
+    let trigger = shortcut.and_then(|shortcut| shortcut.preferred_trigger.as_deref());
+    assert_eq!(
+        trigger,
+        Some("CTRL+SHIFT+p"),
+        "push-to-talk on the settings' keys, as the portal spells them: {bound:?}"
+    );
+    let press = || assert_eq!(portal.press("push-to-talk").expect("Activated"), 1, "one session to tell");
+    let release = || assert_eq!(portal.release("push-to-talk").expect("Deactivated"), 1, "one session to tell");
+    hold_push_to_talk(&rig, "portal push-to-talk", press, release);
+
+    // New keys in the settings: a portal session binds once, so the app closes it and binds anew.
+    let script = "return (async () => { \
+                    const settings = await window.__TAURI_INTERNALS__.invoke('get_settings'); \
+                    settings.shortcuts.pushToTalk = 'Alt+F9'; \
+                    return await window.__TAURI_INTERNALS__.invoke('update_settings', { settings }); })();";
+    let saved = rig.session.execute(script, Vec::new()).expect("changing the push-to-talk key");
+    assert_eq!(saved["shortcuts"]["pushToTalk"], "Alt+F9", "the settings keep the new key: {saved}");
+    let deadline = Instant::now() + ARRIVES;
+    loop {
+        let bound = portal.bound();
+        let rebound =
+            bound.len() == 1 && bound[0].iter().any(|shortcut| shortcut.preferred_trigger.as_deref() == Some("ALT+F9"));
+        if rebound && portal.closed_sessions() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old session should close and a new one bind ALT+F9: {bound:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// With the app in push-to-talk and its microphone singing 880 Hz: a listener hears nothing
+/// before `press`, hears the tone while held, and nothing after `release`.
+fn hold_push_to_talk(rig: &Rig, what: &str, press: impl Fn(), release: impl Fn()) {
+    let started = Instant::now();
     let _mouth = Mouth::sing(&rig.pulse, APP_MIC, MIC_HZ.into(), TONE_DBFS.into(), 300.0);
     let listener = Peer::join(&rig.server, ROOM, "ear", rig.dir.path(), &["--record"], 120.0);
     let recording = listener.recording.clone().expect("a recording path");
@@ -224,7 +275,7 @@ fn push_to_talk_sends_the_microphone_only_while_the_key_is_held() {
     std::thread::sleep(Duration::from_secs(3));
 
     let pressed = now_ms();
-    xdotool(&rig, "keydown");
+    press();
     let you = wait_for_tile(
         &rig.session,
         "You",
@@ -235,7 +286,7 @@ fn push_to_talk_sends_the_microphone_only_while_the_key_is_held() {
     std::thread::sleep(Duration::from_secs(4));
     rig.screenshot("held");
     let released = now_ms();
-    xdotool(&rig, "keyup");
+    release();
     wait_for_tile(&rig.session, "You", ARRIVES, "our own tile should stop showing us talking on release", |view| {
         view.is_some_and(|view| !view.speaking)
     });
@@ -248,7 +299,7 @@ fn push_to_talk_sends_the_microphone_only_while_the_key_is_held() {
     let held = read_tone(between(&samples, start_ms, pressed + 1000.0, released), MIC_HZ);
     let after = read_tone(between(&samples, start_ms, released + 1500.0, released + 3500.0), MIC_HZ);
     eprintln!(
-        "push-to-talk: {MIC_HZ} Hz at the listener: {:.1} dBFS before, {:.1} dBFS held ({:.1} Hz, {:.3} of the energy), \
+        "{what}: {MIC_HZ} Hz at the listener: {:.1} dBFS before, {:.1} dBFS held ({:.1} Hz, {:.3} of the energy), \
          {:.1} dBFS after; our tile while held: {:?}",
         before.level_dbfs,
         held.level_dbfs,
@@ -265,7 +316,7 @@ fn push_to_talk_sends_the_microphone_only_while_the_key_is_held() {
     assert!((held.frequency_hz - MIC_HZ).abs() <= 5.0, "…as its 880 Hz, got {:.1} Hz", held.frequency_hz);
     assert!(before.level_dbfs <= -60.0, "before the key ear should hear nothing, got {:.1} dBFS", before.level_dbfs);
     assert!(after.level_dbfs <= -60.0, "after the key ear should hear nothing, got {:.1} dBFS", after.level_dbfs);
-    eprintln!("push-to-talk: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
 }
 
 /// `xdotool keydown|keyup ctrl+shift+p` on the test's display.

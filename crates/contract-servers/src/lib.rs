@@ -7,7 +7,10 @@
 //! against them speaks the real contract. Join endpoints mint real LiveKit tokens with the keys
 //! of a real LiveKit server ([`LivekitKeys`]), so end-to-end tests really join.
 //!
-//! Every server binds `127.0.0.1:0` and returns a [`Running`] handle: its base URL, and shutdown
+//! [`portal`] is the odd one out: not HTTP but the desktop's GlobalShortcuts portal on a D-Bus
+//! session bus, for the app's Wayland shortcuts.
+//!
+//! Every HTTP server binds `127.0.0.1:0` and returns a [`Running`] handle: its base URL, and shutdown
 //! on drop.
 //!
 //! Where a backend drives LiveKit itself (Audioroom's `UpdateParticipant` on invite to speak and
@@ -19,6 +22,7 @@ pub mod distokoloshe;
 pub mod lk_jwt;
 pub mod meet;
 pub mod nip29;
+pub mod portal;
 pub mod token_endpoint;
 
 use std::net::SocketAddr;

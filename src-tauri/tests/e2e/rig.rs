@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use parley_contract_servers::portal::ShortcutsPortal;
 use parley_devserver::display::{TauriDriver, Xvfb};
 use parley_devserver::keyring::TestKeyring;
 use parley_devserver::pulse::{NullSink, PulseServer};
@@ -33,6 +34,9 @@ pub struct AppSetup {
     pub push_to_talk: Option<&'static str>,
     /// A first run: no server profile and no join link; the test adds the server in the window.
     pub first_run: bool,
+    /// The app believes it runs in a Wayland session (`XDG_SESSION_TYPE=wayland`; GTK stays on
+    /// the X display) and finds the desktop's GlobalShortcuts portal on the session bus.
+    pub wayland_portal: bool,
 }
 
 impl AppSetup {
@@ -61,6 +65,8 @@ impl AppSetup {
 pub struct Rig {
     pub session: Session,
     pub driver: TauriDriver,
+    /// The GlobalShortcuts portal, when the setup asked for Wayland.
+    pub portal: Option<ShortcutsPortal>,
     pub server: DevServer,
     pub pulse: PulseServer,
     pub keyring: TestKeyring,
@@ -117,13 +123,17 @@ impl Rig {
             ("XDG_DATA_HOME".to_string(), path("xdg-data")),
             ("XDG_CACHE_HOME".to_string(), path("xdg-cache")),
             ("GDK_BACKEND".to_string(), "x11".to_string()),
-            ("XDG_SESSION_TYPE".to_string(), "x11".to_string()),
             // No accessibility bus on the private session bus; GTK need not look for one.
             ("NO_AT_BRIDGE".to_string(), "1".to_string()),
+            ("XDG_SESSION_TYPE".to_string(), if setup.wayland_portal { "wayland" } else { "x11" }.to_string()),
             ("PARLEY_LOG".to_string(), "info".to_string()),
             // A sign-in "opens the browser" into nothing: the tests play the browser themselves.
             ("BROWSER".to_string(), "true".to_string()),
         ]);
+        let portal = setup.wayland_portal.then(|| {
+            let (_, address) = keyring.env().into_iter().next().expect("the session bus address");
+            ShortcutsPortal::start(&address).unwrap_or_else(|error| panic!("the shortcuts portal stand-in: {error}"))
+        });
         let driver = TauriDriver::start(&env).unwrap_or_else(|error| panic!("tauri-driver: {error}"));
         let capabilities = json!({ "tauri:options": {
             "application": env!("CARGO_BIN_EXE_parley-app"),
@@ -132,7 +142,7 @@ impl Rig {
         let session = driver.webdriver().new_session(capabilities).unwrap_or_else(|error| {
             panic!("the app should start through WebDriver: {error}\nits log ends with:\n{}", driver.log_tail(40))
         });
-        Rig { session, driver, server, pulse, keyring, display, dir, scenario }
+        Rig { session, driver, portal, server, pulse, keyring, display, dir, scenario }
     }
 
     /// Waits until the window shows the call connected.

@@ -156,11 +156,22 @@ export class AppModel {
     }
   }
 
+  /// Asks again how the shortcuts are bound: on Wayland the desktop's portal answers a moment
+  /// after the keys were set.
+  async refreshShortcutSupport(): Promise<void> {
+    try {
+      this.shortcutSupport = await this.backend.invoke('get_shortcut_support');
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+    }
+  }
+
   /// Sends the whole settings object; the backend answers with what it kept.
   async saveSettings(settings: AppSettings): Promise<void> {
     try {
       this.settings = await this.backend.invoke('update_settings', { settings });
       this.notice = null;
+      void this.refreshShortcutSupport();
     } catch (error) {
       this.notice = toBackendError(error).message;
     }

@@ -86,6 +86,13 @@ describe('settings', () => {
     expect(within(dialog).queryByRole('note')).toBeNull();
   });
 
+  it('shows the keys the desktop portal assigned where it binds them', async () => {
+    const message = "Your desktop's shortcuts portal handles these keys (Push to talk (hold): Ctrl+Shift+P)";
+    const { dialog } = await openSettings({ shortcutSupport: { globalShortcuts: true, message, failed: [] } });
+    expect(within(dialog).queryByRole('note'), 'no warning: the shortcuts work').toBeNull();
+    expect(within(dialog).getByRole('status', { name: 'Shortcuts through the desktop' })).toHaveTextContent('Push to talk (hold): Ctrl+Shift+P');
+  });
+
   it('runs the mic test and checks for updates', async () => {
     const { backend, user, dialog } = await openSettings({
       update: { available: true, currentVersion: '0.1.0', version: '0.2.0', notes: 'Screen share.' },
