@@ -205,6 +205,22 @@ fn the_moderator_menu_mutes_a_peer_then_kicks_them_after_confirming() {
     eprintln!("moderation: {:.1} s", started.elapsed().as_secs_f64());
 }
 
+#[test]
+fn by_default_the_app_runs_without_webkit_compositing_and_still_shows_the_call() {
+    let rig = Rig::start("software-compositing", &AppSetup { default_compositing: true, ..AppSetup::default() });
+    let _bot = Peer::join(&rig.server, ROOM, PEER, rig.dir.path(), &["--tone", "330"], 60.0);
+    wait_for_tile(&rig.session, PEER, APPEARS, "the app should draw bot's tile speaking", |view| {
+        view.is_some_and(|view| view.speaking)
+    });
+    let environment = rig.app_environment().expect("the app's process");
+    let switch = environment.iter().find(|(key, _)| key == "WEBKIT_DISABLE_COMPOSITING_MODE");
+    assert_eq!(
+        switch.map(|(_, value)| value.as_str()),
+        Some("1"),
+        "the app should have turned WebKit's compositing off for itself (it was not set for it)"
+    );
+}
+
 /// The push-to-talk accelerator, as the settings hold it and as xdotool presses it.
 const PTT_ACCELERATOR: &str = "CommandOrControl+Shift+P";
 const PTT_KEYS: &str = "ctrl+shift+p";

@@ -140,6 +140,9 @@ pub fn app(seconds: f64, screenshot: Option<PathBuf>) -> Result<()> {
         return Ok(());
     }
 
+    // WebKitWebDriver's screenshot never finishes without WebKit's compositing, which the app
+    // turns off for itself unless told otherwise.
+    env.push(("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "0".into()));
     let driver = TauriDriver::start(&env).context("starting tauri-driver")?;
     let session = driver
         .webdriver()

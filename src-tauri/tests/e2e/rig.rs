@@ -34,6 +34,10 @@ pub struct AppSetup {
     pub push_to_talk: Option<&'static str>,
     /// A first run: no server profile and no join link; the test adds the server in the window.
     pub first_run: bool,
+    /// Leave WebKit's compositing switch alone, as users run the app (it then turns compositing
+    /// off itself). Otherwise the rig keeps compositing on: WebKitWebDriver's screenshots never
+    /// finish without it, so a test in this mode takes none.
+    pub default_compositing: bool,
     /// The app believes it runs in a Wayland session (`XDG_SESSION_TYPE=wayland`; GTK stays on
     /// the X display) and finds the desktop's GlobalShortcuts portal on the session bus.
     pub wayland_portal: bool,
@@ -126,6 +130,11 @@ impl Rig {
             // No accessibility bus on the private session bus; GTK need not look for one.
             ("NO_AT_BRIDGE".to_string(), "1".to_string()),
             ("XDG_SESSION_TYPE".to_string(), if setup.wayland_portal { "wayland" } else { "x11" }.to_string()),
+        ]);
+        if !setup.default_compositing {
+            env.push(("WEBKIT_DISABLE_COMPOSITING_MODE".to_string(), "0".to_string()));
+        }
+        env.extend([
             ("PARLEY_LOG".to_string(), "info".to_string()),
             // A sign-in "opens the browser" into nothing: the tests play the browser themselves.
             ("BROWSER".to_string(), "true".to_string()),
@@ -168,6 +177,29 @@ impl Rig {
         let bytes = self.session.save_screenshot(&path).unwrap_or_else(|error| panic!("a screenshot: {error}"));
         assert!(bytes > 1000, "the screenshot {} should hold a picture, got {bytes} bytes", path.display());
         path
+    }
+
+    /// The environment the running app process sees (`/proc/<pid>/environ`): the process whose
+    /// program is the app and whose `PARLEY_CONFIG_DIR` is this rig's.
+    pub fn app_environment(&self) -> Option<Vec<(String, String)>> {
+        let app = std::fs::canonicalize(env!("CARGO_BIN_EXE_parley-app")).ok()?;
+        let ours = format!("PARLEY_CONFIG_DIR={}", self.dir.path().join("config").display());
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+            let exe = std::fs::read_link(entry.path().join("exe")).ok()?;
+            if exe != app {
+                return None;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            let variables: Vec<String> =
+                environ.split(|&byte| byte == 0).map(|entry| String::from_utf8_lossy(entry).into_owned()).collect();
+            variables.iter().any(|variable| *variable == ours).then(|| {
+                variables
+                    .iter()
+                    .filter_map(|variable| variable.split_once('='))
+                    .map(|(key, value)| (key.to_string(), value.to_string()))
+                    .collect()
+            })
+        })
     }
 
     /// The app's saved server profiles (`profiles.toml`) as they are now.
