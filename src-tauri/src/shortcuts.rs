@@ -31,9 +31,12 @@ pub struct ShortcutState {
 struct Registered {
     bindings: Vec<(Shortcut, Action)>,
     support: Option<ShortcutSupport>,
-    /// The portal session that binds them on Wayland.
+    /// The portal session that binds them on Wayland, and which `apply` started it: a report
+    /// from an older binding (settings changed meanwhile) is ignored.
     #[cfg(target_os = "linux")]
     portal: Option<crate::portal::Binding>,
+    #[cfg(target_os = "linux")]
+    generation: u64,
 }
 
 impl ShortcutState {
@@ -119,6 +122,8 @@ pub fn apply<R: Runtime>(app: &AppHandle<R>, shortcuts: &Shortcuts) {
     {
         // Dropping the previous binding closes its portal session.
         registered.portal = None;
+        registered.generation += 1;
+        let generation = registered.generation;
         if !works {
             registered.support = Some(ShortcutSupport {
                 global_shortcuts: false,
@@ -131,8 +136,21 @@ pub fn apply<R: Runtime>(app: &AppHandle<R>, shortcuts: &Shortcuts) {
                     accelerator.as_deref().filter(|text| !text.is_empty()).map(|text| (action, text.to_string()))
                 })
                 .collect();
-            let report = |app: &AppHandle<R>, support: ShortcutSupport| {
-                app.state::<ShortcutState>().lock().support = Some(support);
+            let report = move |app: &AppHandle<R>, support: ShortcutSupport| {
+                let state = app.state::<ShortcutState>();
+                let mut registered = state.lock();
+                if registered.generation != generation {
+                    return;
+                }
+                if support.global_shortcuts {
+                    // The portal delivers the keys now; the grabs (which see keys only while an
+                    // X window of ours has focus) would deliver them twice and undo a toggle.
+                    if let Err(error) = app.global_shortcut().unregister_all() {
+                        tracing::warn!(%error, "could not release the key grabs the portal replaces");
+                    }
+                    registered.bindings.clear();
+                }
+                registered.support = Some(support);
             };
             registered.portal = Some(crate::portal::bind(app, wanted, report, perform));
         }

@@ -192,7 +192,7 @@ impl Rig {
             let environ = std::fs::read(entry.path().join("environ")).ok()?;
             let variables: Vec<String> =
                 environ.split(|&byte| byte == 0).map(|entry| String::from_utf8_lossy(entry).into_owned()).collect();
-            variables.iter().any(|variable| *variable == ours).then(|| {
+            variables.contains(&ours).then(|| {
                 variables
                     .iter()
                     .filter_map(|variable| variable.split_once('='))
