@@ -447,9 +447,19 @@ fn a_kicked_or_banned_user_leaves_and_cannot_rejoin_until_a_moderator_lifts_it()
     let call = LivePeer::profile(&forum.home, "ear", &forum.room(), &["--tone", "440"]);
     recorder.wait_for_level(&ear, true, "hearing ear before the ban");
     forum.moderate("ban");
-    // The forum tells a banned user the same `kicked` event as a kicked one: the call ends as
-    // removed; the ban itself shows at the next join.
-    assert_removed(call, EXIT_REMOVED, "banned during the call");
+    // The forum tells a banned user the same `kicked` event as a kicked one, and LiveKit drops
+    // them too. When the event comes first the call ends as removed; when LiveKit's removal
+    // comes first the client asks the forum to join again and hears it is banned. Either way
+    // the call ends and the user is told.
+    let finished = call.finish();
+    let (code, stderr) = (finished.status.code(), &finished.stderr);
+    match code {
+        Some(EXIT_REMOVED) => assert!(stderr.contains("removed from the room"), "banned during the call: {stderr}"),
+        Some(EXIT_BANNED) => assert!(stderr.contains("banned"), "banned during the call: {stderr}"),
+        _ => panic!(
+            "banned during the call: ends as removed ({EXIT_REMOVED}) or banned ({EXIT_BANNED}), got {code:?}: {stderr}"
+        ),
+    }
     recorder.wait_for_level(&ear, false, "ear gone after the ban");
     assert!(forum.handle.is_banned(forum.room, forum.listener.id), "the forum holds the ban");
     assert_refused(&forum.join_briefly(), EXIT_BANNED, &["banned"], "rejoining while banned");
