@@ -112,6 +112,14 @@ pub fn first_onset(samples: &[i16], threshold_dbfs: f32, window: usize) -> Optio
     samples.chunks(window).position(|block| rms_dbfs(block) >= threshold_dbfs).map(|block| block * window)
 }
 
+/// Index just past the last `window`-sample block whose RMS reaches `threshold_dbfs`: where
+/// sound ends.
+pub fn last_offset(samples: &[i16], threshold_dbfs: f32, window: usize) -> Option<usize> {
+    let window = window.max(1);
+    let last = samples.chunks(window).rposition(|block| rms_dbfs(block) >= threshold_dbfs)?;
+    Some(((last + 1) * window).min(samples.len()))
+}
+
 /// Where `reference` best matches inside `recording`: the lag (in samples) at which it starts,
 /// and the normalised correlation there (1.0 = identical shape). FFT-based, O(n log n).
 pub fn find_reference(reference: &[i16], recording: &[i16]) -> Option<(usize, f32)> {
@@ -214,5 +222,14 @@ mod tests {
         samples[4800..].copy_from_slice(&burst[..4800]);
         assert_eq!(first_onset(&samples, -30.0, 480), Some(4800));
         assert_eq!(first_onset(&vec![0i16; 9600], -30.0, 480), None, "silence has no onset");
+    }
+
+    #[test]
+    fn offset_is_where_sound_ends() {
+        let mut samples = vec![0i16; 9600];
+        let burst = tone(500.0, -10.0, 0.1);
+        samples[960..5760].copy_from_slice(&burst[..4800]);
+        assert_eq!(last_offset(&samples, -30.0, 480), Some(5760));
+        assert_eq!(last_offset(&vec![0i16; 9600], -30.0, 480), None, "silence has no end");
     }
 }
