@@ -1,25 +1,60 @@
-//! From the client to the desktop: every state snapshot goes to the window (`state-changed`)
-//! and the tray; every notice to the window (`notice-posted`) and, for rooms going live, to a
-//! desktop notification. Call transitions are logged (room, identity, counts; never a token).
+//! From the client to the desktop: every state snapshot goes to the [`StateFeed`] the window
+//! pulls from (`next_state`) and to the tray; every notice to the window (`notice-posted`)
+//! and, for rooms going live, to a desktop notification. Call transitions are logged (room,
+//! identity, counts; never a token).
 
-use parley_core::client::ipc::{NOTICE_POSTED, STATE_CHANGED};
+use std::time::Duration;
+
+use parley_core::client::ipc::{NOTICE_POSTED, StateUpdate};
 use parley_core::client::{CallPhase, Client, ClientState, Notice};
-use tauri::{AppHandle, Emitter as _};
+use tauri::{AppHandle, Emitter as _, Manager as _};
 use tauri_plugin_notification::NotificationExt as _;
+use tokio::sync::watch;
 
 use crate::{MAIN_WINDOW, tray};
+
+/// The latest state snapshot, numbered, for the window to pull ([`StateUpdate`] says why it
+/// pulls rather than being sent events). Snapshots the window did not ask for in time are
+/// replaced, so a busy window gets the newest state, never a backlog.
+pub struct StateFeed {
+    latest: watch::Sender<StateUpdate>,
+}
+
+impl StateFeed {
+    /// How long `next_state` waits for a change before answering with the current snapshot.
+    pub const LONG_POLL: Duration = Duration::from_secs(20);
+
+    /// Starts at revision 1, so a window asking with `after: 0` gets the state at once.
+    pub fn new(state: ClientState) -> Self {
+        StateFeed { latest: watch::Sender::new(StateUpdate { revision: 1, state }) }
+    }
+
+    fn publish(&self, state: ClientState) {
+        self.latest.send_modify(|latest| {
+            latest.revision = latest.revision.wrapping_add(1).max(1);
+            latest.state = state;
+        });
+    }
+
+    /// The first snapshot whose revision is not `after`, waiting up to `wait` for one.
+    pub async fn next_after(&self, after: u32, wait: Duration) -> StateUpdate {
+        let mut latest = self.latest.subscribe();
+        // The sender lives as long as the feed, so waiting ends with a change or the timeout.
+        let _ = tokio::time::timeout(wait, latest.wait_for(|update| update.revision != after)).await;
+        latest.borrow().clone()
+    }
+}
 
 /// Starts the two forwarding tasks; they end when the client's channels close.
 pub fn start(app: &AppHandle, client: &Client) {
     let mut states = client.subscribe();
+    app.manage(StateFeed::new(states.borrow().clone()));
     let forward_app = app.clone();
     tauri::async_runtime::spawn(async move {
         let mut last = Summary::default();
         loop {
             let state = states.borrow_and_update().clone();
-            if let Err(error) = forward_app.emit_to(MAIN_WINDOW, STATE_CHANGED, &state) {
-                tracing::debug!(%error, "the window did not take a state update");
-            }
+            forward_app.state::<StateFeed>().publish(state.clone());
             tray::show(&forward_app, &state);
             last = last.log_change(&state);
             if states.changed().await.is_err() {
@@ -100,5 +135,60 @@ fn phase_name(phase: &CallPhase) -> String {
         CallPhase::Connected => "connected".into(),
         CallPhase::Reconnecting => "reconnecting".into(),
         CallPhase::Failed { code, message } => format!("failed ({code:?}: {message})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_core::client::LocalState;
+
+    use super::*;
+
+    fn muted(muted: bool) -> ClientState {
+        ClientState { call: None, local: LocalState { muted, ..ClientState::default().local } }
+    }
+
+    #[tokio::test]
+    async fn a_window_behind_gets_the_latest_snapshot_at_once() {
+        let feed = StateFeed::new(muted(false));
+        let first = feed.next_after(0, Duration::from_secs(60)).await;
+        assert_eq!(first.revision, 1);
+        feed.publish(muted(true));
+        feed.publish(muted(false));
+        feed.publish(muted(true));
+        let latest = feed.next_after(first.revision, Duration::from_secs(60)).await;
+        assert_eq!(latest.revision, 4, "three changes later, skipping the ones in between");
+        assert!(latest.state.local.muted);
+    }
+
+    #[tokio::test]
+    async fn a_window_up_to_date_waits_for_the_next_change() {
+        let feed = std::sync::Arc::new(StateFeed::new(muted(false)));
+        let waiting = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.next_after(1, Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "nothing changed yet");
+        feed.publish(muted(true));
+        let update = waiting.await.expect("the poll ends");
+        assert_eq!(update.revision, 2);
+        assert!(update.state.local.muted);
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_ends_with_the_current_snapshot_when_nothing_changes() {
+        let feed = StateFeed::new(muted(true));
+        let update = feed.next_after(1, Duration::from_millis(50)).await;
+        assert_eq!(update.revision, 1, "the same snapshot: the window asks again");
+        assert!(update.state.local.muted);
+    }
+
+    #[test]
+    fn revisions_wrap_past_zero_so_after_0_always_means_never_seen() {
+        let feed = StateFeed::new(muted(false));
+        feed.latest.send_modify(|latest| latest.revision = u32::MAX);
+        feed.publish(muted(true));
+        assert_eq!(feed.latest.borrow().revision, 1);
     }
 }

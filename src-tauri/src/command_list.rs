@@ -6,6 +6,7 @@
 /// Every command, in `parley_core::client::ipc::commands()` order.
 pub const COMMANDS: &[&str] = &[
     "get_state",
+    "next_state",
     "get_settings",
     "update_settings",
     "list_backends",

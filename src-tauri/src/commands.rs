@@ -1,13 +1,14 @@
 //! The commands the webview may call (`command_list::COMMANDS`). Each takes the client, calls
 //! it, and returns its `ClientError` (`{code, message}`) unchanged (STYLE.md 15).
 
-use parley_core::client::ipc::ShortcutSupport;
+use parley_core::client::ipc::{ShortcutSupport, StateUpdate};
 use parley_core::client::{
     AppSettings, AudioDevice, BackendFeatures, BackendForm, Client, ClientError, ClientState, DiscourseAuthStarted,
     ModerationAction, ProfileInput, ProfileSummary, RoomEntry,
 };
 use tauri::{AppHandle, State};
 
+use crate::bridge::StateFeed;
 use crate::shortcuts;
 
 type Reply<T> = Result<T, ClientError>;
@@ -15,6 +16,14 @@ type Reply<T> = Result<T, ClientError>;
 #[tauri::command]
 pub async fn get_state(client: State<'_, Client>) -> Reply<ClientState> {
     Ok(client.state())
+}
+
+/// The first snapshot whose revision is not `after`: at once if there is one, else when the
+/// state next changes, or the current one after [`StateFeed::LONG_POLL`] so that a window that
+/// went away leaves no request waiting for long.
+#[tauri::command]
+pub async fn next_state(feed: State<'_, StateFeed>, after: u32) -> Reply<StateUpdate> {
+    Ok(feed.next_after(after, StateFeed::LONG_POLL).await)
 }
 
 #[tauri::command]

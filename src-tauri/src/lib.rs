@@ -109,6 +109,7 @@ fn run_app() -> anyhow::Result<()> {
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
         .invoke_handler(tauri::generate_handler![
             commands::get_state,
+            commands::next_state,
             commands::get_settings,
             commands::update_settings,
             commands::list_backends,

@@ -28,7 +28,9 @@ export interface Problem {
 const LIVE_PHASES = new Set(['joining', 'connecting', 'connected', 'reconnecting']);
 
 export class AppModel {
-  state = $state<ClientState>(structuredClone(IDLE_STATE));
+  /// Replaced as a whole with each snapshot (never mutated), so not deeply reactive: a deep
+  /// proxy over every snapshot, ten a second in a call, was garbage for nothing.
+  state = $state.raw<ClientState>(structuredClone(IDLE_STATE));
   profiles = $state<ProfileSummary[]>([]);
   profilesLoaded = $state(false);
   selectedProfile = $state<string | null>(null);
@@ -100,7 +102,7 @@ export class AppModel {
     try {
       this.applyState(await this.backend.invoke('get_state'));
     } catch (error) {
-      // The window still opens (servers, settings); the next `state-changed` fills the call in.
+      // The window still opens (servers, settings); the next snapshot fills the call in.
       this.notice = toBackendError(error).message;
     }
     await Promise.all([this.loadProfiles(), this.loadSettings()]);

@@ -26,7 +26,8 @@ export type ArgList<K extends CommandName> = ArgsOf<K> extends Record<string, ne
 
 export interface Backend {
   invoke<K extends CommandName>(command: K, ...args: ArgList<K>): Promise<ResultOf<K>>;
-  /// `state-changed`: the whole state, on every change (≈10/s in a call, for levels).
+  /// The whole state, on every change (≈10/s in a call, for levels); a newer snapshot may
+  /// replace ones the listener has not seen yet.
   onStateChanged(listener: (state: ClientState) => void): Promise<Unsubscribe>;
   /// `notice-posted`: one-off notices (call ended, room went live, device changed, warning).
   onNotice(listener: (notice: Notice) => void): Promise<Unsubscribe>;

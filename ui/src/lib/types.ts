@@ -27,6 +27,7 @@ export type {
   RoomEntry,
   ShortcutSupport,
   Shortcuts,
+  StateUpdate,
   TransmitChoice,
   UpdateStatus,
 } from './generated/bindings';

@@ -34,6 +34,81 @@ describe('tauri backend', () => {
   });
 });
 
+describe('tauri backend state', () => {
+  it('pulls each new snapshot with next_state, asking again after an unchanged long poll, until unsubscribed', async () => {
+    const { tauriBackend } = await import('../lib/backend/tauri');
+    const { IDLE_STATE } = await import('../lib/backend');
+    const snapshot = (muted: boolean) => ({ ...IDLE_STATE, local: { ...IDLE_STATE.local, muted } });
+    const answers = [
+      { revision: 1, state: snapshot(false) },
+      { revision: 1, state: snapshot(false) }, // the long poll ran out with nothing new
+      { revision: 3, state: snapshot(true) },
+    ];
+    const asked: unknown[] = [];
+    let release: () => void = () => {};
+    const parked = new Promise<void>((resolve) => (release = resolve));
+    invoke.mockReset();
+    invoke.mockImplementation(async (command: string, args: unknown) => {
+      asked.push([command, args]);
+      const answer = answers.shift();
+      if (answer) return answer;
+      await parked; // waiting for a change that comes after the test unsubscribed
+      return { revision: 4, state: snapshot(false) };
+    });
+    const seen: boolean[] = [];
+    const unsubscribe = await tauriBackend().onStateChanged((state) => seen.push(state.local.muted));
+    await vi.waitFor(() => expect(asked).toHaveLength(4));
+    expect(asked).toEqual([
+      ['next_state', { after: 0 }],
+      ['next_state', { after: 1 }],
+      ['next_state', { after: 1 }],
+      ['next_state', { after: 3 }],
+    ]);
+    expect(seen, 'each new snapshot once, the unchanged answer not at all').toEqual([false, true]);
+    unsubscribe();
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(seen, 'nothing after unsubscribing').toEqual([false, true]);
+    expect(asked).toHaveLength(4);
+  });
+
+  it('keeps asking after a failed poll', async () => {
+    vi.useFakeTimers();
+    try {
+      const { tauriBackend } = await import('../lib/backend/tauri');
+      const { IDLE_STATE } = await import('../lib/backend');
+      invoke.mockReset();
+      invoke.mockRejectedValueOnce('the window is closing');
+      invoke.mockResolvedValueOnce({ revision: 1, state: IDLE_STATE });
+      invoke.mockImplementation(() => new Promise(() => {}));
+      const seen: unknown[] = [];
+      const unsubscribe = await tauriBackend().onStateChanged((state) => seen.push(state));
+      await vi.advanceTimersByTimeAsync(1500);
+      expect(seen).toEqual([IDLE_STATE]);
+      expect(invoke).toHaveBeenCalledTimes(3);
+      unsubscribe();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('memory backend state', () => {
+  it('answers next_state at once when behind and on the next change when up to date', async () => {
+    const { MemoryBackend } = await import('../lib/backend/memory');
+    const backend = new MemoryBackend();
+    const first = await backend.invoke('next_state', { after: 0 });
+    let later: { revision: number; state: { local: { muted: boolean } } } | null = null;
+    void backend.invoke('next_state', { after: first.revision }).then((update) => (later = update));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(later, 'nothing changed yet').toBeNull();
+    await backend.invoke('set_muted', { muted: true });
+    await vi.waitFor(() => expect(later).not.toBeNull());
+    expect(later!.revision).toBeGreaterThan(first.revision);
+    expect(later!.state.local.muted).toBe(true);
+  });
+});
+
 describe('helpers', () => {
   it('maps levels onto the meter', () => {
     expect(levelFraction(-60)).toBe(0);

@@ -19,13 +19,25 @@ use super::state::{
 };
 use super::{DiscourseAuthStarted, Notice};
 
-/// The event carrying each new [`ClientState`] snapshot.
-pub const STATE_CHANGED: &str = "state-changed";
 /// The event carrying each [`Notice`].
 pub const NOTICE_POSTED: &str = "notice-posted";
 /// The event carrying a `parley://` URL the shell does not handle itself (anything but
 /// `parley://join/<profile>/<room>`), e.g. the return of a browser sign-in flow.
 pub const DEEP_LINK_OPENED: &str = "deep-link-opened";
+
+/// A numbered [`ClientState`] snapshot, the answer of `next_state`.
+///
+/// The window pulls snapshots instead of being sent each as an event: Tauri delivers an event
+/// by evaluating a script that holds its payload, and WebKitGTK keeps memory for the source of
+/// every script it evaluates, so ten snapshots a second grew the web process for as long as a
+/// call lasted. A command's answer is the body of a fetch, which WebKit frees.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct StateUpdate {
+    /// Changes with every snapshot (wrapping); pass it back to wait for the next one.
+    pub revision: u32,
+    pub state: ClientState,
+}
 
 /// What the updater found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
@@ -69,6 +81,7 @@ fn ts<T: TS>() -> String {
 pub fn commands() -> Vec<CommandSpec> {
     vec![
         command("get_state", vec![], ts::<ClientState>()),
+        command("next_state", vec![("after", ts::<u32>())], ts::<StateUpdate>()),
         command("get_settings", vec![], ts::<AppSettings>()),
         command("update_settings", vec![("settings", ts::<AppSettings>())], ts::<AppSettings>()),
         command("list_backends", vec![], ts::<Vec<BackendForm>>()),
@@ -128,6 +141,7 @@ fn declaration<T: TS>() -> String {
 pub fn bindings_ts() -> String {
     let declarations = [
         declaration::<ClientState>(),
+        declaration::<StateUpdate>(),
         declaration::<LocalState>(),
         declaration::<CallState>(),
         declaration::<CallPhase>(),
@@ -176,11 +190,9 @@ pub fn commands_ts() -> String {
         text.push_str(&format!("  \"{}\",\n", command.name));
     }
     text.push_str("];\n\n/** Every event the backend emits and its payload. */\nexport interface Events {\n");
+    text.push_str(&format!("  \"{NOTICE_POSTED}\": T.Notice;\n  \"{DEEP_LINK_OPENED}\": string;\n}}\n\n"));
     text.push_str(&format!(
-        "  \"{STATE_CHANGED}\": T.ClientState;\n  \"{NOTICE_POSTED}\": T.Notice;\n  \"{DEEP_LINK_OPENED}\": string;\n}}\n\n"
-    ));
-    text.push_str(&format!(
-        "export const EVENT_NAMES = {{\n  stateChanged: \"{STATE_CHANGED}\",\n  noticePosted: \"{NOTICE_POSTED}\",\n  \
+        "export const EVENT_NAMES = {{\n  noticePosted: \"{NOTICE_POSTED}\",\n  \
          deepLinkOpened: \"{DEEP_LINK_OPENED}\",\n}} as const;\n\n"
     ));
     text.push_str("/** How every command fails. */\nexport type CommandError = T.ClientError;\n");

@@ -4,7 +4,7 @@
 // `setLevels`, `endCall`, `postNotice`, `openDeepLink` and `setPushToTalk` set up situations. `npm run dev`
 // in a plain browser uses it with `animate`, so the UI can be worked on without the Rust side.
 // It keeps the contract the shell promises: failures are `{code, message}`, secrets go into a
-// fake keyring and never come back out, and every change is a whole `state-changed` snapshot.
+// fake keyring and never come back out, and every change is a whole state snapshot.
 
 import { BackendError, IDLE_STATE, type AllCommands, type ArgList, type Backend, type CommandName, type ResultOf, type Unsubscribe } from '../backend';
 import type {
@@ -160,6 +160,9 @@ export class MemoryBackend implements Backend {
   private failures = new Map<CommandName, ClientError>();
   private state: ClientState = structuredClone(IDLE_STATE);
   private stateListeners = new Set<(state: ClientState) => void>();
+  /// `next_state`'s numbering, as the shell's: 1 for the first snapshot, then one per change.
+  private revision = 1;
+  private revisionWaiters: (() => void)[] = [];
   private noticeListeners = new Set<(notice: Notice) => void>();
   private linkListeners = new Set<(url: string) => void>();
   private pendingAuth = new Map<string, string>();
@@ -275,6 +278,10 @@ export class MemoryBackend implements Backend {
 
   private readonly handlers: Handlers = {
     get_state: async () => structuredClone(this.state),
+    next_state: async ({ after }) => {
+      if (after === this.revision) await new Promise<void>((resolve) => this.revisionWaiters.push(resolve));
+      return { revision: this.revision, state: structuredClone(this.state) };
+    },
     get_settings: async () => structuredClone(this.settings),
     update_settings: async ({ settings }) => {
       this.settings = structuredClone(settings);
@@ -477,6 +484,8 @@ export class MemoryBackend implements Backend {
 
   private publish(state: ClientState): void {
     this.state = state;
+    this.revision += 1;
+    for (const wake of this.revisionWaiters.splice(0)) wake();
     for (const listener of this.stateListeners) listener(structuredClone(state));
   }
 

@@ -9,10 +9,39 @@ import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 
 import { toBackendError, type ArgList, type Backend, type CommandName, type ResultOf, type Unsubscribe } from '../backend';
-import { EVENT_NAMES, PENDING_EVENT_NAMES, type ClientState, type Notice } from '../types';
+import { EVENT_NAMES, PENDING_EVENT_NAMES, type ClientState, type Notice, type StateUpdate } from '../types';
 
 async function subscribe<T>(event: string, listener: (payload: T) => void): Promise<Unsubscribe> {
   return listen<T>(event, (message) => listener(message.payload));
+}
+
+/// How long to wait before asking again after `next_state` failed (the shell is closing, or a
+/// bug): long enough not to spin, short enough that the window catches up quickly.
+const RETRY_MS = 1000;
+
+/// Pulls state snapshots with `next_state` (a long poll: it answers when the state changes)
+/// rather than listening for events; `StateUpdate` in the generated bindings says why.
+/// Snapshots that change while one is being drawn are skipped in favour of the newest.
+function pollState(listener: (state: ClientState) => void): Unsubscribe {
+  let running = true;
+  let after = 0;
+  void (async () => {
+    while (running) {
+      try {
+        const update = await invoke<StateUpdate>('next_state', { after });
+        if (!running) break;
+        if (update.revision === after) continue; // nothing changed during the long poll
+        after = update.revision;
+        listener(update.state);
+      } catch {
+        // The shell logs its own failures; the window just catches up when it answers again.
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
+    }
+  })();
+  return () => {
+    running = false;
+  };
 }
 
 export function tauriBackend(): Backend {
@@ -24,7 +53,7 @@ export function tauriBackend(): Backend {
         throw toBackendError(error);
       }
     },
-    onStateChanged: (listener) => subscribe<ClientState>(EVENT_NAMES.stateChanged, listener),
+    onStateChanged: async (listener) => pollState(listener),
     onNotice: (listener) => subscribe<Notice>(EVENT_NAMES.noticePosted, listener),
     onDeepLink: (listener) => subscribe<string>(PENDING_EVENT_NAMES.deepLinkOpened, listener),
   };

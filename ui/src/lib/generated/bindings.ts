@@ -11,6 +11,20 @@ export type ClientState = {
 call: CallState | null, local: LocalState, };
 
 /**
+ * A numbered [`ClientState`] snapshot, the answer of `next_state`.
+ *
+ * The window pulls snapshots instead of being sent each as an event: Tauri delivers an event
+ * by evaluating a script that holds its payload, and WebKitGTK keeps memory for the source of
+ * every script it evaluates, so ten snapshots a second grew the web process for as long as a
+ * call lasted. A command's answer is the body of a fetch, which WebKit frees.
+ */
+export type StateUpdate = { 
+/**
+ * Changes with every snapshot (wrapping); pass it back to wait for the next one.
+ */
+revision: number, state: ClientState, };
+
+/**
  * Our own microphone and speakers; kept between calls (muted stays muted).
  */
 export type LocalState = { muted: boolean, deafened: boolean, 

@@ -6,6 +6,7 @@ import type * as T from "./bindings";
 /** Every command: its arguments (as `invoke` takes them) and its result. */
 export interface Commands {
   get_state: { args: Record<string, never>; result: T.ClientState };
+  next_state: { args: { after: number }; result: T.StateUpdate };
   get_settings: { args: Record<string, never>; result: T.AppSettings };
   update_settings: { args: { settings: T.AppSettings }; result: T.AppSettings };
   list_backends: { args: Record<string, never>; result: Array<T.BackendForm> };
@@ -39,6 +40,7 @@ export type CommandName = keyof Commands;
 
 export const COMMAND_NAMES: readonly CommandName[] = [
   "get_state",
+  "next_state",
   "get_settings",
   "update_settings",
   "list_backends",
@@ -70,13 +72,11 @@ export const COMMAND_NAMES: readonly CommandName[] = [
 
 /** Every event the backend emits and its payload. */
 export interface Events {
-  "state-changed": T.ClientState;
   "notice-posted": T.Notice;
   "deep-link-opened": string;
 }
 
 export const EVENT_NAMES = {
-  stateChanged: "state-changed",
   noticePosted: "notice-posted",
   deepLinkOpened: "deep-link-opened",
 } as const;
