@@ -17,6 +17,7 @@ use parley_audio::device::{DeviceInput, DeviceOutput, Direction, list_devices};
 use parley_audio::gate::TransmitMode;
 use parley_audio::signal::Tone;
 use parley_audio::stream::{Clip, FrameSink, FrameSource};
+use parley_core::control_socket;
 use parley_core::token::{self, TokenRequest};
 use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionEvent, StampedEvent};
 use parley_livekit_ffi::{ApmConfig, ConnectFailure};
@@ -369,9 +370,9 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
                 .build()
                 .context("starting the async runtime")
                 .map_err(|error| fail(ExitKind::Failure, error))?;
-            let socket = socket.unwrap_or_else(control::default_socket);
+            let socket = socket.unwrap_or_else(control_socket::default_socket);
             let answer = runtime
-                .block_on(control::send(&socket, &command.join(" ")))
+                .block_on(control_socket::send(&socket, &command.join(" ")))
                 .map_err(|error| fail(ExitKind::Unreachable, error))?;
             println!("{answer}");
             Ok(())
@@ -653,13 +654,8 @@ async fn join(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
                 }
             }
             Some(request) = controls.recv() => {
-                let answer = match session.apply(&request.control) {
-                    Ok(()) => "ok".to_string(),
-                    Err(error) => format!("error: {error}"),
-                };
-                if let Some(reply) = request.reply
-                    && reply.send(answer).is_err()
-                {
+                let answer = session.apply(&request.control).map_err(|error| error.to_string());
+                if request.reply.send(answer).is_err() {
                     tracing::debug!("control client left before the answer");
                 }
             }
@@ -732,10 +728,18 @@ async fn crowd(args: CrowdArgs) -> Result<(), Failure> {
         _ = sleep_until(deadline) => {}
         signal = stop_signal() => signal.context("waiting for Ctrl-C").map_err(|error| fail(ExitKind::Failure, error))?,
     }
-    for (session, drain) in sessions {
-        drain.abort();
-        if let Err(error) = session.leave().await {
-            tracing::debug!(%error, "a crowd speaker did not leave cleanly");
+    // All at once: each leave is bounded (`LEAVE_STEP_LIMIT` per step), one after another they
+    // could still add up to minutes.
+    let leaving: Vec<_> = sessions
+        .into_iter()
+        .map(|(session, drain)| {
+            drain.abort();
+            tokio::spawn(session.leave())
+        })
+        .collect();
+    for left in leaving {
+        if let Ok(Err(error)) = left.await {
+            eprintln!("crowd: a speaker did not leave cleanly: {error}");
         }
     }
     Ok(())
@@ -745,14 +749,14 @@ async fn crowd(args: CrowdArgs) -> Result<(), Failure> {
 #[cfg(unix)]
 async fn open_control_socket(
     wanted: Option<&str>,
-    requests: tokio::sync::mpsc::Sender<control::ControlRequest>,
-) -> Option<control::ControlSocket> {
+    requests: tokio::sync::mpsc::Sender<control_socket::ControlRequest>,
+) -> Option<control_socket::ControlSocket> {
     let path = match wanted {
         Some("none") => return None,
         Some(path) => PathBuf::from(path),
-        None => control::default_socket(),
+        None => control_socket::default_socket(),
     };
-    match control::ControlSocket::listen(&path, requests).await {
+    match control_socket::ControlSocket::listen(&path, requests).await {
         Ok(socket) => Some(socket),
         Err(error) => {
             eprintln!("parley: warning: no control socket: {error:#}");

@@ -234,6 +234,21 @@ pub enum SessionError {
     Output(#[from] parley_audio::wav::WavError),
     #[error("{0}")]
     Audio(String),
+    #[error("the engine did not finish {0} within {LEAVE_STEP_LIMIT:?}; left without waiting longer")]
+    LeaveTimedOut(&'static str),
+}
+
+/// How long each step of leaving (the capture thread ending, unpublishing, disconnecting) may
+/// take before [`Session::leave`] goes on without it: a stuck step in the engine must not keep a
+/// user in a room they asked to leave, nor a process from exiting.
+pub const LEAVE_STEP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs one step of leaving, giving up after [`LEAVE_STEP_LIMIT`].
+async fn leave_step<T>(step: &'static str, work: impl std::future::Future<Output = T>) -> Result<T, SessionError> {
+    tokio::time::timeout(LEAVE_STEP_LIMIT, work).await.map_err(|_| {
+        tracing::warn!(step, "a step of leaving timed out");
+        SessionError::LeaveTimedOut(step)
+    })
 }
 
 /// What to join and with which audio ends.
@@ -610,22 +625,35 @@ impl Session {
             // The capture thread ends within one frame once told; waiting keeps the source (and
             // the frame buffer the engine reads) alive until then.
             let thread = microphone.thread;
-            let ended = tokio::task::spawn_blocking(move || thread.join().is_ok()).await;
-            if !matches!(ended, Ok(true)) {
-                tracing::warn!("the capture thread ended abnormally");
+            let ended =
+                leave_step("stopping the microphone", tokio::task::spawn_blocking(move || thread.join().is_ok()));
+            match ended.await {
+                Ok(Ok(true)) => {}
+                // Timed out: the thread still holds the source, so it must not be unpublished
+                // under it; disconnecting ends the publication anyway.
+                Err(_) => {}
+                Ok(_) => tracing::warn!("the capture thread ended abnormally"),
             }
-            if let Some(publication) = publication
-                && let Err(error) = self.room.local_participant().unpublish_track(&publication.sid).await
-            {
-                tracing::debug!(%error, "unpublishing before leaving failed");
+            if let Some(publication) = publication {
+                let unpublish = self.room.local_participant().unpublish_track(&publication.sid);
+                match leave_step("unpublishing the microphone", unpublish).await {
+                    Ok(Ok(())) | Err(_) => {}
+                    Ok(Err(error)) => tracing::debug!(%error, "unpublishing before leaving failed"),
+                }
             }
         }
-        let disconnected = self.room.disconnect().await;
+        let disconnected = match leave_step("disconnecting", self.room.disconnect()).await {
+            Ok(result) => result.map_err(SessionError::from),
+            Err(timed_out) => Err(timed_out),
+        };
         let output = match self.playout.take() {
-            Some(thread) => match tokio::task::spawn_blocking(move || thread.join()).await {
-                Ok(Ok(result)) => result,
-                _ => Err(SessionError::Audio("the playout thread ended abnormally".to_string())),
-            },
+            Some(thread) => {
+                match leave_step("stopping playback", tokio::task::spawn_blocking(move || thread.join())).await {
+                    Ok(Ok(Ok(result))) => result,
+                    Err(timed_out) => Err(timed_out),
+                    _ => Err(SessionError::Audio("the playout thread ended abnormally".to_string())),
+                }
+            }
             None => Ok(()),
         };
         self.follower.abort();
@@ -1164,4 +1192,19 @@ async fn receive(
         }
     }
     mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_step_of_leaving_is_given_up_with_a_message_naming_it() {
+        let stuck = leave_step("disconnecting", std::future::pending::<()>()).await;
+        let error = stuck.expect_err("a step that never ends times out");
+        assert!(matches!(error, SessionError::LeaveTimedOut("disconnecting")));
+        assert_eq!(error.to_string(), "the engine did not finish disconnecting within 5s; left without waiting longer");
+        let done = leave_step("disconnecting", async { 7 }).await;
+        assert_eq!(done.expect("a step that ends is waited for"), 7);
+    }
 }

@@ -127,6 +127,7 @@ impl From<SessionError> for ClientError {
             SessionError::Token(_) => ErrorCode::Unauthorized,
             SessionError::Output(_) | SessionError::Audio(_) => ErrorCode::Device,
             SessionError::Engine(_) => ErrorCode::Engine,
+            SessionError::LeaveTimedOut(_) => ErrorCode::Timeout,
         };
         ClientError::new(code, parley_livekit_ffi::redact(&error.to_string()))
     }
