@@ -17,7 +17,22 @@ use crate::{MAIN_WINDOW, tray};
 /// pulls rather than being sent events). Snapshots the window did not ask for in time are
 /// replaced, so a busy window gets the newest state, never a backlog.
 pub struct StateFeed {
-    latest: watch::Sender<StateUpdate>,
+    latest: watch::Sender<Latest>,
+}
+
+struct Latest {
+    revision: u32,
+    /// The revision from which on the state differed in levels only.
+    structure: u32,
+    state: ClientState,
+}
+
+impl Latest {
+    /// Whether the window's snapshot at `after` is one of `structure..=revision` (in wrapping
+    /// order), so that the levels are all it lacks.
+    fn has_structure(&self, after: u32) -> bool {
+        after != 0 && after.wrapping_sub(self.structure) <= self.revision.wrapping_sub(self.structure)
+    }
 }
 
 impl StateFeed {
@@ -26,22 +41,31 @@ impl StateFeed {
 
     /// Starts at revision 1, so a window asking with `after: 0` gets the state at once.
     pub fn new(state: ClientState) -> Self {
-        StateFeed { latest: watch::Sender::new(StateUpdate { revision: 1, state }) }
+        StateFeed { latest: watch::Sender::new(Latest { revision: 1, structure: 1, state }) }
     }
 
     fn publish(&self, state: ClientState) {
         self.latest.send_modify(|latest| {
             latest.revision = latest.revision.wrapping_add(1).max(1);
+            if !latest.state.same_apart_from_levels(&state) {
+                latest.structure = latest.revision;
+            }
             latest.state = state;
         });
     }
 
-    /// The first snapshot whose revision is not `after`, waiting up to `wait` for one.
+    /// The first snapshot whose revision is not `after`, waiting up to `wait` for one; without
+    /// the whole state when the window's snapshot at `after` differs from it in levels only.
     pub async fn next_after(&self, after: u32, wait: Duration) -> StateUpdate {
         let mut latest = self.latest.subscribe();
         // The sender lives as long as the feed, so waiting ends with a change or the timeout.
-        let _ = tokio::time::timeout(wait, latest.wait_for(|update| update.revision != after)).await;
-        latest.borrow().clone()
+        let _ = tokio::time::timeout(wait, latest.wait_for(|latest| latest.revision != after)).await;
+        let latest = latest.borrow();
+        StateUpdate {
+            revision: latest.revision,
+            state: (!latest.has_structure(after)).then(|| latest.state.clone()),
+            levels: latest.state.levels(),
+        }
     }
 }
 
@@ -140,12 +164,26 @@ fn phase_name(phase: &CallPhase) -> String {
 
 #[cfg(test)]
 mod tests {
-    use parley_core::client::LocalState;
+    use parley_core::client::{CallState, Levels, LocalState, ParticipantState};
 
     use super::*;
 
     fn muted(muted: bool) -> ClientState {
         ClientState { call: None, local: LocalState { muted, ..ClientState::default().local } }
+    }
+
+    /// In a call with alice and bob, alice at `alice_dbfs`.
+    fn in_call(alice_dbfs: f32, bob_muted: bool) -> ClientState {
+        let mut call = CallState::joining("home", "lobby");
+        call.participants.push(ParticipantState::new("alice", "Alice"));
+        call.participants.push(ParticipantState::new("bob", "Bob"));
+        call.participants[0].level_dbfs = alice_dbfs;
+        call.participants[1].muted = bob_muted;
+        ClientState { call: Some(call), local: LocalState { input_level_dbfs: -30.0, ..ClientState::default().local } }
+    }
+
+    fn whole(update: &StateUpdate) -> &ClientState {
+        update.state.as_ref().expect("the update should carry the whole state")
     }
 
     #[tokio::test]
@@ -158,7 +196,7 @@ mod tests {
         feed.publish(muted(true));
         let latest = feed.next_after(first.revision, Duration::from_secs(60)).await;
         assert_eq!(latest.revision, 4, "three changes later, skipping the ones in between");
-        assert!(latest.state.local.muted);
+        assert!(whole(&latest).local.muted);
     }
 
     #[tokio::test]
@@ -173,7 +211,7 @@ mod tests {
         feed.publish(muted(true));
         let update = waiting.await.expect("the poll ends");
         assert_eq!(update.revision, 2);
-        assert!(update.state.local.muted);
+        assert!(whole(&update).local.muted);
     }
 
     #[tokio::test]
@@ -181,7 +219,34 @@ mod tests {
         let feed = StateFeed::new(muted(true));
         let update = feed.next_after(1, Duration::from_millis(50)).await;
         assert_eq!(update.revision, 1, "the same snapshot: the window asks again");
-        assert!(update.state.local.muted);
+        assert_eq!(update.state, None, "the window has this snapshot already");
+    }
+
+    #[tokio::test]
+    async fn when_only_levels_changed_the_window_gets_the_levels_alone() {
+        let feed = StateFeed::new(in_call(-100.0, false));
+        let first = feed.next_after(0, Duration::from_secs(60)).await;
+        assert_eq!(whole(&first).call.as_ref().map(|call| call.participants.len()), Some(2));
+        assert_eq!(first.levels, Levels { input_dbfs: -30.0, participants: vec![-100.0, -100.0] });
+
+        feed.publish(in_call(-20.0, false));
+        feed.publish(in_call(-12.5, false));
+        let levels_only = feed.next_after(first.revision, Duration::from_secs(60)).await;
+        assert_eq!(levels_only.revision, 3);
+        assert_eq!(levels_only.state, None, "alice's level is all that changed");
+        assert_eq!(levels_only.levels.participants, vec![-12.5, -100.0], "in the order of the participants");
+
+        feed.publish(in_call(-15.0, true));
+        let changed = feed.next_after(levels_only.revision, Duration::from_secs(60)).await;
+        assert!(whole(&changed).call.as_ref().is_some_and(|call| call.participants[1].muted), "bob muted");
+        assert_eq!(changed.levels.participants, vec![-15.0, -100.0]);
+
+        feed.publish(in_call(-40.0, true));
+        let stale = feed.next_after(first.revision, Duration::from_secs(60)).await;
+        assert!(stale.state.is_some(), "a window from before bob muted needs the whole state");
+        let fresh = feed.next_after(changed.revision, Duration::from_secs(60)).await;
+        assert_eq!(fresh.state, None, "a window that saw bob muted needs the levels only");
+        assert_eq!(fresh.levels.participants, vec![-40.0, -100.0]);
     }
 
     #[test]
@@ -190,5 +255,23 @@ mod tests {
         feed.latest.send_modify(|latest| latest.revision = u32::MAX);
         feed.publish(muted(true));
         assert_eq!(feed.latest.borrow().revision, 1);
+    }
+
+    #[tokio::test]
+    async fn levels_only_updates_survive_the_revision_wrapping() {
+        let feed = StateFeed::new(in_call(-100.0, false));
+        feed.latest.send_modify(|latest| {
+            latest.revision = u32::MAX - 1;
+            latest.structure = u32::MAX - 1;
+        });
+        feed.publish(in_call(-20.0, false));
+        feed.publish(in_call(-10.0, false));
+        let update = feed.next_after(u32::MAX - 1, Duration::from_secs(60)).await;
+        assert_eq!(update.revision, 1, "wrapped past 0");
+        assert_eq!(update.state, None, "the window's snapshot from before the wrap still holds");
+        assert!(feed.next_after(0, Duration::from_secs(60)).await.state.is_some(), "after 0 gets it whole");
+        feed.publish(in_call(-10.0, true));
+        let stale = feed.next_after(u32::MAX, Duration::from_secs(60)).await;
+        assert!(stale.state.is_some(), "bob muted since");
     }
 }

@@ -44,7 +44,9 @@ use crate::control::Control;
 pub use directory::{AudioDevice, Backend, BackendFeatures, BackendForm, ProfileInput, ProfileSummary, RoomEntry};
 pub use error::{ClientError, ErrorCode};
 pub use settings::{AppSettings, Shortcuts, TransmitChoice};
-pub use state::{CallPhase, CallState, ClientState, ConnectionQuality, LocalState, ModerationAction, ParticipantState};
+pub use state::{
+    CallPhase, CallState, ClientState, ConnectionQuality, Levels, LocalState, ModerationAction, ParticipantState,
+};
 
 use call::{CallCommand, CallHandle};
 use settings::{MAX_VOLUME_PERCENT, SettingsFile, SettingsStore};

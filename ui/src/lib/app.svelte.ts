@@ -4,11 +4,13 @@
 // and events, so the shell stays the one source of truth.
 
 import { IDLE_STATE, toBackendError, type Backend, type Unsubscribe } from './backend';
+import { levelsOf } from './level';
 import type {
   AppSettings,
   BackendFeatures,
   ClientError,
   ClientState,
+  Levels,
   ModerationAction,
   ProfileSummary,
   RoomEntry,
@@ -31,6 +33,9 @@ export class AppModel {
   /// Replaced as a whole with each snapshot (never mutated), so not deeply reactive: a deep
   /// proxy over every snapshot, ten a second in a call, was garbage for nothing.
   state = $state.raw<ClientState>(structuredClone(IDLE_STATE));
+  /// The meters, apart from `state`: they change ten times a second in a call, and only what
+  /// draws a level should redraw then (the level fields inside `state` are not kept current).
+  levels = $state.raw<Levels>(levelsOf(IDLE_STATE));
   profiles = $state<ProfileSummary[]>([]);
   profilesLoaded = $state(false);
   selectedProfile = $state<string | null>(null);
@@ -53,6 +58,9 @@ export class AppModel {
   private unsubscribers: Unsubscribe[] = [];
   /// The last call the state showed: a notice that it ended may come after the state dropped it.
   private lastCall: { profile: string; roomId: string; roomName: string } | null = null;
+  /// Each participant's place in `levels.participants` (their place in `state`). Replaced
+  /// with `state`, never mutated, and read together with `levels`, which is reactive.
+  private levelIndex: ReadonlyMap<string, number> = new Map(); // eslint-disable-line svelte/prefer-svelte-reactivity
 
   constructor(backend: Backend) {
     this.backend = backend;
@@ -60,6 +68,17 @@ export class AppModel {
 
   get call() {
     return this.state.call;
+  }
+
+  /// Our microphone's level, dBFS.
+  get inputLevel(): number {
+    return this.levels.inputDbfs;
+  }
+
+  /// A remote participant's playback level, dBFS (silence for someone not in the call).
+  levelOf(identity: string): number {
+    const index = this.levelIndex.get(identity);
+    return (index === undefined ? undefined : this.levels.participants[index]) ?? IDLE_STATE.local.inputLevelDbfs;
   }
 
   /// A call that is under way (not failed, not absent).
@@ -78,7 +97,10 @@ export class AppModel {
   /// Subscribes to the backend's events and loads the first screen. Call once.
   async start(): Promise<void> {
     this.unsubscribers.push(
-      await this.backend.onStateChanged((state) => this.applyState(state)),
+      await this.backend.onStateChanged((update) => {
+        if (update.state) this.applyState(update.state);
+        this.levels = update.levels;
+      }),
       await this.backend.onNotice((notice) => {
         switch (notice.kind) {
           case 'call_ended':
@@ -100,7 +122,9 @@ export class AppModel {
       }),
     );
     try {
-      this.applyState(await this.backend.invoke('get_state'));
+      const state = await this.backend.invoke('get_state');
+      this.applyState(state);
+      this.levels = levelsOf(state);
     } catch (error) {
       // The window still opens (servers, settings); the next snapshot fills the call in.
       this.notice = toBackendError(error).message;
@@ -112,6 +136,8 @@ export class AppModel {
     const before = this.state.call;
     this.state = state;
     const call = state.call;
+    // eslint-disable-next-line svelte/prefer-svelte-reactivity -- replaced whole, see the field
+    this.levelIndex = new Map(call?.participants.map((participant, index) => [participant.identity, index]));
     if (call) this.lastCall = { profile: call.profile, roomId: call.roomId, roomName: call.roomName };
     // Joining changes the list (a self-hosted LiveKit creates the room on first join; counts
     // change): refresh it once we are in, however the join started (list, link, another app).

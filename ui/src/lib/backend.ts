@@ -13,6 +13,7 @@ import type {
   ErrorCode,
   Notice,
   PendingCommands,
+  StateUpdate,
 } from './types';
 
 export type Unsubscribe = () => void;
@@ -26,9 +27,10 @@ export type ArgList<K extends CommandName> = ArgsOf<K> extends Record<string, ne
 
 export interface Backend {
   invoke<K extends CommandName>(command: K, ...args: ArgList<K>): Promise<ResultOf<K>>;
-  /// The whole state, on every change (≈10/s in a call, for levels); a newer snapshot may
-  /// replace ones the listener has not seen yet.
-  onStateChanged(listener: (state: ClientState) => void): Promise<Unsubscribe>;
+  /// Every change (≈10/s in a call, for levels): the levels, and the whole state unless only
+  /// the levels changed (`state: null`); a newer change may replace ones the listener has not
+  /// seen yet, never a whole state by levels alone.
+  onStateChanged(listener: (update: StateUpdate) => void): Promise<Unsubscribe>;
   /// `notice-posted`: one-off notices (call ended, room went live, device changed, warning).
   onNotice(listener: (notice: Notice) => void): Promise<Unsubscribe>;
   /// `deep-link-opened`: a `parley://` URL the shell did not handle itself (the forum's

@@ -1,6 +1,8 @@
 // Audio levels as the UI draws them. The shell reports dBFS (`SessionEvent::Levels`: our
 // microphone as RMS, each remote participant as playback peak after their volume).
 
+import type { ClientState, Levels } from './types';
+
 /// The quietest level the meters and rings show; anything below reads as silence.
 export const FLOOR_DBFS = -60;
 /// A participant whose playback peak is at or above this is drawn as speaking. Room tone and
@@ -25,4 +27,12 @@ export function initials(name: string): string {
   const first = (word: string) => Array.from(word)[0] ?? '';
   const letters = words.length === 1 ? Array.from(words[0] ?? '').slice(0, 2).join('') : first(words[0] ?? '') + first(words[1] ?? '');
   return letters.toUpperCase();
+}
+
+/// The levels a whole state holds, as `next_state` sends them on their own.
+export function levelsOf(state: ClientState): Levels {
+  return {
+    inputDbfs: state.local.inputLevelDbfs,
+    participants: state.call?.participants.map((participant) => participant.levelDbfs) ?? [],
+  };
 }

@@ -11,9 +11,10 @@ export interface Tile {
   role: string | null;
   avatarUrl: string | null;
   isLocal: boolean;
-  /// Drawn with the speaking ring.
-  speaking: boolean;
-  levelDbfs: number;
+  /// Heard by others (us: transmitting, not muted) or by us (them: not muted for us).
+  audible: boolean;
+  /// LiveKit counts them among the active speakers (never us: our own level decides).
+  activeSpeaker: boolean;
   muted: boolean;
   /// Ours, and others' where the backend reports it.
   deafened: boolean;
@@ -28,6 +29,12 @@ export interface Tile {
   remote: ParticipantState | null;
 }
 
+/// Whether to draw the speaking ring at this level: LiveKit's active-speaker flag or the level
+/// itself (the tiles come from the state, the levels from their own, faster stream).
+export function tileSpeaking(tile: Tile, levelDbfs: number): boolean {
+  return tile.audible && (tile.activeSpeaker || isSpeaking(levelDbfs));
+}
+
 export function remoteTile(participant: ParticipantState): Tile {
   return {
     identity: participant.identity,
@@ -35,10 +42,9 @@ export function remoteTile(participant: ParticipantState): Tile {
     role: participant.role,
     avatarUrl: participant.avatarUrl,
     isLocal: false,
-    // LiveKit's active-speaker flag or our own playback level; someone we muted for ourselves
-    // is not heard, so not drawn as speaking.
-    speaking: !participant.locallyMuted && (participant.speaking || isSpeaking(participant.levelDbfs)),
-    levelDbfs: participant.levelDbfs,
+    // Someone we muted for ourselves is not heard, so not drawn as speaking.
+    audible: !participant.locallyMuted,
+    activeSpeaker: participant.speaking,
     muted: participant.muted,
     deafened: participant.deafened,
     hardMuted: participant.hardMuted,
@@ -61,8 +67,8 @@ export function localTile(state: ClientState): Tile | null {
     role: call.role,
     avatarUrl: null,
     isLocal: true,
-    speaking: local.transmitting && !local.muted && isSpeaking(local.inputLevelDbfs),
-    levelDbfs: local.inputLevelDbfs,
+    audible: local.transmitting && !local.muted,
+    activeSpeaker: false,
     muted: local.muted,
     deafened: local.deafened,
     // A listener cannot speak either, but nobody took anything away from them.

@@ -17,6 +17,7 @@ export type {
   DiscourseAuthStarted,
   ErrorCode,
   JsonValue,
+  Levels,
   LocalState,
   ModerationAction,
   ModerationOption,

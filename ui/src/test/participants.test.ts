@@ -1,4 +1,4 @@
-import { screen, within } from '@testing-library/svelte';
+import { screen, waitFor, within } from '@testing-library/svelte';
 import { describe, expect, it } from 'vitest';
 
 import { renderInRoom } from './harness';
@@ -26,6 +26,21 @@ describe('participants', () => {
     backend.setLevels({ alice: -90 });
     await screen.findByRole('button', { name: /^Alice, moderator, muted|^Alice, moderator$/ });
     expect(ringOf(/^Alice/), 'the ring goes when they stop').toHaveAttribute('data-speaking', 'false');
+  });
+
+  it('keeps each level with its participant when the room changes and redraws only the ring', async () => {
+    const { backend } = await renderInRoom('Lounge');
+    const carolTile = screen.getByRole('button', { name: /^Carol/ });
+    backend.setLevels({ alice: -12, carol: -90 });
+    await screen.findByRole('button', { name: /^Alice, moderator, speaking/ });
+    await backend.invoke('moderate_participant', { identity: 'alice', action: 'kick' });
+    await waitFor(() => expect(screen.queryByRole('button', { name: /^Alice/ })).toBeNull());
+
+    // Alice's place in the levels now belongs to the next participant: the rings must follow.
+    backend.setLevels({ carol: -12 });
+    await screen.findByRole('button', { name: /^Carol, speaking/ });
+    expect(ringOf(/^Bob/), "bob keeps his own (silent) level").toHaveAttribute('data-speaking', 'false');
+    expect(screen.getByRole('button', { name: /^Carol/ }), 'the same tile, only its ring redrawn').toBe(carolTile);
   });
 
   it('shows initials and state marks', async () => {

@@ -4,6 +4,7 @@ import { toBackendError } from '../lib/backend';
 import { initials, isSpeaking, levelFraction } from '../lib/level';
 import { actionsFor } from '../lib/moderation';
 import { option, person } from '../lib/backend/memory';
+import type { StateUpdate } from '../lib/types';
 import { acceleratorFrom, describeAccelerator } from '../lib/shortcut';
 
 const invoke = vi.fn();
@@ -39,10 +40,12 @@ describe('tauri backend state', () => {
     const { tauriBackend } = await import('../lib/backend/tauri');
     const { IDLE_STATE } = await import('../lib/backend');
     const snapshot = (muted: boolean) => ({ ...IDLE_STATE, local: { ...IDLE_STATE.local, muted } });
+    const levels = (inputDbfs: number) => ({ inputDbfs, participants: [] });
     const answers = [
-      { revision: 1, state: snapshot(false) },
-      { revision: 1, state: snapshot(false) }, // the long poll ran out with nothing new
-      { revision: 3, state: snapshot(true) },
+      { revision: 1, state: snapshot(false), levels: levels(-100) },
+      { revision: 1, state: null, levels: levels(-100) }, // the long poll ran out with nothing new
+      { revision: 3, state: snapshot(true), levels: levels(-30) },
+      { revision: 4, state: null, levels: levels(-20) }, // the levels alone changed
     ];
     const asked: unknown[] = [];
     let release: () => void = () => {};
@@ -53,23 +56,31 @@ describe('tauri backend state', () => {
       const answer = answers.shift();
       if (answer) return answer;
       await parked; // waiting for a change that comes after the test unsubscribed
-      return { revision: 4, state: snapshot(false) };
+      return { revision: 5, state: snapshot(false), levels: levels(-100) };
     });
-    const seen: boolean[] = [];
-    const unsubscribe = await tauriBackend().onStateChanged((state) => seen.push(state.local.muted));
-    await vi.waitFor(() => expect(asked).toHaveLength(4));
+    const seen: unknown[] = [];
+    const unsubscribe = await tauriBackend().onStateChanged((update) =>
+      seen.push([update.state?.local.muted ?? 'levels only', update.levels.inputDbfs]),
+    );
+    await vi.waitFor(() => expect(asked).toHaveLength(5));
     expect(asked).toEqual([
       ['next_state', { after: 0 }],
       ['next_state', { after: 1 }],
       ['next_state', { after: 1 }],
       ['next_state', { after: 3 }],
+      ['next_state', { after: 4 }],
     ]);
-    expect(seen, 'each new snapshot once, the unchanged answer not at all').toEqual([false, true]);
+    const expected = [
+      [false, -100],
+      [true, -30],
+      ['levels only', -20],
+    ];
+    expect(seen, 'each new snapshot once, the unchanged answer not at all').toEqual(expected);
     unsubscribe();
     release();
     await new Promise((resolve) => setTimeout(resolve, 0));
-    expect(seen, 'nothing after unsubscribing').toEqual([false, true]);
-    expect(asked).toHaveLength(4);
+    expect(seen, 'nothing after unsubscribing').toEqual(expected);
+    expect(asked).toHaveLength(5);
   });
 
   it('keeps asking after a failed poll', async () => {
@@ -79,12 +90,13 @@ describe('tauri backend state', () => {
       const { IDLE_STATE } = await import('../lib/backend');
       invoke.mockReset();
       invoke.mockRejectedValueOnce('the window is closing');
-      invoke.mockResolvedValueOnce({ revision: 1, state: IDLE_STATE });
+      const update = { revision: 1, state: IDLE_STATE, levels: { inputDbfs: -100, participants: [] } };
+      invoke.mockResolvedValueOnce(update);
       invoke.mockImplementation(() => new Promise(() => {}));
       const seen: unknown[] = [];
-      const unsubscribe = await tauriBackend().onStateChanged((state) => seen.push(state));
+      const unsubscribe = await tauriBackend().onStateChanged((update) => seen.push(update));
       await vi.advanceTimersByTimeAsync(1500);
-      expect(seen).toEqual([IDLE_STATE]);
+      expect(seen).toEqual([update]);
       expect(invoke).toHaveBeenCalledTimes(3);
       unsubscribe();
     } finally {
@@ -98,14 +110,33 @@ describe('memory backend state', () => {
     const { MemoryBackend } = await import('../lib/backend/memory');
     const backend = new MemoryBackend();
     const first = await backend.invoke('next_state', { after: 0 });
-    let later: { revision: number; state: { local: { muted: boolean } } } | null = null;
+    let later: StateUpdate | null = null;
     void backend.invoke('next_state', { after: first.revision }).then((update) => (later = update));
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(later, 'nothing changed yet').toBeNull();
     await backend.invoke('set_muted', { muted: true });
     await vi.waitFor(() => expect(later).not.toBeNull());
     expect(later!.revision).toBeGreaterThan(first.revision);
-    expect(later!.state.local.muted).toBe(true);
+    expect(later!.state?.local.muted).toBe(true);
+  });
+
+  it('answers with the levels alone when nothing else changed since the window\'s snapshot', async () => {
+    const { MemoryBackend } = await import('../lib/backend/memory');
+    const backend = new MemoryBackend({ joined: { profile: 'local', room: 'lounge' } });
+    const first = await backend.invoke('next_state', { after: 0 });
+    const people = first.state?.call?.participants.map((p) => p.identity) ?? [];
+    expect(people.length, 'the demo room has people').toBeGreaterThan(1);
+    backend.setLevels({ [people[1]!]: -12 }, -30);
+    const levels = await backend.invoke('next_state', { after: first.revision });
+    expect(levels.state, 'only levels changed').toBeNull();
+    expect(levels.levels.inputDbfs).toBe(-30);
+    expect(levels.levels.participants[1], "in the order of the state's participants").toBe(-12);
+    await backend.invoke('set_muted', { muted: true });
+    const whole = await backend.invoke('next_state', { after: levels.revision });
+    expect(whole.state?.local.muted, 'a mute is more than a level').toBe(true);
+    expect(whole.state?.local.inputLevelDbfs, 'the whole state holds the levels too').toBe(-30);
+    const stale = await backend.invoke('next_state', { after: first.revision });
+    expect(stale.state, 'a window from before the mute gets the whole state').not.toBeNull();
   });
 });
 

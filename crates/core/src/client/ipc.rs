@@ -14,7 +14,7 @@ use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, 
 use super::error::{ClientError, ErrorCode};
 use super::settings::{AppSettings, Shortcuts, TransmitChoice};
 use super::state::{
-    CallPhase, CallState, ClientState, ConnectionQuality, LocalState, ModerationAction, ModerationOption,
+    CallPhase, CallState, ClientState, ConnectionQuality, Levels, LocalState, ModerationAction, ModerationOption,
     ParticipantState,
 };
 use super::{DiscourseAuthStarted, Notice};
@@ -31,12 +31,21 @@ pub const DEEP_LINK_OPENED: &str = "deep-link-opened";
 /// by evaluating a script that holds its payload, and WebKitGTK keeps memory for the source of
 /// every script it evaluates, so ten snapshots a second grew the web process for as long as a
 /// call lasted. A command's answer is the body of a fetch, which WebKit frees.
+///
+/// In a call the state changes ten times a second, nearly always in its audio levels alone.
+/// Then `state` is left out and only `levels` comes: a few numbers instead of every
+/// participant, and the window redraws the meters, not the tiles (each update's work is what
+/// the web process's allocator holds on to).
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct StateUpdate {
-    /// Changes with every snapshot (wrapping); pass it back to wait for the next one.
+    /// Changes with every snapshot (wrapping, never 0); pass it back to wait for the next one.
     pub revision: u32,
-    pub state: ClientState,
+    /// The whole snapshot, or `null` when the one at the revision the window passed differs
+    /// from it in levels only.
+    pub state: Option<ClientState>,
+    /// This snapshot's levels, in the order of the participants of the last whole `state`.
+    pub levels: Levels,
 }
 
 /// What the updater found.
@@ -142,6 +151,7 @@ pub fn bindings_ts() -> String {
     let declarations = [
         declaration::<ClientState>(),
         declaration::<StateUpdate>(),
+        declaration::<Levels>(),
         declaration::<LocalState>(),
         declaration::<CallState>(),
         declaration::<CallPhase>(),

@@ -3,7 +3,7 @@
 //!
 //! Snapshots rather than diffs: a call holds tens of participants at most, so a snapshot is a few
 //! kilobytes; the busiest change (audio levels) touches every participant 10 times a second
-//! anyway; and a window that opens late, reloads or misses an event still draws the truth from
+//! anyway (a window is sent those alone, [`Levels`], see `ipc::StateUpdate`); and a window that opens late, reloads or misses an event still draws the truth from
 //! the next snapshot, with no patch bookkeeping on either side.
 
 use parley_control_plane::{PlaneEvent, PlaneParticipant};
@@ -26,6 +26,44 @@ pub struct ClientState {
     /// The current call, or the last one's failure until the next join or leave.
     pub call: Option<CallState>,
     pub local: LocalState,
+}
+
+impl ClientState {
+    /// The audio levels alone, in the order of [`CallState::participants`].
+    pub fn levels(&self) -> Levels {
+        Levels {
+            input_dbfs: self.local.input_level_dbfs,
+            participants: self
+                .call
+                .as_ref()
+                .map_or_else(Vec::new, |call| call.participants.iter().map(|p| p.level_dbfs).collect()),
+        }
+    }
+
+    /// Whether `other` differs from this state in its audio levels at most: the case of ten
+    /// updates a second in a call, which a window can apply without redrawing anything else.
+    pub fn same_apart_from_levels(&self, other: &ClientState) -> bool {
+        let (mut this, mut that) = (self.clone(), other.clone());
+        this.silence_levels();
+        that.silence_levels();
+        this == that
+    }
+
+    fn silence_levels(&mut self) {
+        self.local.input_level_dbfs = SILENCE_DBFS;
+        for participant in self.call.iter_mut().flat_map(|call| call.participants.iter_mut()) {
+            participant.level_dbfs = SILENCE_DBFS;
+        }
+    }
+}
+
+/// The meters of one snapshot: [`LocalState::input_level_dbfs`] and each
+/// [`ParticipantState::level_dbfs`], in the order of the call's participants.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct Levels {
+    pub input_dbfs: f32,
+    pub participants: Vec<f32>,
 }
 
 /// Our own microphone and speakers; kept between calls (muted stays muted).
@@ -370,11 +408,16 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             None => return false,
         },
         SessionEvent::Levels { input_dbfs, participants } => {
-            state.local.input_level_dbfs = input_dbfs.max(SILENCE_DBFS);
+            // Unchanged levels (a quiet room: silence at every meter) are no change to publish.
+            let input = input_dbfs.max(SILENCE_DBFS);
+            let mut changed = state.local.input_level_dbfs != input;
+            state.local.input_level_dbfs = input;
             for participant in &mut call.participants {
-                participant.level_dbfs =
-                    participants.get(&participant.identity).copied().unwrap_or(SILENCE_DBFS).max(SILENCE_DBFS);
+                let level = participants.get(&participant.identity).copied().unwrap_or(SILENCE_DBFS).max(SILENCE_DBFS);
+                changed |= participant.level_dbfs != level;
+                participant.level_dbfs = level;
             }
+            return changed;
         }
         SessionEvent::Disconnected { reason, code } => {
             if code != "client_initiated" {
@@ -499,6 +542,31 @@ mod tests {
             "bob named by identity, 100 %"
         );
         assert_eq!(call(&state).identity.as_deref(), Some("me"), "our identity should be known once joined");
+    }
+
+    #[test]
+    fn levels_are_told_apart_from_the_rest_of_the_state() {
+        let mut before = in_call();
+        let participant = |identity: &str| SessionEvent::ParticipantJoined {
+            identity: identity.into(),
+            name: String::new(),
+            can_publish: true,
+        };
+        apply_session_event(&mut before, &participant("bob"), &saved);
+        apply_session_event(&mut before, &participant("alice"), &saved);
+        let mut louder = before.clone();
+        let levels = SessionEvent::Levels {
+            input_dbfs: -30.0,
+            participants: BTreeMap::from([("alice".to_string(), -12.5), ("bob".to_string(), -40.0)]),
+        };
+        apply_session_event(&mut louder, &levels, &saved);
+        assert_eq!(louder.levels(), Levels { input_dbfs: -30.0, participants: vec![-40.0, -12.5] }, "bob first");
+        assert!(louder.same_apart_from_levels(&before), "only levels changed");
+        assert!(!apply_session_event(&mut louder, &levels, &saved), "the same levels again are no change");
+        let mut muted = louder.clone();
+        apply_session_event(&mut muted, &SessionEvent::TrackMuted { identity: "bob".into(), sid: "TR".into() }, &saved);
+        assert!(!muted.same_apart_from_levels(&louder), "bob's mute is more than a level");
+        assert_eq!(ClientState::default().levels(), Levels { input_dbfs: SILENCE_DBFS, participants: vec![] });
     }
 
     #[test]

@@ -4,9 +4,11 @@
 // `setLevels`, `endCall`, `postNotice`, `openDeepLink` and `setPushToTalk` set up situations. `npm run dev`
 // in a plain browser uses it with `animate`, so the UI can be worked on without the Rust side.
 // It keeps the contract the shell promises: failures are `{code, message}`, secrets go into a
-// fake keyring and never come back out, and every change is a whole state snapshot.
+// fake keyring and never come back out, and every change is a state snapshot, whole unless only
+// the levels changed (as `next_state` answers).
 
 import { BackendError, IDLE_STATE, type AllCommands, type ArgList, type Backend, type CommandName, type ResultOf, type Unsubscribe } from '../backend';
+import { levelsOf } from '../level';
 import type {
   AppSettings,
   AudioDevice,
@@ -21,6 +23,7 @@ import type {
   ProfileSummary,
   RoomEntry,
   ShortcutSupport,
+  StateUpdate,
   UpdateStatus,
 } from '../types';
 
@@ -159,9 +162,11 @@ export class MemoryBackend implements Backend {
   private update: UpdateStatus;
   private failures = new Map<CommandName, ClientError>();
   private state: ClientState = structuredClone(IDLE_STATE);
-  private stateListeners = new Set<(state: ClientState) => void>();
+  private stateListeners = new Set<(update: StateUpdate) => void>();
   /// `next_state`'s numbering, as the shell's: 1 for the first snapshot, then one per change.
   private revision = 1;
+  /// The revision from which on the state differed in levels only.
+  private structure = 1;
   private revisionWaiters: (() => void)[] = [];
   private noticeListeners = new Set<(notice: Notice) => void>();
   private linkListeners = new Set<(url: string) => void>();
@@ -259,7 +264,7 @@ export class MemoryBackend implements Backend {
     return handler(given);
   }
 
-  async onStateChanged(listener: (state: ClientState) => void): Promise<Unsubscribe> {
+  async onStateChanged(listener: (update: StateUpdate) => void): Promise<Unsubscribe> {
     this.stateListeners.add(listener);
     return () => this.stateListeners.delete(listener);
   }
@@ -280,7 +285,7 @@ export class MemoryBackend implements Backend {
     get_state: async () => structuredClone(this.state),
     next_state: async ({ after }) => {
       if (after === this.revision) await new Promise<void>((resolve) => this.revisionWaiters.push(resolve));
-      return { revision: this.revision, state: structuredClone(this.state) };
+      return this.updateAfter(after);
     },
     get_settings: async () => structuredClone(this.settings),
     update_settings: async ({ settings }) => {
@@ -483,10 +488,19 @@ export class MemoryBackend implements Backend {
   }
 
   private publish(state: ClientState): void {
+    const before = this.revision;
+    if (withoutLevels(state) !== withoutLevels(this.state)) this.structure = before + 1;
     this.state = state;
     this.revision += 1;
     for (const wake of this.revisionWaiters.splice(0)) wake();
-    for (const listener of this.stateListeners) listener(structuredClone(state));
+    for (const listener of this.stateListeners) listener(this.updateAfter(before));
+  }
+
+  /// The current snapshot for a window holding the one at `after`: without the whole state
+  /// when that one differs from it in levels only.
+  private updateAfter(after: number): StateUpdate {
+    const current = after !== 0 && after >= this.structure;
+    return { revision: this.revision, state: current ? null : structuredClone(this.state), levels: levelsOf(this.state) };
   }
 
   private notify(notice: Notice): void {
@@ -512,4 +526,10 @@ export class MemoryBackend implements Backend {
       if (open !== this.state.local.transmitting) this.setLocal({ transmitting: open });
     }
   }
+}
+
+/// The state with its levels left out, to tell a change of levels from any other.
+function withoutLevels(state: ClientState): string {
+  const call = state.call && { ...state.call, participants: state.call.participants.map((p) => ({ ...p, levelDbfs: 0 })) };
+  return JSON.stringify({ ...state, call, local: { ...state.local, inputLevelDbfs: 0 } });
 }

@@ -9,7 +9,7 @@ import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 
 import { toBackendError, type ArgList, type Backend, type CommandName, type ResultOf, type Unsubscribe } from '../backend';
-import { EVENT_NAMES, PENDING_EVENT_NAMES, type ClientState, type Notice, type StateUpdate } from '../types';
+import { EVENT_NAMES, PENDING_EVENT_NAMES, type Notice, type StateUpdate } from '../types';
 
 async function subscribe<T>(event: string, listener: (payload: T) => void): Promise<Unsubscribe> {
   return listen<T>(event, (message) => listener(message.payload));
@@ -21,8 +21,9 @@ const RETRY_MS = 1000;
 
 /// Pulls state snapshots with `next_state` (a long poll: it answers when the state changes)
 /// rather than listening for events; `StateUpdate` in the generated bindings says why.
-/// Snapshots that change while one is being drawn are skipped in favour of the newest.
-function pollState(listener: (state: ClientState) => void): Unsubscribe {
+/// Snapshots that change while one is being drawn are skipped in favour of the newest: the
+/// shell sends the whole state whenever more than the levels changed since `after`.
+function pollState(listener: (update: StateUpdate) => void): Unsubscribe {
   let running = true;
   let after = 0;
   void (async () => {
@@ -32,7 +33,7 @@ function pollState(listener: (state: ClientState) => void): Unsubscribe {
         if (!running) break;
         if (update.revision === after) continue; // nothing changed during the long poll
         after = update.revision;
-        listener(update.state);
+        listener(update);
       } catch {
         // The shell logs its own failures; the window just catches up when it answers again.
         await new Promise((resolve) => setTimeout(resolve, RETRY_MS));

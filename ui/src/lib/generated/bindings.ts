@@ -17,12 +17,32 @@ call: CallState | null, local: LocalState, };
  * by evaluating a script that holds its payload, and WebKitGTK keeps memory for the source of
  * every script it evaluates, so ten snapshots a second grew the web process for as long as a
  * call lasted. A command's answer is the body of a fetch, which WebKit frees.
+ *
+ * In a call the state changes ten times a second, nearly always in its audio levels alone.
+ * Then `state` is left out and only `levels` comes: a few numbers instead of every
+ * participant, and the window redraws the meters, not the tiles (each update's work is what
+ * the web process's allocator holds on to).
  */
 export type StateUpdate = { 
 /**
- * Changes with every snapshot (wrapping); pass it back to wait for the next one.
+ * Changes with every snapshot (wrapping, never 0); pass it back to wait for the next one.
  */
-revision: number, state: ClientState, };
+revision: number, 
+/**
+ * The whole snapshot, or `null` when the one at the revision the window passed differs
+ * from it in levels only.
+ */
+state: ClientState | null, 
+/**
+ * This snapshot's levels, in the order of the participants of the last whole `state`.
+ */
+levels: Levels, };
+
+/**
+ * The meters of one snapshot: [`LocalState::input_level_dbfs`] and each
+ * [`ParticipantState::level_dbfs`], in the order of the call's participants.
+ */
+export type Levels = { inputDbfs: number, participants: Array<number>, };
 
 /**
  * Our own microphone and speakers; kept between calls (muted stays muted).
