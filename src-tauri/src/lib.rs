@@ -80,6 +80,34 @@ fn software_compositing() {
     eprintln!("parley-app: running with WebKit compositing on: cannot re-execute: {error}");
 }
 
+/// Asks for WebKit's cache model (`document-viewer`, `web-browser`, `document-browser`); the
+/// default is `document-viewer`. For `cargo xtask bench app`, which measures what it buys.
+#[cfg(target_os = "linux")]
+pub const CACHE_MODEL_SWITCH: &str = "PARLEY_WEBKIT_CACHE_MODEL";
+
+/// Sets WebKit's cache model for the window to `DocumentViewer`: no memory cache of decoded
+/// resources and no back/forward page cache. WebKitGTK's default, `WebBrowser`, sizes those
+/// caches for browsing many pages; Parley shows one page built into the app, and a cache only
+/// holds on to memory there (`cargo xtask bench app` reports the difference).
+#[cfg(target_os = "linux")]
+fn set_cache_model(app: &tauri::AppHandle) {
+    use webkit2gtk::{CacheModel, WebContextExt as _, WebViewExt as _};
+    let model = match std::env::var(CACHE_MODEL_SWITCH).as_deref() {
+        Ok("web-browser") => CacheModel::WebBrowser,
+        Ok("document-browser") => CacheModel::DocumentBrowser,
+        _ => CacheModel::DocumentViewer,
+    };
+    let Some(window) = app.get_webview_window(MAIN_WINDOW) else { return };
+    let set = window.with_webview(move |webview| {
+        if let Some(context) = webview.inner().context() {
+            context.set_cache_model(model);
+        }
+    });
+    if let Err(error) = set {
+        tracing::warn!(%error, "WebKit's cache model stays at its default");
+    }
+}
+
 fn init_logging() {
     // `PARLEY_LOG=debug` for more; the engine's own chatter stays off by default.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
@@ -177,6 +205,8 @@ fn setup(app: &tauri::AppHandle) -> anyhow::Result<()> {
     let settings = client.settings();
     app.manage(client.clone());
     app.manage(shortcuts::ShortcutState::default());
+    #[cfg(target_os = "linux")]
+    set_cache_model(app);
     tray::build(app).context("creating the tray icon")?;
     shortcuts::apply(app, &settings.shortcuts);
     bridge::start(app, &client);

@@ -15,8 +15,9 @@
 //!   speakers talks; memory as above and CPU (utime + stime) of the whole tree.
 //! * WebKit: Parley turns WebKit's accelerated compositing off for itself (the empty app, like
 //!   any Tauri app, keeps it). What that buys: Parley idle again with compositing forced on
-//!   (`WEBKIT_DISABLE_COMPOSITING_MODE=0`), and, like for like, the empty app with it off. Neither
-//!   app nor wry sets a cache model, and WebKitGTK reads none from the environment.
+//!   (`WEBKIT_DISABLE_COMPOSITING_MODE=0`), and, like for like, the empty app with it off. Parley
+//!   also sets WebKit's cache model to `DocumentViewer` (wry leaves WebKitGTK's `WebBrowser`):
+//!   Parley idle again with `PARLEY_WEBKIT_CACHE_MODEL=web-browser` says what that buys.
 //! * Soak (`--soak-minutes`, the target is 10): the tree's PSS (and each process's) every 10 s in
 //!   the call; growth is the median of the last third of the samples minus that of the first
 //!   third (a first → last difference only measures the noise).
@@ -116,6 +117,9 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let flat_empty = desktop.idle_memory(binary(Program::Empty), &[("WEBKIT_DISABLE_COMPOSITING_MODE", "1")])?;
     let composited_parley =
         desktop.idle_memory(binary(Program::Parley), &[("WEBKIT_DISABLE_COMPOSITING_MODE", "0")])?;
+    println!("bench app: idle memory with WebKit's default cache model…");
+    let browser_cache_parley =
+        desktop.idle_memory(binary(Program::Parley), &[("PARLEY_WEBKIT_CACHE_MODEL", "web-browser")])?;
 
     println!("bench app: in a call with {SPEAKERS} speakers…");
     let call = desktop.call(&bench, binary(Program::Parley), soak_minutes)?;
@@ -166,6 +170,15 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "{:.1} MB: compositing off saves Parley {:.1} MB",
             composited_parley.pss_mb(),
             composited_parley.pss_mb() - idle_parley.pss_mb()
+        ),
+        String::new(),
+    ));
+    rows.push((
+        "WebKit: Parley idle with WebKit's default cache model (web-browser)".into(),
+        format!(
+            "{:.1} MB: the document-viewer cache model saves Parley {:.1} MB",
+            browser_cache_parley.pss_mb(),
+            browser_cache_parley.pss_mb() - idle_parley.pss_mb()
         ),
         String::new(),
     ));
@@ -230,8 +243,9 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "cpu_percent_total": call.cpu_percent.values().sum::<f64>(),
         },
         "webkit": {
-            "app_sets": "WEBKIT_DISABLE_COMPOSITING_MODE=1 for itself unless the user set it (no cache model; wry sets none)",
+            "app_sets": "WEBKIT_DISABLE_COMPOSITING_MODE=1 for itself unless the user set it; cache model document-viewer (wry leaves web-browser)",
             "parley_with_compositing": composited_parley.json(),
+            "parley_with_web_browser_cache_model": browser_cache_parley.json(),
             "empty_without_compositing": flat_empty.json(),
         },
         "soak": { "minutes": soak_minutes, "interval_s": SOAK_INTERVAL.as_secs(), "pss_mb": soak, "by_process_pss_mb": call.soak_by_process, "growth_mb": growth, "growth": "median of the last third minus median of the first third", "target_minutes": 10 },

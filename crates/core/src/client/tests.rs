@@ -202,8 +202,11 @@ async fn two_clients_meet_set_volumes_mute_and_kick_through_a_real_server() {
     let mut bob_states = bob.client.subscribe();
 
     alice.client.join_room("local", "lobby", false).await.expect("alice joins");
-    let state =
-        wait_for(&mut alice_states, "alice connected", |state| phase(state) == Some(&CallPhase::Connected)).await;
+    // The session reports the connection a moment before the room's roster (with our identity).
+    let state = wait_for(&mut alice_states, "alice connected and joined", |state| {
+        phase(state) == Some(&CallPhase::Connected) && state.call.as_ref().is_some_and(|call| call.identity.is_some())
+    })
+    .await;
     let call = state.call.as_ref().expect("alice's call");
     assert_eq!(call.identity.as_deref(), Some("alice"), "alice's identity comes from her profile");
     let offered: Vec<ModerationAction> = call.moderation.iter().map(|option| option.action).collect();
