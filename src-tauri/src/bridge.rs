@@ -195,7 +195,7 @@ mod tests {
         feed.publish(muted(false));
         feed.publish(muted(true));
         let latest = feed.next_after(first.revision, Duration::from_secs(60)).await;
-        assert_eq!(latest.revision, 4, "three changes later, skipping the ones in between");
+        assert_eq!(latest.revision, 4, "three changes later; the ones in between are passed over");
         assert!(whole(&latest).local.muted);
     }
 
