@@ -17,7 +17,7 @@ use crate::membership::MembershipEvent;
 use crate::session::SessionState;
 
 /// The level meters' floor: anything quieter shows as silence.
-pub const SILENCE_DBFS: f32 = -100.0;
+pub use crate::session::SILENCE_DBFS;
 
 /// Everything the UI shows, at one instant.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, TS)]

@@ -1,0 +1,206 @@
+//! What a session tells its front end: its state, the participants, and one ordered stream of
+//! [`SessionEvent`]s, each stamped with the time it happened.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parley_livekit_ffi as ffi;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SessionState {
+    Idle,
+    Connecting,
+    Connected,
+    Reconnecting,
+    Left,
+    Failed { reason: String },
+}
+
+/// A participant as front ends see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Participant {
+    pub identity: String,
+    pub name: String,
+    /// The server lets them publish their microphone (a stage listener or a hard-muted
+    /// speaker may not).
+    pub can_publish: bool,
+}
+
+impl Participant {
+    pub(super) fn from_info(info: ffi::ParticipantInfo) -> Participant {
+        let can_publish = can_publish_microphone(info.permission.as_ref());
+        Participant { identity: info.identity, name: info.name, can_publish }
+    }
+}
+
+/// No permission at all means LiveKit's default grant: everything.
+pub(super) fn can_publish_microphone(permission: Option<&ffi::Permission>) -> bool {
+    permission.is_none_or(|permission| permission.allows_publishing(ffi::TrackSource::Microphone))
+}
+
+/// Everything a front end needs to follow the session, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SessionEvent {
+    StateChanged {
+        state: SessionState,
+    },
+    Joined {
+        room: String,
+        identity: String,
+        participants: Vec<Participant>,
+    },
+    ParticipantJoined {
+        identity: String,
+        name: String,
+        can_publish: bool,
+    },
+    /// A moderator changed whether another participant may publish their microphone (hard
+    /// mute / restore, invite to speak / move to the audience). Ours is [`Self::PublishPermission`].
+    ParticipantPermission {
+        identity: String,
+        can_publish: bool,
+    },
+    ParticipantLeft {
+        identity: String,
+        reason: String,
+    },
+    TrackSubscribed {
+        identity: String,
+        sid: String,
+    },
+    TrackUnsubscribed {
+        identity: String,
+        sid: String,
+    },
+    TrackMuted {
+        identity: String,
+        sid: String,
+    },
+    TrackUnmuted {
+        identity: String,
+        sid: String,
+    },
+    ActiveSpeakers {
+        identities: Vec<String>,
+    },
+    ConnectionQuality {
+        identity: String,
+        quality: String,
+    },
+    Reconnecting,
+    Reconnected,
+    /// The first audible frame of a remote track reached the mixer.
+    FirstAudio {
+        identity: String,
+        sid: String,
+    },
+    /// Our microphone track is published; frame `n` is sent at `unix_ns + n × 10 ms`. (After a
+    /// moderator's grant, `unix_ns` is when publishing resumed.)
+    PublishingStarted {
+        sid: String,
+        unix_ns: u64,
+    },
+    /// Our microphone track is no longer published (the server revoked our permission to publish).
+    PublishingStopped {
+        sid: String,
+    },
+    /// Whether the server lets us publish the microphone: reported once at join, then on each
+    /// change a moderator makes (invite to speak, move to the audience, hard mute). While it is
+    /// `false` nothing we capture leaves this machine.
+    PublishPermission {
+        can_publish: bool,
+    },
+    /// How one remote track's audio fared in the receiver over the last interval (only when the
+    /// join asked for statistics): the mean time a sample spent in the engine's jitter buffer
+    /// and what the buffer aimed for, the share of played audio that was concealment, and
+    /// packets lost; plus the mean standing delay of our own queue for the track in the mixer.
+    ReceiveStats {
+        identity: String,
+        sid: String,
+        jitter_buffer_ms: Option<f64>,
+        jitter_buffer_target_ms: Option<f64>,
+        concealed_percent: f64,
+        packets_lost: i64,
+        mixer_queue_ms: Option<f64>,
+    },
+    /// The output started; frame `n` of the output is written at `unix_ns + n × 10 ms`.
+    PlayoutStarted {
+        unix_ns: u64,
+    },
+    /// The input source has nothing more to send (a clip ended); silence follows.
+    InputEnded,
+    /// The transmit gate opened or closed (push-to-talk, voice activity).
+    TransmitChanged {
+        on: bool,
+    },
+    /// Our microphone track was muted or unmuted (others see it).
+    MuteChanged {
+        muted: bool,
+    },
+    DeafenChanged {
+        deafened: bool,
+    },
+    VolumeChanged {
+        identity: String,
+        percent: u32,
+    },
+    OutputVolumeChanged {
+        percent: u32,
+    },
+    LocalMuteChanged {
+        identity: String,
+        muted: bool,
+    },
+    /// A sound device was opened: what it granted.
+    DeviceOpened {
+        direction: String,
+        device: String,
+        sample_rate: u32,
+        channels: u16,
+        buffer_frames: Option<u32>,
+    },
+    /// A sound device was replaced (it vanished, or the system default moved).
+    DeviceChanged {
+        message: String,
+    },
+    /// Audio levels for meters and speaking rings, every 100 ms when asked for: our
+    /// microphone after processing (dBFS RMS) and each remote participant's playback peak
+    /// (dBFS, after their volume).
+    Levels {
+        input_dbfs: f32,
+        participants: std::collections::BTreeMap<String, f32>,
+    },
+    /// The room is gone for us.
+    Disconnected {
+        reason: String,
+        code: String,
+    },
+    Warning {
+        message: String,
+    },
+}
+
+/// A [`SessionEvent`] with the wall-clock time it happened (not the time it was read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StampedEvent {
+    pub at: SystemTime,
+    pub event: SessionEvent,
+}
+
+/// Sends `event` to the front end, stamped now.
+pub(super) fn emit(events: &mpsc::UnboundedSender<StampedEvent>, event: SessionEvent) {
+    // A front end that stopped listening does not stop the session.
+    if events.send(StampedEvent { at: SystemTime::now(), event }).is_err() {
+        tracing::trace!("session event dropped: nobody listens");
+    }
+}
+
+/// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(super) fn unix_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos() as u64).unwrap_or(0)
+}

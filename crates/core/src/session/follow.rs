@@ -1,0 +1,344 @@
+//! The room follower (a tokio task): turns the engine's room events into session events, keeps
+//! track of who may publish, tells the publisher task when our own permission changes, and
+//! wires each subscribed remote audio track into the mixer through a receive task of its own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parley_audio::cue::{Cue, CuePlayer};
+use parley_audio::mixer::Mixer;
+use parley_audio::{FRAME_SAMPLES, SAMPLE_RATE};
+use parley_livekit_ffi as ffi;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::event::{Participant, SessionEvent, SessionState, StampedEvent, can_publish_microphone, emit};
+use super::publisher::PublishCommand;
+
+/// A frame whose peak is below this (about −60 dBFS) counts as silence for `FirstAudio`.
+const AUDIBLE_PEAK: i16 = 33;
+
+/// What the room follower needs to follow our own permission to publish.
+pub(super) struct LocalPublishing {
+    pub(super) identity: String,
+    /// The current permission, shared with [`Session::can_publish`].
+    pub(super) may_publish: Arc<AtomicBool>,
+    /// The publisher task, when there is a microphone to publish.
+    pub(super) publisher: Option<mpsc::UnboundedSender<PublishCommand>>,
+}
+
+impl LocalPublishing {
+    fn tell(&self, command: PublishCommand) {
+        if let Some(publisher) = &self.publisher
+            && publisher.send(command).is_err()
+        {
+            tracing::debug!("the publisher task has ended (leaving)");
+        }
+    }
+}
+
+/// Turns room events into session events and wires subscribed audio into the mixer.
+pub(super) async fn run(
+    mut room_events: mpsc::UnboundedReceiver<ffi::RoomEvent>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+    mixer: Option<Arc<Mutex<Mixer>>>,
+    cues: Option<CuePlayer>,
+    local: LocalPublishing,
+    // Who may publish their microphone, as last reported: the server repeats permission
+    // updates for rights we do not show (data, metadata), and those are not news.
+    mut publishers: HashMap<String, bool>,
+    report_stats: Option<Duration>,
+) {
+    let cue = |cue: Cue| {
+        if let Some(cues) = &cues {
+            cues.play(cue);
+        }
+    };
+    let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
+    while let Some(event) = room_events.recv().await {
+        let mapped = match event {
+            ffi::RoomEvent::ParticipantConnected(info) => {
+                cue(Cue::ParticipantJoined);
+                let joined = Participant::from_info(info);
+                publishers.insert(joined.identity.clone(), joined.can_publish);
+                Some(SessionEvent::ParticipantJoined {
+                    identity: joined.identity,
+                    name: joined.name,
+                    can_publish: joined.can_publish,
+                })
+            }
+            ffi::RoomEvent::ParticipantDisconnected { identity, reason } => {
+                cue(Cue::ParticipantLeft);
+                publishers.remove(&identity);
+                Some(SessionEvent::ParticipantLeft { identity, reason: reason.code().to_string() })
+            }
+            ffi::RoomEvent::AudioTrackSubscribed { identity, track } => {
+                if let Some(mixer) = &mixer {
+                    match ffi::AudioStream::new(&track, SAMPLE_RATE, 1) {
+                        Ok(stream) => {
+                            let task = tokio::spawn(receive(
+                                stream,
+                                track.clone(),
+                                Arc::clone(mixer),
+                                events.clone(),
+                                report_stats,
+                            ));
+                            if let Some(previous) = streams.insert(track.sid.clone(), task) {
+                                previous.abort();
+                            }
+                        }
+                        Err(error) => emit(
+                            &events,
+                            SessionEvent::Warning { message: format!("cannot play {identity}'s audio: {error}") },
+                        ),
+                    }
+                }
+                Some(SessionEvent::TrackSubscribed { identity, sid: track.sid })
+            }
+            ffi::RoomEvent::TrackUnsubscribed { identity, sid } => {
+                if let Some(task) = streams.remove(&sid) {
+                    task.abort();
+                }
+                if let Some(mixer) = &mixer {
+                    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
+                }
+                Some(SessionEvent::TrackUnsubscribed { identity, sid })
+            }
+            ffi::RoomEvent::ParticipantPermissionChanged { identity, permission: Some(permission) }
+                if identity == local.identity =>
+            {
+                let allowed = permission.allows_publishing(ffi::TrackSource::Microphone);
+                // The server also reports changes of rights we do not follow (data, metadata).
+                (local.may_publish.swap(allowed, Ordering::Relaxed) != allowed).then(|| {
+                    local.tell(PublishCommand::Allowed(allowed));
+                    SessionEvent::PublishPermission { can_publish: allowed }
+                })
+            }
+            ffi::RoomEvent::ParticipantPermissionChanged { identity, permission } => {
+                let allowed = can_publish_microphone(permission.as_ref());
+                (publishers.insert(identity.clone(), allowed) != Some(allowed))
+                    .then_some(SessionEvent::ParticipantPermission { identity, can_publish: allowed })
+            }
+            ffi::RoomEvent::LocalTrackUnpublished { sid } => {
+                local.tell(PublishCommand::Unpublished(sid));
+                None
+            }
+            ffi::RoomEvent::TrackMuted { identity, sid } => Some(SessionEvent::TrackMuted { identity, sid }),
+            ffi::RoomEvent::TrackUnmuted { identity, sid } => Some(SessionEvent::TrackUnmuted { identity, sid }),
+            ffi::RoomEvent::ActiveSpeakersChanged(identities) => Some(SessionEvent::ActiveSpeakers { identities }),
+            ffi::RoomEvent::ConnectionQualityChanged { identity, quality } => {
+                Some(SessionEvent::ConnectionQuality { identity, quality: format!("{quality:?}").to_lowercase() })
+            }
+            ffi::RoomEvent::Reconnecting => {
+                emit(&events, SessionEvent::StateChanged { state: SessionState::Reconnecting });
+                Some(SessionEvent::Reconnecting)
+            }
+            ffi::RoomEvent::Reconnected => {
+                emit(&events, SessionEvent::StateChanged { state: SessionState::Connected });
+                Some(SessionEvent::Reconnected)
+            }
+            ffi::RoomEvent::Disconnected { reason } => {
+                for (_, task) in streams.drain() {
+                    task.abort();
+                }
+                Some(SessionEvent::Disconnected {
+                    reason: reason.describe().to_string(),
+                    code: reason.code().to_string(),
+                })
+            }
+            _ => None,
+        };
+        if let Some(mapped) = mapped {
+            emit(&events, mapped);
+        }
+    }
+}
+
+/// Copies one remote track's frames into the mixer; every `report_stats`, reports how the
+/// track fares in the receiver.
+async fn receive(
+    mut stream: ffi::AudioStream,
+    track: ffi::RemoteAudioTrack,
+    mixer: Arc<Mutex<Mixer>>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+    report_stats: Option<Duration>,
+) {
+    let (sid, identity) = (track.sid.clone(), track.participant_identity.clone());
+    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).add_source(&sid, &identity);
+    let mut samples = Vec::with_capacity(FRAME_SAMPLES);
+    let mut heard = false;
+    // Without statistics the timer never fires: one day is as good as never for a call.
+    let mut ticker = tokio::time::interval(report_stats.unwrap_or(Duration::from_secs(86_400)));
+    ticker.tick().await;
+    let mut previous = (ffi::ReceiveStats::default(), parley_audio::mixer::SourceStats::default());
+    loop {
+        tokio::select! {
+            frame = stream.next_frame(&mut samples) => {
+                if frame.is_none() {
+                    break;
+                }
+                if !heard && samples.iter().any(|sample| sample.unsigned_abs() > AUDIBLE_PEAK as u16) {
+                    heard = true;
+                    emit(&events, SessionEvent::FirstAudio { identity: identity.clone(), sid: sid.clone() });
+                }
+                mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(&sid, &samples);
+            }
+            _ = ticker.tick(), if report_stats.is_some() => {
+                let Ok(Some(now)) = track.receive_stats().await else { continue };
+                let interval = now.since(&previous.0);
+                let queue = mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).source_stats(&sid);
+                let queue = queue.unwrap_or_default();
+                let mixer_queue_ms = queue.mean_queue_ms_since(&previous.1);
+                previous = (now, queue);
+                emit(
+                    &events,
+                    SessionEvent::ReceiveStats {
+                        identity: identity.clone(),
+                        sid: sid.clone(),
+                        jitter_buffer_ms: interval.jitter_buffer_ms,
+                        jitter_buffer_target_ms: interval.jitter_buffer_target_ms,
+                        concealed_percent: interval.concealed_percent,
+                        packets_lost: interval.packets_lost,
+                        mixer_queue_ms,
+                    },
+                );
+            }
+        }
+    }
+    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(identity: &str, can_publish: bool) -> ffi::ParticipantInfo {
+        ffi::ParticipantInfo {
+            sid: format!("PA_{identity}"),
+            identity: identity.to_string(),
+            name: identity.to_uppercase(),
+            metadata: String::new(),
+            attributes: HashMap::new(),
+            permission: Some(permission(can_publish)),
+        }
+    }
+
+    fn permission(can_publish: bool) -> ffi::Permission {
+        ffi::Permission {
+            can_subscribe: true,
+            can_publish,
+            can_publish_data: false,
+            can_publish_sources: vec![ffi::TrackSource::Microphone],
+        }
+    }
+
+    /// Feeds `room_events` through the follower and returns what it reported, and what it told
+    /// the publisher task.
+    async fn follow(room_events: Vec<ffi::RoomEvent>, publishers: &[(&str, bool)]) -> (Vec<SessionEvent>, Vec<String>) {
+        let (room_sender, room_receiver) = mpsc::unbounded_channel();
+        let (sender, mut events) = mpsc::unbounded_channel();
+        let (publisher, mut commands) = mpsc::unbounded_channel();
+        let local = LocalPublishing {
+            identity: "me".to_string(),
+            may_publish: Arc::new(AtomicBool::new(false)),
+            publisher: Some(publisher),
+        };
+        let known = publishers.iter().map(|(identity, allowed)| (identity.to_string(), *allowed)).collect();
+        for event in room_events {
+            room_sender.send(event).expect("the follower listens");
+        }
+        drop(room_sender);
+        run(room_receiver, sender, None, None, local, known, None).await;
+        let reported = std::iter::from_fn(|| events.try_recv().ok()).map(|stamped| stamped.event).collect();
+        let told = std::iter::from_fn(|| commands.try_recv().ok()).map(|command| format!("{command:?}")).collect();
+        (reported, told)
+    }
+
+    #[tokio::test]
+    async fn room_events_become_session_events_in_order() {
+        let (reported, _) = follow(
+            vec![
+                ffi::RoomEvent::ParticipantConnected(info("bob", true)),
+                ffi::RoomEvent::TrackMuted { identity: "bob".into(), sid: "TR_b".into() },
+                ffi::RoomEvent::ActiveSpeakersChanged(vec!["bob".into()]),
+                ffi::RoomEvent::ConnectionQualityChanged {
+                    identity: "bob".into(),
+                    quality: ffi::ConnectionQuality::Poor,
+                },
+                ffi::RoomEvent::Reconnecting,
+                ffi::RoomEvent::Reconnected,
+                ffi::RoomEvent::ParticipantDisconnected {
+                    identity: "bob".into(),
+                    reason: ffi::DisconnectReason::ParticipantRemoved,
+                },
+                ffi::RoomEvent::RoomMetadataChanged("ignored".into()),
+                ffi::RoomEvent::Disconnected { reason: ffi::DisconnectReason::ServerShutdown },
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(
+            reported,
+            vec![
+                SessionEvent::ParticipantJoined { identity: "bob".into(), name: "BOB".into(), can_publish: true },
+                SessionEvent::TrackMuted { identity: "bob".into(), sid: "TR_b".into() },
+                SessionEvent::ActiveSpeakers { identities: vec!["bob".into()] },
+                SessionEvent::ConnectionQuality { identity: "bob".into(), quality: "poor".into() },
+                SessionEvent::StateChanged { state: SessionState::Reconnecting },
+                SessionEvent::Reconnecting,
+                SessionEvent::StateChanged { state: SessionState::Connected },
+                SessionEvent::Reconnected,
+                SessionEvent::ParticipantLeft { identity: "bob".into(), reason: "participant_removed".into() },
+                SessionEvent::Disconnected { reason: "the server shut down".into(), code: "server_shutdown".into() },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permission_change_is_news_only_when_publishing_changes() {
+        let (reported, told) = follow(
+            vec![
+                // Others: bob known as a speaker; a repeat is not news, a hard mute is.
+                ffi::RoomEvent::ParticipantPermissionChanged {
+                    identity: "bob".into(),
+                    permission: Some(permission(true)),
+                },
+                ffi::RoomEvent::ParticipantPermissionChanged {
+                    identity: "bob".into(),
+                    permission: Some(permission(false)),
+                },
+                // Us: invited to speak, the same grant again (data rights changed), then moved back.
+                ffi::RoomEvent::ParticipantPermissionChanged {
+                    identity: "me".into(),
+                    permission: Some(permission(true)),
+                },
+                ffi::RoomEvent::ParticipantPermissionChanged {
+                    identity: "me".into(),
+                    permission: Some(permission(true)),
+                },
+                ffi::RoomEvent::ParticipantPermissionChanged {
+                    identity: "me".into(),
+                    permission: Some(permission(false)),
+                },
+                ffi::RoomEvent::LocalTrackUnpublished { sid: "TR_mine".into() },
+            ],
+            &[("bob", true)],
+        )
+        .await;
+        assert_eq!(
+            reported,
+            vec![
+                SessionEvent::ParticipantPermission { identity: "bob".into(), can_publish: false },
+                SessionEvent::PublishPermission { can_publish: true },
+                SessionEvent::PublishPermission { can_publish: false },
+            ]
+        );
+        assert_eq!(
+            told,
+            ["Allowed(true)", "Allowed(false)", "Unpublished(\"TR_mine\")"],
+            "the publisher is told each change"
+        );
+    }
+}
