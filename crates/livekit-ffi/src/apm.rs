@@ -1,8 +1,7 @@
 //! WebRTC audio processing (echo cancellation, noise suppression, gain control, high-pass).
 
-use crate::engine::Engine;
+use crate::engine::{Engine, OwnedHandle};
 use crate::error::Error;
-use crate::handle::OwnedHandle;
 use crate::proto;
 use crate::proto::ffi_request::Message as RequestMessage;
 use crate::proto::ffi_response::Message as ResponseMessage;

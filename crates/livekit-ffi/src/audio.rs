@@ -4,14 +4,13 @@
 
 use tokio::sync::mpsc;
 
-use crate::engine::{Engine, KeepAlive};
+use crate::engine::{Engine, KeepAlive, OwnedHandle};
 use crate::error::Error;
-use crate::handle::OwnedHandle;
 use crate::proto;
 use crate::proto::ffi_event::Message as EventMessage;
 use crate::proto::ffi_request::Message as RequestMessage;
 use crate::proto::ffi_response::Message as ResponseMessage;
-use crate::room::RemoteAudioTrack;
+use crate::track::RemoteAudioTrack;
 
 /// Samples per channel in one 10 ms frame at `sample_rate`.
 pub fn samples_per_10ms(sample_rate: u32) -> usize {

@@ -11,7 +11,7 @@
 //! at registration; events for handles already closed have their owned handles released here.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -19,48 +19,15 @@ use prost::Message as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, LoadError};
-use crate::handle::OwnedHandle;
+use crate::library::LibrarySearch;
 use crate::native::Native;
 use crate::proto;
 use crate::proto::ffi_event::Message as EventMessage;
 use crate::proto::ffi_request::Message as RequestMessage;
 use crate::proto::ffi_response::Message as ResponseMessage;
 
-/// Environment variable naming the library file explicitly (the same name LiveKit's Python SDK
-/// uses). When set, no other location is tried.
-pub const LIBRARY_PATH_ENV: &str = "LIVEKIT_LIB_PATH";
-
 /// Most events held for one handle before anybody registered it.
 const ORPHAN_LIMIT: usize = 256;
-
-/// Where to look for the library, in order, when [`LIBRARY_PATH_ENV`] is unset.
-#[derive(Debug, Clone, Default)]
-pub struct LibrarySearch {
-    /// An explicit file (a command-line flag); overrides everything else when set.
-    pub explicit: Option<PathBuf>,
-    /// Extra directories to look in before the defaults (e.g. the desktop app's resource dir).
-    pub extra_dirs: Vec<PathBuf>,
-}
-
-impl LibrarySearch {
-    /// The candidate files, in the order they are tried.
-    pub fn candidates(&self) -> Vec<PathBuf> {
-        if let Some(explicit) = &self.explicit {
-            return vec![explicit.clone()];
-        }
-        if let Some(path) = std::env::var_os(LIBRARY_PATH_ENV).filter(|value| !value.is_empty()) {
-            return vec![PathBuf::from(path)];
-        }
-        let file = parley_deps::ffi_library_file_name();
-        let mut candidates: Vec<PathBuf> = self.extra_dirs.iter().map(|dir| dir.join(file)).collect();
-        if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
-            candidates.push(dir.join(file));
-            candidates.push(dir.join("resources").join(file));
-        }
-        candidates.push(parley_deps::Layout::discover().ffi_library());
-        candidates
-    }
-}
 
 /// The loaded engine. One per process; see [`Engine::start`].
 pub struct Engine {
@@ -447,5 +414,38 @@ fn forward_logs(batch: proto::LogBatch) {
             }
             proto::LogLevel::LogDebug | proto::LogLevel::LogTrace => {}
         }
+    }
+}
+
+/// A handle the library gave us; released with `livekit_ffi_drop_handle` exactly once, on drop.
+pub(crate) struct OwnedHandle {
+    engine: &'static Engine,
+    id: u64,
+}
+
+impl OwnedHandle {
+    pub(crate) fn new(engine: &'static Engine, id: u64) -> OwnedHandle {
+        OwnedHandle { engine, id }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn engine(&self) -> &'static Engine {
+        self.engine
+    }
+}
+
+impl Drop for OwnedHandle {
+    fn drop(&mut self) {
+        tracing::trace!(handle = self.id, "releasing handle");
+        self.engine.drop_handle(self.id);
+    }
+}
+
+impl std::fmt::Debug for OwnedHandle {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "OwnedHandle({})", self.id)
     }
 }

@@ -21,7 +21,7 @@ impl fmt::Display for LoadError {
         write!(
             formatter,
             "); run `cargo xtask setup` to install it, or set {} to the library file",
-            crate::engine::LIBRARY_PATH_ENV
+            crate::library::LIBRARY_PATH_ENV
         )
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::proto;
-use crate::room::RemoteAudioTrack;
+use crate::track::{RemoteAudioTrack, TrackPublication, TrackSource};
 
 /// A participant as the room sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,32 +32,6 @@ impl Permission {
     pub fn allows_publishing(&self, source: TrackSource) -> bool {
         self.can_publish && (self.can_publish_sources.is_empty() || self.can_publish_sources.contains(&source))
     }
-}
-
-/// A published track, remote or local.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackPublication {
-    pub sid: String,
-    pub name: String,
-    pub kind: TrackKind,
-    pub source: TrackSource,
-    pub muted: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrackKind {
-    Audio,
-    Video,
-    Unknown,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrackSource {
-    Microphone,
-    Camera,
-    ScreenShare,
-    ScreenShareAudio,
-    Unknown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,50 +223,6 @@ impl From<&proto::ParticipantPermission> for Permission {
                 .iter()
                 .map(|source| TrackSource::from_proto(*source))
                 .collect(),
-        }
-    }
-}
-
-impl From<&proto::TrackPublicationInfo> for TrackPublication {
-    fn from(info: &proto::TrackPublicationInfo) -> TrackPublication {
-        TrackPublication {
-            sid: info.sid.clone(),
-            name: info.name.clone(),
-            kind: TrackKind::from_proto(info.kind),
-            source: TrackSource::from_proto(info.source),
-            muted: info.muted,
-        }
-    }
-}
-
-impl TrackKind {
-    pub(crate) fn from_proto(kind: i32) -> TrackKind {
-        match proto::TrackKind::try_from(kind) {
-            Ok(proto::TrackKind::KindAudio) => TrackKind::Audio,
-            Ok(proto::TrackKind::KindVideo) => TrackKind::Video,
-            _ => TrackKind::Unknown,
-        }
-    }
-}
-
-impl TrackSource {
-    pub(crate) fn from_proto(source: i32) -> TrackSource {
-        match proto::TrackSource::try_from(source) {
-            Ok(proto::TrackSource::SourceMicrophone) => TrackSource::Microphone,
-            Ok(proto::TrackSource::SourceCamera) => TrackSource::Camera,
-            Ok(proto::TrackSource::SourceScreenshare) => TrackSource::ScreenShare,
-            Ok(proto::TrackSource::SourceScreenshareAudio) => TrackSource::ScreenShareAudio,
-            _ => TrackSource::Unknown,
-        }
-    }
-
-    pub(crate) fn to_proto(self) -> proto::TrackSource {
-        match self {
-            TrackSource::Microphone => proto::TrackSource::SourceMicrophone,
-            TrackSource::Camera => proto::TrackSource::SourceCamera,
-            TrackSource::ScreenShare => proto::TrackSource::SourceScreenshare,
-            TrackSource::ScreenShareAudio => proto::TrackSource::SourceScreenshareAudio,
-            TrackSource::Unknown => proto::TrackSource::SourceUnknown,
         }
     }
 }

@@ -7,18 +7,17 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::audio::LocalAudioTrack;
-use crate::engine::{Engine, KeepAlive};
+use crate::engine::{Engine, KeepAlive, OwnedHandle};
 use crate::error::{ConnectFailure, Error};
 use crate::event::{
-    ConnectionQuality, ConnectionState, DisconnectReason, ParticipantInfo, Permission, RoomEvent, TrackKind,
-    TrackPublication, TrackSource, attributes_map,
+    ConnectionQuality, ConnectionState, DisconnectReason, ParticipantInfo, Permission, RoomEvent, attributes_map,
 };
-use crate::handle::OwnedHandle;
 use crate::proto;
 use crate::proto::ffi_event::Message as EventMessage;
 use crate::proto::ffi_request::Message as RequestMessage;
 use crate::proto::ffi_response::Message as ResponseMessage;
 use crate::redact::redact;
+use crate::track::{RemoteAudioTrack, TrackKind, TrackPublication, TrackSource};
 
 /// How to join a room.
 #[derive(Debug, Clone)]
@@ -64,25 +63,6 @@ pub struct PublishOptions {
 impl Default for PublishOptions {
     fn default() -> PublishOptions {
         PublishOptions { source: TrackSource::Microphone, dtx: true, red: true, max_bitrate: None }
-    }
-}
-
-/// A subscribed remote audio track; open an [`crate::AudioStream`] on it to receive frames.
-#[derive(Clone)]
-pub struct RemoteAudioTrack {
-    pub(crate) handle: Arc<OwnedHandle>,
-    pub sid: String,
-    pub name: String,
-    pub participant_identity: String,
-}
-
-impl std::fmt::Debug for RemoteAudioTrack {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("RemoteAudioTrack")
-            .field("sid", &self.sid)
-            .field("participant_identity", &self.participant_identity)
-            .finish()
     }
 }
 

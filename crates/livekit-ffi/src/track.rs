@@ -1,0 +1,97 @@
+//! Tracks as Parley sees them: their kind and source, a publication, and a subscribed remote
+//! track (the handle a stream is opened on). A leaf of the crate: rooms, events and streams
+//! all speak of tracks, tracks speak of none of them.
+
+use std::sync::Arc;
+
+use crate::engine::OwnedHandle;
+use crate::proto;
+
+/// A published track, remote or local.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackPublication {
+    pub sid: String,
+    pub name: String,
+    pub kind: TrackKind,
+    pub source: TrackSource,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackKind {
+    Audio,
+    Video,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    ScreenShare,
+    ScreenShareAudio,
+    Unknown,
+}
+
+/// A subscribed remote audio track; open an [`crate::AudioStream`] on it to receive frames.
+#[derive(Clone)]
+pub struct RemoteAudioTrack {
+    pub(crate) handle: Arc<OwnedHandle>,
+    pub sid: String,
+    pub name: String,
+    pub participant_identity: String,
+}
+
+impl std::fmt::Debug for RemoteAudioTrack {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RemoteAudioTrack")
+            .field("sid", &self.sid)
+            .field("participant_identity", &self.participant_identity)
+            .finish()
+    }
+}
+
+impl From<&proto::TrackPublicationInfo> for TrackPublication {
+    fn from(info: &proto::TrackPublicationInfo) -> TrackPublication {
+        TrackPublication {
+            sid: info.sid.clone(),
+            name: info.name.clone(),
+            kind: TrackKind::from_proto(info.kind),
+            source: TrackSource::from_proto(info.source),
+            muted: info.muted,
+        }
+    }
+}
+
+impl TrackKind {
+    pub(crate) fn from_proto(kind: i32) -> TrackKind {
+        match proto::TrackKind::try_from(kind) {
+            Ok(proto::TrackKind::KindAudio) => TrackKind::Audio,
+            Ok(proto::TrackKind::KindVideo) => TrackKind::Video,
+            _ => TrackKind::Unknown,
+        }
+    }
+}
+
+impl TrackSource {
+    pub(crate) fn from_proto(source: i32) -> TrackSource {
+        match proto::TrackSource::try_from(source) {
+            Ok(proto::TrackSource::SourceMicrophone) => TrackSource::Microphone,
+            Ok(proto::TrackSource::SourceCamera) => TrackSource::Camera,
+            Ok(proto::TrackSource::SourceScreenshare) => TrackSource::ScreenShare,
+            Ok(proto::TrackSource::SourceScreenshareAudio) => TrackSource::ScreenShareAudio,
+            _ => TrackSource::Unknown,
+        }
+    }
+
+    pub(crate) fn to_proto(self) -> proto::TrackSource {
+        match self {
+            TrackSource::Microphone => proto::TrackSource::SourceMicrophone,
+            TrackSource::Camera => proto::TrackSource::SourceCamera,
+            TrackSource::ScreenShare => proto::TrackSource::SourceScreenshare,
+            TrackSource::ScreenShareAudio => proto::TrackSource::SourceScreenshareAudio,
+            TrackSource::Unknown => proto::TrackSource::SourceUnknown,
+        }
+    }
+}
