@@ -7,7 +7,10 @@
 //! * [`bridge`] — forwards every state snapshot and notice to the window (and the tray), posts
 //!   desktop notifications, logs call transitions;
 //! * [`tray`] — the tray icon and its menu (Mute ✓, Deafen ✓, Disconnect, Show/Hide, Quit);
-//! * [`shortcuts`] — global push-to-talk / toggle mute / toggle deafen from the settings;
+//! * [`shortcuts`] — global push-to-talk / toggle mute / toggle deafen from the settings (key
+//!   grabs, or the desktop's portal on Wayland);
+//! * [`login_item`] — launch at login;
+//! * [`webview`] — per-OS tuning of the window's web engine (WebKitGTK's memory settings);
 //! * [`links`] — `parley://` deep links, arguments forwarded by a second launch, and the
 //!   `parley ctl` control socket;
 //! * [`updates`] — the signed updater.
@@ -20,11 +23,11 @@ mod bridge;
 mod command_list;
 mod commands;
 mod links;
-#[cfg(target_os = "linux")]
-mod portal;
+mod login_item;
 mod shortcuts;
 mod tray;
 mod updates;
+mod webview;
 
 use std::process::ExitCode;
 
@@ -39,8 +42,7 @@ pub const MAIN_WINDOW: &str = "main";
 
 /// Builds and runs the app until Quit. Returns the process exit code.
 pub fn run() -> ExitCode {
-    #[cfg(target_os = "linux")]
-    software_compositing();
+    webview::prepare_process();
     init_logging();
     match run_app() {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,68 +53,17 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// WebKitGTK's switch for accelerated compositing; `0` keeps compositing on.
-#[cfg(target_os = "linux")]
-pub const COMPOSITING_SWITCH: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
-
-/// Runs the app with WebKitGTK's accelerated compositing off, unless the user set the switch.
-///
-/// `cargo xtask bench app` measured what it costs: with compositing on, each WebKit window keeps
-/// ~70 MB of extra memory (PSS: 297.8 → 225.4 MB for Parley idle, 263.8 → 196.3 MB for an empty
-/// Tauri window) and Parley's flat UI draws nothing that needs it. WebKitGTK reads the switch
-/// only from the environment, Rust makes changing our own environment `unsafe` (and `unsafe`
-/// stays in `crates/livekit-ffi`), so the app re-executes itself once with it set: `exec` keeps
-/// the process id and the arguments, and costs one more start of the dynamic loader. If the
-/// re-execution fails the app simply runs as it is.
-#[cfg(target_os = "linux")]
-fn software_compositing() {
-    use std::os::unix::process::CommandExt as _;
-    if std::env::var_os(COMPOSITING_SWITCH).is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let mut args = std::env::args_os();
-    let mut command = std::process::Command::new(exe);
-    if let Some(arg0) = args.next() {
-        command.arg0(arg0);
-    }
-    let error = command.args(args).env(COMPOSITING_SWITCH, "1").exec();
-    eprintln!("parley-app: running with WebKit compositing on: cannot re-execute: {error}");
-}
-
-/// Asks for WebKit's cache model (`document-viewer`, `web-browser`, `document-browser`); the
-/// default is `document-viewer`. For `cargo xtask bench app`, which measures what it buys.
-#[cfg(target_os = "linux")]
-pub const CACHE_MODEL_SWITCH: &str = "PARLEY_WEBKIT_CACHE_MODEL";
-
-/// Sets WebKit's cache model for the window to `DocumentViewer`: no memory cache of decoded
-/// resources and no back/forward page cache. WebKitGTK's default, `WebBrowser`, sizes those
-/// caches for browsing many pages; Parley shows one page built into the app, and a cache only
-/// holds on to memory there (`cargo xtask bench app` reports the difference).
-#[cfg(target_os = "linux")]
-fn set_cache_model(app: &tauri::AppHandle) {
-    use webkit2gtk::{CacheModel, WebContextExt as _, WebViewExt as _};
-    let model = match std::env::var(CACHE_MODEL_SWITCH).as_deref() {
-        Ok("web-browser") => CacheModel::WebBrowser,
-        Ok("document-browser") => CacheModel::DocumentBrowser,
-        _ => CacheModel::DocumentViewer,
-    };
-    let Some(window) = app.get_webview_window(MAIN_WINDOW) else { return };
-    let set = window.with_webview(move |webview| {
-        if let Some(context) = webview.inner().context() {
-            context.set_cache_model(model);
-        }
-    });
-    if let Err(error) = set {
-        tracing::warn!(%error, "WebKit's cache model stays at its default");
-    }
-}
-
 fn init_logging() {
     // `PARLEY_LOG=debug` for more; the engine's own chatter stays off by default.
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,livekit=off,pulseaudio=off"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // A line as each command's span opens: what the window asked for, in order (`commands`).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .init();
 }
 
 fn run_app() -> anyhow::Result<()> {
@@ -205,8 +156,7 @@ fn setup(app: &tauri::AppHandle) -> anyhow::Result<()> {
     let settings = client.settings();
     app.manage(client.clone());
     app.manage(shortcuts::ShortcutState::default());
-    #[cfg(target_os = "linux")]
-    set_cache_model(app);
+    webview::tune(app);
     tray::build(app).context("creating the tray icon")?;
     shortcuts::apply(app, &settings.shortcuts);
     bridge::start(app, &client);

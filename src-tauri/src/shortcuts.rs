@@ -1,8 +1,25 @@
 //! Global shortcuts from the settings (STYLE.md 18: registered in Rust; the webview has no
 //! shortcut permission). Push-to-talk follows the key's real `Pressed`/`Released`; toggles act
-//! on `Pressed`. Where key grabs cannot work (a Wayland session) the desktop's GlobalShortcuts
-//! portal binds them instead (`portal.rs`); where that is missing too, the settings screen says
-//! so and points to `parley ctl`, which any compositor can bind.
+//! on `Pressed`.
+//!
+//! Key grabs (the global-shortcut plugin) work on X11, Windows and macOS. What else a platform
+//! needs lives in its child module behind the same three items (`key_grabs_work`, `Fallback`,
+//! `bind_fallback`): `linux` binds the keys through the desktop's GlobalShortcuts portal
+//! (`portal`) where key grabs cannot work (a Wayland session), and where that is missing too the
+//! settings screen says so and points to `parley ctl`, which any compositor can bind;
+//! `key_grabs` (Windows, macOS) needs nothing more.
+
+#[cfg(not(target_os = "linux"))]
+mod key_grabs;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+mod portal;
+
+#[cfg(not(target_os = "linux"))]
+use key_grabs as platform;
+#[cfg(target_os = "linux")]
+use linux as platform;
 
 use std::sync::Mutex;
 
@@ -10,7 +27,6 @@ use parley_core::client::ipc::ShortcutSupport;
 use parley_core::client::{Client, Shortcuts};
 use tauri::plugin::TauriPlugin;
 use tauri::{AppHandle, Manager as _, Runtime};
-use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_global_shortcut::{GlobalShortcutExt as _, Shortcut, ShortcutEvent, ShortcutState as KeyState};
 
 /// What a registered shortcut does.
@@ -31,18 +47,14 @@ pub struct ShortcutState {
 struct Registered {
     bindings: Vec<(Shortcut, Action)>,
     support: Option<ShortcutSupport>,
-    /// The portal session that binds them on Wayland, and which `apply` started it: a report
-    /// from an older binding (settings changed meanwhile) is ignored.
-    #[cfg(target_os = "linux")]
-    portal: Option<crate::portal::Binding>,
-    #[cfg(target_os = "linux")]
-    generation: u64,
+    /// What binds the keys where key grabs cannot (the portal session on Wayland).
+    fallback: platform::Fallback,
 }
 
 impl ShortcutState {
     pub fn support(&self) -> ShortcutSupport {
         self.lock().support.clone().unwrap_or_else(|| ShortcutSupport {
-            global_shortcuts: key_grabs_work(),
+            global_shortcuts: platform::key_grabs_work(),
             message: None,
             failed: Vec::new(),
         })
@@ -112,70 +124,17 @@ pub fn apply<R: Runtime>(app: &AppHandle<R>, shortcuts: &Shortcuts) {
             Err(error) => failed.push(format!("{accelerator}: {error}")),
         }
     }
-    let works = key_grabs_work();
+    let works = platform::key_grabs_work();
     tracing::info!(registered = bindings.len(), failed = failed.len(), "global shortcuts");
     let state = app.state::<ShortcutState>();
     let mut registered = state.lock();
     registered.bindings = bindings;
     registered.support = Some(ShortcutSupport { global_shortcuts: works && failed.is_empty(), message: None, failed });
-    #[cfg(target_os = "linux")]
-    {
-        // Dropping the previous binding closes its portal session.
-        registered.portal = None;
-        registered.generation += 1;
-        let generation = registered.generation;
-        if !works {
-            registered.support = Some(ShortcutSupport {
-                global_shortcuts: false,
-                message: Some("Asking your desktop's shortcuts portal to bind the keys…".into()),
-                failed: Vec::new(),
-            });
-            let wanted = wanted
-                .into_iter()
-                .filter_map(|(accelerator, action)| {
-                    accelerator.as_deref().filter(|text| !text.is_empty()).map(|text| (action, text.to_string()))
-                })
-                .collect();
-            let report = move |app: &AppHandle<R>, support: ShortcutSupport| {
-                let state = app.state::<ShortcutState>();
-                let mut registered = state.lock();
-                if registered.generation != generation {
-                    return;
-                }
-                if support.global_shortcuts {
-                    // The portal delivers the keys now; the grabs (which see keys only while an
-                    // X window of ours has focus) would deliver them twice and undo a toggle.
-                    if let Err(error) = app.global_shortcut().unregister_all() {
-                        tracing::warn!(%error, "could not release the key grabs the portal replaces");
-                    }
-                    registered.bindings.clear();
-                }
-                registered.support = Some(support);
-            };
-            registered.portal = Some(crate::portal::bind(app, wanted, report, perform));
-        }
-    }
-}
-
-/// Turns the login item on or off; failures are logged (the setting stays saved).
-pub fn apply_launch_at_login<R: Runtime>(app: &AppHandle<R>, enabled: bool) {
-    let launcher = app.autolaunch();
-    let result = if enabled { launcher.enable() } else { launcher.disable() };
-    if let Err(error) = result {
-        tracing::warn!(%error, enabled, "could not change the login item");
-    }
-}
-
-/// X11, Windows and macOS let an app grab keys globally; a Wayland session does not (X11 apps
-/// under XWayland only see keys while one of their windows has focus).
-#[cfg(target_os = "linux")]
-fn key_grabs_work() -> bool {
-    let wayland = std::env::var("XDG_SESSION_TYPE").is_ok_and(|kind| kind == "wayland")
-        || std::env::var_os("WAYLAND_DISPLAY").is_some_and(|display| !display.is_empty());
-    !wayland
-}
-
-#[cfg(not(target_os = "linux"))]
-fn key_grabs_work() -> bool {
-    true
+    let wanted = wanted
+        .into_iter()
+        .filter_map(|(accelerator, action)| {
+            accelerator.as_deref().filter(|text| !text.is_empty()).map(|text| (action, text.to_string()))
+        })
+        .collect();
+    platform::bind_fallback(app, &mut registered, works, wanted);
 }

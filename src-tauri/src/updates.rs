@@ -12,6 +12,7 @@ fn update_error(error: tauri_plugin_updater::Error) -> ClientError {
 }
 
 #[tauri::command]
+#[tracing::instrument(skip_all, err(Display))]
 pub async fn check_for_updates(app: AppHandle) -> Result<UpdateStatus, ClientError> {
     let update = app.updater().map_err(update_error)?.check().await.map_err(update_error)?;
     Ok(UpdateStatus {
@@ -24,6 +25,7 @@ pub async fn check_for_updates(app: AppHandle) -> Result<UpdateStatus, ClientErr
 
 /// Downloads, verifies and installs the newest release, then restarts into it.
 #[tauri::command]
+#[tracing::instrument(skip_all, err(Display))]
 pub async fn install_update(app: AppHandle) -> Result<(), ClientError> {
     let update = app.updater().map_err(update_error)?.check().await.map_err(update_error)?;
     let Some(update) = update else {

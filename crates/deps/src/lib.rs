@@ -162,17 +162,11 @@ impl Layout {
     }
 }
 
+/// `<user cache dir>/parley/deps`: `$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches`
+/// on macOS, `%LOCALAPPDATA%` on Windows (the `dirs` crate's rules); the temp dir for a user
+/// without a home.
 fn default_root() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("HOME").or_else(|| std::env::var_os("USERPROFILE"))?;
-            let home = PathBuf::from(home);
-            Some(if cfg!(target_os = "macos") { home.join("Library").join("Caches") } else { home.join(".cache") })
-        })
-        .unwrap_or_else(std::env::temp_dir);
-    cache.join("parley").join("deps")
+    dirs::cache_dir().unwrap_or_else(std::env::temp_dir).join("parley").join("deps")
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::adapter::livekit::token::TokenClaims;
 use crate::http::{Failure, Http, decode_json};
 use crate::plane::{
     BackendKind, Capabilities, Capability, ControlPlane, JoinGrant, PlaneEvent, PlaneParticipant, RoomSummary,
@@ -379,15 +380,14 @@ impl ControlPlane for DistokoloshePlane {
             .await
             .map_err(|failure| join_error(failure, room))?;
         let answer: JoinAnswer = decode_json(response).await?;
-        let claims = livekit_api::access_token::Claims::from_unverified(&answer.token)
-            .map_err(|_| PlaneError::Malformed { detail: "the server's LiveKit token is not a JWT".into() })?;
+        let claims = TokenClaims::read(&answer.token)?;
         Ok(JoinGrant {
             room_id: answer.room.as_ref().map(|info| id_string(&info.id)).unwrap_or(room_id),
             room_name: answer.room.map(|info| info.name).unwrap_or_else(|| room.to_string()),
             url: livekit_url(&self.base, &answer.ws_url)?,
             token: answer.token,
             e2ee_key: answer.e2ee_key.filter(|key| !key.is_empty()),
-            expires_at: u64::try_from(claims.exp).ok().filter(|exp| *exp > 0),
+            expires_at: claims.expires_at,
             heartbeat_every: Some(HEARTBEAT_EVERY),
             role: None,
         })

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
+use crate::adapter::livekit::token::TokenClaims;
 use crate::http::{Failure, Http, decode_json};
 use crate::plane::{BackendKind, Capabilities, Capability, ControlPlane, JoinGrant};
 use crate::{PlaneError, Secret};
@@ -210,10 +211,9 @@ impl ControlPlane for LkJwtPlane {
         if answer.jwt.is_empty() || answer.url.is_empty() {
             return Err(PlaneError::Malformed { detail: "lk-jwt-service answered without url or jwt".into() });
         }
-        let expires_at = livekit_api::access_token::Claims::from_unverified(&answer.jwt)
+        let expires_at = TokenClaims::read(&answer.jwt)
             .ok()
-            .and_then(|claims| u64::try_from(claims.exp).ok())
-            .filter(|exp| *exp > 0)
+            .and_then(|claims| claims.expires_at)
             .unwrap_or_else(|| now_secs() + TOKEN_LIFETIME.as_secs());
         Ok(JoinGrant {
             room_id: room_id.to_string(),

@@ -20,6 +20,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::adapter::livekit::token::TokenClaims;
 use crate::http::{Failure, Http, parse_json};
 use crate::plane::{BackendKind, Capabilities, Capability, ControlPlane, JoinGrant};
 use crate::{PlaneError, Secret};
@@ -186,16 +187,15 @@ impl ControlPlane for Nip29Plane {
             .map_err(|error| PlaneError::Malformed { detail: format!("reading the relay's answer: {error}") })?;
         let answer: TokenAnswer = parse_json(&body, &format!("{}{LIVEKIT_PATH}/…", self.base))?;
         let (server_url, token) = answer.into_parts()?;
-        let claims = livekit_api::access_token::Claims::from_unverified(&token)
-            .map_err(|_| PlaneError::Malformed { detail: "the relay's LiveKit token is not a JWT".into() })?;
-        let read_only = claims.video.can_publish == Some(false);
+        let claims = TokenClaims::read(&token)?;
+        let read_only = claims.can_publish == Some(false);
         Ok(JoinGrant {
             room_id: group.to_string(),
             room_name: group.to_string(),
             url: websocket_url(&server_url)?,
             token,
             e2ee_key: None,
-            expires_at: u64::try_from(claims.exp).ok().filter(|exp| *exp > 0),
+            expires_at: claims.expires_at,
             heartbeat_every: None,
             role: Some(if read_only { "listener" } else { "member" }.to_string()),
         })

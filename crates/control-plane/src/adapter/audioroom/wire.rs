@@ -4,7 +4,6 @@
 //! Every field the adapter does not need is left out and every optional one defaults, so that a
 //! newer plugin adding or dropping a field does not break decoding.
 
-use base64::Engine as _;
 use serde::Deserialize;
 
 /// `Room` from `room_serializer.rb`.
@@ -133,34 +132,9 @@ pub(super) enum RoomMessage {
     Other,
 }
 
-/// The claims of the LiveKit token the adapter reads (never verified: the forum signs it for
-/// LiveKit, which verifies it).
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct TokenClaims {
-    #[serde(default)]
-    pub exp: Option<u64>,
-    /// JSON `{username,name,avatar_template,role}` (§1.3).
-    #[serde(default)]
-    pub metadata: Option<String>,
-}
-
-impl TokenClaims {
-    /// Reads the payload of a JWT. A token that is not a readable JWT gives empty claims: LiveKit
-    /// is the judge of the token, the adapter only wants its expiry and role if it can see them.
-    pub fn read(token: &str) -> TokenClaims {
-        let Some(payload) = token.split('.').nth(1) else {
-            return TokenClaims::default();
-        };
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
-    }
-
-    /// The `role` in the token's metadata ("moderator", "speaker", "listener", "participant").
-    pub fn role(&self) -> Option<String> {
-        let metadata: serde_json::Value = serde_json::from_str(self.metadata.as_deref()?).ok()?;
-        metadata.get("role")?.as_str().map(str::to_string)
-    }
+/// The `role` in the metadata of the LiveKit token the forum mints (`{username,name,
+/// avatar_template,role}`, §1.3): "moderator", "speaker", "listener", "participant".
+pub(super) fn role_in_metadata(metadata: &str) -> Option<String> {
+    let metadata: serde_json::Value = serde_json::from_str(metadata).ok()?;
+    metadata.get("role")?.as_str().map(str::to_string)
 }

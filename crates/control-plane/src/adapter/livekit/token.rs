@@ -65,6 +65,10 @@ pub struct TokenClaims {
     pub admin: bool,
     /// `exp`, seconds since the Unix epoch; `None` when the token has none.
     pub expires_at: Option<u64>,
+    /// `video.canPublish`; `None` when the token leaves it to LiveKit's default (allowed).
+    pub can_publish: Option<bool>,
+    /// `metadata`, as the backend wrote it (often JSON); empty when absent.
+    pub metadata: String,
 }
 
 impl TokenClaims {
@@ -80,6 +84,8 @@ impl TokenClaims {
             identity: claims.sub.clone(),
             admin: claims.video.room_admin,
             expires_at: (claims.exp != 0).then_some(claims.exp as u64),
+            can_publish: claims.video.can_publish,
+            metadata: claims.metadata,
         })
     }
 }

@@ -14,7 +14,7 @@ use parley_core::client::ipc::ShortcutSupport;
 use tauri::{AppHandle, Runtime};
 use tokio::sync::oneshot;
 
-use crate::shortcuts::Action;
+use super::Action;
 
 /// What the portal calls each shortcut (stable: desktops remember the user's keys by id).
 fn id(action: Action) -> &'static str {
