@@ -1,6 +1,6 @@
 //! The `livekit` adapter and [`RoomAdmin`] against a real LiveKit server (`parley-devserver`):
 //! rooms, tokens, RoomService errors. Moderating participants who really publish audio is
-//! covered end to end in `crates/cli/tests/e2e/profiles.rs`.
+//! covered end to end in `tests/cli/profiles.rs`.
 
 use livekit_api::access_token::TokenVerifier;
 use livekit_api::services::room::{CreateRoomOptions, RoomClient};

@@ -86,7 +86,7 @@ fn crowd_puts_many_speakers_in_one_room_from_one_process() {
     let _serial = audio_lock();
     let server = server();
     let dir = scratch();
-    let mut crowd = Command::new(env!("CARGO_BIN_EXE_parley"))
+    let mut crowd = Command::new(parley_e2e::parley_binary())
         .args(["crowd", "--url", &server.url(), "--room", "stadium", "--count", "5", "--duration", "8"])
         .env("LIVEKIT_API_KEY", server.api_key())
         .env("LIVEKIT_API_SECRET", server.api_secret())

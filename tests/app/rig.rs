@@ -145,7 +145,7 @@ impl Rig {
         });
         let driver = TauriDriver::start(&env).unwrap_or_else(|error| panic!("tauri-driver: {error}"));
         let capabilities = json!({ "tauri:options": {
-            "application": env!("CARGO_BIN_EXE_parley-app"),
+            "application": parley_e2e::app_binary(),
             "args": if setup.first_run { Vec::new() } else { vec![format!("parley://join/{PROFILE}/{ROOM}")] },
         }});
         let session = driver.webdriver().new_session(capabilities).unwrap_or_else(|error| {
@@ -182,7 +182,7 @@ impl Rig {
     /// The environment the running app process sees (`/proc/<pid>/environ`): the process whose
     /// program is the app and whose `PARLEY_CONFIG_DIR` is this rig's.
     pub fn app_environment(&self) -> Option<Vec<(String, String)>> {
-        let app = std::fs::canonicalize(env!("CARGO_BIN_EXE_parley-app")).ok()?;
+        let app = std::fs::canonicalize(parley_e2e::app_binary()).ok()?;
         let ours = format!("PARLEY_CONFIG_DIR={}", self.dir.path().join("config").display());
         std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
             let exe = std::fs::read_link(entry.path().join("exe")).ok()?;
@@ -228,9 +228,7 @@ impl Drop for Rig {
 
 /// `<target dir>/app-e2e`: this test runs as `<target>/<profile>/deps/e2e-<hash>`.
 pub fn artifacts_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let target = exe.ancestors().nth(3).expect("the test binary lives in <target>/<profile>/deps");
-    target.join("app-e2e")
+    parley_e2e::artifacts_dir("app-e2e")
 }
 
 /// `parley profile add local --backend livekit …` with the API secret through stdin into the

@@ -4,7 +4,7 @@
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -12,60 +12,9 @@ use parley_audio::SAMPLE_RATE;
 use parley_devserver::DevServer;
 use serde_json::Value;
 
-/// The `parley` CLI, built for this test run. The CLI is another package, so Cargo gives this
-/// test no `CARGO_BIN_EXE_parley`: it is built here, once, with the cargo that runs the tests,
-/// into the same target directory and profile (beside this test binary's `deps/`), and the path
-/// checked. `PARLEY_CLI` overrides it with a binary of your choice.
-pub fn parley_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = std::env::var_os("PARLEY_CLI").filter(|value| !value.is_empty()) {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "PARLEY_CLI={} should be the parley binary", path.display());
-            return path;
-        }
-        // This test runs as <target>/<profile dir>/deps/e2e-<hash>.
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary lives in <profile>/deps");
-        let target = profile_dir.parent().expect("the profile directory lives in the target directory");
-        let profile = profile_dir.file_name().and_then(|name| name.to_str()).expect("a profile directory name");
-        let cargo = std::env::var("CARGO").ok().or_else(|| option_env!("CARGO").map(String::from));
-        let mut build = Command::new(cargo.unwrap_or_else(|| "cargo".into()));
-        build
-            .args(["build", "--quiet", "--package", "parley-cli", "--bin", "parley", "--manifest-path"])
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
-            .arg("--target-dir")
-            .arg(target);
-        // Cargo gives this test the variables it gives a crate (`CARGO_PKG_NAME`, `OUT_DIR`, …);
-        // build scripts that watch them (ring's) would see them change and rerun, and the next
-        // `cargo test` would rebuild half the tree again.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            let set_for_crates = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CRATE_", "CARGO_TARGET_TMPDIR"]
-                .iter()
-                .any(|prefix| key.starts_with(prefix));
-            if set_for_crates || key == "OUT_DIR" || key == "CARGO_PRIMARY_PACKAGE" || key == "CARGO_RUSTC_CURRENT_DIR"
-            {
-                build.env_remove(key.as_ref());
-            }
-        }
-        // Cargo's `dev` (and `test`) profiles build into `debug/`; any other into its own name.
-        if profile != "debug" {
-            build.args(["--profile", profile]);
-        }
-        let started = std::time::Instant::now();
-        let status = build.status().expect("running cargo build for the parley CLI");
-        eprintln!("built the parley CLI in {:.1} s", started.elapsed().as_secs_f64());
-        assert!(status.success(), "building the parley CLI should succeed ({status})");
-        let binary = profile_dir.join(format!("parley{}", std::env::consts::EXE_SUFFIX));
-        assert!(binary.is_file(), "cargo built parley-cli, so {} should exist", binary.display());
-        binary
-    })
-}
-
 /// A `parley` command with none of the caller's LiveKit settings leaking in.
 pub fn parley() -> Command {
-    let mut command = Command::new(parley_binary());
+    let mut command = Command::new(parley_e2e::parley_binary());
     command
         .env_remove("LIVEKIT_TOKEN")
         .env_remove("LIVEKIT_URL")

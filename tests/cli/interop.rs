@@ -27,7 +27,7 @@ fn parley_and_the_livekit_python_sdk_hear_each_other() {
         ttl: Duration::from_secs(600),
     };
     let token = mint(server.api_key(), server.api_secret(), &request).expect("mint");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/python_peer.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/python_peer.py");
     let mut snake = Command::new(&python)
         .args([script, "--url", &server.url(), "--token", &token, "--tone", "500", "--seconds", "7"])
         .stdout(Stdio::piped())

@@ -16,17 +16,10 @@
 //! (`parley join` processes), [`sound`] (recording and feeding the app's devices), [`tray`] (the
 //! tray menu over D-Bus, as a panel sees it).
 
-// A test crate's root resolves `mod x;` beside itself (tests/x.rs); the helpers live in
-// tests/e2e/, so that Cargo does not take each of them for a test target of its own.
-#[path = "e2e/peer.rs"]
 mod peer;
-#[path = "e2e/rig.rs"]
 mod rig;
-#[path = "e2e/sound.rs"]
 mod sound;
-#[path = "e2e/tray.rs"]
 mod tray;
-#[path = "e2e/window.rs"]
 mod window;
 
 use std::process::Command;
@@ -473,6 +466,16 @@ fn a_newcomer_adds_a_self_hosted_server_picks_its_room_and_hears_the_peer() {
         let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap_or_default()).into_owned();
         assert!(!text.contains(&secret), "the API secret must not be written to {}", entry.display());
     }
+    // The app's log says what the window asked for, in order, and never the secret it carried.
+    let log = std::fs::read_to_string(rig.driver.log_path()).unwrap_or_default();
+    let added = log.find("add_profile{profile=local backend=Livekit}");
+    let joined = log.find(&format!("join_room{{profile=\"local\" room=\"{ROOM}\" switch_rooms=false}}"));
+    assert!(
+        added.is_some() && joined.is_some() && added < joined,
+        "the log should name add_profile, then join_room with their arguments; it ends with:\n{}",
+        rig.driver.log_tail(40)
+    );
+    assert!(!log.contains(&secret), "the API secret must not reach the app's log");
     bot.leave(ENDS).assert_clean();
 }
 

@@ -190,7 +190,7 @@ fn ctl_without_a_running_session_says_so() {
     assert_eq!(output.status.code(), Some(5));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no running parley listens on /nonexistent/parley.sock"), "{stderr}");
-    let bad = Command::new(env!("CARGO_BIN_EXE_parley")).args(["ctl", "shout"]).output().expect("run ctl");
+    let bad = Command::new(parley_e2e::parley_binary()).args(["ctl", "shout"]).output().expect("run ctl");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown command"), "a bad command is explained");
 }
 

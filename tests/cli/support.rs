@@ -23,7 +23,7 @@ pub fn server() -> DevServer {
 }
 
 pub fn parley() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
+    let mut command = Command::new(parley_e2e::parley_binary());
     command
         .env_remove("LIVEKIT_TOKEN")
         .env_remove("LIVEKIT_URL")

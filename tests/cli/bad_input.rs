@@ -147,7 +147,7 @@ fn a_missing_library_lists_every_place_searched() {
     let outcome =
         run(&["join", "--url", "ws://127.0.0.1:9"], &[("LIVEKIT_TOKEN", &jwt), ("PARLEY_DEPS_DIR", "/nowhere/deps")]);
     assert_clear_error(&outcome, 3, "/nowhere/deps/livekit-ffi/", "no library installed");
-    let exe_dir = std::path::Path::new(env!("CARGO_BIN_EXE_parley")).parent().expect("exe dir").display().to_string();
+    let exe_dir = parley_e2e::parley_binary().parent().expect("exe dir").display().to_string();
     assert!(outcome.stderr.contains(&exe_dir), "the directory beside the executable is listed: {}", outcome.stderr);
     assert!(
         outcome.stderr.contains("LIVEKIT_LIB_PATH"),
