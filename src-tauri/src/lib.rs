@@ -54,14 +54,17 @@ pub fn run() -> ExitCode {
 }
 
 fn init_logging() {
-    // `PARLEY_LOG=debug` for more; the engine's own chatter stays off by default.
+    // `PARLEY_LOG=debug` for more; the engine's own chatter stays off by default, and so do the
+    // D-Bus library's spans (it opens one per message at info).
     let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,livekit=off,pulseaudio=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,livekit=off,pulseaudio=off,zbus=warn"));
     // A line as each command's span opens: what the window asked for, in order (`commands`).
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // Colours only for a terminal: a log file (a bug report) gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
         .init();
 }
