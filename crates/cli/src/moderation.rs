@@ -10,8 +10,8 @@ use clap::Args;
 use parley_control_plane::{Capability, ModerationAction, PlaneError};
 use parley_core::membership;
 
+use crate::exit::{ExitKind, Failure, fail};
 use crate::profile::{join_grant, open, plane_failure};
-use crate::{ExitKind, Failure, fail};
 
 #[derive(Args)]
 pub struct ModArgs {

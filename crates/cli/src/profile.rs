@@ -1,4 +1,4 @@
-//! `parley profile add|list|show|remove`, `parley rooms`, and joining through a profile
+//! `parley profile add|list|show|remove|authorize`, `parley rooms`, and joining through a profile
 //! (`parley join --profile P --room R`): the CLI face of `parley_control_plane::profile` and
 //! `parley_core::membership`.
 //!
@@ -9,16 +9,14 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use parley_control_plane::profile::{self as profiles, BackendSettings, Profile, ProfileStore};
 use parley_control_plane::secret_store::{KeyringStore, SecretStore as _};
 use parley_control_plane::{BackendKind, ControlPlane, JoinGrant, PlaneError, Secret};
-use parley_core::membership::MembershipEvent;
 
-use crate::{ExitKind, Failure, fail};
+use crate::exit::{ExitKind, Failure, fail};
 
 #[derive(Subcommand)]
 pub enum ProfileCommand {
@@ -508,41 +506,6 @@ pub async fn rooms(args: RoomsArgs) -> Result<(), Failure> {
         println!("{label}  {count}{}", if room.stage { "  stage" } else { "" });
     }
     Ok(())
-}
-
-/// Prints one membership event: a JSON line like the session's, or a short human line.
-pub fn print_membership(json: bool, started: SystemTime, event: &MembershipEvent) {
-    let now = SystemTime::now();
-    let t_ms = now.duration_since(started).map(|elapsed| elapsed.as_secs_f64() * 1000.0).unwrap_or(0.0);
-    let line = if json {
-        let unix_ms = now.duration_since(UNIX_EPOCH).map(|since| since.as_secs_f64() * 1000.0).unwrap_or(0.0);
-        let mut value = serde_json::to_value(event).unwrap_or_else(|_| serde_json::json!({"event": "unknown"}));
-        if let Some(object) = value.as_object_mut() {
-            object.insert("t_ms".into(), serde_json::json!((t_ms * 10.0).round() / 10.0));
-            object.insert("unix_ms".into(), serde_json::json!((unix_ms * 10.0).round() / 10.0));
-        }
-        value.to_string()
-    } else {
-        let text = match event {
-            MembershipEvent::HeartbeatFailed { attempt, message, retry_in_ms, .. } => {
-                format!("server: heartbeat failed (attempt {attempt}, retry in {} s): {message}", retry_in_ms / 1000)
-            }
-            MembershipEvent::RefreshFailed { attempt, message, .. } => {
-                format!("server: token refresh failed (attempt {attempt}): {message}")
-            }
-            MembershipEvent::WatchFailed { message, .. } => format!("server: event stream failed: {message}"),
-            MembershipEvent::Recovered { what } => format!("server: {what} works again"),
-            MembershipEvent::TokenRefreshed { .. } => "server: token refreshed".into(),
-            MembershipEvent::Removed { reason, .. } => format!("removed from the room: {reason}"),
-            _ => return,
-        };
-        format!("[{:>7.1} s] {text}", t_ms / 1000.0)
-    };
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-        tracing::debug!(%error, "stdout closed; event not printed");
-    }
 }
 
 #[cfg(test)]
