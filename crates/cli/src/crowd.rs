@@ -7,8 +7,7 @@ use parley_audio::signal::Tone;
 use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session};
 
 use crate::args::CrowdArgs;
-use crate::exit::{ExitKind, Failure, fail};
-use crate::join::join_failure;
+use crate::exit::{ExitKind, Failure, classify, fail};
 use crate::stop;
 use crate::token::mint;
 
@@ -35,7 +34,8 @@ pub async fn run(args: CrowdArgs) -> Result<(), Failure> {
             report_stats: None,
             device_info: Vec::new(),
         };
-        let (session, mut events) = Session::join(engine, request).await.map_err(join_failure)?;
+        let (session, mut events) =
+            Session::join(engine, request).await.map_err(|error| classify(error, "joining the room"))?;
         // Nobody reads a crowd speaker's events, but unread they would pile up in the channel for
         // as long as the crowd runs (1.7 GB after 11 minutes of 10 speakers).
         let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });

@@ -13,16 +13,17 @@ use parley_audio::device::{DeviceInput, DeviceOutput};
 use parley_audio::gate::TransmitMode;
 use parley_audio::signal::Tone;
 use parley_audio::stream::{Clip, FrameSink, FrameSource};
+use parley_core::client::ErrorCode;
 use parley_core::control_socket;
 use parley_core::membership::{Membership, MembershipEvent};
 use parley_core::token;
-use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionError, SessionEvent};
-use parley_livekit_ffi::{ApmConfig, ConnectFailure};
+use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionEvent};
+use parley_livekit_ffi::ApmConfig;
 use tokio::sync::mpsc;
 
 use crate::args::{JoinArgs, ModeArg, Switch};
 use crate::devices::device_choice;
-use crate::exit::{ExitKind, Failure, fail};
+use crate::exit::{ExitKind, Failure, classify, fail, fail_as};
 use crate::printer::EventPrinter;
 use crate::token::mint;
 use crate::{control, profile, stop};
@@ -157,9 +158,9 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (session, mut events) = match joined {
         Ok(Ok(joined)) => joined,
-        Ok(Err(error)) => return Err(join_failure(error)),
+        Ok(Err(error)) => return Err(classify(error, "joining the room")),
         Err(_) => {
-            return Err(fail(ExitKind::Unreachable, anyhow::anyhow!("timed out after 10 s joining {url}")));
+            return Err(fail_as(ErrorCode::Timeout, anyhow::anyhow!("timed out after 10 s joining {url}")));
         }
     };
 
@@ -216,14 +217,18 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         tracing::debug!(%error, "telling the server we left failed");
     }
     if let Some((reason, code)) = removed {
-        let kind = if code == "banned" { ExitKind::Banned } else { ExitKind::Removed };
-        return Err(fail(kind, anyhow::anyhow!("removed from the room: {reason}")));
+        // `code` is the control plane's (`kicked`, `banned`), or `removed` for a backend's event.
+        let code = if code == "banned" { ErrorCode::Banned } else { ErrorCode::Kicked };
+        return Err(fail_as(code, anyhow::anyhow!("removed from the room: {reason}")));
     }
     if let Some((reason, code)) = ended_by_room
         && code != "client_initiated"
     {
         return Err(fail(ExitKind::Disconnected, anyhow::anyhow!("disconnected from the room: {reason}")));
     }
+    // Not core's classification: what a script must learn from a failed leave is that the
+    // recording may be incomplete (README: 7), and core calls a failed write of the output a
+    // device error (in the app the output is always a speaker).
     left.context("leaving the room").map_err(|error| fail(ExitKind::File, error))
 }
 
@@ -272,19 +277,4 @@ async fn next_membership_event(
         },
         None => std::future::pending().await,
     }
-}
-
-/// A failed [`Session::join`] with its exit code.
-pub fn join_failure(error: SessionError) -> Failure {
-    use parley_livekit_ffi::Error as E;
-    let kind = match &error {
-        SessionError::Engine(E::Connect { kind, .. }) => match kind {
-            ConnectFailure::Unauthorized | ConnectFailure::Forbidden => ExitKind::Unauthorized,
-            ConnectFailure::Unreachable | ConnectFailure::InvalidUrl | ConnectFailure::Timeout => ExitKind::Unreachable,
-            _ => ExitKind::Failure,
-        },
-        SessionError::Output(_) => ExitKind::File,
-        _ => ExitKind::Failure,
-    };
-    fail(kind, anyhow::Error::new(error).context("joining the room"))
 }
