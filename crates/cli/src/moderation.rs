@@ -8,10 +8,11 @@
 
 use clap::Args;
 use parley_control_plane::{Capability, ModerationAction, PlaneError};
+use parley_core::client::ErrorCode;
 use parley_core::membership;
 
-use crate::profile::{join_grant, open, plane_failure};
-use crate::{ExitKind, Failure, fail};
+use crate::exit::{Failure, classify, fail_as};
+use crate::profile::{join_grant, open};
 
 #[derive(Args)]
 pub struct ModArgs {
@@ -72,11 +73,11 @@ pub async fn run(args: ModArgs) -> Result<(), Failure> {
             } else {
                 ""
             };
-            Err(fail(
-                ExitKind::Unsupported,
+            Err(fail_as(
+                ErrorCode::Unsupported,
                 anyhow::anyhow!("{} cannot {} in this room{why}; {offered}", plane.kind(), args.action),
             ))
         }
-        Err(error) => Err(plane_failure(error, "moderating")),
+        Err(error) => Err(classify(error, "moderating")),
     }
 }

@@ -1,4 +1,4 @@
-//! `parley profile add|list|show|remove`, `parley rooms`, and joining through a profile
+//! `parley profile add|list|show|remove|authorize`, `parley rooms`, and joining through a profile
 //! (`parley join --profile P --room R`): the CLI face of `parley_control_plane::profile` and
 //! `parley_core::membership`.
 //!
@@ -9,16 +9,15 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use parley_control_plane::profile::{self as profiles, BackendSettings, Profile, ProfileStore};
 use parley_control_plane::secret_store::{KeyringStore, SecretStore as _};
 use parley_control_plane::{BackendKind, ControlPlane, JoinGrant, PlaneError, Secret};
-use parley_core::membership::MembershipEvent;
+use parley_core::client::ErrorCode;
 
-use crate::{ExitKind, Failure, fail};
+use crate::exit::{ExitKind, Failure, classify, fail, fail_as};
 
 #[derive(Subcommand)]
 pub enum ProfileCommand {
@@ -152,36 +151,8 @@ fn parse_backend(text: &str) -> Result<BackendKind, String> {
     text.parse().map_err(|error: PlaneError| error.to_string())
 }
 
-/// The exit code of a control-plane failure (README: exit codes).
-pub fn exit_kind(error: &PlaneError) -> ExitKind {
-    match error {
-        PlaneError::Unauthorized { .. } => ExitKind::Unauthorized,
-        PlaneError::Unreachable { .. } => ExitKind::Unreachable,
-        PlaneError::Forbidden { .. } => ExitKind::Forbidden,
-        PlaneError::Kicked { .. } => ExitKind::Removed,
-        PlaneError::Banned { .. } => ExitKind::Banned,
-        PlaneError::NotFound { .. } => ExitKind::NotFound,
-        PlaneError::InAnotherRoom { .. } => ExitKind::InAnotherRoom,
-        PlaneError::RoomFull { .. } => ExitKind::RoomFull,
-        PlaneError::RateLimited { .. } => ExitKind::RateLimited,
-        PlaneError::Rejected { .. } => ExitKind::Rejected,
-        PlaneError::EntryDenied { .. } => ExitKind::EntryDenied,
-        PlaneError::Server { .. } => ExitKind::ServerError,
-        PlaneError::Malformed { .. } => ExitKind::Malformed,
-        PlaneError::InvalidInput { .. } => ExitKind::InvalidProfile,
-        PlaneError::Unsupported { .. } => ExitKind::Unsupported,
-        PlaneError::Keyring { .. } => ExitKind::Keyring,
-        _ => ExitKind::Failure,
-    }
-}
-
-/// A control-plane failure with its exit code and a short context.
-pub fn plane_failure(error: PlaneError, context: &'static str) -> Failure {
-    fail(exit_kind(&error), anyhow::Error::new(error).context(context))
-}
-
 pub fn run(command: ProfileCommand) -> Result<(), Failure> {
-    let store = ProfileStore::open_default().map_err(|error| plane_failure(error, "finding the profile file"))?;
+    let store = ProfileStore::open_default().map_err(|error| classify(error, "finding the profile file"))?;
     match command {
         ProfileCommand::Add(args) => add(&store, *args),
         ProfileCommand::List { json } => list(&store, json),
@@ -189,7 +160,7 @@ pub fn run(command: ProfileCommand) -> Result<(), Failure> {
         ProfileCommand::Authorize(args) => authorize(&store, &args),
         ProfileCommand::Remove { name } => {
             let removed =
-                store.remove(&name, &KeyringStore).map_err(|error| plane_failure(error, "removing the profile"))?;
+                store.remove(&name, &KeyringStore).map_err(|error| classify(error, "removing the profile"))?;
             println!("removed profile {} and its secrets", removed.name);
             Ok(())
         }
@@ -197,15 +168,15 @@ pub fn run(command: ProfileCommand) -> Result<(), Failure> {
 }
 
 fn add(store: &ProfileStore, args: AddArgs) -> Result<(), Failure> {
-    let settings = settings(&args).map_err(|error| plane_failure(error, "checking the profile"))?;
+    let settings = settings(&args).map_err(|error| classify(error, "checking the profile"))?;
     let profile = Profile { name: args.name.clone(), settings };
-    profiles::check_name(&profile.name).map_err(|error| plane_failure(error, "checking the profile"))?;
+    profiles::check_name(&profile.name).map_err(|error| classify(error, "checking the profile"))?;
     let names = profile.settings.secret_names();
     let secrets =
         if args.secret_stdin { secrets_from_stdin(names)? } else { secrets_from_prompt(&profile.name, names)? };
     store
         .add(&profile, &secrets, &KeyringStore, args.replace)
-        .map_err(|error| plane_failure(error, "saving the profile"))?;
+        .map_err(|error| classify(error, "saving the profile"))?;
     let stored: Vec<&str> = secrets.keys().map(String::as_str).collect();
     println!(
         "saved profile {} ({}) in {}{}",
@@ -220,10 +191,10 @@ fn add(store: &ProfileStore, args: AddArgs) -> Result<(), Failure> {
 /// Runs Discourse's User API key flow for an audioroom profile and stores the key.
 fn authorize(store: &ProfileStore, args: &AuthorizeArgs) -> Result<(), Failure> {
     use parley_control_plane::adapter::audioroom::user_api_key::{KeyRequest, LoopbackListener};
-    let profile = store.get(&args.name).map_err(|error| plane_failure(error, "reading the profile"))?;
+    let profile = store.get(&args.name).map_err(|error| classify(error, "reading the profile"))?;
     let BackendSettings::Audioroom(settings) = &profile.settings else {
-        return Err(fail(
-            ExitKind::InvalidProfile,
+        return Err(fail_as(
+            ErrorCode::InvalidInput,
             anyhow::anyhow!(
                 "profile {} is a {} profile; only audioroom profiles get a user API key",
                 profile.name,
@@ -276,10 +247,10 @@ fn authorize(store: &ProfileStore, args: &AuthorizeArgs) -> Result<(), Failure> 
             }
         }
     });
-    let key = key.map_err(|error| plane_failure(error, "getting a user API key"))?;
+    let key = key.map_err(|error| classify(error, "getting a user API key"))?;
     KeyringStore
         .set(&profile.name, "user-api-key", &key)
-        .map_err(|error| plane_failure(error, "storing the user API key"))?;
+        .map_err(|error| classify(error, "storing the user API key"))?;
     println!("stored a user API key for profile {} in the keyring", profile.name);
     Ok(())
 }
@@ -339,7 +310,7 @@ fn secrets_from_stdin(names: &[&str]) -> Result<BTreeMap<String, Secret>, Failur
         .read_to_string(&mut text)
         .context("reading secrets from stdin")
         .map_err(|error| fail(ExitKind::Failure, error))?;
-    parse_secrets(&text, names).map_err(|error| plane_failure(error, "reading secrets from stdin"))
+    parse_secrets(&text, names).map_err(|error| classify(error, "reading secrets from stdin"))
 }
 
 fn parse_secrets(text: &str, names: &[&str]) -> Result<BTreeMap<String, Secret>, PlaneError> {
@@ -378,8 +349,8 @@ fn secrets_from_prompt(profile: &str, names: &[&str]) -> Result<BTreeMap<String,
         return Ok(secrets);
     }
     if !std::io::stdin().is_terminal() {
-        return Err(fail(
-            ExitKind::InvalidProfile,
+        return Err(fail_as(
+            ErrorCode::InvalidInput,
             anyhow::anyhow!(
                 "no terminal to ask for the secrets ({}); pipe them in with --secret-stdin",
                 names.join(", ")
@@ -398,7 +369,7 @@ fn secrets_from_prompt(profile: &str, names: &[&str]) -> Result<BTreeMap<String,
 }
 
 fn list(store: &ProfileStore, json: bool) -> Result<(), Failure> {
-    let all = store.list().map_err(|error| plane_failure(error, "reading the profiles"))?;
+    let all = store.list().map_err(|error| classify(error, "reading the profiles"))?;
     if json {
         let rows: Vec<_> = all
             .iter()
@@ -419,9 +390,9 @@ fn list(store: &ProfileStore, json: bool) -> Result<(), Failure> {
 }
 
 fn show(store: &ProfileStore, name: &str, json: bool) -> Result<(), Failure> {
-    let profile = store.get(name).map_err(|error| plane_failure(error, "reading the profile"))?;
-    let stored = profiles::stored_secrets(&profile, &KeyringStore)
-        .map_err(|error| plane_failure(error, "reading the keyring"))?;
+    let profile = store.get(name).map_err(|error| classify(error, "reading the profile"))?;
+    let stored =
+        profiles::stored_secrets(&profile, &KeyringStore).map_err(|error| classify(error, "reading the keyring"))?;
     let missing: Vec<&str> =
         profile.settings.secret_names().iter().copied().filter(|secret| !stored.contains(secret)).collect();
     let settings = serde_json::to_value(&profile.settings).map_err(|error| fail(ExitKind::Failure, error))?;
@@ -460,7 +431,7 @@ pub async fn open(name: &str) -> Result<Arc<dyn ControlPlane>, Failure> {
     .await
     .context("opening the profile")
     .map_err(|error| fail(ExitKind::Failure, error))?;
-    opened.map_err(|error| plane_failure(error, "opening the profile"))
+    opened.map_err(|error| classify(error, "opening the profile"))
 }
 
 /// Asks `plane` for a grant to `room`. With `switch`, a backend that allows one room at a time
@@ -469,27 +440,27 @@ pub async fn join_grant(plane: &dyn ControlPlane, room: &str, switch: bool) -> R
     match plane.join(room).await {
         Err(PlaneError::InAnotherRoom { room_id, room_name }) if switch => {
             let label = room_name.unwrap_or_else(|| room_id.clone());
-            plane.leave_room(&room_id).await.map_err(|error| plane_failure(error, "leaving the other room"))?;
+            plane.leave_room(&room_id).await.map_err(|error| classify(error, "leaving the other room"))?;
             eprintln!("left {label} to join {room}");
-            plane.join(room).await.map_err(|error| plane_failure(error, "asking the server to join"))
+            plane.join(room).await.map_err(|error| classify(error, "asking the server to join"))
         }
         Err(error @ PlaneError::InAnotherRoom { .. }) => {
-            Err(plane_failure(error, "asking the server to join (pass --switch to move rooms)"))
+            Err(classify(error, "asking the server to join (pass --switch to move rooms)"))
         }
-        joined => joined.map_err(|error| plane_failure(error, "asking the server to join")),
+        joined => joined.map_err(|error| classify(error, "asking the server to join")),
     }
 }
 
 /// The room an invite link points at (the backend may make the user a member on the way).
 pub async fn open_invite(plane: &dyn ControlPlane, invite: &str) -> Result<String, Failure> {
-    let room = plane.open_invite(invite).await.map_err(|error| plane_failure(error, "opening the invite link"))?;
+    let room = plane.open_invite(invite).await.map_err(|error| classify(error, "opening the invite link"))?;
     eprintln!("invited to {} ({})", room.name, room.id);
     Ok(room.id)
 }
 
 pub async fn rooms(args: RoomsArgs) -> Result<(), Failure> {
     let plane = open(&args.profile).await?;
-    let rooms = plane.list_rooms().await.map_err(|error| plane_failure(error, "listing rooms"))?;
+    let rooms = plane.list_rooms().await.map_err(|error| classify(error, "listing rooms"))?;
     if args.json {
         let text = serde_json::to_string(&rooms).map_err(|error| fail(ExitKind::Failure, error))?;
         println!("{text}");
@@ -508,41 +479,6 @@ pub async fn rooms(args: RoomsArgs) -> Result<(), Failure> {
         println!("{label}  {count}{}", if room.stage { "  stage" } else { "" });
     }
     Ok(())
-}
-
-/// Prints one membership event: a JSON line like the session's, or a short human line.
-pub fn print_membership(json: bool, started: SystemTime, event: &MembershipEvent) {
-    let now = SystemTime::now();
-    let t_ms = now.duration_since(started).map(|elapsed| elapsed.as_secs_f64() * 1000.0).unwrap_or(0.0);
-    let line = if json {
-        let unix_ms = now.duration_since(UNIX_EPOCH).map(|since| since.as_secs_f64() * 1000.0).unwrap_or(0.0);
-        let mut value = serde_json::to_value(event).unwrap_or_else(|_| serde_json::json!({"event": "unknown"}));
-        if let Some(object) = value.as_object_mut() {
-            object.insert("t_ms".into(), serde_json::json!((t_ms * 10.0).round() / 10.0));
-            object.insert("unix_ms".into(), serde_json::json!((unix_ms * 10.0).round() / 10.0));
-        }
-        value.to_string()
-    } else {
-        let text = match event {
-            MembershipEvent::HeartbeatFailed { attempt, message, retry_in_ms, .. } => {
-                format!("server: heartbeat failed (attempt {attempt}, retry in {} s): {message}", retry_in_ms / 1000)
-            }
-            MembershipEvent::RefreshFailed { attempt, message, .. } => {
-                format!("server: token refresh failed (attempt {attempt}): {message}")
-            }
-            MembershipEvent::WatchFailed { message, .. } => format!("server: event stream failed: {message}"),
-            MembershipEvent::Recovered { what } => format!("server: {what} works again"),
-            MembershipEvent::TokenRefreshed { .. } => "server: token refreshed".into(),
-            MembershipEvent::Removed { reason, .. } => format!("removed from the room: {reason}"),
-            _ => return,
-        };
-        format!("[{:>7.1} s] {text}", t_ms / 1000.0)
-    };
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-        tracing::debug!(%error, "stdout closed; event not printed");
-    }
 }
 
 #[cfg(test)]
