@@ -223,3 +223,64 @@ impl FromRequestParts<Arc<Shared>> for CurrentUser {
         shared.lock().users.get(&caller.user_id).cloned().map(CurrentUser).ok_or(Refusal::InvalidAccess)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use tower::ServiceExt as _;
+
+    use super::super::{Handle, routes};
+    use super::*;
+    use crate::LivekitKeys;
+
+    fn routed(uri: &str) -> String {
+        let uri: Uri = uri.parse().expect("a URI");
+        routed_uri(&uri).map_or_else(|| uri.to_string(), |routed| routed.to_string())
+    }
+
+    #[test]
+    fn the_router_sees_paths_as_rails_routes_them() {
+        assert_eq!(routed("/audioroom/rooms.json?include_archived=true"), "/audioroom/rooms?include_archived=true");
+        assert_eq!(routed("/audioroom/rooms/7/participants.json"), "/audioroom/rooms/7/participants");
+        assert_eq!(routed("//audioroom/rooms.json"), "/audioroom/rooms", "leading slashes squeeze");
+        assert_eq!(routed("/audioroom/rooms/.json"), "/audioroom/rooms/.json", "a bare .json is the segment");
+        assert_eq!(routed("/audioroom/rooms.json.json"), "/audioroom/rooms.json", "one suffix comes off");
+        assert_eq!(routed("/audioroom/rooms"), "/audioroom/rooms");
+    }
+
+    #[tokio::test]
+    async fn what_names_no_endpoint_is_a_recorded_rails_404_without_allow() {
+        let shared = Arc::new(Shared::new(LivekitKeys {
+            url: "ws://127.0.0.1:9".into(),
+            api_key: "devkey".into(),
+            api_secret: "a-test-secret-that-is-long-enough-for-hs256".into(),
+        }));
+        let handle = Handle { shared: Arc::clone(&shared) };
+        let alice = handle.add_user("alice", "Alice", false);
+        let cases = [
+            ("DELETE", "/audioroom/rooms/1/join"),
+            ("HEAD", "/audioroom/rooms.json"),
+            ("POST", "/audioroom/rooms/1/join.json"),
+            ("GET", "/user-api-key/new.json"),
+            ("GET", "/nothing"),
+        ];
+        for (method, path) in cases {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("User-Api-Key", &alice.api_key)
+                .header(header::ACCEPT, "application/json")
+                .body(Body::empty())
+                .expect("a request");
+            let response =
+                routes::router(Arc::clone(&shared)).oneshot(request).await.unwrap_or_else(|never| match never {});
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {path} should be Rails' 404");
+            assert!(response.headers().get(header::ALLOW).is_none(), "{method} {path} should carry no Allow");
+        }
+        let seen = handle.requests();
+        assert_eq!(seen.len(), cases.len(), "each unrouted request is recorded: {seen:?}");
+        assert!(seen.iter().all(|request| request.endpoint.is_none()), "as no endpoint's: {seen:?}");
+        assert_eq!(seen[1].path, "/audioroom/rooms.json", "with the path as sent");
+    }
+}

@@ -86,3 +86,32 @@ pub(super) fn parse(query: Option<&str>, content_type: Option<&str>, body: &[u8]
     }
     params
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_body_joins_the_query_and_wins_a_clash() {
+        let json = parse(Some("user_id=1&dlp=t"), Some("application/json; charset=utf-8"), br#"{"user_id": 2}"#);
+        assert_eq!((json.get("user_id"), json.get("dlp")), (Some(&json!(2)), Some(&json!("t"))), "{json:?}");
+        let form = parse(Some("role=speaker"), Some("application/x-www-form-urlencoded"), b"role=moderator&muted=true");
+        assert_eq!((form.get("role"), form.get("muted")), (Some(&json!("moderator")), Some(&json!("true"))));
+        let plain = parse(None, Some("text/plain"), b"user_id=3");
+        assert!(plain.is_empty(), "another content type's body adds nothing: {plain:?}");
+        let broken = parse(Some("a=1"), Some("application/json"), b"{not json");
+        assert_eq!(broken.len(), 1, "a body that does not parse adds nothing: {broken:?}");
+    }
+
+    #[test]
+    fn values_are_cast_as_rails_casts_them() {
+        let params = Params(parse(Some("id=%207%20&flag=t&off=0&blank=%20"), None, b""));
+        assert_eq!(params.u64("id"), Some(7), "numbers may come as text, trimmed");
+        assert_eq!((params.bool("flag"), params.bool("off")), (Some(true), Some(false)));
+        assert_eq!(params.text("blank"), None, "a blank value is a missing one");
+        let json = Params(parse(None, Some("application/json"), br#"{"n": 5, "muted": false, "on": 1}"#));
+        assert_eq!((json.text("n"), json.bool("muted"), json.bool("on")), (Some("5".into()), Some(false), Some(true)));
+    }
+}
