@@ -4,14 +4,19 @@
 //! polls and `?dlp=t`, chunked framing unless the client sends `Dont-Chunk`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{Shared, User, json_response, lock};
+use super::layers::CurrentUser;
+use super::params::Params;
+use super::responses::json_response;
+use super::state::Shared;
 
 const STATUS_CHANNEL: &str = "/__status";
 
@@ -91,15 +96,18 @@ impl Bus {
     }
 }
 
-/// `POST /message-bus/<client_id>/poll`: answers at once when there is backlog (or with `dlp`),
-/// else holds the request until something is published or the long poll ends.
+/// `POST /message-bus/<client_id>/poll`: answers at once when there is backlog (or with
+/// `?dlp=t`), else holds the request until something is published or the long poll ends. The
+/// params name the channels, each with the last id the client saw.
 pub(super) async fn poll(
-    shared: &Shared,
-    user: &User,
-    params: &HashMap<String, Value>,
-    dlp: bool,
-    chunked: bool,
+    State(shared): State<Arc<Shared>>,
+    CurrentUser(user): CurrentUser,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    params: Params,
 ) -> Response {
+    let dlp = query.as_deref().is_some_and(|query| query.split('&').any(|pair| pair == "dlp=t"));
+    let chunked = headers.get("Dont-Chunk").is_none();
     let subscriptions: Vec<(String, i64)> = params
         .iter()
         .filter(|(name, _)| name.starts_with('/'))
@@ -112,7 +120,7 @@ pub(super) async fn poll(
             Some((name.clone(), last))
         })
         .collect();
-    let long_poll = lock(shared).long_poll;
+    let long_poll = shared.lock().long_poll;
     let deadline = Instant::now() + if dlp { Duration::ZERO } else { long_poll };
     loop {
         // Registered before looking, so a publish between the look and the wait still wakes us.
@@ -120,9 +128,9 @@ pub(super) async fn poll(
         tokio::pin!(published);
         published.as_mut().enable();
         let backlog = {
-            let mut state = lock(shared);
-            state.prune(std::time::Instant::now());
-            state.bus.backlog(user.id, &subscriptions)
+            let mut forum = shared.lock();
+            forum.prune(std::time::Instant::now());
+            forum.bus.backlog(user.id, &subscriptions)
         };
         if !backlog.is_empty() || Instant::now() >= deadline {
             return answer(backlog, chunked);

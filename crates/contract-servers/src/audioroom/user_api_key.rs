@@ -12,20 +12,23 @@
 //!   (HTML, or JSON `{payload, instructions}` when asked for JSON) without `auth_redirect`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::rand_core::OsRng;
 use rsa::{Pkcs1v15Encrypt, RsaPublicKey};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{
-    ApiKey, IssuedKey, Shared, accepts_json, discourse_error, invalid_access, json_response, lock, param_str,
-    random_hex,
-};
+use super::layers::accepts_json;
+use super::params::Params;
+use super::responses::{Answer, Refusal, ok};
+use super::state::{ApiKey, Shared};
+use super::{IssuedKey, random_hex};
 
 /// `UserApiKeysController::AUTH_API_VERSION`.
 pub const AUTH_API_VERSION: u32 = 4;
@@ -42,93 +45,77 @@ const SCOPES: &[&str] = &[
     "user_status",
 ];
 
-pub(super) fn new_key(
-    shared: &Shared,
-    method: &Method,
-    params: &HashMap<String, Value>,
-    headers: &HeaderMap,
-) -> Response {
-    if *method == Method::HEAD {
-        let mut response = StatusCode::OK.into_response();
-        response.headers_mut().insert("Auth-Api-Version", HeaderValue::from(AUTH_API_VERSION));
-        return response;
-    }
+/// `HEAD /user-api-key/new`: the auth API version, for clients to check before sending a user.
+pub(super) async fn auth_api_version() -> Response {
+    let mut response = StatusCode::OK.into_response();
+    response.headers_mut().insert("Auth-Api-Version", HeaderValue::from(AUTH_API_VERSION));
+    response
+}
+
+/// `GET /user-api-key/new`: checks the request, issues the key at once and hands the encrypted
+/// payload over (redirect, JSON or HTML).
+pub(super) async fn new_key(State(shared): State<Arc<Shared>>, headers: HeaderMap, params: Params) -> Answer {
     let mut required = HashMap::new();
     for name in ["nonce", "scopes", "client_id", "public_key", "application_name"] {
-        match param_str(params, name) {
-            Some(value) => required.insert(name, value),
-            None => {
-                return discourse_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_parameters",
-                    &format!("param is missing or the value is empty: {name}"),
-                );
-            }
-        };
+        required.insert(name, params.text(name).ok_or(Refusal::ParamMissing(name))?);
     }
-    let mut state = lock(shared);
-    let Some(user_id) = state.approving_user else {
-        return (StatusCode::FOUND, [(header::LOCATION, "/login")]).into_response();
+    let mut forum = shared.lock();
+    let Some(user_id) = forum.approving_user else {
+        return Ok((StatusCode::FOUND, [(header::LOCATION, "/login")]).into_response());
     };
     let scopes: Vec<String> = required["scopes"].split(',').map(|scope| scope.trim().to_string()).collect();
     if let Some(unknown) = scopes.iter().find(|scope| !SCOPES.contains(&scope.as_str())) {
-        return discourse_error(StatusCode::BAD_REQUEST, "invalid_parameters", &format!("unknown scope {unknown:?}"));
+        return Err(Refusal::InvalidParameters(format!("unknown scope {unknown:?}")));
     }
-    let redirect = param_str(params, "auth_redirect");
-    let allowed = |redirect: &String| state.allowed_redirects.iter().any(|pattern| wildcard_match(pattern, redirect));
+    let redirect = params.text("auth_redirect");
+    let allowed = |redirect: &String| forum.allowed_redirects.iter().any(|pattern| wildcard_match(pattern, redirect));
     if redirect.as_ref().is_some_and(|redirect| !allowed(redirect)) {
-        return invalid_access();
+        return Err(Refusal::InvalidAccess);
     }
     // Real keys are PEM with newlines; query decoding may leave them as-is or as spaces.
     let pem = required["public_key"].clone();
     let public_key = RsaPublicKey::from_public_key_pem(&pem).or_else(|_| RsaPublicKey::from_pkcs1_pem(&pem));
     let Ok(public_key) = public_key else {
-        return discourse_error(StatusCode::BAD_REQUEST, "invalid_parameters", "public_key is not an RSA public key");
+        return Err(Refusal::InvalidParameters("public_key is not an RSA public key".into()));
     };
     let key = random_hex(16);
     let client_id = required["client_id"].clone();
-    state
+    forum
         .api_keys
         .retain(|_, existing| !(existing.user_id == user_id && existing.client_id.as_deref() == Some(&client_id)));
-    state.api_keys.insert(key.clone(), ApiKey { user_id, scopes: scopes.clone(), client_id: Some(client_id.clone()) });
-    state.issued.push(IssuedKey {
+    forum.api_keys.insert(key.clone(), ApiKey { user_id, scopes: scopes.clone(), client_id: Some(client_id.clone()) });
+    forum.issued.push(IssuedKey {
         key: key.clone(),
         user_id,
         client_id,
         scopes,
         application_name: required["application_name"].clone(),
     });
-    drop(state);
+    drop(forum);
     let payload = json!({ "key": key, "nonce": required["nonce"], "push": false, "api": AUTH_API_VERSION });
-    let encrypted = match public_key.encrypt(&mut OsRng, Pkcs1v15Encrypt, payload.to_string().as_bytes()) {
-        Ok(encrypted) => encrypted,
-        Err(error) => {
-            return discourse_error(StatusCode::BAD_REQUEST, "invalid_parameters", &format!("cannot encrypt: {error}"));
-        }
-    };
+    let encrypted = public_key
+        .encrypt(&mut OsRng, Pkcs1v15Encrypt, payload.to_string().as_bytes())
+        .map_err(|error| Refusal::InvalidParameters(format!("cannot encrypt: {error}")))?;
     let encoded = encode64(&encrypted);
     match redirect {
         Some(redirect) => {
             let separator = if redirect.contains('?') { '&' } else { '?' };
             let escaped: String = url::form_urlencoded::byte_serialize(encoded.as_bytes()).collect();
             let location = format!("{redirect}{separator}payload={escaped}");
-            match HeaderValue::from_str(&location) {
-                Ok(location) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
-                Err(_) => invalid_access(),
-            }
+            let location = HeaderValue::from_str(&location).map_err(|_| Refusal::InvalidAccess)?;
+            Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
         }
-        None if accepts_json(headers) => json_response(
-            StatusCode::OK,
-            json!({ "payload": encoded, "instructions": "Copy the payload into the application." }),
-        ),
-        None => (
+        None if accepts_json(&headers) => {
+            Ok(ok(json!({ "payload": encoded, "instructions": "Copy the payload into the application." })))
+        }
+        None => Ok((
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             format!(
                 "<!DOCTYPE html><html><body><p>Copy this into the application:</p><pre>{encoded}</pre></body></html>"
             ),
         )
-            .into_response(),
+            .into_response()),
     }
 }
 
