@@ -179,7 +179,7 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     let mut removed: Option<(String, String)> = None;
     loop {
         tokio::select! {
-            Some(event) = next_membership_event(&mut membership_events) => {
+            Some(event) = parley_core::membership::next_event(&mut membership_events) => {
                 printer.print_membership(&event);
                 if let MembershipEvent::Removed { reason, code } = event {
                     removed = Some((reason, code));
@@ -260,21 +260,5 @@ fn parse_cues(wanted: Option<&str>, playing_to_device: bool) -> Result<HashSet<C
         None | Some("none") => Ok(HashSet::new()),
         Some("all") => Ok(Cue::ALL.into_iter().collect()),
         Some(list) => list.split(',').map(|name| name.trim().parse::<Cue>()).collect(),
-    }
-}
-
-/// The next membership event, or never when the call has no membership (or it ended).
-async fn next_membership_event(
-    events: &mut Option<mpsc::UnboundedReceiver<MembershipEvent>>,
-) -> Option<MembershipEvent> {
-    match events {
-        Some(receiver) => match receiver.recv().await {
-            Some(event) => Some(event),
-            None => {
-                *events = None;
-                std::future::pending().await
-            }
-        },
-        None => std::future::pending().await,
     }
 }

@@ -359,6 +359,21 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The next event of a call's membership, or never once there are none (no membership, or it
+/// ended): a `select!` arm over it simply stops firing. Any tokio task.
+pub async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<MembershipEvent>>) -> Option<MembershipEvent> {
+    match events {
+        Some(receiver) => match receiver.recv().await {
+            Some(event) => Some(event),
+            None => {
+                *events = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

@@ -217,7 +217,7 @@ impl Call {
                     }
                     None => break End::Ended,
                 },
-                Some(event) = next_membership_event(&mut self.membership_events) => {
+                Some(event) = crate::membership::next_event(&mut self.membership_events) => {
                     if self.on_membership_event(&event) {
                         break End::Ended;
                     }
@@ -353,21 +353,5 @@ impl Call {
 fn answer(reply: oneshot::Sender<Result<(), ClientError>>, result: Result<(), ClientError>) {
     if reply.send(result).is_err() {
         tracing::debug!("the caller stopped waiting for the answer");
-    }
-}
-
-/// The next membership event, or never once there are none.
-async fn next_membership_event(
-    events: &mut Option<mpsc::UnboundedReceiver<MembershipEvent>>,
-) -> Option<MembershipEvent> {
-    match events {
-        Some(receiver) => match receiver.recv().await {
-            Some(event) => Some(event),
-            None => {
-                *events = None;
-                std::future::pending().await
-            }
-        },
-        None => std::future::pending().await,
     }
 }
