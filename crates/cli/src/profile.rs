@@ -426,7 +426,7 @@ pub async fn open(name: &str) -> Result<Arc<dyn ControlPlane>, Failure> {
     let opened = tokio::task::spawn_blocking(move || {
         let store = ProfileStore::open_default()?;
         let profile = store.get(&name)?;
-        profiles::open_plane(&profile, &KeyringStore)
+        profiles::open_plane(&profile, Arc::new(KeyringStore))
     })
     .await
     .context("opening the profile")

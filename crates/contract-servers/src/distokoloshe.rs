@@ -1,52 +1,65 @@
-//! A disTokoloshe server's API (`shared/CONTROL_PLANES.md` §5), Express-like: every error is
-//! `{error}`, auth is an HS256 app JWT (7 days) from `Authorization: Bearer`, `?token=` or a
-//! JSON body's `token`; 401 `Missing authorization token` / `Invalid or expired token`.
+//! A disTokoloshe server's API, mirroring `oddsock/distokoloshe` at
+//! `2cb343be7622076630ce65197361755fce964a7e` (desktop 2.2.2, `apps/server` 1.0.0: Express 4,
+//! express-rate-limit 7.5, better-sqlite3): `shared/CONTROL_PLANES.md` §5.
 //!
-//! Routes: `POST /api/auth/register|login`, `GET /api/auth/me`, `GET /api/rooms`,
-//! `GET /api/rooms/members`, `POST /api/rooms/:id/join|sync`, `GET /api/events` (server-sent
-//! events: `:ok`, then `event:`/`data:` blocks, `:ping` comments), `POST /api/events/ping|leave`,
-//! `GET /api/health`. Join answers `{token, e2eeKey, room, wsUrl}` with a 2 h LiveKit token
-//! (identity = user name, room = room name) and `e2eeKey = base64(HMAC-SHA256(secret, room
-//! name))`; a jailed user gets 403 `{error, punishment: {expiresAt, jailRoomId}}`. More than 3
-//! event streams per user → 429. Presence is per event-stream connection: when a user's last
-//! stream closes, they leave their room after a grace period (15 s if they pinged in the last
-//! 10 s, else 2 s).
+//! What it sends is what the real server sends, type for type: rows come from SQLite, so flags
+//! are integers (`is_jail: 0|1`) and times are SQLite text (`"YYYY-MM-DD HH:MM:SS"`, UTC);
+//! every error is `{error}`; a body that is not JSON, or over 16 KB, reaches Express's global
+//! error handler (500 `Internal server error`); unknown paths get Express's HTML 404 without an
+//! auth check.
 //!
-//! The JWT is HMAC-SHA256 written out here rather than with `jsonwebtoken`: that crate resolves
-//! its crypto through a process-wide provider which livekit-api installs itself, and enabling
-//! another backend beside it in the same binary is a conflict waiting to happen.
+//! * [`accounts`]: `POST /api/auth/register` (5 an hour per address) and `/login` (20 per 15
+//!   minutes per address, every attempt counts), both with `RateLimit-*` headers and
+//!   `Retry-After` + 429 when over; the 7-day HS256 app JWT from `Authorization: Bearer`,
+//!   `?token=` or a JSON body's `token`; 401 `Missing authorization token` / `Invalid or
+//!   expired token`.
+//! * [`presence`]: `GET /api/events` (server-sent events; at most 3 streams a user, 500 in all),
+//!   `POST /api/events/ping|leave`, and the per-stream room membership that `/join`, `/sync` and
+//!   `GET /api/rooms/members` use — a user with no open stream is in no room.
+//! * Rooms: `GET /api/rooms` (sorted by name, jails included), `POST /api/rooms/:id/join`
+//!   (`{token, e2eeKey, room, wsUrl}`: a 2 h LiveKit token, identity = user name, room = room
+//!   name, `e2eeKey = base64(HMAC-SHA256(secret, room name))`), `POST /api/rooms/:id/sync`.
+//! * Votes are not modelled; [`Handle::punish`] is a vote that passed: LiveKit's
+//!   `RemoveParticipant` in the source room, the user moved to the room's jail (`Jail: <room>`,
+//!   created on first use), and `punishment:started` — with the jail's connection — to everyone.
+//!   `/join` of the source room then answers 403 with the punishment; other rooms stay open.
+//!
+//! Events carry `{user: {id, username, display_name}, roomId}` (`user:room_join`,
+//! `user:room_leave`), `{user}` (`user:online`, `user:offline`), `{room}` (`room:deleted`).
+//!
+//! Rate limits key on the first `X-Forwarded-For` hop (the real server trusts one proxy), else on
+//! the loopback address every test client shares. The JWT is HMAC-SHA256 written out here rather
+//! than with `jsonwebtoken`: that crate resolves its crypto through a process-wide provider which
+//! livekit-api installs itself, and a second backend beside it is a conflict waiting to happen.
 //!
 //! `wsUrl`: the real server sends the relative `/livekit/`, which its nginx proxies to LiveKit.
 //! A test has no such proxy, so [`Config::ws_url`] may be set to the LiveKit server's absolute
-//! URL (the adapter uses absolute URLs as they are); the default is the real `/livekit/`.
+//! URL (the adapter uses absolute URLs as they are).
 //!
 //! `start(keys, config) -> (Running, Handle)`.
 
-// Helpers return the finished HTTP answer as their error, as axum handlers do; boxing it would
-// only add noise to a test server.
-#![allow(clippy::result_large_err)]
+mod accounts;
+mod presence;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures_util::stream::{self, StreamExt};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use tokio::sync::mpsc;
+use hmac::Mac as _;
 
 use crate::{LivekitKeys, Running, serve};
+use accounts::{JWT_LIFETIME_SECS, Limiter, User, hmac_sha256, now_secs, sqlite_time};
+use presence::{Client, Pending};
 
-const JWT_LIFETIME_SECS: u64 = 7 * 24 * 60 * 60;
 const LIVEKIT_TTL: Duration = Duration::from_secs(2 * 60 * 60);
-const MAX_STREAMS_PER_USER: usize = 3;
+/// `express.json({limit: '16kb'})`.
+const BODY_LIMIT: usize = 16 * 1024;
 
 /// How the server is set up.
 #[derive(Debug, Clone)]
@@ -55,10 +68,18 @@ pub struct Config {
     pub ws_url: String,
     /// Interval of `:ping` comments on event streams (30 s on the real server).
     pub ping_every: Duration,
+    /// How long a user whose last stream closed keeps their room: 2 s, or 15 s
+    /// ([`Config::grace_after_ping`]) after a ping within 10 s.
+    pub grace: Duration,
+    pub grace_after_ping: Duration,
     /// `JWT_SECRET`.
     pub jwt_secret: String,
     /// `E2EE_SECRET`.
     pub e2ee_secret: String,
+    /// `authLimiter`: sign-ins per address per window.
+    pub login_limit: (u32, Duration),
+    /// `registerLimiter`.
+    pub register_limit: (u32, Duration),
 }
 
 impl Default for Config {
@@ -66,8 +87,12 @@ impl Default for Config {
         Config {
             ws_url: "/livekit/".into(),
             ping_every: Duration::from_secs(30),
+            grace: Duration::from_secs(2),
+            grace_after_ping: Duration::from_secs(15),
             jwt_secret: "contract-jwt-secret".into(),
             e2ee_secret: "contract-e2ee-secret".into(),
+            login_limit: (20, Duration::from_secs(15 * 60)),
+            register_limit: (5, Duration::from_secs(60 * 60)),
         }
     }
 }
@@ -84,54 +109,51 @@ pub struct Seen {
 }
 
 #[derive(Debug, Clone)]
-struct User {
-    id: u64,
-    username: String,
-    display_name: String,
-    password: String,
-    last_room_id: Option<u64>,
-}
-
-#[derive(Debug, Clone)]
 struct Room {
     id: u64,
     name: String,
     kind: String,
     created_by: Option<u64>,
+    created_at: u64,
     is_jail: bool,
     jail_source_room_id: Option<u64>,
 }
 
 impl Room {
+    /// A `rooms` row as better-sqlite3 returns it: the flag is an integer, times are text.
     fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "id": self.id, "name": self.name, "type": self.kind, "created_by": self.created_by,
-            "created_at": "2024-01-01 00:00:00", "mode": "normal", "is_jail": self.is_jail,
+            "created_at": sqlite_time(self.created_at), "mode": "normal", "is_jail": u8::from(self.is_jail),
             "jail_source_room_id": self.jail_source_room_id,
         })
     }
 }
 
-struct Subscriber {
-    connection: u64,
-    user_id: u64,
-    sender: mpsc::UnboundedSender<(String, serde_json::Value)>,
+#[derive(Debug, Clone)]
+struct Punishment {
+    id: u64,
+    target: u64,
+    source_room: u64,
+    jail_room: u64,
+    duration_secs: u64,
+    expires_at: u64,
 }
 
-#[derive(Default)]
 struct Server {
     config: Config,
     /// Bumped by [`Handle::invalidate_tokens`]: every JWT signed before stops verifying.
     generation: u32,
     users: Vec<User>,
     rooms: Vec<Room>,
-    /// user id → room id
-    presence: HashMap<u64, u64>,
-    subscribers: Vec<Subscriber>,
+    clients: Vec<Client>,
     next_connection: u64,
+    pending: HashMap<u64, Pending>,
+    next_generation: u64,
     last_ping: HashMap<u64, Instant>,
-    /// user id → (expiresAt in ms since the epoch, jail room id)
-    punishments: HashMap<u64, (u64, u64)>,
+    punishments: Vec<Punishment>,
+    login_limit: Limiter,
+    register_limit: Limiter,
     pings: HashMap<String, u32>,
     leaves: HashMap<String, u32>,
     logins: u32,
@@ -140,6 +162,30 @@ struct Server {
 }
 
 impl Server {
+    fn new(config: Config) -> Server {
+        let (login, login_window) = config.login_limit;
+        let (register, register_window) = config.register_limit;
+        Server {
+            login_limit: Limiter::new(login, login_window, "Too many attempts, please try again later"),
+            register_limit: Limiter::new(register, register_window, "Too many registrations, please try again later"),
+            config,
+            generation: 0,
+            users: Vec::new(),
+            rooms: Vec::new(),
+            clients: Vec::new(),
+            next_connection: 0,
+            pending: HashMap::new(),
+            next_generation: 0,
+            last_ping: HashMap::new(),
+            punishments: Vec::new(),
+            pings: HashMap::new(),
+            leaves: HashMap::new(),
+            logins: 0,
+            requests: Vec::new(),
+            fail_next: HashMap::new(),
+        }
+    }
+
     fn secret(&self) -> String {
         format!("{}#{}", self.config.jwt_secret, self.generation)
     }
@@ -148,41 +194,32 @@ impl Server {
         self.users.iter().find(|user| user.id == id)
     }
 
-    fn broadcast(&mut self, event: &str, data: serde_json::Value) {
-        self.subscribers.retain(|subscriber| subscriber.sender.send((event.to_string(), data.clone())).is_ok());
+    fn new_user(&mut self, username: &str, display_name: &str, password: &str) -> User {
+        let user = User {
+            id: self.users.len() as u64 + 1,
+            username: username.into(),
+            display_name: display_name.into(),
+            password: password.into(),
+            last_room_id: None,
+            created_at: now_secs(),
+            last_seen: None,
+        };
+        self.users.push(user.clone());
+        user
     }
 
-    fn send_to(&mut self, user_id: u64, event: &str, data: serde_json::Value) {
-        for subscriber in self.subscribers.iter().filter(|subscriber| subscriber.user_id == user_id) {
-            if subscriber.sender.send((event.to_string(), data.clone())).is_err() {
-                tracing::debug!("event stream {} already closed", subscriber.connection);
-            }
-        }
-    }
-
-    /// Moves `user_id` into `room_id` (or out of every room), telling everyone.
-    fn place(&mut self, user_id: u64, room_id: Option<u64>) {
-        let Some(user) = self.user(user_id).cloned() else { return };
-        if let Some(old) = self.presence.remove(&user_id) {
-            if Some(old) == room_id {
-                self.presence.insert(user_id, old);
-                return;
-            }
-            self.broadcast(
-                "user:room_leave",
-                serde_json::json!({ "userId": user_id, "username": user.username, "roomId": old }),
-            );
-        }
-        if let Some(room_id) = room_id {
-            self.presence.insert(user_id, room_id);
-            if let Some(user) = self.users.iter_mut().find(|user| user.id == user_id) {
-                user.last_room_id = Some(room_id);
-            }
-            self.broadcast(
-                "user:room_join",
-                serde_json::json!({ "userId": user_id, "username": user.username, "displayName": user.display_name, "roomId": room_id }),
-            );
-        }
+    fn new_room(&mut self, name: &str, kind: &str, created_by: Option<u64>, jail_of: Option<u64>) -> u64 {
+        let id = self.rooms.iter().map(|room| room.id).max().unwrap_or(0) + 1;
+        self.rooms.push(Room {
+            id,
+            name: name.into(),
+            kind: kind.into(),
+            created_by,
+            created_at: now_secs(),
+            is_jail: jail_of.is_some(),
+            jail_source_room_id: jail_of,
+        });
+        id
     }
 
     fn sign(&self, user: &User) -> String {
@@ -191,11 +228,18 @@ impl Server {
             "sub": user.id, "username": user.username, "display_name": user.display_name,
             "iat": now, "exp": now + JWT_LIFETIME_SECS,
         });
-        sign_hs256(&self.secret(), &claims)
+        accounts::sign_hs256(&self.secret(), &claims)
     }
 
     fn e2ee_key(&self, room_name: &str) -> String {
         e2ee_key(&self.config.e2ee_secret, room_name)
+    }
+
+    /// The active punishment that keeps `user_id` out of `room_id`.
+    fn punishment(&self, user_id: u64, room_id: u64) -> Option<&Punishment> {
+        self.punishments.iter().find(|punishment| {
+            punishment.target == user_id && punishment.source_room == room_id && punishment.expires_at > now_secs()
+        })
     }
 }
 
@@ -203,6 +247,7 @@ impl Server {
 #[derive(Clone)]
 pub struct Handle {
     server: Arc<Mutex<Server>>,
+    keys: LivekitKeys,
 }
 
 impl Handle {
@@ -212,75 +257,76 @@ impl Handle {
 
     /// Creates an account; returns its id.
     pub fn add_user(&self, username: &str, password: &str, display_name: &str) -> u64 {
-        let mut server = self.lock();
-        let id = server.users.len() as u64 + 1;
-        server.users.push(User {
-            id,
-            username: username.into(),
-            display_name: display_name.into(),
-            password: password.into(),
-            last_room_id: None,
-        });
-        id
+        self.lock().new_user(username, display_name, password).id
     }
 
     /// Creates a room (`voice` or `video`) owned by `created_by`; returns its id.
     pub fn add_room(&self, name: &str, kind: &str, created_by: Option<u64>) -> u64 {
-        let mut server = self.lock();
-        let id = server.rooms.len() as u64 + 1;
-        server.rooms.push(Room {
-            id,
-            name: name.into(),
-            kind: kind.into(),
-            created_by,
-            is_jail: false,
-            jail_source_room_id: None,
-        });
-        id
+        self.lock().new_room(name, kind, created_by, None)
     }
 
-    /// A passed vote against `username`: jailed for `duration`, moved to the jail room,
-    /// `punishment:started` to everyone (with `jailConnection` for the target only).
-    pub fn punish(&self, username: &str, duration: Duration) {
+    /// Deletes a room, as its creator's `DELETE /api/rooms/:id` does: `room:deleted {room}`.
+    pub fn delete_room(&self, id: u64) {
         let mut server = self.lock();
-        let Some(user) = server.users.iter().find(|user| user.username == username).cloned() else { return };
-        let source = server.presence.get(&user.id).copied();
-        let jail = match server.rooms.iter().find(|room| room.is_jail) {
-            Some(room) => room.id,
-            None => {
-                let id = server.rooms.len() as u64 + 1;
-                server.rooms.push(Room {
-                    id,
-                    name: "Jail".into(),
-                    kind: "voice".into(),
-                    created_by: None,
-                    is_jail: true,
-                    jail_source_room_id: source,
-                });
-                id
-            }
+        let Some(index) = server.rooms.iter().position(|room| room.id == id) else { return };
+        let room = server.rooms.remove(index);
+        server.broadcast("room:deleted", serde_json::json!({ "room": room.json() }));
+    }
+
+    /// A passed vote against `username`, who must be in a room (as the vote requires): LiveKit's
+    /// `RemoveParticipant` there, a move to the room's jail, then `punishment:started` to every
+    /// stream, each with the same copy (the jail connection included).
+    pub async fn punish(&self, username: &str, duration: Duration) {
+        let source = {
+            let mut server = self.lock();
+            let Some(user) = server.users.iter().find(|user| user.username == username).cloned() else { return };
+            let Some(source) =
+                server.user_room(user.id).and_then(|id| server.rooms.iter().find(|room| room.id == id).cloned())
+            else {
+                return;
+            };
+            let jail_name = format!("Jail: {}", source.name);
+            let jail = match server.rooms.iter().find(|room| room.jail_source_room_id == Some(source.id)) {
+                Some(room) => room.id,
+                None => server.new_room(&jail_name, &source.kind.clone(), None, Some(source.id)),
+            };
+            let punishment = Punishment {
+                id: server.punishments.len() as u64 + 1,
+                target: user.id,
+                source_room: source.id,
+                jail_room: jail,
+                duration_secs: duration.as_secs(),
+                expires_at: now_secs() + duration.as_secs(),
+            };
+            server.punishments.push(punishment.clone());
+            (user, source, jail_name, punishment)
         };
-        let expires_at = now_millis() + duration.as_millis() as u64;
-        server.punishments.insert(user.id, (expires_at, jail));
-        server.place(user.id, Some(jail));
-        let punishment = serde_json::json!({
-            "id": server.punishments.len(), "targetUserId": user.id, "targetUsername": user.username,
-            "roomId": source, "jailRoomId": jail, "expiresAt": expires_at,
-        });
-        let others: Vec<u64> =
-            server.subscribers.iter().map(|subscriber| subscriber.user_id).filter(|id| *id != user.id).collect();
-        for other in others {
-            server.send_to(other, "punishment:started", serde_json::json!({ "punishment": punishment }));
+        let (user, source, jail_name, punishment) = source;
+        if let Err(error) = self.keys.remove_participant(&source.name, &user.username).await {
+            // The real server logs and carries on (the user may not be connected to LiveKit).
+            tracing::debug!("removing {} from LiveKit: {error}", user.username);
         }
-        let jail_name = "Jail";
-        let jail_connection = serde_json::json!({
-            "token": "", "e2eeKey": server.e2ee_key(jail_name), "room": { "id": jail, "name": jail_name }, "wsUrl": server.config.ws_url,
+        let mut server = self.lock();
+        server.set_user_room(user.id, Some(punishment.jail_room));
+        server.tell_about("user:room_leave", user.id, Some(source.id));
+        server.tell_about("user:room_join", user.id, Some(punishment.jail_room));
+        let token = self.keys.mint(&jail_name, &user.username, &user.display_name, LIVEKIT_TTL, |grants| {
+            grants.can_publish_data = None;
         });
-        server.send_to(
-            user.id,
-            "punishment:started",
-            serde_json::json!({ "punishment": punishment, "jailConnection": jail_connection }),
-        );
+        let data = serde_json::json!({
+            "punishment": {
+                "id": punishment.id, "targetUserId": user.id, "targetUsername": user.username,
+                "targetDisplayName": user.display_name, "sourceRoomId": source.id, "sourceRoomName": source.name,
+                "jailRoomId": punishment.jail_room, "jailRoomName": jail_name,
+                "durationSecs": punishment.duration_secs, "expiresAt": sqlite_time(punishment.expires_at),
+            },
+            "jailConnection": {
+                "token": token, "e2eeKey": server.e2ee_key(&jail_name),
+                "room": { "id": punishment.jail_room, "name": jail_name, "type": source.kind },
+                "wsUrl": server.config.ws_url,
+            },
+        });
+        server.broadcast("punishment:started", data);
     }
 
     /// Sends an arbitrary event to every open stream.
@@ -307,18 +353,20 @@ impl Handle {
         self.lock().leaves.get(username).copied().unwrap_or(0)
     }
 
+    /// Sign-in attempts so far (refused ones too).
     pub fn logins(&self) -> u32 {
         self.lock().logins
     }
 
-    /// User names present in `room_id`.
+    /// User names the server lists in `room_id` (`GET /api/rooms/members`), sorted.
     pub fn members(&self, room_id: u64) -> Vec<String> {
-        let server = self.lock();
-        let mut names: Vec<String> = server
-            .presence
-            .iter()
-            .filter(|(_, room)| **room == room_id)
-            .filter_map(|(user, _)| server.user(*user).map(|user| user.username.clone()))
+        let members = self.lock().members();
+        let mut names: Vec<String> = members
+            .get(&room_id.to_string())
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|member| member["username"].as_str().map(String::from))
             .collect();
         names.sort();
         names
@@ -328,11 +376,7 @@ impl Handle {
     pub fn streams(&self, username: &str) -> usize {
         let server = self.lock();
         let Some(id) = server.users.iter().find(|user| user.username == username).map(|user| user.id) else { return 0 };
-        server
-            .subscribers
-            .iter()
-            .filter(|subscriber| subscriber.user_id == id && !subscriber.sender.is_closed())
-            .count()
+        server.clients.iter().filter(|client| client.user_id == id && !client.sender.is_closed()).count()
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -352,17 +396,12 @@ pub fn e2ee_key(secret: &str, room_name: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
-fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
-    // Invariant: HMAC accepts keys of any length.
-    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length")
-}
-
 /// Starts the server with no users and no rooms.
 pub async fn start(keys: LivekitKeys, config: Config) -> std::io::Result<(Running, Handle)> {
-    let server = Arc::new(Mutex::new(Server { config, ..Server::default() }));
-    let shared = Shared { keys, server: server.clone() };
+    let server = Arc::new(Mutex::new(Server::new(config)));
+    let shared = Shared { keys: keys.clone(), server: Arc::clone(&server) };
     let router = Router::new().fallback(dispatch).with_state(shared);
-    Ok((serve(router).await?, Handle { server }))
+    Ok((serve(router).await?, Handle { server, keys }))
 }
 
 #[derive(Clone)]
@@ -402,285 +441,161 @@ async fn dispatch(
             return raw(status, &body);
         }
     }
-    if body.len() > 16 * 1024 {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "request entity too large");
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let known = matches!(
+        (method.as_str(), segments.as_slice()),
+        ("POST", ["api", "auth", "register" | "login"])
+            | ("GET", ["api", "health" | "rooms" | "events"])
+            | ("GET", ["api", "auth", "me"] | ["api", "rooms", "members"])
+            | ("POST", ["api", "rooms", _, "join" | "sync"] | ["api", "events", "ping" | "leave"])
+    );
+    if !known {
+        // Express's own 404: HTML, and no auth (`requireAuth` is per route).
+        let page = format!("<!DOCTYPE html><html><body><pre>Cannot {method} {path}</pre></body></html>");
+        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
     }
-    let json: serde_json::Value = if body.is_empty() {
+    // `express.json()` reads only JSON bodies; a broken or oversized one reaches the global error
+    // handler, which answers 500 whatever the parser said.
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    let json = if !is_json || body.is_empty() {
         serde_json::Value::Object(serde_json::Map::new())
+    } else if body.len() > BODY_LIMIT {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
     } else {
         match serde_json::from_slice(&body) {
             Ok(json) => json,
-            Err(_) => return error(StatusCode::BAD_REQUEST, "Invalid JSON"),
+            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
         }
     };
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method.as_str(), segments.as_slice()) {
-        ("POST", ["api", "auth", "register"]) => register(&shared, &json),
-        ("POST", ["api", "auth", "login"]) => login(&shared, &json),
-        ("GET", ["api", "health"]) => axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
-        _ => {
-            let user_id = match authenticate(&shared, &headers, query.as_deref(), &json) {
-                Ok(id) => id,
-                Err(response) => return response,
-            };
-            match (method.as_str(), segments.as_slice()) {
-                ("GET", ["api", "auth", "me"]) => me(&shared, user_id),
-                ("GET", ["api", "rooms"]) => rooms(&shared),
-                ("GET", ["api", "rooms", "members"]) => members(&shared),
-                ("POST", ["api", "rooms", id, "join"]) => join(&shared, user_id, id),
-                ("POST", ["api", "rooms", id, "sync"]) => sync(&shared, user_id, id),
-                ("GET", ["api", "events"]) => events(&shared, user_id),
-                ("POST", ["api", "events", "ping"]) => ping(&shared, user_id),
-                ("POST", ["api", "events", "leave"]) => leave(&shared, user_id),
-                _ => error(StatusCode::NOT_FOUND, "Not found"),
-            }
-        }
-    }
-}
-
-fn authenticate(
-    shared: &Shared,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    body: &serde_json::Value,
-) -> Result<u64, Response> {
-    let from_header = headers
-        .get(header::AUTHORIZATION)
+    let address = headers
+        .get("x-forwarded-for")
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(String::from);
-    let from_query = query.and_then(|query| {
-        query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .map(|token| token.replace("%2E", ".").replace("%2e", "."))
-    });
-    let from_body = body.get("token").and_then(serde_json::Value::as_str).map(String::from);
-    let Some(token) = from_header.or(from_query).or(from_body) else {
-        return Err(error(StatusCode::UNAUTHORIZED, "Missing authorization token"));
+        .and_then(|value| value.split(',').next())
+        .map(|hop| hop.trim().to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["api", "auth", "register"]) => return accounts::register(&mut shared.lock(), &address, &json),
+        ("POST", ["api", "auth", "login"]) => return accounts::login(&mut shared.lock(), &address, &json),
+        ("GET", ["api", "health"]) => return axum::Json(serde_json::json!({ "status": "ok" })).into_response(),
+        _ => {}
+    }
+    let user_id = match accounts::authenticate(&shared.lock(), &headers, query.as_deref(), &json) {
+        Ok(id) => id,
+        Err(response) => return response,
     };
-    let server = shared.lock();
-    verify_hs256(&server.secret(), &token)
-        .and_then(|claims| claims.get("sub").and_then(serde_json::Value::as_u64))
-        .filter(|id| server.user(*id).is_some())
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Invalid or expired token"))
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", ["api", "auth", "me"]) => me(&shared.lock(), user_id),
+        ("GET", ["api", "rooms"]) => rooms(&shared.lock()),
+        ("GET", ["api", "rooms", "members"]) => {
+            axum::Json(serde_json::json!({ "members": shared.lock().members() })).into_response()
+        }
+        ("POST", ["api", "rooms", id, "join"]) => join(&shared, user_id, id),
+        ("POST", ["api", "rooms", id, "sync"]) => sync(&mut shared.lock(), user_id, id),
+        ("GET", ["api", "events"]) => presence::open(&shared.server, user_id),
+        ("POST", ["api", "events", "ping"]) => presence::ping(&mut shared.lock(), user_id),
+        ("POST", ["api", "events", "leave"]) => shared.lock().leave(user_id),
+        _ => error(StatusCode::NOT_FOUND, "Not found"),
+    }
 }
 
-fn user_json(user: &User) -> serde_json::Value {
-    serde_json::json!({ "id": user.id, "username": user.username, "display_name": user.display_name, "last_room_id": user.last_room_id })
-}
-
-fn register(shared: &Shared, body: &serde_json::Value) -> Response {
-    let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
-    let (username, display_name, password) = (field("username"), field("display_name"), field("password"));
-    if username.len() < 3 || username.len() > 32 || !username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return error(StatusCode::BAD_REQUEST, "Username must be 3-32 characters (letters, numbers, underscores)");
-    }
-    if display_name.is_empty() || display_name.chars().count() > 64 {
-        return error(StatusCode::BAD_REQUEST, "Display name must be 1-64 characters");
-    }
-    let strong = password.chars().any(|c| c.is_ascii_uppercase())
-        && password.chars().any(|c| c.is_ascii_lowercase())
-        && password.chars().any(|c| !c.is_ascii_alphabetic());
-    if password.len() < 8 || password.len() > 128 || !strong {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Password must be 8-128 characters with upper and lower case letters and a digit or symbol",
-        );
-    }
-    let mut server = shared.lock();
-    if server.users.iter().any(|user| user.username.eq_ignore_ascii_case(&username)) {
-        return error(StatusCode::CONFLICT, "Username already taken");
-    }
-    let user = User { id: server.users.len() as u64 + 1, username, display_name, password, last_room_id: None };
-    server.users.push(user.clone());
-    let token = server.sign(&user);
-    (StatusCode::CREATED, axum::Json(serde_json::json!({ "token": token, "user": user_json(&user) }))).into_response()
-}
-
-fn login(shared: &Shared, body: &serde_json::Value) -> Response {
-    let (Some(username), Some(password)) = (
-        body.get("username").and_then(serde_json::Value::as_str),
-        body.get("password").and_then(serde_json::Value::as_str),
-    ) else {
-        return error(StatusCode::BAD_REQUEST, "Username and password are required");
-    };
-    let mut server = shared.lock();
-    server.logins += 1;
-    let Some(user) = server.users.iter().find(|user| user.username == username && user.password == password).cloned()
-    else {
-        return error(StatusCode::UNAUTHORIZED, "Invalid credentials");
-    };
-    let token = server.sign(&user);
-    axum::Json(serde_json::json!({ "token": token, "user": user_json(&user) })).into_response()
-}
-
-fn me(shared: &Shared, user_id: u64) -> Response {
-    match shared.lock().user(user_id) {
+fn me(server: &Server, user_id: u64) -> Response {
+    match server.user(user_id) {
         Some(user) => {
-            let mut json = user_json(user);
-            json["created_at"] = serde_json::json!("2024-01-01 00:00:00");
+            let mut json = user.json();
+            json["created_at"] = serde_json::json!(sqlite_time(user.created_at));
             axum::Json(serde_json::json!({ "user": json })).into_response()
         }
         None => error(StatusCode::NOT_FOUND, "User not found"),
     }
 }
 
-fn rooms(shared: &Shared) -> Response {
-    let rooms: Vec<serde_json::Value> = shared.lock().rooms.iter().map(Room::json).collect();
+/// `SELECT * FROM rooms ORDER BY name`.
+fn rooms(server: &Server) -> Response {
+    let mut rooms: Vec<&Room> = server.rooms.iter().collect();
+    rooms.sort_by(|a, b| a.name.cmp(&b.name));
+    let rooms: Vec<serde_json::Value> = rooms.into_iter().map(Room::json).collect();
     axum::Json(serde_json::json!({ "rooms": rooms })).into_response()
 }
 
-fn members(shared: &Shared) -> Response {
-    let server = shared.lock();
-    let mut members: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-    for (user_id, room_id) in &server.presence {
-        if let Some(user) = server.user(*user_id) {
-            members.entry(room_id.to_string()).or_default().push(serde_json::json!({
-                "id": user.id, "username": user.username, "display_name": user.display_name,
-            }));
+/// `parseInt(id, 10)`: leading digits count ("12abc" is 12).
+fn room_id(id: &str) -> Option<u64> {
+    let digits: String = id.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The checks `/join` and `/sync` share: the id, the room, a punishment from it.
+fn checked_room(server: &Server, user_id: u64, id: &str, detailed: bool) -> Result<Room, Response> {
+    let Some(room_id) = room_id(id) else {
+        return Err(error(StatusCode::BAD_REQUEST, "Invalid room ID"));
+    };
+    let Some(room) = server.rooms.iter().find(|room| room.id == room_id).cloned() else {
+        return Err(error(StatusCode::NOT_FOUND, "Room not found"));
+    };
+    if let Some(punishment) = server.punishment(user_id, room_id) {
+        let mut body = serde_json::json!({ "error": "You are currently punished from this room" });
+        if detailed {
+            body["punishment"] = serde_json::json!({
+                "expiresAt": sqlite_time(punishment.expires_at), "jailRoomId": punishment.jail_room,
+            });
         }
+        return Err((StatusCode::FORBIDDEN, axum::Json(body)).into_response());
     }
-    axum::Json(serde_json::json!({ "members": members })).into_response()
+    Ok(room)
 }
 
 fn join(shared: &Shared, user_id: u64, id: &str) -> Response {
-    let Ok(room_id) = id.parse::<u64>() else {
-        return error(StatusCode::BAD_REQUEST, "Invalid room ID");
-    };
     let mut server = shared.lock();
-    let Some(room) = server.rooms.iter().find(|room| room.id == room_id).cloned() else {
-        return error(StatusCode::NOT_FOUND, "Room not found");
+    let room = match checked_room(&server, user_id, id, true) {
+        Ok(room) => room,
+        Err(refused) => return refused,
     };
-    if let Some((expires_at, jail)) = server.punishments.get(&user_id).copied()
-        && expires_at > now_millis()
-        && room.id != jail
-    {
-        let body = serde_json::json!({
-            "error": "You are serving a punishment",
-            "punishment": { "expiresAt": expires_at, "jailRoomId": jail },
-        });
-        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
-    }
+    // The name comes from the token, not the database (the real server does the same).
     let Some(user) = server.user(user_id).cloned() else {
-        return error(StatusCode::NOT_FOUND, "User not found");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "Failed to join room");
     };
-    server.place(user_id, Some(room_id));
+    if let Some(stored) = server.users.iter_mut().find(|stored| stored.id == user_id) {
+        stored.last_room_id = Some(room.id);
+    }
+    if let Some(previous) = server.user_room(user_id).filter(|previous| *previous != room.id) {
+        server.set_user_room(user_id, None);
+        server.tell_about("user:room_leave", user_id, Some(previous));
+    }
+    server.set_user_room(user_id, Some(room.id));
+    server.tell_about("user:room_join", user_id, Some(room.id));
     let token = shared.keys.mint(&room.name, &user.username, &user.display_name, LIVEKIT_TTL, |grants| {
         grants.can_publish_data = None;
     });
     let body = serde_json::json!({
         "token": token,
         "e2eeKey": server.e2ee_key(&room.name),
-        "room": { "id": room.id, "name": room.name, "type": room.kind, "mode": "normal", "is_jail": room.is_jail, "created_by": room.created_by },
+        "room": {
+            "id": room.id, "name": room.name, "type": room.kind, "mode": "normal",
+            "is_jail": u8::from(room.is_jail), "created_by": room.created_by,
+        },
         "wsUrl": server.config.ws_url,
     });
     axum::Json(body).into_response()
 }
 
-fn sync(shared: &Shared, user_id: u64, id: &str) -> Response {
-    let Ok(room_id) = id.parse::<u64>() else {
-        return error(StatusCode::BAD_REQUEST, "Invalid room ID");
+/// `/sync`: puts the room back on the user's (newly opened) streams; no token, no `last_room_id`.
+fn sync(server: &mut Server, user_id: u64, id: &str) -> Response {
+    let room = match checked_room(server, user_id, id, false) {
+        Ok(room) => room,
+        Err(refused) => return refused,
     };
-    let mut server = shared.lock();
-    if !server.rooms.iter().any(|room| room.id == room_id) {
-        return error(StatusCode::NOT_FOUND, "Room not found");
+    let previous = server.user_room(user_id);
+    if let Some(previous) = previous.filter(|previous| *previous != room.id) {
+        server.set_user_room(user_id, None);
+        server.tell_about("user:room_leave", user_id, Some(previous));
     }
-    server.place(user_id, Some(room_id));
+    server.set_user_room(user_id, Some(room.id));
+    if previous != Some(room.id) {
+        server.tell_about("user:room_join", user_id, Some(room.id));
+    }
     axum::Json(serde_json::json!({ "synced": true })).into_response()
-}
-
-fn ping(shared: &Shared, user_id: u64) -> Response {
-    let mut server = shared.lock();
-    server.last_ping.insert(user_id, Instant::now());
-    if let Some(name) = server.user(user_id).map(|user| user.username.clone()) {
-        *server.pings.entry(name).or_default() += 1;
-    }
-    axum::Json(serde_json::json!({ "ok": true })).into_response()
-}
-
-fn leave(shared: &Shared, user_id: u64) -> Response {
-    let mut server = shared.lock();
-    if let Some(name) = server.user(user_id).map(|user| user.username.clone()) {
-        *server.leaves.entry(name).or_default() += 1;
-    }
-    server.place(user_id, None);
-    axum::Json(serde_json::json!({ "left": true })).into_response()
-}
-
-/// Removes the stream from the subscribers when the client goes; presence follows after the
-/// grace period if it was the user's last stream.
-struct StreamGuard {
-    server: Arc<Mutex<Server>>,
-    connection: u64,
-    user_id: u64,
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let grace = {
-            let mut server = self.server.lock().unwrap_or_else(PoisonError::into_inner);
-            server.subscribers.retain(|subscriber| subscriber.connection != self.connection);
-            if server.subscribers.iter().any(|subscriber| subscriber.user_id == self.user_id) {
-                return;
-            }
-            let pinged_recently =
-                server.last_ping.get(&self.user_id).is_some_and(|at| at.elapsed() < Duration::from_secs(10));
-            if pinged_recently { Duration::from_secs(15) } else { Duration::from_secs(2) }
-        };
-        let (server, user_id) = (self.server.clone(), self.user_id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                tokio::time::sleep(grace).await;
-                let mut server = server.lock().unwrap_or_else(PoisonError::into_inner);
-                if !server.subscribers.iter().any(|subscriber| subscriber.user_id == user_id) {
-                    server.place(user_id, None);
-                }
-            });
-        }
-    }
-}
-
-fn events(shared: &Shared, user_id: u64) -> Response {
-    let mut server = shared.lock();
-    server.subscribers.retain(|subscriber| !subscriber.sender.is_closed());
-    if server.subscribers.iter().filter(|subscriber| subscriber.user_id == user_id).count() >= MAX_STREAMS_PER_USER {
-        return error(StatusCode::TOO_MANY_REQUESTS, "Too many connections");
-    }
-    let (sender, receiver) = mpsc::unbounded_channel();
-    server.next_connection += 1;
-    let connection = server.next_connection;
-    server.subscribers.push(Subscriber { connection, user_id, sender });
-    let ping_every = server.config.ping_every;
-    let guard = StreamGuard { server: shared.server.clone(), connection, user_id };
-    let opening = stream::once(async { Ok::<Event, std::convert::Infallible>(Event::default().comment("ok")) });
-    let updates = stream::unfold((receiver, guard), |(mut receiver, guard)| async move {
-        let (kind, data) = receiver.recv().await?;
-        Some((Ok(Event::default().event(kind).data(data.to_string())), (receiver, guard)))
-    });
-    Sse::new(opening.chain(updates)).keep_alive(KeepAlive::new().interval(ping_every).text("ping")).into_response()
-}
-
-fn sign_hs256(secret: &str, claims: &serde_json::Value) -> String {
-    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let signing_input =
-        format!("{}.{}", encode(br#"{"alg":"HS256","typ":"JWT"}"#), encode(claims.to_string().as_bytes()));
-    let mut mac = hmac_sha256(secret.as_bytes());
-    mac.update(signing_input.as_bytes());
-    format!("{signing_input}.{}", encode(&mac.finalize().into_bytes()))
-}
-
-fn verify_hs256(secret: &str, token: &str) -> Option<serde_json::Value> {
-    let (signing_input, signature) = token.rsplit_once('.')?;
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).ok()?;
-    let mut mac = hmac_sha256(secret.as_bytes());
-    mac.update(signing_input.as_bytes());
-    mac.verify_slice(&signature).ok()?;
-    let payload = signing_input.split('.').nth(1)?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    let exp = claims.get("exp").and_then(serde_json::Value::as_u64)?;
-    (exp > now_secs()).then_some(claims)
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -695,27 +610,4 @@ fn raw(status: u16, body: &str) -> Response {
         _ => "text/plain; charset=utf-8",
     };
     (status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or_default()
-}
-
-fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwts_verify_only_with_their_secret_and_before_expiry() {
-        let claims = serde_json::json!({ "sub": 1, "exp": now_secs() + 60 });
-        let token = sign_hs256("s1", &claims);
-        assert_eq!(verify_hs256("s1", &token), Some(claims));
-        assert_eq!(verify_hs256("s2", &token), None, "wrong secret");
-        let expired = sign_hs256("s1", &serde_json::json!({ "sub": 1, "exp": 1 }));
-        assert_eq!(verify_hs256("s1", &expired), None, "expired");
-    }
 }

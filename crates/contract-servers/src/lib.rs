@@ -107,6 +107,17 @@ impl LivekitKeys {
     }
 }
 
+impl LivekitKeys {
+    /// RoomService `RemoveParticipant` on this LiveKit server, as a backend's server does it when
+    /// it evicts someone. Any tokio task.
+    ///
+    /// Errors: LiveKit's answer or the transport's, as text, for the caller to log.
+    pub async fn remove_participant(&self, room: &str, identity: &str) -> Result<(), String> {
+        let client = RoomClient::with_api_key(&self.url, &self.api_key, &self.api_secret);
+        client.remove_participant(room, identity).await.map_err(|error| error.to_string())
+    }
+}
+
 /// The publish rights in a permission a backend sends LiveKit (subscribing is always allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishRights {

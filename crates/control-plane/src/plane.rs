@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::PlaneError;
+use crate::{PlaneError, Secret};
 
 /// Which backend a profile points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -307,6 +307,32 @@ pub trait ControlPlane: Send + Sync {
     fn kind(&self) -> BackendKind;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// Checks the saved credentials with the server where the backend signs in with them (a
+    /// password): `Ok(true)` when the server accepted them, `Ok(false)` when the backend has
+    /// nothing to check before a join. Saving a profile calls it so that a wrong password is
+    /// refused then, not at the first join.
+    ///
+    /// Errors: [`PlaneError::Unauthorized`] when refused; [`PlaneError::Unreachable`] and the
+    /// other transport errors when the server could not say.
+    async fn check_credentials(&self) -> Result<bool, PlaneError> {
+        Ok(false)
+    }
+
+    /// Creates the account the saved credentials name, where the backend lets clients register
+    /// (disTokoloshe); the account is signed in afterwards.
+    ///
+    /// Errors: [`PlaneError::Unsupported`] elsewhere; the server's refusal
+    /// ([`PlaneError::Rejected`] for a taken name or a weak password).
+    async fn register(&self, _display_name: &str) -> Result<(), PlaneError> {
+        Err(self.unsupported("creating an account"))
+    }
+
+    /// Secrets the adapter obtained itself (a sign-in token) that are worth keeping with the
+    /// profile, by keyring name.
+    fn obtained_secrets(&self) -> Vec<(&'static str, Secret)> {
+        Vec::new()
+    }
 
     async fn list_rooms(&self) -> Result<Vec<RoomSummary>, PlaneError> {
         Err(self.unsupported("listing rooms"))

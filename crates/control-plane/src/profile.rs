@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::{audioroom, distokoloshe, livekit, lk_jwt, meet, nip29, token_endpoint};
 use crate::plane::{BackendKind, ControlPlane};
-use crate::secret_store::SecretStore;
+use crate::secret_store::{SecretKeeper, SecretStore};
 use crate::{PlaneError, Secret};
 
 /// Overrides the directory that holds `profiles.toml` (tests, portable installs).
@@ -255,7 +255,7 @@ impl ProfileStore {
         // (or the app's browser flow) obtains one for the saved client id afterwards.
         let awaits_key = profile.kind() == BackendKind::Audioroom && !secrets.contains_key("user-api-key");
         if !awaits_key {
-            build_plane(&profile.settings, secrets)?;
+            build_plane(&profile.settings, secrets, None)?;
         }
         let mut file = self.read()?;
         let previous = file.profiles.get(&profile.name).cloned();
@@ -389,18 +389,83 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// What saving a profile learnt of its credentials from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialCheck {
+    /// The server accepted them (signed in, or created the account).
+    Accepted,
+    /// The backend has nothing to check before a join (keys, tokens minted per join).
+    NothingToCheck,
+    /// The server could not say (unreachable, failing): saved unchecked, with the reason.
+    Unchecked { reason: String },
+}
+
+/// How [`add_checked`] treats the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Account<'a> {
+    /// It exists: check the credentials where the backend signs in with them.
+    Existing,
+    /// Create it first (where the backend offers registration), with this display name.
+    Register { display_name: &'a str },
+}
+
+/// Saves `profile` as [`ProfileStore::add`] does, after asking its server about the credentials:
+/// credentials the server refuses (or an account it will not create) are an error and nothing is
+/// saved; a server that cannot be reached saves the profile unchecked and says so. A sign-in token
+/// obtained on the way is kept with the profile. Any tokio task (the keyring runs on a blocking
+/// thread).
+///
+/// Errors: the server's refusal ([`PlaneError::Unauthorized`], [`PlaneError::Rejected`], …),
+/// [`PlaneError::Unsupported`] for registration where the backend has none, and `add`'s errors.
+pub async fn add_checked(
+    profiles: &ProfileStore,
+    profile: &Profile,
+    secrets: &BTreeMap<String, Secret>,
+    store: Arc<dyn SecretStore>,
+    replace: bool,
+    account: Account<'_>,
+) -> Result<CredentialCheck, PlaneError> {
+    let awaits_key = profile.kind() == BackendKind::Audioroom && !secrets.contains_key("user-api-key");
+    let (check, obtained) = if awaits_key {
+        (CredentialCheck::NothingToCheck, Vec::new())
+    } else {
+        // No keeper: the profile is not saved yet; what the check obtains is saved with it below.
+        let plane = build_plane(&profile.settings, secrets, None)?;
+        let check = match account {
+            Account::Register { display_name } => {
+                plane.register(display_name).await.map(|()| CredentialCheck::Accepted)?
+            }
+            Account::Existing => match plane.check_credentials().await {
+                Ok(true) => CredentialCheck::Accepted,
+                Ok(false) => CredentialCheck::NothingToCheck,
+                Err(error) if error.is_transient() => CredentialCheck::Unchecked { reason: error.to_string() },
+                Err(error) => return Err(error),
+            },
+        };
+        (check, plane.obtained_secrets())
+    };
+    let mut all = secrets.clone();
+    all.extend(obtained.into_iter().map(|(name, value)| (name.to_string(), value)));
+    let (profiles, profile) = (profiles.clone(), profile.clone());
+    tokio::task::spawn_blocking(move || profiles.add(&profile, &all, store.as_ref(), replace))
+        .await
+        .map_err(|error| PlaneError::InvalidInput { message: format!("saving the profile stopped: {error}") })??;
+    Ok(check)
+}
+
 /// Builds the adapter of `profile` with its secrets from `store`. Blocking (keyring).
 ///
 /// Errors: [`PlaneError::Keyring`] when the keyring fails; the adapter's own `new` errors
 /// (e.g. [`PlaneError::InvalidInput`] for a secret that is missing).
-pub fn open_plane(profile: &Profile, store: &dyn SecretStore) -> Result<Arc<dyn ControlPlane>, PlaneError> {
+/// Secrets the adapter obtains on its own (a sign-in token) go back to `store` for the next run.
+pub fn open_plane(profile: &Profile, store: Arc<dyn SecretStore>) -> Result<Arc<dyn ControlPlane>, PlaneError> {
     let mut secrets = BTreeMap::new();
     for name in profile.settings.secret_names() {
         if let Some(value) = store.get(&profile.name, name)? {
             secrets.insert(name.to_string(), value);
         }
     }
-    build_plane(&profile.settings, &secrets)
+    build_plane(&profile.settings, &secrets, Some(SecretKeeper::new(store, profile.name.clone())))
 }
 
 /// The names of `profile`'s secrets that `store` holds.
@@ -419,6 +484,7 @@ pub fn stored_secrets(profile: &Profile, store: &dyn SecretStore) -> Result<Vec<
 fn build_plane(
     settings: &BackendSettings,
     secrets: &BTreeMap<String, Secret>,
+    keeper: Option<SecretKeeper>,
 ) -> Result<Arc<dyn ControlPlane>, PlaneError> {
     let secret = |name: &str| secrets.get(name).cloned();
     Ok(match settings {
@@ -444,7 +510,11 @@ fn build_plane(
         }
         BackendSettings::Distokoloshe(settings) => {
             let secrets = distokoloshe::Secrets { password: secret("password"), app_jwt: secret("app-jwt") };
-            Arc::new(distokoloshe::DistokoloshePlane::new(settings.clone(), secrets)?)
+            let plane = distokoloshe::DistokoloshePlane::new(settings.clone(), secrets)?;
+            Arc::new(match keeper {
+                Some(keeper) => plane.keeping_secrets(keeper),
+                None => plane,
+            })
         }
         BackendSettings::TokenEndpoint(settings) => {
             let secrets = token_endpoint::Secrets { header_value: secret("header-value") };

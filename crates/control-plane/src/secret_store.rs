@@ -9,7 +9,7 @@
 //! `tokio::task::spawn_blocking`, never directly on an async task.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::{PlaneError, Secret};
 
@@ -24,6 +24,39 @@ pub trait SecretStore: Send + Sync {
     fn set(&self, profile: &str, name: &str, value: &Secret) -> Result<(), PlaneError>;
     /// Deletes the secret `name` of `profile`; deleting a missing one succeeds.
     fn delete(&self, profile: &str, name: &str) -> Result<(), PlaneError>;
+}
+
+/// Where an adapter keeps a secret it obtained on its own (a sign-in token), so that the next
+/// command reuses it instead of signing in again: the profile's entry in a [`SecretStore`].
+#[derive(Clone)]
+pub struct SecretKeeper {
+    store: Arc<dyn SecretStore>,
+    profile: String,
+}
+
+impl std::fmt::Debug for SecretKeeper {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SecretKeeper").field("profile", &self.profile).finish_non_exhaustive()
+    }
+}
+
+impl SecretKeeper {
+    pub fn new(store: Arc<dyn SecretStore>, profile: impl Into<String>) -> SecretKeeper {
+        SecretKeeper { store, profile: profile.into() }
+    }
+
+    /// Stores `value` as the profile's secret `name`, on a blocking thread (the store blocks).
+    /// A failure is logged, not returned: the adapter goes on with the secret it holds, and only
+    /// the next command pays for it with a new sign-in. Any tokio task.
+    pub async fn keep(&self, name: &'static str, value: Secret) {
+        let (store, profile) = (Arc::clone(&self.store), self.profile.clone());
+        let stored = tokio::task::spawn_blocking(move || store.set(&profile, name, &value)).await;
+        match stored {
+            Ok(Ok(())) => tracing::debug!(secret = name, "kept a renewed secret in the keyring"),
+            Ok(Err(error)) => tracing::warn!(secret = name, %error, "could not keep a renewed secret"),
+            Err(error) => tracing::warn!(secret = name, %error, "keeping a renewed secret stopped"),
+        }
+    }
 }
 
 /// The OS keyring.

@@ -74,7 +74,7 @@ fn a_saved_profile_round_trips_and_its_secret_lives_only_in_the_store() {
         .collect();
     assert_eq!(leftovers, vec!["profiles.toml".to_string()], "no temporary file is left behind");
 
-    let plane = open_plane(&store.get("home").expect("get"), &keyring).expect("open");
+    let plane = open_plane(&store.get("home").expect("get"), std::sync::Arc::new(keyring)).expect("open");
     assert_eq!(plane.kind(), BackendKind::Livekit);
     assert!(plane.capabilities().supports(Capability::ListRooms));
 }

@@ -449,7 +449,7 @@ impl Client {
         let (store, keyring, name) = (self.inner.profiles.clone(), Arc::clone(&self.inner.secrets), name.to_string());
         blocking(move || {
             let profile = store.get(&name)?;
-            Ok(open_plane(&profile, keyring.as_ref())?)
+            Ok(open_plane(&profile, keyring)?)
         })
         .await
     }

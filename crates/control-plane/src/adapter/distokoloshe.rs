@@ -33,6 +33,7 @@ use crate::http::{Failure, Http, decode_json};
 use crate::plane::{
     BackendKind, Capabilities, Capability, ControlPlane, JoinGrant, PlaneEvent, PlaneParticipant, RoomSummary,
 };
+use crate::secret_store::SecretKeeper;
 use crate::{PlaneError, Secret};
 
 /// The web client's ping interval (`useEvents.ts`); the server's grace period after a missed ping
@@ -74,6 +75,9 @@ pub struct DistokoloshePlane {
     username: String,
     password: Option<Secret>,
     session: Mutex<Option<AppSession>>,
+    /// Where a new sign-in token goes, so that the next command reuses it (the server allows 20
+    /// sign-ins per 15 minutes per address; one per command would lock the user out).
+    keeper: Option<SecretKeeper>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,7 +110,14 @@ impl DistokoloshePlane {
             username: settings.username,
             password,
             session: Mutex::new(session),
+            keeper: None,
         })
+    }
+
+    /// Keeps each new sign-in token with `keeper` (the profile's keyring entry `app-jwt`).
+    pub fn keeping_secrets(mut self, keeper: SecretKeeper) -> Self {
+        self.keeper = Some(keeper);
+        self
     }
 
     /// The current app JWT (after a sign-in, the new one), for the profile layer to keep in the
@@ -132,6 +143,9 @@ impl DistokoloshePlane {
             AppSession { jwt: Secret::new(answer.token), user_id: answer.user.map(|user| id_string(&user.id)) };
         let jwt = session.jwt.clone();
         self.store(Some(session));
+        if let Some(keeper) = &self.keeper {
+            keeper.keep("app-jwt", jwt.clone()).await;
+        }
         Ok(jwt)
     }
 
@@ -259,7 +273,11 @@ impl DistokoloshePlane {
                 Ok(Ok(None)) => return Ok(false),
                 Ok(Ok(Some(chunk))) => chunk,
             };
-            for (kind, data) in parser.push(&chunk) {
+            let Ok(parsed) = parser.push(&chunk) else {
+                tracing::warn!("disTokoloshe sent an event over {MAX_PENDING_EVENT} bytes; reopening the stream");
+                return Ok(false);
+            };
+            for (kind, data) in parsed {
                 if let Some(event) = self.translate(&kind, &data, grant).await {
                     let removed = matches!(event, PlaneEvent::Removed { .. });
                     if events.send(event).await.is_err() {
@@ -303,33 +321,25 @@ impl DistokoloshePlane {
                     },
                 })
             }
-            "room:deleted"
-                if data.get("id").or_else(|| data.get("roomId")).is_some_and(|id| id_string(id) == grant.room_id) =>
-            {
+            "room:deleted" if data.pointer("/room/id").is_some_and(|id| id_string(id) == grant.room_id) => {
                 Some(PlaneEvent::Removed { reason: "the room was deleted".into() })
             }
             _ => None,
         }
     }
 
-    /// Whether a `punishment:started` event is about this user: the server adds `jailConnection`
-    /// only to the punished user's copy; the target fields cover servers that broadcast one copy.
+    /// Whether a `punishment:started` event is about this user. The server sends every stream
+    /// the same copy (the jail's connection included), so only the target fields say whom it is
+    /// about: the user id of our sign-in, or our user name.
     fn targets_me(&self, data: &serde_json::Value) -> bool {
-        if data.get("jailConnection").is_some_and(|jail| !jail.is_null()) {
-            return true;
-        }
+        let Some(punishment) = data.get("punishment") else { return false };
         let my_id = self.user_id();
-        let scopes = [Some(data), data.get("punishment")];
-        scopes.into_iter().flatten().any(|scope| {
-            ["targetUsername", "username"]
-                .iter()
-                .filter_map(|key| scope.get(*key).and_then(serde_json::Value::as_str))
-                .any(|name| name.eq_ignore_ascii_case(&self.username))
-                || ["targetUserId", "userId", "user_id"]
-                    .iter()
-                    .filter_map(|key| scope.get(*key))
-                    .any(|id| my_id.as_deref() == Some(id_string(id).as_str()))
-        })
+        let by_id = punishment.get("targetUserId").is_some_and(|id| my_id.as_deref() == Some(id_string(id).as_str()));
+        let by_name = punishment
+            .get("targetUsername")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|name| name.eq_ignore_ascii_case(&self.username));
+        by_id || by_name
     }
 }
 
@@ -337,6 +347,36 @@ impl DistokoloshePlane {
 impl ControlPlane for DistokoloshePlane {
     fn kind(&self) -> BackendKind {
         BackendKind::Distokoloshe
+    }
+
+    /// Signs in with the password (and keeps the token), or checks a saved token with
+    /// `GET /api/auth/me` when no password is stored.
+    async fn check_credentials(&self) -> Result<bool, PlaneError> {
+        if self.password.is_some() {
+            self.login().await?;
+        } else {
+            let _: serde_json::Value = self.json_authed(Method::GET, "/api/auth/me").await?;
+        }
+        Ok(true)
+    }
+
+    /// `POST /api/auth/register` with the saved user name and password; the answer's token is
+    /// the sign-in (no login follows).
+    async fn register(&self, display_name: &str) -> Result<(), PlaneError> {
+        let password = self.password.as_ref().ok_or_else(|| PlaneError::InvalidInput {
+            message: "creating a disTokoloshe account needs a password".into(),
+        })?;
+        let jwt = register(&self.base, &self.username, display_name, password).await?;
+        let session = AppSession { user_id: jwt_claim(&jwt, "sub"), jwt: jwt.clone() };
+        self.store(Some(session));
+        if let Some(keeper) = &self.keeper {
+            keeper.keep("app-jwt", jwt).await;
+        }
+        Ok(())
+    }
+
+    fn obtained_secrets(&self) -> Vec<(&'static str, Secret)> {
+        self.app_jwt().map(|jwt| vec![("app-jwt", jwt)]).unwrap_or_default()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -431,16 +471,22 @@ impl ControlPlane for DistokoloshePlane {
             match opened {
                 Ok(response) => {
                     backoff = Duration::from_secs(1);
-                    if reconnecting {
-                        let sync = format!("/api/rooms/{}/sync", grant.room_id);
-                        if let Err(error) = self.json_authed::<serde_json::Value>(Method::POST, &sync).await {
-                            tracing::warn!("re-syncing the room after reconnecting failed: {error}");
+                    // The server keeps room membership on the event streams open when `/join`
+                    // arrives; this stream opened after it (or reopened), so it holds no room
+                    // until `/sync` stamps it. Without this the server's member list, votes and
+                    // the web client's "left" never see us.
+                    let sync = format!("/api/rooms/{}/sync", grant.room_id);
+                    if let Err(error) = self.json_authed::<serde_json::Value>(Method::POST, &sync).await {
+                        if error.ends_session() {
+                            return Err(error);
                         }
-                        if let Ok(participants) = self.room_participants(&grant.room_id).await
-                            && events.send(PlaneEvent::Participants { participants }).await.is_err()
-                        {
-                            return Ok(());
-                        }
+                        tracing::warn!("putting the room on the event stream failed: {error}");
+                    }
+                    if reconnecting
+                        && let Ok(participants) = self.room_participants(&grant.room_id).await
+                        && events.send(PlaneEvent::Participants { participants }).await.is_err()
+                    {
+                        return Ok(());
                     }
                     if self.follow_stream(response, grant, &events).await? {
                         return Ok(());
@@ -503,8 +549,20 @@ struct RoomInfo {
     name: String,
     #[serde(default)]
     created_by: Option<serde_json::Value>,
-    #[serde(default)]
+    /// SQLite's `0`/`1` on the real server; a boolean from servers that convert it.
+    #[serde(default, deserialize_with = "flag")]
     is_jail: Option<bool>,
+}
+
+/// A flag column: SQLite has no booleans, so the real server sends the integer `0`/`1`; accept a
+/// JSON boolean too.
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Bool(value)) => Ok(Some(value)),
+        Some(serde_json::Value::Number(number)) => Ok(Some(number.as_f64().is_some_and(|value| value != 0.0))),
+        Some(other) => Err(serde::de::Error::custom(format!("expected 0, 1 or a boolean, got {other}"))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -536,34 +594,60 @@ struct JoinedRoom {
     name: String,
 }
 
+/// The most an event may hold before the stream is given up (and reopened): the server's events
+/// are a few hundred bytes; a stream that sends more without ending an event is broken or hostile.
+const MAX_PENDING_EVENT: usize = 64 * 1024;
+
 /// Splits a server-sent-events byte stream into `(event, data)` pairs; comments (`:ping`) and
-/// events without data are dropped.
+/// events without data are dropped. Each byte is scanned once: the search for an event's end
+/// resumes where the last one stopped.
 #[derive(Default)]
 struct SseParser {
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no event end.
+    scanned: usize,
 }
 
+/// An event grew past [`MAX_PENDING_EVENT`] without ending.
+#[derive(Debug, PartialEq, Eq)]
+struct Oversized;
+
 impl SseParser {
-    fn push(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<(String, String)>, Oversized> {
         self.buffer.extend(chunk.iter().copied().filter(|byte| *byte != b'\r'));
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\n\n") {
+        loop {
+            // A `\n\n` may straddle the old and the new bytes: look one byte back.
+            let from = self.scanned.saturating_sub(1);
+            let Some(found) = self.buffer[from..].windows(2).position(|pair| pair == b"\n\n") else {
+                self.scanned = self.buffer.len();
+                break;
+            };
+            let end = from + found;
             let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-            let text = String::from_utf8_lossy(&block);
-            let mut kind = String::from("message");
-            let mut data: Vec<&str> = Vec::new();
-            for line in text.lines() {
-                if let Some(value) = line.strip_prefix("event:") {
-                    kind = value.trim().to_string();
-                } else if let Some(value) = line.strip_prefix("data:") {
-                    data.push(value.strip_prefix(' ').unwrap_or(value));
-                }
-            }
-            if !data.is_empty() {
-                events.push((kind, data.join("\n")));
+            self.scanned = 0;
+            if let Some(event) = Self::event(&block) {
+                events.push(event);
             }
         }
-        events
+        if self.buffer.len() > MAX_PENDING_EVENT {
+            return Err(Oversized);
+        }
+        Ok(events)
+    }
+
+    fn event(block: &[u8]) -> Option<(String, String)> {
+        let text = String::from_utf8_lossy(block);
+        let mut kind = String::from("message");
+        let mut data: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            if let Some(value) = line.strip_prefix("event:") {
+                kind = value.trim().to_string();
+            } else if let Some(value) = line.strip_prefix("data:") {
+                data.push(value.strip_prefix(' ').unwrap_or(value));
+            }
+        }
+        (!data.is_empty()).then(|| (kind, data.join("\n")))
     }
 }
 
@@ -601,9 +685,12 @@ fn into_error(error: SendError) -> PlaneError {
     }
 }
 
-/// `expiresAt` as users read it: ISO strings as sent, epoch numbers (ms or s) as UTC time.
+/// `expiresAt` as users read it. The real server sends SQLite's UTC text (`2026-07-16
+/// 22:35:00`), which gets its zone; other strings are shown as sent, epoch numbers (ms or s) as
+/// UTC time.
 fn describe_time(value: &serde_json::Value) -> String {
     match value {
+        serde_json::Value::String(text) if is_sqlite_time(text) => format!("{} UTC", &text[..16]),
         serde_json::Value::String(text) => text.clone(),
         serde_json::Value::Number(number) => match number.as_u64() {
             Some(ms) if ms > 100_000_000_000 => format_utc(ms / 1000),
@@ -612,6 +699,18 @@ fn describe_time(value: &serde_json::Value) -> String {
         },
         other => other.to_string(),
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS`: what SQLite's `datetime()` writes.
+fn is_sqlite_time(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() == 19
+        && bytes.iter().enumerate().all(|(index, byte)| match index {
+            4 | 7 => *byte == b'-',
+            10 => *byte == b' ',
+            13 | 16 => *byte == b':',
+            _ => byte.is_ascii_digit(),
+        })
 }
 
 /// `YYYY-MM-DD HH:MM UTC` (civil-from-days, proleptic Gregorian).
@@ -702,9 +801,34 @@ mod tests {
     #[test]
     fn sse_blocks_split_across_chunks() {
         let mut parser = SseParser::default();
-        assert!(parser.push(b":ok\n\nevent: user:room_join\nda").is_empty());
-        let events = parser.push(b"ta: {\"roomId\":1}\r\n\r\n:ping\n\n");
+        assert_eq!(parser.push(b":ok\n\nevent: user:room_join\nda"), Ok(vec![]));
+        let events = parser.push(b"ta: {\"roomId\":1}\r\n\r").expect("small");
+        assert!(events.is_empty(), "the blank line is not complete yet: {events:?}");
+        let events = parser.push(b"\n:ping\n\n").expect("small");
         assert_eq!(events, vec![("user:room_join".to_string(), "{\"roomId\":1}".to_string())]);
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_refused_instead_of_growing() {
+        let mut parser = SseParser::default();
+        let line = vec![b'x'; 1024];
+        let mut outcome = Ok(vec![]);
+        for _ in 0..65 {
+            outcome = parser.push(&line);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert_eq!(outcome, Err(Oversized), "64 KiB without an event's end is refused");
+        // Events that end in time never add up, however many arrive.
+        let mut parser = SseParser::default();
+        for _ in 0..10_000 {
+            let events = parser.push(b"data: 1\n").expect("each event ends in time");
+            assert!(events.is_empty());
+            let events = parser.push(b"\n").expect("small");
+            assert_eq!(events.len(), 1);
+        }
+        assert!(parser.buffer.is_empty(), "nothing is kept of finished events");
     }
 
     #[test]
@@ -712,5 +836,7 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(format_utc(1_709_210_096), "2024-02-29 12:34 UTC");
         assert_eq!(describe_time(&serde_json::json!(1_709_210_096_000u64)), "2024-02-29 12:34 UTC");
+        assert_eq!(describe_time(&serde_json::json!("2024-02-29 12:34:56")), "2024-02-29 12:34 UTC", "SQLite text");
+        assert_eq!(describe_time(&serde_json::json!("tomorrow")), "tomorrow");
     }
 }
