@@ -64,7 +64,8 @@ fn token_command_mints_a_token_for_the_room_and_identity() {
 }
 
 #[test]
-fn a_client_whose_server_goes_away_reports_it_and_exits_with_code_6() {
+/// Regression: losing the server ended with exit code 6, which means "removed from the room".
+fn a_client_whose_server_goes_away_reports_it_and_exits_as_unreachable() {
     let _serial = audio_lock();
     let mut server = server();
     let dir = scratch();
@@ -72,10 +73,16 @@ fn a_client_whose_server_goes_away_reports_it_and_exits_with_code_6() {
     std::thread::sleep(Duration::from_secs(3));
     server.stop();
     let finished = peer.finish(Duration::from_secs(90));
-    assert_eq!(finished.status.code(), Some(6), "losing the server is exit code 6; stderr: {}", finished.stderr);
+    assert_eq!(
+        finished.status.code(),
+        Some(5),
+        "losing the server is exit code 5 (unreachable); stderr: {}",
+        finished.stderr
+    );
     assert!(!finished.events_named("reconnecting").is_empty(), "the client tried to reconnect: {:?}", finished.events);
     let disconnected = finished.events_named("disconnected");
     assert_eq!(disconnected.len(), 1, "one disconnected event: {:?}", finished.events);
+    assert_eq!(disconnected[0]["connection_lost"], true, "it says the connection was lost: {:?}", disconnected[0]);
     let lines: Vec<&str> = finished.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr: {:?}", finished.stderr);
     assert!(lines[0].contains("disconnected from the room: the connection to the server was lost"), "{}", lines[0]);

@@ -14,7 +14,7 @@ use parley_devserver::DevServer;
 use parley_devserver::keyring::TestKeyring;
 use serde_json::Value;
 
-use crate::support::{audio_lock, join, parley, scratch, server};
+use crate::support::{Peer, audio_lock, join, parley, scratch, server};
 
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 /// Exit codes from the README's table.
@@ -327,25 +327,61 @@ fn a_distokoloshe_profile_joins_with_its_e2ee_key_and_hears_a_peer() {
     // No nginx here to proxy the real `/livekit/`: the join answer points at LiveKit directly.
     let config = distokoloshe::Config { ws_url: server.url(), ..distokoloshe::Config::default() };
     let (api, handle) = runtime.block_on(distokoloshe::start(keys_of(&server), config)).expect("disTokoloshe");
-    handle.add_user("ear", "ear-password-123", "Ear");
-    handle.add_room("lobby", "voice", None);
+    handle.add_user("ear", "Ear-password-123", "Ear");
+    let lobby = handle.add_room("lobby", "voice", None);
+
+    // A wrong password is refused when the profile is saved, not at the first join.
+    let refused = home.add(
+        &["dk", "--backend", "distokoloshe", "--url", &api.url(), "--username", "ear"],
+        "password=not-her-password\n",
+    );
+    assert_eq!(refused.status.code(), Some(4), "refused credentials: {}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("Invalid credentials"), "{}", text(&refused.stderr));
+    assert_no_secret(&refused, "not-her-password", "profile add with a wrong password");
+    let listed = home.command().args(["profile", "list"]).output().expect("profile list");
+    assert!(!text(&listed.stdout).contains("dk"), "nothing was saved: {}", text(&listed.stdout));
+
     let added = home.add(
         &["dk", "--backend", "distokoloshe", "--url", &api.url(), "--username", "ear"],
-        "password=ear-password-123\n",
+        "password=Ear-password-123\n",
     );
     assert_success(&added, "profile add distokoloshe");
+    assert!(text(&added.stdout).contains("accepted the credentials"), "{}", text(&added.stdout));
+    let shown = home.command().args(["profile", "show", "dk"]).output().expect("profile show");
+    assert!(text(&shown.stdout).contains("app-jwt"), "the sign-in token is kept: {}", text(&shown.stdout));
+    let logins = handle.logins();
 
     // Everyone in a disTokoloshe room encrypts with the key the server derives for it.
     let key = handle.e2ee_key("lobby");
-    let speaker = join(&server, "lobby", "speaker", dir.path(), &["--tone", "550", "--e2ee-key", &key], 9.0);
+    let speaker = join(&server, "lobby", "speaker", dir.path(), &["--tone", "550", "--e2ee-key", &key], 11.0);
     std::thread::sleep(Duration::from_millis(1000));
-    let (events, samples, output) = join_profile(&home, "dk", "lobby", dir.path(), 5.0);
-    assert_success(&output, "join through disTokoloshe");
-    assert_no_secret(&output, "ear-password-123", "join --profile dk");
+    let recording = dir.path().join("dk.wav");
+    let listener = spawn_profile_join(&home, "dk", "lobby", &recording, 7.0);
+    // The server's own member list (what its web client shows) has the Parley user in the call.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while handle.members(lobby) != ["ear"] {
+        assert!(std::time::Instant::now() < deadline, "the server should list ear in the lobby during the call");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (output, samples) = finish_profile_join(listener, &recording);
+    assert_no_secret(&output, "Ear-password-123", "join --profile dk");
+    let events: Vec<Value> = text(&output.stdout).lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
     assert!(events.iter().any(|event| event["event"] == "joined" && event["identity"] == "ear"), "{events:?}");
     assert_hears(&samples, 550.0, "the disTokoloshe listener decrypts and hears the speaker");
     speaker.finish(TIMEOUT).assert_clean();
     assert!(handle.leaves("ear") >= 1, "leaving told the server");
+    assert_eq!(handle.logins(), logins, "the join reused the kept sign-in instead of signing in again");
+
+    // A new account straight from the CLI.
+    let created = home.add(
+        &["fresh", "--backend", "distokoloshe", "--url", &api.url(), "--username", "newcomer", "--register"],
+        "password=Newcomer-pass-42\n",
+    );
+    assert_success(&created, "profile add --register");
+    assert!(text(&created.stdout).contains("created the account"), "{}", text(&created.stdout));
+    let rooms = home.command().args(["rooms", "--profile", "fresh"]).output().expect("rooms");
+    assert_success(&rooms, "rooms with the new account");
+    assert!(text(&rooms.stdout).contains("lobby"), "{}", text(&rooms.stdout));
 }
 
 #[test]
@@ -639,4 +675,40 @@ fn an_invite_link_makes_a_member_and_switch_leaves_the_other_room_in_one_step() 
         "the other room was left first, then the joined one on exit"
     );
     assert_no_secret(&switched, &user.api_key, "join --invite");
+}
+
+/// When the server goes away for longer than the engine keeps reconnecting, a call through a
+/// profile asks its backend for a fresh join and goes on in the same process: what it says is
+/// heard again once the server is back.
+#[test]
+fn a_profile_call_joins_again_after_the_server_comes_back_and_is_heard() {
+    let _serial = audio_lock();
+    let mut server = server();
+    let home = Home::new();
+    let dir = scratch();
+    home.add_livekit("home", &server, "alice", server.api_secret());
+    let mut command = home.command();
+    command.args(["join", "--json", "--control-socket", "none", "--profile", "home", "--room", "lobby"]).args([
+        "--tone",
+        "440",
+        "--duration",
+        "180",
+    ]);
+    let alice = Peer::spawn(&mut command, "alice", None, dir.path().join("alice.sock"));
+    alice.wait_for_event("joins", Duration::from_secs(20), |event| event["event"] == "joined");
+    server.stop();
+    let lost = alice.wait_for_event("loses the connection for good", Duration::from_secs(120), |event| {
+        event["event"] == "disconnected"
+    });
+    assert_eq!(lost["connection_lost"], true, "{lost}");
+    server.restart().unwrap_or_else(|error| panic!("the server starts again: {error}"));
+    alice.wait_for_event("joins again", Duration::from_secs(40), |event| {
+        event["event"] == "joined" && event["t_ms"].as_f64() > lost["t_ms"].as_f64()
+    });
+    let bob = join(&server, "lobby", "bob", dir.path(), &["--record"], 6.0).finish(TIMEOUT);
+    bob.assert_clean();
+    assert_hears(bob.recording.as_deref().expect("recording"), 440.0, "bob hears alice after her rejoin");
+    alice.terminate();
+    let alice = alice.finish(TIMEOUT);
+    assert!(alice.status.success(), "alice leaves cleanly after the rejoin; stderr: {}", alice.stderr);
 }

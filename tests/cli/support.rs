@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,9 @@ pub struct Peer {
     pub socket: PathBuf,
     stdin: Option<std::process::ChildStdin>,
     child: Child,
-    stdout: Option<JoinHandle<Vec<Value>>>,
+    /// The events so far, as they arrive.
+    events: Arc<Mutex<Vec<Value>>>,
+    stdout: Option<JoinHandle<()>>,
     stderr: Option<JoinHandle<String>>,
 }
 
@@ -90,27 +92,68 @@ pub fn join_with_env(
             command.arg(recording.as_ref().expect("recording path"));
         }
     }
-    let mut child =
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn parley");
-    let stdin = child.stdin.take();
-    let stdout = child.stdout.take().expect("stdout");
-    let stderr = child.stderr.take().expect("stderr");
-    let stdout = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .map(|line| serde_json::from_str(&line).unwrap_or_else(|_| panic!("stdout line is not JSON: {line}")))
-            .collect()
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let mut reader = stderr;
-        reader.read_to_string(&mut text).map(|_| text).unwrap_or_default()
-    });
-    Peer { identity: identity.to_string(), recording, socket, stdin, child, stdout: Some(stdout), stderr: Some(stderr) }
+    Peer::spawn(&mut command, identity, recording, socket)
 }
 
 impl Peer {
+    /// Starts `command` (a `parley join --json …`) and collects its events as they arrive.
+    pub fn spawn(command: &mut Command, identity: &str, recording: Option<PathBuf>, socket: PathBuf) -> Peer {
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn parley");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let collected = Arc::clone(&events);
+        let stdout = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line).unwrap_or_else(|_| panic!("stdout line is not JSON: {line}"));
+                collected.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(event);
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let mut reader = stderr;
+            reader.read_to_string(&mut text).map(|_| text).unwrap_or_default()
+        });
+        Peer {
+            identity: identity.to_string(),
+            recording,
+            socket,
+            stdin,
+            child,
+            events,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits until an event satisfying `matches` arrived (any time so far) and returns it; fails
+    /// the test naming `what` after `timeout`.
+    pub fn wait_for_event(&self, what: &str, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self
+                .events
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .iter()
+                .find(|event| matches(event))
+                .cloned();
+            if let Some(event) = found {
+                return event;
+            }
+            assert!(Instant::now() < deadline, "{}: {what} within {} s", self.identity, timeout.as_secs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Asks the process to leave (SIGTERM: a clean leave that finishes its recording).
+    pub fn terminate(&self) {
+        let signalled = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(signalled.is_ok_and(|status| status.success()), "{} should take SIGTERM", self.identity);
+    }
+
     /// Sends one control command on the peer's stdin; returns the wall-clock time (ms) it was sent.
     pub fn command(&mut self, line: &str) -> f64 {
         use std::io::Write as _;
@@ -122,7 +165,8 @@ impl Peer {
     /// Waits for the process (killing it after `timeout`) and collects what it reported.
     pub fn finish(mut self, timeout: Duration) -> Finished {
         let status = wait(&mut self.child, timeout);
-        let events = self.stdout.take().expect("stdout reader").join().expect("stdout thread");
+        self.stdout.take().expect("stdout reader").join().expect("stdout thread");
+        let events = std::mem::take(&mut *self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let stderr = self.stderr.take().expect("stderr reader").join().expect("stderr thread");
         let recording = self.recording.as_ref().map(|path| {
             parley_audio::wav::read_mono_48k(path)

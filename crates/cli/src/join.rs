@@ -156,7 +156,7 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         device_info,
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
-    let (session, mut events) = match joined {
+    let (mut session, mut events) = match joined {
         Ok(Ok(joined)) => joined,
         Ok(Err(error)) => return Err(classify(error, "joining the room")),
         Err(_) => {
@@ -177,6 +177,7 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         None => (None, None),
     };
     let mut removed: Option<(String, String)> = None;
+    let mut lost: Option<String> = None;
     loop {
         tokio::select! {
             Some(event) = parley_core::membership::next_event(&mut membership_events) => {
@@ -195,9 +196,23 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             event = events.recv() => {
                 let Some(stamped) = event else { break };
                 printer.print(&stamped);
-                if let SessionEvent::Disconnected { reason, code } = stamped.event {
-                    ended_by_room = Some((reason, code));
-                    break;
+                match stamped.event {
+                    // Through a profile, the backend is asked for a fresh join first.
+                    SessionEvent::Disconnected { connection_lost: true, reason, .. } => {
+                        let Some(membership) = &membership else {
+                            lost = Some(reason);
+                            break;
+                        };
+                        if let Err(last) = parley_core::membership::rejoin(&mut session, membership).await {
+                            lost = Some(format!("{reason}, and joining again failed: {last}"));
+                            break;
+                        }
+                    }
+                    SessionEvent::Disconnected { reason, code, .. } => {
+                        ended_by_room = Some((reason, code));
+                        break;
+                    }
+                    _ => {}
                 }
             }
             _ = stop::at(deadline) => break,
@@ -220,6 +235,9 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         // `code` is the control plane's (`kicked`, `banned`), or `removed` for a backend's event.
         let code = if code == "banned" { ErrorCode::Banned } else { ErrorCode::Kicked };
         return Err(fail_as(code, anyhow::anyhow!("removed from the room: {reason}")));
+    }
+    if let Some(reason) = lost {
+        return Err(fail_as(ErrorCode::Unreachable, anyhow::anyhow!("disconnected from the room: {reason}")));
     }
     if let Some((reason, code)) = ended_by_room
         && code != "client_initiated"

@@ -135,6 +135,9 @@ pub struct AddArgs {
     /// Overwrite a profile of the same name.
     #[arg(long)]
     replace: bool,
+    /// distokoloshe: create the account on the server (user name, password, --display-name).
+    #[arg(long)]
+    register: bool,
 }
 
 #[derive(Args)]
@@ -174,10 +177,22 @@ fn add(store: &ProfileStore, args: AddArgs) -> Result<(), Failure> {
     let names = profile.settings.secret_names();
     let secrets =
         if args.secret_stdin { secrets_from_stdin(names)? } else { secrets_from_prompt(&profile.name, names)? };
-    store
-        .add(&profile, &secrets, &KeyringStore, args.replace)
-        .map_err(|error| classify(error, "saving the profile"))?;
-    let stored: Vec<&str> = secrets.keys().map(String::as_str).collect();
+    let display_name = args.display_name.clone().or_else(|| args.username.clone()).unwrap_or_default();
+    let account = if args.register {
+        profiles::Account::Register { display_name: &display_name }
+    } else {
+        profiles::Account::Existing
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(|error| fail(ExitKind::Failure, error))?;
+    // The server is asked first: credentials it refuses are not saved.
+    let check = runtime
+        .block_on(profiles::add_checked(store, &profile, &secrets, Arc::new(KeyringStore), args.replace, account))
+        .map_err(|error| classify(error, if args.register { "creating the account" } else { "saving the profile" }))?;
+    let stored = profiles::stored_secrets(&profile, &KeyringStore).unwrap_or_default();
     println!(
         "saved profile {} ({}) in {}{}",
         profile.name,
@@ -185,6 +200,14 @@ fn add(store: &ProfileStore, args: AddArgs) -> Result<(), Failure> {
         store.path().display(),
         if stored.is_empty() { String::new() } else { format!("; secrets in the keyring: {}", stored.join(", ")) }
     );
+    match check {
+        profiles::CredentialCheck::Accepted if args.register => println!("created the account and signed in"),
+        profiles::CredentialCheck::Accepted => println!("the server accepted the credentials"),
+        profiles::CredentialCheck::Unchecked { reason } => {
+            eprintln!("parley: warning: saved without checking the credentials: {reason}");
+        }
+        profiles::CredentialCheck::NothingToCheck => {}
+    }
     Ok(())
 }
 

@@ -60,6 +60,14 @@ impl BackendSettings {
     }
 
     /// The keyring entry names this backend uses.
+    /// The account's user name, for backends that sign in with one (disTokoloshe).
+    pub fn account_name(&self) -> Option<&str> {
+        match self {
+            BackendSettings::Distokoloshe(settings) => Some(&settings.username),
+            _ => None,
+        }
+    }
+
     pub fn secret_names(&self) -> &'static [&'static str] {
         secret_names(self.kind())
     }

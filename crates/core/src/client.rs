@@ -295,14 +295,31 @@ impl Client {
     ///
     /// Errors: [`ErrorCode::InvalidInput`], [`ErrorCode::Keyring`].
     pub async fn add_profile(&self, input: ProfileInput) -> Result<ProfileSummary, ClientError> {
-        let replace = input.replace;
+        let (replace, register) = (input.replace, input.register);
         let (profile, secrets) = input.into_parts()?;
-        let (store, keyring) = (self.inner.profiles.clone(), Arc::clone(&self.inner.secrets));
-        blocking(move || {
-            store.add(&profile, &secrets, keyring.as_ref(), replace)?;
-            Ok(ProfileSummary::of(&profile))
-        })
-        .await
+        // A new account's display name is its user name; the server lets the user change it.
+        let display_name = profile.settings.account_name().unwrap_or(&profile.name).to_string();
+        let account = if register {
+            parley_control_plane::profile::Account::Register { display_name: &display_name }
+        } else {
+            parley_control_plane::profile::Account::Existing
+        };
+        let check = parley_control_plane::profile::add_checked(
+            &self.inner.profiles,
+            &profile,
+            &secrets,
+            Arc::clone(&self.inner.secrets),
+            replace,
+            account,
+        )
+        .await?;
+        if let parley_control_plane::profile::CredentialCheck::Unchecked { reason } = check {
+            let message = format!("{} was saved, but its password could not be checked: {reason}", profile.name);
+            if self.inner.notices.send(Notice::Warning { message }).is_err() {
+                tracing::debug!("nobody follows notices");
+            }
+        }
+        Ok(ProfileSummary::of(&profile))
     }
 
     /// Starts Discourse's user-API-key flow for the audioroom profile `profile` (saved or about

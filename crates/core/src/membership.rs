@@ -32,6 +32,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::Session;
+
 /// What the membership task reports, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -80,6 +82,9 @@ const MIN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 pub struct Membership {
     plane: Arc<dyn ControlPlane>,
     grants: watch::Receiver<JoinGrant>,
+    /// Shared with the driver, which replaces the grant on each refresh; [`Membership::rejoin`]
+    /// replaces it too.
+    grant: Arc<watch::Sender<JoinGrant>>,
     driver: Owned<()>,
 }
 
@@ -91,8 +96,9 @@ impl Membership {
     ) -> (Membership, mpsc::UnboundedReceiver<MembershipEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
         let (grant_sender, grants) = watch::channel(grant);
-        let driver = Driver { plane: Arc::clone(&plane), grant: grant_sender, events };
-        let membership = Membership { plane, grants, driver: Owned(tokio::spawn(driver.run())) };
+        let grant = Arc::new(grant_sender);
+        let driver = Driver { plane: Arc::clone(&plane), grant: Arc::clone(&grant), events };
+        let membership = Membership { plane, grants, grant, driver: Owned(tokio::spawn(driver.run())) };
         (membership, receiver)
     }
 
@@ -108,6 +114,18 @@ impl Membership {
 
     pub fn plane(&self) -> &Arc<dyn ControlPlane> {
         &self.plane
+    }
+
+    /// Asks the backend for a fresh grant to the call's room (its `join`), which becomes the
+    /// newest grant: after the connection to the room was lost for good, the old token may have
+    /// expired and the backend may have forgotten us.
+    ///
+    /// Errors: the adapter's `join` errors.
+    pub async fn rejoin(&self) -> Result<JoinGrant, PlaneError> {
+        let room = self.grant().room_id;
+        let fresh = self.plane.join(&room).await?;
+        self.grant.send_replace(fresh.clone());
+        Ok(fresh)
     }
 
     /// Applies `action` to `participant` with the newest grant; see [`moderate`].
@@ -183,7 +201,7 @@ impl<T> Future for Owned<T> {
 
 struct Driver {
     plane: Arc<dyn ControlPlane>,
-    grant: watch::Sender<JoinGrant>,
+    grant: Arc<watch::Sender<JoinGrant>>,
     events: mpsc::UnboundedSender<MembershipEvent>,
 }
 
@@ -357,6 +375,42 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// How many times a call asks its backend for a fresh join after the connection to the room was
+/// lost for good, and the wait before attempt `n`: `n × 2 s` (the disTokoloshe web client's
+/// schedule).
+pub const REJOIN_ATTEMPTS: u32 = 3;
+const REJOIN_STEP: Duration = Duration::from_secs(2);
+
+/// Joins `session` to its room again through `membership` after the connection was lost for good
+/// (see [`parley_livekit_ffi::DisconnectReason::is_connection_lost`]): a fresh grant from the
+/// backend, then [`Session::reconnect`], up to [`REJOIN_ATTEMPTS`] times. A refusal that ends the
+/// session (kicked, banned) is not retried. Any tokio task.
+///
+/// Errors: the last attempt's error, as the sentence a user sees.
+pub async fn rejoin(session: &mut Session, membership: &Membership) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 1..=REJOIN_ATTEMPTS {
+        tokio::time::sleep(REJOIN_STEP * attempt).await;
+        let grant = match membership.rejoin().await {
+            Ok(grant) => grant,
+            Err(error) if error.ends_session() => return Err(error.to_string()),
+            Err(error) => {
+                tracing::info!(attempt, %error, "joining again failed");
+                last = error.to_string();
+                continue;
+            }
+        };
+        match session.reconnect(&grant.url, &grant.token).await {
+            Ok(()) => return Ok(()),
+            Err(error) => {
+                tracing::info!(attempt, %error, "reconnecting failed");
+                last = parley_livekit_ffi::redact(&error.to_string()).into_owned();
+            }
+        }
+    }
+    Err(last)
 }
 
 /// The next event of a call's membership, or never once there are none (no membership, or it

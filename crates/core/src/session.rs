@@ -33,7 +33,9 @@ mod meter;
 mod pace;
 mod playout;
 mod publisher;
+mod reconnect;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -128,6 +130,12 @@ pub struct Session {
     meter: Option<JoinHandle<()>>,
     /// Whether the server lets us publish the microphone now (kept by the follower).
     may_publish: Arc<AtomicBool>,
+    /// What [`Session::reconnect`] joins a room again with.
+    engine: &'static ffi::Engine,
+    options: ffi::RoomOptions,
+    report_stats: Option<Duration>,
+    /// Remote audio is played (there is an output).
+    playing: bool,
 }
 
 struct Microphone {
@@ -136,7 +144,10 @@ struct Microphone {
     gate: std::sync::mpsc::SyncSender<GateCommand>,
     /// Publishes and withdraws the track as the server's permission changes.
     publisher: JoinHandle<()>,
-    _source: Arc<ffi::AudioSource>,
+    /// Tells the capture thread whether frames go out (the track is published).
+    publishing: Arc<AtomicBool>,
+    source: Arc<ffi::AudioSource>,
+    options: ffi::PublishOptions,
 }
 
 impl Session {
@@ -220,20 +231,6 @@ impl Session {
         } else {
             (None, None)
         };
-        let local = LocalPublishing {
-            identity: room.local_participant().identity().to_string(),
-            may_publish: Arc::clone(&may_publish),
-            publisher: publish_commands,
-        };
-        let follower = tokio::spawn(follow::run(
-            room_events,
-            events.clone(),
-            playing.then(|| Arc::clone(&mixer)),
-            request.cues.clone(),
-            local,
-            publishers,
-            request.report_stats,
-        ));
         let mut session = Session {
             room,
             events: events.clone(),
@@ -241,14 +238,19 @@ impl Session {
             microphone: None,
             playout,
             stop_audio: StopOnDrop(stop_audio),
-            follower,
+            follower: tokio::spawn(async {}),
             muted: Arc::new(AtomicBool::new(false)),
             deafened: AtomicBool::new(false),
             cues: request.cues.clone(),
             input_level: Arc::new(AtomicU32::new(SILENCE_DBFS.to_bits())),
             meter: None,
             may_publish,
+            engine,
+            options: request.options.clone(),
+            report_stats: request.report_stats,
+            playing,
         };
+        session.follower = session.follow(room_events, publishers, publish_commands);
         if request.report_levels {
             let meter = meter::run(Arc::clone(&session.mixer), Arc::clone(&session.input_level), events.clone());
             session.meter = Some(tokio::spawn(meter));
@@ -291,10 +293,11 @@ impl Session {
         };
         setup.publishing.store(publication.is_some(), Ordering::Relaxed);
         let shared = Arc::new(Mutex::new(MicrophoneTrack { track, publication }));
+        let publisher_flag = Arc::clone(&setup.publishing);
         let publisher = Publisher {
             participant: self.room.local_participant().clone(),
             source: Arc::clone(&source),
-            options: publish,
+            options: publish.clone(),
             track: Arc::clone(&shared),
             publishing: Arc::clone(&setup.publishing),
             muted: Arc::clone(&self.muted),
@@ -309,8 +312,34 @@ impl Session {
             .spawn(move || capture::run(setup, &gate_commands, outlet, &events, sid, &stop))
             .map_err(|error| SessionError::Audio(format!("cannot start the capture thread: {error}")))?;
         let publisher = tokio::spawn(publisher.run(commands));
-        self.microphone = Some(Microphone { track: shared, thread, gate, publisher, _source: source });
+        let publishing = Arc::clone(&publisher_flag);
+        self.microphone =
+            Some(Microphone { track: shared, thread, gate, publisher, publishing, source, options: publish });
         Ok(())
+    }
+
+    /// Starts the room follower on `room_events` (see [`follow`]); `publisher` is the publisher
+    /// task's channel when there is a microphone.
+    fn follow(
+        &self,
+        room_events: mpsc::UnboundedReceiver<ffi::RoomEvent>,
+        publishers: HashMap<String, bool>,
+        publisher: Option<mpsc::UnboundedSender<PublishCommand>>,
+    ) -> JoinHandle<()> {
+        let local = LocalPublishing {
+            identity: self.room.local_participant().identity().to_string(),
+            may_publish: Arc::clone(&self.may_publish),
+            publisher,
+        };
+        tokio::spawn(follow::run(
+            room_events,
+            self.events.clone(),
+            self.playing.then(|| Arc::clone(&self.mixer)),
+            self.cues.clone(),
+            local,
+            publishers,
+            self.report_stats,
+        ))
     }
 
     /// Applies a front end's command. Any thread with the session.

@@ -68,6 +68,8 @@ pub struct DevServer {
     api_key: String,
     api_secret: String,
     dir: tempfile::TempDir,
+    binary: PathBuf,
+    config_path: PathBuf,
 }
 
 impl DevServer {
@@ -123,12 +125,23 @@ impl DevServer {
             level = config.log_level,
         );
         std::fs::write(&config_path, yaml).map_err(DevServerError::Files)?;
-        let log_path = dir.path().join("livekit.log");
-        let log = std::fs::File::create(&log_path).map_err(DevServerError::Files)?;
+        let mut server = DevServer { child: None, port, api_key, api_secret, dir, binary, config_path };
+        server.spawn()?;
+        server.wait_ready(config.startup_timeout)?;
+        tracing::info!(url = %server.url(), "LiveKit dev server ready");
+        Ok(server)
+    }
+
+    /// Starts the server process on this server's config file, logging to `livekit.log`
+    /// (appended: a restart keeps the earlier log).
+    fn spawn(&mut self) -> Result<(), DevServerError> {
+        let log_path = self.dir.path().join("livekit.log");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(DevServerError::Files)?;
         let log_err = log.try_clone().map_err(DevServerError::Files)?;
-        let child = Command::new(&binary)
+        let child = Command::new(&self.binary)
             .arg("--config")
-            .arg(&config_path)
+            .arg(&self.config_path)
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--node-ip")
@@ -137,11 +150,19 @@ impl DevServer {
             .stdout(log)
             .stderr(log_err)
             .spawn()
-            .map_err(|error| DevServerError::Spawn { binary: binary.clone(), error })?;
-        let mut server = DevServer { child: Some(child), port, api_key, api_secret, dir };
-        server.wait_ready(config.startup_timeout)?;
-        tracing::info!(url = %server.url(), "LiveKit dev server ready");
-        Ok(server)
+            .map_err(|error| DevServerError::Spawn { binary: self.binary.clone(), error })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Starts the server again after [`DevServer::stop`], on the same ports and keys (a server
+    /// restart as clients see it: the same URL answers again, with every room gone). Blocking.
+    ///
+    /// Errors: as [`DevServer::start`].
+    pub fn restart(&mut self) -> Result<(), DevServerError> {
+        self.stop();
+        self.spawn()?;
+        self.wait_ready(DevServerConfig::default().startup_timeout)
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), DevServerError> {

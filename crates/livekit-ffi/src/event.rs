@@ -88,6 +88,20 @@ impl DisconnectReason {
         }
     }
 
+    /// Whether the connection was lost (the server or the network went away and the engine gave
+    /// up reconnecting), rather than the room ending for us (we left, were removed or replaced,
+    /// or the room was deleted or closed): only a lost connection is worth joining again.
+    pub fn is_connection_lost(self) -> bool {
+        !matches!(
+            self,
+            DisconnectReason::ClientInitiated
+                | DisconnectReason::DuplicateIdentity
+                | DisconnectReason::ParticipantRemoved
+                | DisconnectReason::RoomDeleted
+                | DisconnectReason::RoomClosed
+        )
+    }
+
     /// A stable snake_case name (JSON output, logs).
     pub fn code(self) -> &'static str {
         match self {

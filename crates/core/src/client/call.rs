@@ -189,6 +189,14 @@ struct Call {
     shared: Shared,
 }
 
+/// What a session event means for the call.
+enum Next {
+    Go,
+    End,
+    /// The connection was lost for good: join again through the backend.
+    Rejoin,
+}
+
 /// Why the loop ended.
 enum End {
     /// We left (or the client went away); `reply` hears when leaving is done.
@@ -210,11 +218,15 @@ impl Call {
                     }
                 },
                 event = self.events.recv() => match event {
-                    Some(stamped) => {
-                        if self.on_session_event(&stamped.event) {
-                            break End::Ended;
+                    Some(stamped) => match self.on_session_event(&stamped.event) {
+                        Next::Go => {}
+                        Next::End => break End::Ended,
+                        Next::Rejoin => {
+                            if let Some(end) = self.rejoin(&mut commands).await {
+                                break end;
+                            }
                         }
-                    }
+                    },
                     None => break End::Ended,
                 },
                 Some(event) = crate::membership::next_event(&mut self.membership_events) => {
@@ -261,8 +273,45 @@ impl Call {
         None
     }
 
-    /// Folds a session event; returns `true` when the call is over.
-    fn on_session_event(&self, event: &SessionEvent) -> bool {
+    /// Joins the room again after the connection was lost for good (see
+    /// [`crate::membership::rejoin`]). A leave asked for meanwhile wins; other commands are
+    /// refused until the call is back. Returns how the call ended, or `None` when it goes on.
+    async fn rejoin(&mut self, commands: &mut mpsc::Receiver<CallCommand>) -> Option<End> {
+        let outcome = {
+            let rejoining = crate::membership::rejoin(&mut self.session, &self.membership);
+            tokio::pin!(rejoining);
+            loop {
+                tokio::select! {
+                    outcome = &mut rejoining => break outcome,
+                    command = commands.recv() => match command {
+                        None => return Some(End::Left(None)),
+                        Some(CallCommand::Leave { reply }) => return Some(End::Left(Some(reply))),
+                        Some(CallCommand::Control { reply, .. })
+                        | Some(CallCommand::Moderate { reply, .. })
+                        | Some(CallCommand::Hand { reply, .. }) => {
+                            answer(reply, Err(ClientError::new(ErrorCode::Unreachable, "the call is reconnecting")));
+                        }
+                    },
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => None,
+            Err(last) => {
+                let message = format!("the connection to the room was lost and joining again failed: {last}");
+                self.shared.state.send_modify(|state| {
+                    if let Some(call) = state.call.as_mut() {
+                        call.phase = CallPhase::Failed { code: ErrorCode::Unreachable, message: message.clone() };
+                    }
+                });
+                self.notify_failure();
+                Some(End::Ended)
+            }
+        }
+    }
+
+    /// Folds a session event; says whether the call goes on, is over, or must join again.
+    fn on_session_event(&self, event: &SessionEvent) -> Next {
         // Saved volumes apply as people arrive.
         let arrivals: Vec<String> = match event {
             SessionEvent::Joined { participants, .. } => participants.iter().map(|p| p.identity.clone()).collect(),
@@ -282,13 +331,14 @@ impl Call {
                 self.shared.notify(Notice::DeviceChanged { message: message.clone() })
             }
             SessionEvent::Warning { message } => self.shared.notify(Notice::Warning { message: message.clone() }),
+            SessionEvent::Disconnected { connection_lost: true, .. } => return Next::Rejoin,
             SessionEvent::Disconnected { code, .. } if code != "client_initiated" => {
                 self.notify_failure();
-                return true;
+                return Next::End;
             }
             _ => {}
         }
-        false
+        Next::Go
     }
 
     /// Folds a membership event; returns `true` when the call is over.

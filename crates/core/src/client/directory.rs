@@ -118,6 +118,9 @@ pub struct ProfileInput {
     /// Overwrite a profile of the same name.
     #[serde(default)]
     pub replace: bool,
+    /// Create the account on the server first (backends with registration: disTokoloshe).
+    #[serde(default)]
+    pub register: bool,
 }
 
 impl std::fmt::Debug for ProfileInput {

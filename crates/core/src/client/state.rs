@@ -419,7 +419,11 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             }
             return changed;
         }
-        SessionEvent::Disconnected { reason, code } => {
+        SessionEvent::Disconnected { connection_lost: true, .. } => {
+            // The call joins again through its backend; it fails only if that does.
+            call.phase = CallPhase::Reconnecting;
+        }
+        SessionEvent::Disconnected { reason, code, .. } => {
             if code != "client_initiated" {
                 let code = match code.as_str() {
                     "participant_removed" => ErrorCode::Kicked,
@@ -706,15 +710,31 @@ mod tests {
     #[test]
     fn a_server_side_removal_is_reported_as_kicked_and_a_normal_leave_is_not_a_failure() {
         let mut state = in_call();
-        let removed = SessionEvent::Disconnected { reason: "removed".into(), code: "participant_removed".into() };
+        let removed = SessionEvent::Disconnected {
+            reason: "removed".into(),
+            code: "participant_removed".into(),
+            connection_lost: false,
+        };
         apply_session_event(&mut state, &removed, &saved);
         assert!(
             matches!(call(&state).phase, CallPhase::Failed { code: ErrorCode::Kicked, .. }),
             "kicked by the server"
         );
         let mut state = in_call();
-        let left = SessionEvent::Disconnected { reason: "bye".into(), code: "client_initiated".into() };
+        let left = SessionEvent::Disconnected {
+            reason: "bye".into(),
+            code: "client_initiated".into(),
+            connection_lost: false,
+        };
         apply_session_event(&mut state, &left, &saved);
         assert_eq!(call(&state).phase, CallPhase::Joining, "our own leave is not a failure");
+        let mut state = in_call();
+        let lost = SessionEvent::Disconnected {
+            reason: "the connection timed out".into(),
+            code: "connection_timeout".into(),
+            connection_lost: true,
+        };
+        apply_session_event(&mut state, &lost, &saved);
+        assert_eq!(call(&state).phase, CallPhase::Reconnecting, "a lost connection is joined again, not failed");
     }
 }

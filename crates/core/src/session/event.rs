@@ -175,10 +175,13 @@ pub enum SessionEvent {
         input_dbfs: f32,
         participants: std::collections::BTreeMap<String, f32>,
     },
-    /// The room is gone for us.
+    /// The room is gone for us. `connection_lost`: the server or the network went away (the
+    /// engine gave up reconnecting), rather than the room ending for us; a call through a
+    /// control plane then joins again ([`crate::membership::rejoin`]).
     Disconnected {
         reason: String,
         code: String,
+        connection_lost: bool,
     },
     Warning {
         message: String,

@@ -140,12 +140,18 @@ pub(super) async fn run(
                 Some(SessionEvent::Reconnected)
             }
             ffi::RoomEvent::Disconnected { reason } => {
-                for (_, task) in streams.drain() {
+                // The room is gone: so are its tracks' queues in the mixer (a reconnection
+                // subscribes to new tracks).
+                for (sid, task) in streams.drain() {
                     task.abort();
+                    if let Some(mixer) = &mixer {
+                        mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
+                    }
                 }
                 Some(SessionEvent::Disconnected {
                     reason: reason.describe().to_string(),
                     code: reason.code().to_string(),
+                    connection_lost: reason.is_connection_lost(),
                 })
             }
             _ => None,
@@ -291,7 +297,11 @@ mod tests {
                 SessionEvent::StateChanged { state: SessionState::Connected },
                 SessionEvent::Reconnected,
                 SessionEvent::ParticipantLeft { identity: "bob".into(), reason: "participant_removed".into() },
-                SessionEvent::Disconnected { reason: "the server shut down".into(), code: "server_shutdown".into() },
+                SessionEvent::Disconnected {
+                    reason: "the server shut down".into(),
+                    code: "server_shutdown".into(),
+                    connection_lost: true
+                },
             ]
         );
     }
