@@ -29,6 +29,7 @@ pub const COMMANDS: &[&str] = &[
     "push_to_talk",
     "set_volume",
     "set_local_mute",
+    "allow_unencrypted",
     "moderate_participant",
     "set_hand_raised",
     "get_shortcut_support",

@@ -182,6 +182,12 @@ pub async fn set_local_mute(client: State<'_, Client>, identity: String, muted: 
 
 #[tauri::command]
 #[tracing::instrument(skip(client), err(Display))]
+pub async fn allow_unencrypted(client: State<'_, Client>, identity: String) -> Reply<()> {
+    client.allow_unencrypted(&identity).await
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(client), err(Display))]
 pub async fn moderate_participant(client: State<'_, Client>, identity: String, action: ModerationAction) -> Reply<()> {
     client.moderate(&identity, action).await
 }

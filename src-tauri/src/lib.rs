@@ -114,6 +114,7 @@ fn run_app() -> anyhow::Result<()> {
             commands::push_to_talk,
             commands::set_volume,
             commands::set_local_mute,
+            commands::allow_unencrypted,
             commands::moderate_participant,
             commands::set_hand_raised,
             commands::get_shortcut_support,

@@ -102,10 +102,7 @@ pub fn show(app: &AppHandle, state: &ClientState) {
     let Some(tray) = app.try_state::<Tray>() else { return };
     let shown = Shown {
         look: Look::of(state),
-        tooltip: match &state.call {
-            Some(call) => format!("Parley — {}", call.room_name),
-            None => "Parley".to_string(),
-        },
+        tooltip: tooltip(state),
         muted: state.local.muted,
         deafened: state.local.deafened,
         in_call: state.call.is_some(),
@@ -156,6 +153,15 @@ fn on_menu(app: &AppHandle, id: &str) {
     }
 }
 
+/// The tray's tooltip: the room, and whether the call is end-to-end encrypted.
+fn tooltip(state: &ClientState) -> String {
+    match &state.call {
+        Some(call) if call.encrypted => format!("Parley — {} (end-to-end encrypted)", call.room_name),
+        Some(call) => format!("Parley — {}", call.room_name),
+        None => "Parley".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use parley_core::client::{CallState, ClientState};
@@ -180,5 +186,16 @@ mod tests {
         assert_eq!(Look::of(&state), Look::Muted, "muted wins over talking");
         state.local.deafened = true;
         assert_eq!(Look::of(&state), Look::Deafened, "deafened wins over muted");
+    }
+
+    #[test]
+    fn the_tooltip_says_when_the_call_is_encrypted() {
+        assert_eq!(tooltip(&ClientState::default()), "Parley");
+        let mut state = connected();
+        assert_eq!(tooltip(&state), "Parley — lobby");
+        if let Some(call) = state.call.as_mut() {
+            call.encrypted = true;
+        }
+        assert_eq!(tooltip(&state), "Parley — lobby (end-to-end encrypted)");
     }
 }

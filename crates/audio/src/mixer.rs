@@ -62,6 +62,9 @@ pub struct Mixer {
     sources: HashMap<String, Source>,
     gains: HashMap<String, f32>,
     muted: HashMap<String, bool>,
+    /// Participants whose audio arrives unencrypted in an encrypted call: `false` until the user
+    /// chooses to hear them anyway.
+    unencrypted: HashMap<String, bool>,
     master_gain: f32,
     deafened: bool,
     max_queue_samples: usize,
@@ -79,6 +82,7 @@ impl Mixer {
             sources: HashMap::new(),
             gains: HashMap::new(),
             muted: HashMap::new(),
+            unencrypted: HashMap::new(),
             master_gain: 1.0,
             deafened: false,
             max_queue_samples: (max_queue_ms as usize * crate::SAMPLE_RATE as usize) / 1000,
@@ -139,6 +143,22 @@ impl Mixer {
         self.muted.insert(identity.to_string(), muted);
     }
 
+    /// Holds back `identity`'s audio: it arrives unencrypted in an encrypted call. A choice to
+    /// hear them anyway ([`Mixer::allow_unencrypted`]) stands.
+    pub fn hold_back_unencrypted(&mut self, identity: &str) {
+        self.unencrypted.entry(identity.to_string()).or_insert(false);
+    }
+
+    /// Plays `identity`'s unencrypted audio after all (the user chose to).
+    pub fn allow_unencrypted(&mut self, identity: &str) {
+        self.unencrypted.insert(identity.to_string(), true);
+    }
+
+    /// Whether `identity`'s audio is held back as unencrypted.
+    pub fn is_held_back(&self, identity: &str) -> bool {
+        self.unencrypted.get(identity) == Some(&false)
+    }
+
     /// Output volume for everything, 0–200 %.
     pub fn set_master_gain(&mut self, gain: f32) {
         self.master_gain = gain.clamp(0.0, 2.0);
@@ -154,7 +174,8 @@ impl Mixer {
         self.scratch.clear();
         self.scratch.resize(out.len(), 0.0);
         for source in self.sources.values_mut() {
-            let muted = self.muted.get(&source.identity).copied().unwrap_or(false);
+            let muted = self.muted.get(&source.identity).copied().unwrap_or(false)
+                || self.unencrypted.get(&source.identity) == Some(&false);
             let gain = if muted { 0.0 } else { self.gains.get(&source.identity).copied().unwrap_or(1.0) };
             let available = source.queue.len().min(out.len());
             if available < out.len() {
@@ -266,6 +287,24 @@ mod tests {
         mixer.push("a", &frame(1000));
         mixer.mix(&mut out);
         assert!(out.iter().all(|&sample| sample == 0), "deafened means silence");
+    }
+
+    #[test]
+    fn unencrypted_audio_is_held_back_until_allowed() {
+        let mut mixer = Mixer::new(40);
+        mixer.add_source("TR_a", "alice");
+        mixer.hold_back_unencrypted("alice");
+        assert!(mixer.is_held_back("alice"));
+        mixer.push("TR_a", &frame(8000));
+        let mut out = frame(1);
+        assert_eq!(mixer.mix(&mut out), 0.0, "held back: nothing is played");
+        assert!(out.iter().all(|&sample| sample == 0));
+        mixer.allow_unencrypted("alice");
+        mixer.hold_back_unencrypted("alice");
+        assert!(!mixer.is_held_back("alice"), "a choice to hear them stands");
+        mixer.push("TR_a", &frame(8000));
+        mixer.mix(&mut out);
+        assert!(out.iter().all(|&sample| sample == 8000), "allowed: played as is");
     }
 
     #[test]

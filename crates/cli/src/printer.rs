@@ -61,9 +61,15 @@ impl EventPrinter {
 /// A session event's human line, if it has one.
 fn session_text(event: &SessionEvent) -> Option<String> {
     let line = match event {
-        SessionEvent::Joined { room, identity, participants } => {
-            format!("joined room {room} as {identity} ({} others here)", participants.len())
+        SessionEvent::Joined { room, identity, participants, encrypted } => format!(
+            "joined room {room} as {identity} ({} others here){}",
+            participants.len(),
+            if *encrypted { ", end-to-end encrypted" } else { "" }
+        ),
+        SessionEvent::ParticipantEncryption { identity, state } => {
+            format!("{identity}'s audio: {}", state.replace('_', " "))
         }
+        SessionEvent::UnencryptedAllowed { identity } => format!("playing {identity}'s unencrypted audio"),
         SessionEvent::ParticipantJoined { identity, .. } => format!("{identity} joined"),
         SessionEvent::ParticipantLeft { identity, reason } => format!("{identity} left ({reason})"),
         SessionEvent::TrackSubscribed { identity, .. } => format!("receiving {identity}'s audio"),

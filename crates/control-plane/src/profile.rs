@@ -397,6 +397,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Whether saving a profile of `kind` can create the account on the server
+/// ([`Account::Register`]).
+pub fn offers_registration(kind: BackendKind) -> bool {
+    kind == BackendKind::Distokoloshe
+}
+
 /// What saving a profile learnt of its credentials from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialCheck {

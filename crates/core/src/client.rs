@@ -45,7 +45,8 @@ pub use directory::{AudioDevice, Backend, BackendFeatures, BackendForm, ProfileI
 pub use error::{ClientError, ErrorCode};
 pub use settings::{AppSettings, Shortcuts, TransmitChoice};
 pub use state::{
-    CallPhase, CallState, ClientState, ConnectionQuality, Levels, LocalState, ModerationAction, ParticipantState,
+    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LocalState, ModerationAction,
+    ParticipantState,
 };
 
 use call::{CallCommand, CallHandle};
@@ -687,8 +688,15 @@ impl Client {
             Control::Volume { identity, percent } => self.set_volume(identity, *percent).await,
             Control::LocalMute { identity } => self.set_local_mute(identity, true).await,
             Control::LocalUnmute { identity } => self.set_local_mute(identity, false).await,
-            Control::OutputVolume { .. } => self.send_control(control.clone()).await,
+            Control::OutputVolume { .. } | Control::AllowUnencrypted { .. } => self.send_control(control.clone()).await,
         }
+    }
+
+    /// Plays a participant whose audio arrives unencrypted in an encrypted call.
+    ///
+    /// Errors: [`ErrorCode::NotInCall`].
+    pub async fn allow_unencrypted(&self, identity: &str) -> Result<(), ClientError> {
+        self.send_control(Control::AllowUnencrypted { identity: identity.to_string() }).await
     }
 
     /// Leaves any call; call before the process exits so the backend hears we left.

@@ -32,11 +32,16 @@ pub enum Control {
     LocalUnmute {
         identity: String,
     },
+    /// Play a participant whose audio arrives unencrypted in an encrypted call (held back until
+    /// the user chooses this).
+    AllowUnencrypted {
+        identity: String,
+    },
 }
 
 /// The commands and their syntax, for help texts and error messages.
 pub const CONTROL_SYNTAX: &str = "ptt-start | ptt-stop | mute | unmute | toggle-mute | deafen | undeafen | \
-toggle-deafen | volume <identity> <0-200> | output-volume <0-200> | local-mute <identity> | local-unmute <identity>";
+toggle-deafen | volume <identity> <0-200> | output-volume <0-200> | local-mute <identity> | local-unmute <identity> | allow-unencrypted <identity>";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown command {line:?}; commands: {CONTROL_SYNTAX}")]
@@ -75,6 +80,7 @@ impl FromStr for Control {
             }
             ["local-mute", identity] => Control::LocalMute { identity: identity.to_string() },
             ["local-unmute", identity] => Control::LocalUnmute { identity: identity.to_string() },
+            ["allow-unencrypted", identity] => Control::AllowUnencrypted { identity: identity.to_string() },
             _ => return Err(error()),
         })
     }
@@ -95,6 +101,7 @@ impl fmt::Display for Control {
             Control::OutputVolume { percent } => write!(formatter, "output-volume {percent}"),
             Control::LocalMute { identity } => write!(formatter, "local-mute {identity}"),
             Control::LocalUnmute { identity } => write!(formatter, "local-unmute {identity}"),
+            Control::AllowUnencrypted { identity } => write!(formatter, "allow-unencrypted {identity}"),
         }
     }
 }
@@ -118,6 +125,7 @@ mod tests {
             "output-volume 80",
             "local-mute bob",
             "local-unmute bob",
+            "allow-unencrypted carol",
         ] {
             let control: Control = line.parse().unwrap_or_else(|error| panic!("{line}: {error}"));
             assert_eq!(control.to_string(), line);

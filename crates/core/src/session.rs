@@ -185,6 +185,7 @@ impl Session {
                 room: room.name().to_string(),
                 identity: room.local_participant().identity().to_string(),
                 participants,
+                encrypted: request.options.e2ee_shared_key.is_some(),
             },
         );
         let can_publish = can_publish_microphone(room.local_permission().as_ref());
@@ -331,15 +332,13 @@ impl Session {
             may_publish: Arc::clone(&self.may_publish),
             publisher,
         };
-        tokio::spawn(follow::run(
-            room_events,
-            self.events.clone(),
-            self.playing.then(|| Arc::clone(&self.mixer)),
-            self.cues.clone(),
-            local,
-            publishers,
-            self.report_stats,
-        ))
+        let playback = follow::Playback {
+            mixer: self.playing.then(|| Arc::clone(&self.mixer)),
+            cues: self.cues.clone(),
+            report_stats: self.report_stats,
+            encrypted: self.options.e2ee_shared_key.is_some(),
+        };
+        tokio::spawn(follow::run(room_events, self.events.clone(), playback, local, publishers))
     }
 
     /// Applies a front end's command. Any thread with the session.
@@ -359,6 +358,7 @@ impl Session {
             Control::OutputVolume { percent } => self.set_output_volume(*percent),
             Control::LocalMute { identity } => self.set_local_mute(identity, true),
             Control::LocalUnmute { identity } => self.set_local_mute(identity, false),
+            Control::AllowUnencrypted { identity } => self.allow_unencrypted(identity),
         }
         Ok(())
     }
@@ -419,6 +419,12 @@ impl Session {
     pub fn set_local_mute(&self, identity: &str, muted: bool) {
         self.lock_mixer().set_local_mute(identity, muted);
         emit(&self.events, SessionEvent::LocalMuteChanged { identity: identity.to_string(), muted });
+    }
+
+    /// Plays `identity`'s audio although it arrives unencrypted in an encrypted call.
+    pub fn allow_unencrypted(&self, identity: &str) {
+        self.lock_mixer().allow_unencrypted(identity);
+        emit(&self.events, SessionEvent::UnencryptedAllowed { identity: identity.to_string() });
     }
 
     /// Deafen: play nothing.

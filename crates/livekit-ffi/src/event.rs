@@ -49,6 +49,46 @@ pub enum ConnectionState {
     Disconnected,
 }
 
+/// How end-to-end encryption fares for one participant's media, as the engine's frame
+/// cryptors report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncryptionState {
+    New,
+    Ok,
+    EncryptionFailed,
+    DecryptionFailed,
+    MissingKey,
+    KeyRatcheted,
+    InternalError,
+}
+
+impl EncryptionState {
+    pub(crate) fn from_proto(state: i32) -> EncryptionState {
+        match proto::EncryptionState::try_from(state) {
+            Ok(proto::EncryptionState::New) => EncryptionState::New,
+            Ok(proto::EncryptionState::Ok) => EncryptionState::Ok,
+            Ok(proto::EncryptionState::EncryptionFailed) => EncryptionState::EncryptionFailed,
+            Ok(proto::EncryptionState::DecryptionFailed) => EncryptionState::DecryptionFailed,
+            Ok(proto::EncryptionState::MissingKey) => EncryptionState::MissingKey,
+            Ok(proto::EncryptionState::KeyRatcheted) => EncryptionState::KeyRatcheted,
+            _ => EncryptionState::InternalError,
+        }
+    }
+
+    /// A stable snake_case name (JSON output, the UI).
+    pub fn code(self) -> &'static str {
+        match self {
+            EncryptionState::New => "new",
+            EncryptionState::Ok => "ok",
+            EncryptionState::EncryptionFailed => "encryption_failed",
+            EncryptionState::DecryptionFailed => "decryption_failed",
+            EncryptionState::MissingKey => "missing_key",
+            EncryptionState::KeyRatcheted => "key_ratcheted",
+            EncryptionState::InternalError => "internal_error",
+        }
+    }
+}
+
 /// Why a participant (or we) left a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -181,6 +221,11 @@ pub enum RoomEvent {
     ConnectionStateChanged(ConnectionState),
     Reconnecting,
     Reconnected,
+    /// End-to-end encryption changed state for a participant's media (ours included).
+    EncryptionStateChanged {
+        identity: String,
+        state: EncryptionState,
+    },
     /// The room is gone for us; no further events follow.
     Disconnected {
         reason: DisconnectReason,

@@ -38,7 +38,9 @@ pub use audio::{
 };
 pub use engine::{Engine, HandleStats};
 pub use error::{ConnectFailure, Error, LoadError};
-pub use event::{ConnectionQuality, ConnectionState, DisconnectReason, ParticipantInfo, Permission, RoomEvent};
+pub use event::{
+    ConnectionQuality, ConnectionState, DisconnectReason, EncryptionState, ParticipantInfo, Permission, RoomEvent,
+};
 pub use library::{LIBRARY_PATH_ENV, LibrarySearch};
 pub use redact::redact;
 pub use room::{LocalParticipant, LocalTrackPublication, PublishOptions, Room, RoomOptions};

@@ -10,7 +10,8 @@ use crate::audio::LocalAudioTrack;
 use crate::engine::{Engine, KeepAlive, OwnedHandle};
 use crate::error::{ConnectFailure, Error};
 use crate::event::{
-    ConnectionQuality, ConnectionState, DisconnectReason, ParticipantInfo, Permission, RoomEvent, attributes_map,
+    ConnectionQuality, ConnectionState, DisconnectReason, EncryptionState, ParticipantInfo, Permission, RoomEvent,
+    attributes_map,
 };
 use crate::proto;
 use crate::proto::ffi_event::Message as EventMessage;
@@ -522,6 +523,12 @@ fn apply(engine: &'static Engine, state: &mut RoomState, message: proto::room_ev
                 remote.tracks.insert(info.sid.clone(), Arc::clone(&handle));
             }
             if TrackKind::from_proto(info.kind) == TrackKind::Audio {
+                // The publication (announced before any subscription) says how it was published.
+                let encrypted = state
+                    .remotes
+                    .get(&subscribed.participant_identity)
+                    .and_then(|remote| remote.publications.get(&info.sid))
+                    .is_some_and(|(_, publication)| publication.encrypted);
                 RoomEvent::AudioTrackSubscribed {
                     identity: subscribed.participant_identity.clone(),
                     track: RemoteAudioTrack {
@@ -529,6 +536,7 @@ fn apply(engine: &'static Engine, state: &mut RoomState, message: proto::room_ev
                         sid: info.sid,
                         name: info.name,
                         participant_identity: subscribed.participant_identity,
+                        encrypted,
                     },
                 }
             } else {
@@ -625,6 +633,10 @@ fn apply(engine: &'static Engine, state: &mut RoomState, message: proto::room_ev
             _ => return None,
         },
         M::TokenRefreshed(_) => RoomEvent::TokenRefreshed,
+        M::E2eeStateChanged(changed) => RoomEvent::EncryptionStateChanged {
+            identity: changed.participant_identity,
+            state: EncryptionState::from_proto(changed.state),
+        },
         _ => return None,
     })
 }

@@ -15,6 +15,8 @@ pub struct TrackPublication {
     pub kind: TrackKind,
     pub source: TrackSource,
     pub muted: bool,
+    /// Published end-to-end encrypted (the publisher said so to the server).
+    pub encrypted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct RemoteAudioTrack {
     pub sid: String,
     pub name: String,
     pub participant_identity: String,
+    /// Its publication is end-to-end encrypted.
+    pub encrypted: bool,
 }
 
 impl std::fmt::Debug for RemoteAudioTrack {
@@ -60,6 +64,8 @@ impl From<&proto::TrackPublicationInfo> for TrackPublication {
             kind: TrackKind::from_proto(info.kind),
             source: TrackSource::from_proto(info.source),
             muted: info.muted,
+            encrypted: proto::EncryptionType::try_from(info.encryption_type)
+                .is_ok_and(|kind| kind != proto::EncryptionType::None),
         }
     }
 }

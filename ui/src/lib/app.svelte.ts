@@ -321,6 +321,11 @@ export class AppModel {
     await this.run(() => this.backend.invoke('set_local_mute', { identity, muted }));
   }
 
+  /// Plays someone whose audio is not encrypted in an encrypted call.
+  async allowUnencrypted(identity: string): Promise<void> {
+    await this.run(() => this.backend.invoke('allow_unencrypted', { identity }));
+  }
+
   async moderate(identity: string, action: ModerationAction): Promise<void> {
     await this.run(() => this.backend.invoke('moderate_participant', { identity, action }));
   }

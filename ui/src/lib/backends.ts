@@ -35,6 +35,8 @@ export interface BackendSpec {
   secrets: readonly SecretSpec[];
   /// Audioroom: the user API key comes from the forum through the browser, not a text box.
   discourseAuth: boolean;
+  /// The form may create the account on the server (disTokoloshe).
+  canRegister?: boolean;
 }
 
 const WEB = ['http:', 'https:'] as const;
@@ -123,6 +125,7 @@ export const BACKENDS: readonly BackendSpec[] = [
     ],
     secrets: [{ key: 'password', label: 'Password', required: true }],
     discourseAuth: false,
+    canRegister: true,
   },
   {
     kind: 'token-endpoint',

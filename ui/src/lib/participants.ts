@@ -3,7 +3,7 @@
 
 import { isSpeaking } from './level';
 import { isSpeaker } from './moderation';
-import type { ClientState, ConnectionQuality, ParticipantState } from './types';
+import type { ClientState, ConnectionQuality, Encryption, ParticipantState } from './types';
 
 export interface Tile {
   identity: string;
@@ -24,6 +24,8 @@ export interface Tile {
   connectionQuality: ConnectionQuality;
   volume: number;
   locallyMuted: boolean;
+  /// End-to-end encryption of their media (others; ours is the call's).
+  encryption: Encryption;
   onStage: boolean;
   /// The remote participant this tile shows (for the menu); `null` for ourselves.
   remote: ParticipantState | null;
@@ -43,7 +45,7 @@ export function remoteTile(participant: ParticipantState): Tile {
     avatarUrl: participant.avatarUrl,
     isLocal: false,
     // Someone we muted for ourselves is not heard, so not drawn as speaking.
-    audible: !participant.locallyMuted,
+    audible: !participant.locallyMuted && participant.encryption !== 'not_encrypted',
     activeSpeaker: participant.speaking,
     muted: participant.muted,
     deafened: participant.deafened,
@@ -52,6 +54,7 @@ export function remoteTile(participant: ParticipantState): Tile {
     connectionQuality: participant.connectionQuality,
     volume: participant.volume,
     locallyMuted: participant.locallyMuted,
+    encryption: participant.encryption,
     onStage: isSpeaker(participant.role),
     remote: participant,
   };
@@ -77,6 +80,7 @@ export function localTile(state: ClientState): Tile | null {
     connectionQuality: call.localQuality,
     volume: 100,
     locallyMuted: false,
+    encryption: 'unknown',
     onStage: isSpeaker(call.role),
     remote: null,
   };

@@ -15,6 +15,7 @@ export type {
   ClientState,
   ConnectionQuality,
   DiscourseAuthStarted,
+  Encryption,
   ErrorCode,
   JsonValue,
   Levels,

@@ -53,6 +53,7 @@ describe('add server', () => {
         fields: { url: 'ws://127.0.0.1:7880', api_key: 'devkey', identity: 'alice' },
         secrets: { 'api-secret': 's3cret-value' },
         replace: false,
+        register: false,
       },
     });
     expect(backend.keyring.get('home')).toEqual({ 'api-secret': 's3cret-value' });
@@ -81,7 +82,38 @@ describe('add server', () => {
 
     expect(await screen.findByRole('alert')).toHaveTextContent('the system keyring failed: locked');
     expect(backend.callsOf('add_profile')[0]).toEqual({
-      profile: { name: 'relay', backend: 'nip29', fields: { relay_url: 'wss://relay.example' }, secrets: { 'nostr-key': 'nsec1abc' }, replace: false },
+      profile: {
+        name: 'relay',
+        backend: 'nip29',
+        fields: { relay_url: 'wss://relay.example' },
+        secrets: { 'nostr-key': 'nsec1abc' },
+        replace: false,
+        register: false,
+      },
+    });
+  });
+
+  it('creates a disTokoloshe account when asked, and offers it only where the backend has registration', async () => {
+    const { backend, user } = await renderApp();
+    await user.click(screen.getByRole('button', { name: 'Add a server' }));
+    expect(screen.queryByLabelText(/Create a new account/), 'LiveKit has no accounts to create').toBeNull();
+    await user.selectOptions(screen.getByLabelText('Server type'), 'distokoloshe');
+    await user.type(screen.getByLabelText('Name'), 'dk');
+    await user.type(screen.getByLabelText('Server URL'), 'https://voice.example.org');
+    await user.type(screen.getByLabelText('Username'), 'newcomer');
+    await user.type(screen.getByLabelText('Password'), 'Newcomer-pass-42');
+    await user.click(screen.getByLabelText(/Create a new account/));
+    await user.click(screen.getByRole('button', { name: 'Add server' }));
+    await waitFor(() => expect(backend.callsOf('add_profile')).toHaveLength(1));
+    expect(backend.callsOf('add_profile')[0]).toEqual({
+      profile: {
+        name: 'dk',
+        backend: 'distokoloshe',
+        fields: { url: 'https://voice.example.org', username: 'newcomer' },
+        secrets: { password: 'Newcomer-pass-42' },
+        replace: false,
+        register: true,
+      },
     });
   });
 
@@ -115,6 +147,7 @@ describe('add server', () => {
         fields: { url: 'https://forum.example.org', client_id: 'client-forum2' },
         secrets: {},
         replace: false,
+        register: false,
       },
     });
   });

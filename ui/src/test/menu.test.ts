@@ -137,4 +137,30 @@ describe('participant menu', () => {
     await user.click(within(await screen.findByRole('dialog', { name: 'Alice' })).getByRole('button', { name: 'Mute for everyone' }));
     expect(await screen.findByRole('alert')).toHaveTextContent('not allowed: you are not a moderator here');
   });
+
+  it('marks an unencrypted participant in an encrypted call and plays them only when asked', async () => {
+    const { backend, user } = await renderInRoom('Standup', {
+      encrypted: ['standup'],
+      people: {
+        standup: [person('zoe', 'Zoe', { encryption: 'ok' }), person('keyless', 'Keyless', { encryption: 'not_encrypted' })],
+      },
+    });
+    expect(screen.getByRole('img', { name: 'End-to-end encrypted' }), 'the room header shows the lock').toBeInTheDocument();
+    const tile = screen.getByRole('button', { name: /^Keyless/ });
+    expect(tile, 'the tile says why they are not heard').toHaveAccessibleName(/not encrypted, not played/);
+    expect(screen.getByRole('button', { name: /^Zoe/ })).not.toHaveAccessibleName(/encrypted/);
+
+    await fireEvent.contextMenu(tile);
+    const menu = await screen.findByRole('dialog', { name: 'Keyless' });
+    expect(within(menu).getByText(/not end-to-end encrypted/)).toBeInTheDocument();
+    await user.click(within(menu).getByRole('button', { name: 'Play anyway (not encrypted)' }));
+    expect(backend.callsOf('allow_unencrypted')).toEqual([{ identity: 'keyless' }]);
+    await waitFor(() =>
+      expect(screen.getByRole('button', { name: /^Keyless/ }), 'now heard, still marked').toHaveAccessibleName(/not encrypted$/),
+    );
+
+    await fireEvent.contextMenu(screen.getByRole('button', { name: /^Zoe/ }));
+    const zoe = await screen.findByRole('dialog', { name: 'Zoe' });
+    expect(within(zoe).queryByRole('button', { name: /Play anyway/ }), 'nothing to allow for an encrypted peer').toBeNull();
+  });
 });

@@ -59,6 +59,8 @@ pub struct BackendForm {
     pub server_field: String,
     /// The keyring entries this backend takes (`api-secret`, `user-api-key`, …).
     pub secret_names: Vec<String>,
+    /// The form may create the account on the server (disTokoloshe).
+    pub can_register: bool,
 }
 
 impl BackendForm {
@@ -69,6 +71,7 @@ impl BackendForm {
                 backend: Backend::from_kind(kind),
                 server_field: server_field(kind).to_string(),
                 secret_names: secret_names(kind).iter().map(|name| name.to_string()).collect(),
+                can_register: parley_control_plane::profile::offers_registration(kind),
             })
             .collect()
     }

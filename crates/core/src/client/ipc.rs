@@ -14,8 +14,8 @@ use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, 
 use super::error::{ClientError, ErrorCode};
 use super::settings::{AppSettings, Shortcuts, TransmitChoice};
 use super::state::{
-    CallPhase, CallState, ClientState, ConnectionQuality, Levels, LocalState, ModerationAction, ModerationOption,
-    ParticipantState,
+    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LocalState, ModerationAction,
+    ModerationOption, ParticipantState,
 };
 use super::{DiscourseAuthStarted, Notice};
 
@@ -121,6 +121,7 @@ pub fn commands() -> Vec<CommandSpec> {
         command("push_to_talk", vec![("pressed", ts::<bool>())], ts::<()>()),
         command("set_volume", vec![("identity", ts::<String>()), ("percent", ts::<u32>())], ts::<()>()),
         command("set_local_mute", vec![("identity", ts::<String>()), ("muted", ts::<bool>())], ts::<()>()),
+        command("allow_unencrypted", vec![("identity", ts::<String>())], ts::<()>()),
         command(
             "moderate_participant",
             vec![("identity", ts::<String>()), ("action", ts::<ModerationAction>())],
@@ -156,6 +157,7 @@ pub fn bindings_ts() -> String {
         declaration::<CallState>(),
         declaration::<CallPhase>(),
         declaration::<ParticipantState>(),
+        declaration::<Encryption>(),
         declaration::<ConnectionQuality>(),
         declaration::<ModerationAction>(),
         declaration::<ModerationOption>(),

@@ -218,8 +218,28 @@ pub struct CallState {
     /// What we may do to others here: the backend's actions filtered by our role.
     pub moderation: Vec<ModerationOption>,
     pub local_quality: ConnectionQuality,
+    /// The call is end-to-end encrypted (the backend handed out a key, or the user gave one).
+    pub encrypted: bool,
     /// Everyone else, in the order they arrived.
     pub participants: Vec<ParticipantState>,
+}
+
+/// How end-to-end encryption fares for someone in an encrypted call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// Nothing known (yet), or the call is not encrypted.
+    Unknown,
+    /// Their media decrypts.
+    Ok,
+    /// Their audio arrives unencrypted: it is not played until the user chooses to.
+    NotEncrypted,
+    /// Unencrypted, and the user chose to hear them anyway.
+    AllowedUnencrypted,
+    /// We lack their key.
+    MissingKey,
+    /// Their media does not decrypt (another key).
+    Failed,
 }
 
 /// Someone else in the call.
@@ -250,6 +270,8 @@ pub struct ParticipantState {
     /// (Audioroom), otherwise someone on stage (not a listener) whom the server does not let
     /// publish.
     pub hard_muted: bool,
+    /// End-to-end encryption of their media (in an encrypted call).
+    pub encryption: Encryption,
     /// The backend's own word on the hard mute, when it has one.
     #[serde(skip)]
     #[ts(skip)]
@@ -273,6 +295,7 @@ impl ParticipantState {
             deafened: false,
             can_speak: true,
             hard_muted: false,
+            encryption: Encryption::Unknown,
             backend_hard_muted: None,
         }
     }
@@ -298,6 +321,7 @@ impl CallState {
             can_speak: true,
             moderation: Vec::new(),
             local_quality: ConnectionQuality::Unknown,
+            encrypted: false,
             participants: Vec::new(),
         }
     }
@@ -350,8 +374,9 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             // Leaving is the front end's own doing; `Client::leave_room` clears the call.
             SessionState::Idle | SessionState::Left => return false,
         },
-        SessionEvent::Joined { identity, participants, .. } => {
+        SessionEvent::Joined { identity, participants, encrypted, .. } => {
             call.identity = Some(identity.clone());
+            call.encrypted = *encrypted;
             for participant in participants {
                 let entry = call.participant_entry(&participant.identity, &participant.name, volume);
                 entry.can_speak = participant.can_publish;
@@ -366,6 +391,31 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             participant.can_speak = *can_publish;
             participant.settle_hard_mute();
         }
+        SessionEvent::ParticipantEncryption { identity, state } => {
+            let Some(participant) = call.participant_mut(identity) else { return false };
+            let encryption = match state.as_str() {
+                "ok" | "key_ratcheted" => Encryption::Ok,
+                "not_encrypted" if participant.encryption == Encryption::AllowedUnencrypted => {
+                    Encryption::AllowedUnencrypted
+                }
+                "not_encrypted" => Encryption::NotEncrypted,
+                "missing_key" => Encryption::MissingKey,
+                "decryption_failed" | "encryption_failed" | "internal_error" => Encryption::Failed,
+                _ => return false,
+            };
+            // An unencrypted track says more than the engine's state about the others.
+            if participant.encryption == encryption
+                || (matches!(participant.encryption, Encryption::NotEncrypted | Encryption::AllowedUnencrypted)
+                    && encryption == Encryption::Ok)
+            {
+                return false;
+            }
+            participant.encryption = encryption;
+        }
+        SessionEvent::UnencryptedAllowed { identity } => match call.participant_mut(identity) {
+            Some(participant) => participant.encryption = Encryption::AllowedUnencrypted,
+            None => return false,
+        },
         SessionEvent::ParticipantPermission { identity, can_publish } => match call.participant_mut(identity) {
             Some(participant) => {
                 participant.can_speak = *can_publish;
@@ -530,6 +580,7 @@ mod tests {
             room: "lobby".into(),
             identity: "me".into(),
             participants: vec![Participant { identity: "alice".into(), name: "Alice".into(), can_publish: true }],
+            encrypted: false,
         };
         assert!(apply_session_event(&mut state, &joined, &saved), "joining changes the state");
         apply_session_event(
@@ -626,7 +677,12 @@ mod tests {
         let mut state = in_call();
         apply_session_event(
             &mut state,
-            &SessionEvent::Joined { room: "lobby".into(), identity: "me".into(), participants: Vec::new() },
+            &SessionEvent::Joined {
+                room: "lobby".into(),
+                identity: "me".into(),
+                participants: Vec::new(),
+                encrypted: false,
+            },
             &saved,
         );
         let backend = |identity: &str, role: &str, hand: bool| PlaneParticipant {
@@ -657,6 +713,7 @@ mod tests {
             room: "lobby".into(),
             identity: "me".into(),
             participants: vec![Participant { identity: "bob".into(), name: "Bob".into(), can_publish: false }],
+            encrypted: false,
         };
         apply_session_event(&mut state, &joined, &saved);
         let bob = &call(&state).participants[0];
@@ -736,5 +793,39 @@ mod tests {
         };
         apply_session_event(&mut state, &lost, &saved);
         assert_eq!(call(&state).phase, CallPhase::Reconnecting, "a lost connection is joined again, not failed");
+    }
+
+    #[test]
+    fn an_unencrypted_participant_in_an_encrypted_call_is_marked_until_allowed() {
+        let mut state = in_call();
+        let joined = SessionEvent::Joined {
+            room: "lobby".into(),
+            identity: "me".into(),
+            participants: vec![
+                Participant { identity: "keyless".into(), name: "Keyless".into(), can_publish: true },
+                Participant { identity: "friend".into(), name: "Friend".into(), can_publish: true },
+            ],
+            encrypted: true,
+        };
+        apply_session_event(&mut state, &joined, &saved);
+        assert!(call(&state).encrypted, "the call says it is encrypted");
+        let encryption = |state: &ClientState, who: &str| {
+            call(state).participants.iter().find(|participant| participant.identity == who).map(|p| p.encryption)
+        };
+        let said = |identity: &str, state: &str| SessionEvent::ParticipantEncryption {
+            identity: identity.into(),
+            state: state.into(),
+        };
+        apply_session_event(&mut state, &said("friend", "ok"), &saved);
+        apply_session_event(&mut state, &said("keyless", "not_encrypted"), &saved);
+        assert!(!apply_session_event(&mut state, &said("keyless", "ok"), &saved), "ok does not hide unencrypted");
+        assert_eq!(encryption(&state, "friend"), Some(Encryption::Ok));
+        assert_eq!(encryption(&state, "keyless"), Some(Encryption::NotEncrypted));
+        apply_session_event(&mut state, &SessionEvent::UnencryptedAllowed { identity: "keyless".into() }, &saved);
+        assert_eq!(encryption(&state, "keyless"), Some(Encryption::AllowedUnencrypted));
+        apply_session_event(&mut state, &said("keyless", "not_encrypted"), &saved);
+        assert_eq!(encryption(&state, "keyless"), Some(Encryption::AllowedUnencrypted), "the choice stands");
+        apply_session_event(&mut state, &said("friend", "decryption_failed"), &saved);
+        assert_eq!(encryption(&state, "friend"), Some(Encryption::Failed));
     }
 }

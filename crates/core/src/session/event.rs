@@ -53,6 +53,8 @@ pub enum SessionEvent {
         room: String,
         identity: String,
         participants: Vec<Participant>,
+        /// The call is end-to-end encrypted (we joined with a key).
+        encrypted: bool,
     },
     ParticipantJoined {
         identity: String,
@@ -174,6 +176,18 @@ pub enum SessionEvent {
     Levels {
         input_dbfs: f32,
         participants: std::collections::BTreeMap<String, f32>,
+    },
+    /// How end-to-end encryption fares for a participant: the engine's state (`ok`,
+    /// `missing_key`, `decryption_failed`, …), or `not_encrypted` when their audio arrives
+    /// unencrypted in an encrypted call — which is then not played until
+    /// [`crate::Control::AllowUnencrypted`].
+    ParticipantEncryption {
+        identity: String,
+        state: String,
+    },
+    /// The user chose to hear a participant whose audio is not encrypted.
+    UnencryptedAllowed {
+        identity: String,
     },
     /// The room is gone for us. `connection_lost`: the server or the network went away (the
     /// engine gave up reconnecting), rather than the room ending for us; a call through a

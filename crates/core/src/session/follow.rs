@@ -39,18 +39,31 @@ impl LocalPublishing {
     }
 }
 
+/// How the follower plays what it hears.
+#[derive(Default)]
+pub(super) struct Playback {
+    /// The mixer, when the session plays remote audio.
+    pub(super) mixer: Option<Arc<Mutex<Mixer>>>,
+    /// Join/leave cues.
+    pub(super) cues: Option<CuePlayer>,
+    /// How often each receive task reports its statistics.
+    pub(super) report_stats: Option<Duration>,
+    /// We joined with a key: tracks published without encryption are held back.
+    pub(super) encrypted: bool,
+}
+
 /// Turns room events into session events and wires subscribed audio into the mixer.
+///
+/// `publishers` holds who may publish their microphone, as last reported: the server repeats
+/// permission updates for rights we do not show (data, metadata), and those are not news.
 pub(super) async fn run(
     mut room_events: mpsc::UnboundedReceiver<ffi::RoomEvent>,
     events: mpsc::UnboundedSender<StampedEvent>,
-    mixer: Option<Arc<Mutex<Mixer>>>,
-    cues: Option<CuePlayer>,
+    playback: Playback,
     local: LocalPublishing,
-    // Who may publish their microphone, as last reported: the server repeats permission
-    // updates for rights we do not show (data, metadata), and those are not news.
     mut publishers: HashMap<String, bool>,
-    report_stats: Option<Duration>,
 ) {
+    let Playback { mixer, cues, report_stats, encrypted } = playback;
     let cue = |cue: Cue| {
         if let Some(cues) = &cues {
             cues.play(cue);
@@ -75,6 +88,21 @@ pub(super) async fn run(
                 Some(SessionEvent::ParticipantLeft { identity, reason: reason.code().to_string() })
             }
             ffi::RoomEvent::AudioTrackSubscribed { identity, track } => {
+                if encrypted && !track.encrypted {
+                    // livekit-client plays such audio without a word; a keyless (or a
+                    // malicious) participant is not heard in an encrypted call unless the user
+                    // chooses to.
+                    if let Some(mixer) = &mixer {
+                        mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).hold_back_unencrypted(&identity);
+                    }
+                    emit(
+                        &events,
+                        SessionEvent::ParticipantEncryption {
+                            identity: identity.clone(),
+                            state: "not_encrypted".into(),
+                        },
+                    );
+                }
                 if let Some(mixer) = &mixer {
                     match ffi::AudioStream::new(&track, SAMPLE_RATE, 1) {
                         Ok(stream) => {
@@ -124,6 +152,9 @@ pub(super) async fn run(
             ffi::RoomEvent::LocalTrackUnpublished { sid } => {
                 local.tell(PublishCommand::Unpublished(sid));
                 None
+            }
+            ffi::RoomEvent::EncryptionStateChanged { identity, state } => {
+                Some(SessionEvent::ParticipantEncryption { identity, state: state.code().to_string() })
             }
             ffi::RoomEvent::TrackMuted { identity, sid } => Some(SessionEvent::TrackMuted { identity, sid }),
             ffi::RoomEvent::TrackUnmuted { identity, sid } => Some(SessionEvent::TrackUnmuted { identity, sid }),
@@ -256,7 +287,8 @@ mod tests {
             room_sender.send(event).expect("the follower listens");
         }
         drop(room_sender);
-        run(room_receiver, sender, None, None, local, known, None).await;
+        let playback = Playback { encrypted: true, ..Playback::default() };
+        run(room_receiver, sender, playback, local, known).await;
         let reported = std::iter::from_fn(|| events.try_recv().ok()).map(|stamped| stamped.event).collect();
         let told = std::iter::from_fn(|| commands.try_recv().ok()).map(|command| format!("{command:?}")).collect();
         (reported, told)

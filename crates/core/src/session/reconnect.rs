@@ -41,6 +41,7 @@ impl Session {
                 room: self.room.name().to_string(),
                 identity: self.room.local_participant().identity().to_string(),
                 participants,
+                encrypted: self.options.e2ee_shared_key.is_some(),
             },
         );
         let can_publish = can_publish_microphone(self.room.local_permission().as_ref());

@@ -38,6 +38,8 @@ export interface MemoryBackendOptions {
   features?: Record<string, BackendFeatures>;
   /// Per room id: the people already in it when the user joins.
   people?: Record<string, ParticipantState[]>;
+  /// Room ids whose calls are end-to-end encrypted.
+  encrypted?: string[];
   /// Per profile: the moderation the backend offers in rooms where `canManage`.
   moderation?: Record<string, ModerationOption[]>;
   /// Per profile: the room the backend believes the user is already in.
@@ -84,6 +86,7 @@ export function person(identity: string, name: string, extra: Partial<Participan
     deafened: false,
     canSpeak: extra.role !== 'listener',
     hardMuted: false,
+    encryption: 'unknown',
     ...extra,
   };
 }
@@ -154,6 +157,7 @@ export class MemoryBackend implements Backend {
   private rooms: Record<string, RoomEntry[]>;
   private features: Record<string, BackendFeatures>;
   private people: Record<string, ParticipantState[]>;
+  private encrypted: string[];
   private moderation: Record<string, ModerationOption[]>;
   private elsewhere: Record<string, { roomId: string; roomName: string }>;
   private settings: AppSettings;
@@ -178,6 +182,7 @@ export class MemoryBackend implements Backend {
     this.rooms = structuredClone(options.rooms ?? DEMO_ROOMS);
     this.features = structuredClone(options.features ?? DEMO_FEATURES);
     this.people = structuredClone(options.people ?? DEMO_PEOPLE);
+    this.encrypted = options.encrypted ?? [];
     this.moderation = structuredClone(options.moderation ?? DEMO_MODERATION);
     this.elsewhere = structuredClone(options.elsewhere ?? {});
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings };
@@ -354,6 +359,7 @@ export class MemoryBackend implements Backend {
     },
     set_volume: async ({ identity, percent }) => this.updateParticipant(identity, { volume: percent }),
     set_local_mute: async ({ identity, muted }) => this.updateParticipant(identity, { locallyMuted: muted }),
+    allow_unencrypted: async ({ identity }) => this.updateParticipant(identity, { encryption: 'allowed_unencrypted' }),
     moderate_participant: async ({ identity, action }) => {
       const call = this.requireCall();
       if (!call.moderation.some((offered) => offered.action === action)) {
@@ -423,6 +429,7 @@ export class MemoryBackend implements Backend {
       canSpeak: true,
       moderation: [],
       localQuality: 'unknown',
+      encrypted: false,
       participants: [],
     };
   }
@@ -461,6 +468,7 @@ export class MemoryBackend implements Backend {
         canSpeak: !entry.stage,
         moderation: entry.canManage ? structuredClone(this.moderation[profile] ?? []) : [],
         localQuality: 'excellent',
+        encrypted: this.encrypted.includes(entry.id),
         participants: structuredClone(this.people[entry.id] ?? []),
       },
     });

@@ -91,6 +91,10 @@ canSpeak: boolean,
  */
 moderation: Array<ModerationOption>, localQuality: ConnectionQuality, 
 /**
+ * The call is end-to-end encrypted (the backend handed out a key, or the user gave one).
+ */
+encrypted: boolean, 
+/**
  * Everyone else, in the order they arrived.
  */
 participants: Array<ParticipantState>, };
@@ -137,7 +141,16 @@ canSpeak: boolean,
  * (Audioroom), otherwise someone on stage (not a listener) whom the server does not let
  * publish.
  */
-hardMuted: boolean, };
+hardMuted: boolean, 
+/**
+ * End-to-end encryption of their media (in an encrypted call).
+ */
+encryption: Encryption, };
+
+/**
+ * How end-to-end encryption fares for someone in an encrypted call.
+ */
+export type Encryption = "unknown" | "ok" | "not_encrypted" | "allowed_unencrypted" | "missing_key" | "failed";
 
 /**
  * How well a participant's connection works, as LiveKit rates it.
@@ -222,7 +235,11 @@ serverField: string,
 /**
  * The keyring entries this backend takes (`api-secret`, `user-api-key`, …).
  */
-secretNames: Array<string>, };
+secretNames: Array<string>, 
+/**
+ * The form may create the account on the server (disTokoloshe).
+ */
+canRegister: boolean, };
 
 /**
  * What a profile's backend can do, for the UI to offer or hide features.
@@ -257,7 +274,11 @@ secrets: { [key in string]?: string },
 /**
  * Overwrite a profile of the same name.
  */
-replace: boolean, };
+replace: boolean, 
+/**
+ * Create the account on the server first (backends with registration: disTokoloshe).
+ */
+register: boolean, };
 
 /**
  * A started Discourse sign-in: the client id the key will be bound to (the profile's

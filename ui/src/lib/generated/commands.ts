@@ -29,6 +29,7 @@ export interface Commands {
   push_to_talk: { args: { pressed: boolean }; result: null };
   set_volume: { args: { identity: string; percent: number }; result: null };
   set_local_mute: { args: { identity: string; muted: boolean }; result: null };
+  allow_unencrypted: { args: { identity: string }; result: null };
   moderate_participant: { args: { identity: string; action: T.ModerationAction }; result: null };
   set_hand_raised: { args: { raised: boolean }; result: null };
   get_shortcut_support: { args: Record<string, never>; result: T.ShortcutSupport };
@@ -63,6 +64,7 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "push_to_talk",
   "set_volume",
   "set_local_mute",
+  "allow_unencrypted",
   "moderate_participant",
   "set_hand_raised",
   "get_shortcut_support",
