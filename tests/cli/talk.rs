@@ -152,6 +152,36 @@ fn encrypted_audio_is_heard_only_with_the_shared_passphrase() {
 }
 
 #[test]
+fn an_unencrypted_speaker_is_held_back_in_an_encrypted_call_until_the_listener_allows_it() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    // Alice has no key: her audio arrives as plain Opus, which livekit-client would play.
+    let alice = join(&server, "keyed", "alice", dir.path(), &["--tone", "520"], 11.0);
+    let mut bob = join(&server, "keyed", "bob", dir.path(), &["--record", "--e2ee-key", "correct horse"], 9.0);
+    let flagged = bob.wait_for_event("alice flagged as not encrypted", TIMEOUT, |event| {
+        event["event"] == "participant_encryption" && event["identity"] == "alice"
+    });
+    assert_eq!(flagged["state"], "not_encrypted", "{flagged}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let allowed_at = bob.command("allow-unencrypted alice");
+    bob.wait_for_event("the choice acknowledged", TIMEOUT, |event| {
+        event["event"] == "unencrypted_allowed" && event["identity"] == "alice"
+    });
+    let bob = bob.finish(TIMEOUT);
+    alice.finish(TIMEOUT).assert_clean();
+    bob.assert_clean();
+
+    assert_eq!(bob.events_named("joined")[0]["encrypted"], true, "bob's call is encrypted: {:?}", bob.events);
+    let flagged_at = flagged["unix_ms"].as_f64().expect("unix_ms");
+    let held_back = bob.recording_between(flagged_at + 300.0, allowed_at);
+    let level = tone_level_dbfs(held_back, SAMPLE_RATE, 520.0);
+    assert!(level < -50.0, "alice's unencrypted audio is not played before bob allows it, got {level:.1} dBFS");
+    let played = bob.recording_between(allowed_at + 700.0, bob.last_unix_ms() - 300.0);
+    assert_tone_present(played, 520.0, "bob hears alice once he allowed her unencrypted audio");
+}
+
+#[test]
 fn receive_statistics_show_the_jitter_buffer_and_a_clean_loopback_link() {
     let _serial = audio_lock();
     let server = server();
