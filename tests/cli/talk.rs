@@ -172,7 +172,7 @@ fn an_unencrypted_speaker_is_held_back_in_an_encrypted_call_until_the_listener_a
     alice.finish(TIMEOUT).assert_clean();
     bob.assert_clean();
 
-    assert_eq!(bob.events_named("joined")[0]["encrypted"], true, "bob's call is encrypted: {:?}", bob.events);
+    assert_eq!(bob.events_named("joined")[0]["encryption"], "end_to_end", "bob's call is encrypted: {:?}", bob.events);
     let flagged_at = flagged["unix_ms"].as_f64().expect("unix_ms");
     let held_back = bob.recording_between(flagged_at + 300.0, allowed_at);
     let level = tone_level_dbfs(held_back, SAMPLE_RATE, 520.0);

@@ -5,6 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parley_core::membership::MembershipEvent;
+use parley_core::session::CallEncryption;
 use parley_core::{SessionEvent, StampedEvent};
 
 /// Prints events on stdout, one line each.
@@ -61,10 +62,10 @@ impl EventPrinter {
 /// A session event's human line, if it has one.
 fn session_text(event: &SessionEvent) -> Option<String> {
     let line = match event {
-        SessionEvent::Joined { room, identity, participants, encrypted } => format!(
+        SessionEvent::Joined { room, identity, participants, encryption } => format!(
             "joined room {room} as {identity} ({} others here){}",
             participants.len(),
-            if *encrypted { ", end-to-end encrypted" } else { "" }
+            if *encryption == CallEncryption::EndToEnd { ", end-to-end encrypted" } else { "" }
         ),
         SessionEvent::ParticipantEncryption { identity, state } => {
             format!("{identity}'s audio: {}", state.replace('_', " "))

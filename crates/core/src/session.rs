@@ -51,7 +51,7 @@ use tokio::task::JoinHandle;
 
 use crate::control::Control;
 use capture::{EngineOutlet, GateCommand, MicrophoneSetup, SharedApm};
-pub use event::{Participant, SessionEvent, SessionState, StampedEvent};
+pub use event::{CallEncryption, Participant, SessionEvent, SessionState, StampedEvent};
 use event::{can_publish_microphone, emit};
 use follow::LocalPublishing;
 pub use meter::SILENCE_DBFS;
@@ -185,7 +185,7 @@ impl Session {
                 room: room.name().to_string(),
                 identity: room.local_participant().identity().to_string(),
                 participants,
-                encrypted: request.options.e2ee_shared_key.is_some(),
+                encryption: CallEncryption::with_key(request.options.e2ee_shared_key.as_deref()),
             },
         );
         let can_publish = can_publish_microphone(room.local_permission().as_ref());

@@ -14,7 +14,7 @@ use super::error::ErrorCode;
 use super::settings::TransmitChoice;
 use crate::SessionEvent;
 use crate::membership::MembershipEvent;
-use crate::session::SessionState;
+use crate::session::{CallEncryption, SessionState};
 
 /// The level meters' floor: anything quieter shows as silence.
 pub use crate::session::SILENCE_DBFS;
@@ -374,9 +374,9 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             // Leaving is the front end's own doing; `Client::leave_room` clears the call.
             SessionState::Idle | SessionState::Left => return false,
         },
-        SessionEvent::Joined { identity, participants, encrypted, .. } => {
+        SessionEvent::Joined { identity, participants, encryption, .. } => {
             call.identity = Some(identity.clone());
-            call.encrypted = *encrypted;
+            call.encrypted = *encryption == CallEncryption::EndToEnd;
             for participant in participants {
                 let entry = call.participant_entry(&participant.identity, &participant.name, volume);
                 entry.can_speak = participant.can_publish;
@@ -580,7 +580,7 @@ mod tests {
             room: "lobby".into(),
             identity: "me".into(),
             participants: vec![Participant { identity: "alice".into(), name: "Alice".into(), can_publish: true }],
-            encrypted: false,
+            encryption: CallEncryption::None,
         };
         assert!(apply_session_event(&mut state, &joined, &saved), "joining changes the state");
         apply_session_event(
@@ -681,7 +681,7 @@ mod tests {
                 room: "lobby".into(),
                 identity: "me".into(),
                 participants: Vec::new(),
-                encrypted: false,
+                encryption: CallEncryption::None,
             },
             &saved,
         );
@@ -713,7 +713,7 @@ mod tests {
             room: "lobby".into(),
             identity: "me".into(),
             participants: vec![Participant { identity: "bob".into(), name: "Bob".into(), can_publish: false }],
-            encrypted: false,
+            encryption: CallEncryption::None,
         };
         apply_session_event(&mut state, &joined, &saved);
         let bob = &call(&state).participants[0];
@@ -805,7 +805,7 @@ mod tests {
                 Participant { identity: "keyless".into(), name: "Keyless".into(), can_publish: true },
                 Participant { identity: "friend".into(), name: "Friend".into(), can_publish: true },
             ],
-            encrypted: true,
+            encryption: CallEncryption::EndToEnd,
         };
         apply_session_event(&mut state, &joined, &saved);
         assert!(call(&state).encrypted, "the call says it is encrypted");

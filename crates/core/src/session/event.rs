@@ -41,6 +41,23 @@ pub(super) fn can_publish_microphone(permission: Option<&ffi::Permission>) -> bo
     permission.is_none_or(|permission| permission.allows_publishing(ffi::TrackSource::Microphone))
 }
 
+/// Whether a call's media is end-to-end encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEncryption {
+    /// Only the transport (DTLS-SRTP to the server) is encrypted; the server can hear.
+    None,
+    /// Media is encrypted with the room's key: the server cannot hear.
+    EndToEnd,
+}
+
+impl CallEncryption {
+    /// `EndToEnd` when joined with a key.
+    pub fn with_key(key: Option<&[u8]>) -> CallEncryption {
+        if key.is_some() { CallEncryption::EndToEnd } else { CallEncryption::None }
+    }
+}
+
 /// Everything a front end needs to follow the session, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -53,8 +70,8 @@ pub enum SessionEvent {
         room: String,
         identity: String,
         participants: Vec<Participant>,
-        /// The call is end-to-end encrypted (we joined with a key).
-        encrypted: bool,
+        /// Whether the call is end-to-end encrypted (we joined with a key).
+        encryption: CallEncryption,
     },
     ParticipantJoined {
         identity: String,

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use parley_livekit_ffi as ffi;
 use tokio::sync::mpsc;
 
-use super::event::{Participant, SessionEvent, SessionState, can_publish_microphone, emit};
+use super::event::{CallEncryption, Participant, SessionEvent, SessionState, can_publish_microphone, emit};
 use super::publisher::{PublishCommand, Publisher, lock_track};
 use super::{LEAVE_STEP_LIMIT, Session, SessionError};
 
@@ -41,7 +41,7 @@ impl Session {
                 room: self.room.name().to_string(),
                 identity: self.room.local_participant().identity().to_string(),
                 participants,
-                encrypted: self.options.e2ee_shared_key.is_some(),
+                encryption: CallEncryption::with_key(self.options.e2ee_shared_key.as_deref()),
             },
         );
         let can_publish = can_publish_microphone(self.room.local_permission().as_ref());
