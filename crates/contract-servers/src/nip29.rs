@@ -213,17 +213,28 @@ impl Shared {
 
 /// Like Go's `&http.Client{}`: no timeout, so a hanging LiveKit hangs the request.
 fn livekit_http() -> reqwest::Client {
+    // Built into a process whose reqwest has `rustls-no-provider` (the control plane's choice),
+    // the client panics without an installed provider. Another thread may install one between
+    // the check and the call; either way one is installed.
+    if rustls::crypto::CryptoProvider::get_default().is_none()
+        && rustls::crypto::ring::default_provider().install_default().is_err()
+    {
+        tracing::debug!("TLS crypto provider was installed concurrently");
+    }
     reqwest::Client::builder()
         .build()
         // Invariant: a client without TLS or proxy settings always builds.
         .expect("building the LiveKit HTTP client")
 }
 
-/// `setupCheckMiddleware`: a relay without a domain sends every page to its setup.
-fn setup_redirect(shared: &Shared) -> Option<Response> {
-    if !shared.lock().needs_setup {
+/// `setupCheckMiddleware`: a relay without a domain sends every page to its setup. The request
+/// is recorded when it is redirected.
+fn setup_redirect(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
+    let mut state = shared.lock();
+    if !state.needs_setup {
         return None;
     }
+    state.requests.push(seen(method, uri, headers, None));
     // Go's `http.Redirect` body for GET.
     let body = "<a href=\"/setup/domain\">Found</a>.\n\n";
     Some(
@@ -236,19 +247,20 @@ fn setup_redirect(shared: &Shared) -> Option<Response> {
     )
 }
 
-async fn setup_page() -> Response {
+async fn setup_page(State(shared): State<Shared>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+    shared.lock().requests.push(seen(&method, &uri, &headers, None));
     let page = "<!DOCTYPE html><html><head><title>pyramid setup</title></head>\
                 <body><form method=\"post\"><input name=\"domain\"></form></body></html>";
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
-async fn not_found(State(shared): State<Shared>) -> Response {
-    setup_redirect(&shared).unwrap_or_else(|| text(StatusCode::NOT_FOUND, NOT_FOUND))
+async fn not_found(State(shared): State<Shared>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+    setup_redirect(&shared, &method, &uri, &headers).unwrap_or_else(|| text(StatusCode::NOT_FOUND, NOT_FOUND))
 }
 
 /// `livekitStatusHandler`: any method, status only.
 async fn probe(State(shared): State<Shared>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
-    if let Some(redirect) = setup_redirect(&shared) {
+    if let Some(redirect) = setup_redirect(&shared, &method, &uri, &headers) {
         return redirect;
     }
     let configured = {
@@ -267,61 +279,62 @@ async fn token(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    if let Some(redirect) = setup_redirect(&shared) {
+    if let Some(redirect) = setup_redirect(&shared, &method, &uri, &headers) {
         return redirect;
     }
     let answer = match check(&shared, &method, &group_id, &headers, &uri) {
-        Ok(passed) => issue(&shared, &group_id, passed).await,
-        Err(response) => response,
+        Checked::Passed { pubkey, read_only } => issue(&shared, &group_id, pubkey, read_only).await,
+        Checked::Answer(response) => response,
     };
     with_cors(&headers, answer)
 }
 
-/// What passed the checks.
-struct Passed {
-    pubkey: String,
-    read_only: bool,
+/// The checks' outcome: go on to the room and the token, or answer now.
+enum Checked {
+    Passed { pubkey: String, read_only: bool },
+    Answer(Response),
 }
 
 /// `livekitAuthHandler` up to room creation, in pyramid's order.
-fn check(shared: &Shared, method: &Method, group_id: &str, headers: &HeaderMap, uri: &Uri) -> Result<Passed, Response> {
+fn check(shared: &Shared, method: &Method, group_id: &str, headers: &HeaderMap, uri: &Uri) -> Checked {
     let decoded = decode_header(headers);
     let mut state = shared.lock();
     state.requests.push(seen(method, uri, headers, decoded.as_ref().ok().cloned()));
     if method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        return Err(preflight(headers));
+        return Checked::Answer(preflight(headers));
     }
     if let Some((status, body)) = state.fail_next.take() {
-        return Err(raw(status, &body));
+        return Checked::Answer(raw(status, &body));
     }
     if method != Method::GET {
-        return Err(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+        return Checked::Answer(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
     }
     let Some(group) = state.groups.get(group_id).cloned() else {
-        return Err(text(StatusCode::NOT_FOUND, NOT_FOUND));
+        return Checked::Answer(text(StatusCode::NOT_FOUND, NOT_FOUND));
     };
     let expected_u = format!("{}{}{TOKEN_PATH}{group_id}", http_scheme(&state.domain), state.domain);
-    let pubkey = decoded
-        .and_then(|event| verify(&event, &expected_u))
-        .map_err(|message| text(StatusCode::UNAUTHORIZED, message))?;
+    let pubkey = match decoded.and_then(|event| verify(&event, &expected_u)) {
+        Ok(pubkey) => pubkey,
+        Err(message) => return Checked::Answer(text(StatusCode::UNAUTHORIZED, message)),
+    };
 
     let group_member = state.members.get(group_id).is_some_and(|members| members.contains(&pubkey));
     let relay_member = state.relay_members.contains(&pubkey);
     let mut read_only = false;
     if (group.restricted || !relay_member) && !group_member {
         if group.private {
-            return Err(text(StatusCode::FORBIDDEN, "not allowed to access livekit for this group"));
+            return Checked::Answer(text(StatusCode::FORBIDDEN, "not allowed to access livekit for this group"));
         }
         read_only = true;
     }
     if !group.livekit {
-        return Err(text(StatusCode::FORBIDDEN, "livekit not enabled for this group"));
+        return Checked::Answer(text(StatusCode::FORBIDDEN, "livekit not enabled for this group"));
     }
-    Ok(Passed { pubkey, read_only })
+    Checked::Passed { pubkey, read_only }
 }
 
 /// `ensureLiveKitRoom`, then the token.
-async fn issue(shared: &Shared, group_id: &str, passed: Passed) -> Response {
+async fn issue(shared: &Shared, group_id: &str, pubkey: String, read_only: bool) -> Response {
     let (created, configured) = {
         let state = shared.lock();
         (state.rooms_created.contains(group_id), state.livekit_configured)
@@ -335,8 +348,7 @@ async fn issue(shared: &Shared, group_id: &str, passed: Passed) -> Response {
 
     let mut suffix = [0u8; 2];
     suffix.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..2]);
-    let identity = format!("{}:{}", passed.pubkey, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(suffix));
-    let read_only = passed.read_only;
+    let identity = format!("{pubkey}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(suffix));
     let jwt = shared.keys.mint(group_id, &identity, "", TOKEN_TTL, |grants| {
         // pyramid sets only `roomJoin` and `room`; LiveKit's defaults (publish, subscribe,
         // publish data) apply to members.
@@ -351,12 +363,29 @@ async fn issue(shared: &Shared, group_id: &str, passed: Passed) -> Response {
     });
     let mut state = shared.lock();
     state.issued.push(Issued { identity, room: group_id.to_string(), read_only });
+    // A struct, not `json!`, keeps Go's field order (`server_url` first).
     let body = if state.legacy_shape {
-        serde_json::json!({ "url": shared.keys.url, "token": jwt })
+        serde_json::to_string(&LegacyAnswer { url: &shared.keys.url, token: &jwt })
     } else {
-        serde_json::json!({ "server_url": shared.keys.url, "participant_token": jwt })
+        serde_json::to_string(&TokenSourceResponse { server_url: &shared.keys.url, participant_token: &jwt })
     };
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
+    match body {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response(),
+        Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+    }
+}
+
+/// pyramid's `TokenSourceResponse`.
+#[derive(serde::Serialize)]
+struct TokenSourceResponse<'a> {
+    server_url: &'a str,
+    participant_token: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct LegacyAnswer<'a> {
+    url: &'a str,
+    token: &'a str,
 }
 
 /// `POST <LiveKit>/twirp/livekit.RoomService/CreateRoom` with a `roomCreate`/`roomList`/
@@ -432,8 +461,7 @@ fn preflight(headers: &HeaderMap) -> Response {
 
 /// rs/cors `AllowAll` on an actual request: only requests that carry an `Origin` get it.
 fn with_cors(headers: &HeaderMap, mut response: Response) -> Response {
-    if headers.contains_key(header::ORIGIN) && !response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-    {
+    if headers.contains_key(header::ORIGIN) && !response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
         response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
     response
@@ -474,9 +502,10 @@ fn verify(event: &serde_json::Value, expected_u: &str) -> Result<String, &'stati
         return Err("invalid event kind");
     }
     // `Tags.Find("u")`: the first `u` tag with a value.
-    let u = tags.iter().filter_map(serde_json::Value::as_array).find_map(|tag| {
-        (tag.len() >= 2 && tag[0].as_str() == Some("u")).then(|| tag[1].as_str()).flatten()
-    });
+    let u = tags
+        .iter()
+        .filter_map(serde_json::Value::as_array)
+        .find_map(|tag| (tag.len() >= 2 && tag[0].as_str() == Some("u")).then(|| tag[1].as_str()).flatten());
     if u != Some(expected_u) {
         return Err("invalid u tag");
     }
