@@ -493,7 +493,7 @@ fn a_nip29_profile_listens_in_a_public_group_and_hears_a_peer() {
     let dir = scratch();
     let runtime = contract_runtime();
     let (relay, handle) = runtime.block_on(nip29::start(keys_of(&server))).expect("relay");
-    handle.add_group("campfire", nip29::Group { public: true, livekit: true });
+    handle.add_group("campfire", nip29::Group { livekit: true, ..nip29::Group::default() });
     let nostr_key = "7f7ff03d123792d6ac594bfa67bf6d0c0ab55b6b1fdb6249303fe861f1ccba9a";
     let added = home.add(&["nostr", "--backend", "nip29", "--url", &relay.url()], &format!("{nostr_key}\n"));
     assert_success(&added, "profile add nip29");
@@ -506,9 +506,19 @@ fn a_nip29_profile_listens_in_a_public_group_and_hears_a_peer() {
     assert_success(&output, "join through the relay");
     assert_no_secret(&output, nostr_key, "join --profile nostr");
     assert!(events.iter().any(|event| event["event"] == "joined"), "{events:?}");
+    // Not a member of the public group: the relay hands out a listen-only token, and the user
+    // is told why rather than left to wonder why the microphone stays off.
+    assert!(
+        events.iter().any(|event| event["event"] == "warning"
+            && event["message"].as_str().is_some_and(
+                |message| message.contains("not a member of group campfire") && message.contains("listener")
+            )),
+        "a warning event should say why this join only listens: {events:?}"
+    );
     assert_hears(&samples, 605.0, "the Nostr listener hears the speaker");
     speaker.finish(TIMEOUT).assert_clean();
     assert_eq!(handle.issued().len(), 1, "one token was issued");
+    assert!(handle.issued()[0].read_only, "the relay issued a listen-only token");
 }
 
 #[test]
