@@ -223,7 +223,7 @@ fn livekit_http() -> reqwest::Client {
     }
     reqwest::Client::builder()
         .build()
-        // Invariant: a client without TLS or proxy settings always builds.
+        // Invariant: a default client builds once a crypto provider is installed (above).
         .expect("building the LiveKit HTTP client")
 }
 
