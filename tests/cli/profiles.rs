@@ -529,7 +529,7 @@ fn a_nip29_profile_listens_in_a_public_group_and_hears_a_peer() {
     let dir = scratch();
     let runtime = contract_runtime();
     let (relay, handle) = runtime.block_on(nip29::start(keys_of(&server))).expect("relay");
-    handle.add_group("campfire", nip29::Group { public: true, livekit: true });
+    handle.add_group("campfire", nip29::Group { livekit: true, ..nip29::Group::default() });
     let nostr_key = "7f7ff03d123792d6ac594bfa67bf6d0c0ab55b6b1fdb6249303fe861f1ccba9a";
     let added = home.add(&["nostr", "--backend", "nip29", "--url", &relay.url()], &format!("{nostr_key}\n"));
     assert_success(&added, "profile add nip29");
@@ -542,9 +542,63 @@ fn a_nip29_profile_listens_in_a_public_group_and_hears_a_peer() {
     assert_success(&output, "join through the relay");
     assert_no_secret(&output, nostr_key, "join --profile nostr");
     assert!(events.iter().any(|event| event["event"] == "joined"), "{events:?}");
+    // Not a member of the public group: the relay hands out a listen-only token, and the user
+    // is told why rather than left to wonder why the microphone stays off.
+    assert!(
+        events.iter().any(|event| event["event"] == "warning"
+            && event["message"].as_str().is_some_and(
+                |message| message.contains("not a member of group campfire") && message.contains("listener")
+            )),
+        "a warning event should say why this join only listens: {events:?}"
+    );
     assert_hears(&samples, 605.0, "the Nostr listener hears the speaker");
     speaker.finish(TIMEOUT).assert_clean();
     assert_eq!(handle.issued().len(), 1, "one token was issued");
+    assert!(handle.issued()[0].read_only, "the relay issued a listen-only token");
+}
+
+#[test]
+fn a_nip29_profile_says_why_a_private_group_or_a_relay_without_voice_server_refuses() {
+    use parley_contract_servers::nip29;
+    let server = server();
+    let home = Home::new();
+    let runtime = contract_runtime();
+    let (relay, handle) = runtime.block_on(nip29::start(keys_of(&server))).expect("relay");
+    handle.add_group("secret", nip29::Group { private: true, livekit: true, ..nip29::Group::default() });
+    // The same relay setup, but its LiveKit is gone: nothing listens where it points.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).expect("port");
+    let dead_keys = parley_contract_servers::LivekitKeys { url: format!("ws://{dead}"), ..keys_of(&server) };
+    let (down, down_handle) = runtime.block_on(nip29::start(dead_keys)).expect("relay without LiveKit");
+    down_handle.add_group("campfire", nip29::Group { livekit: true, ..nip29::Group::default() });
+    let nostr_key = "7f7ff03d123792d6ac594bfa67bf6d0c0ab55b6b1fdb6249303fe861f1ccba9a";
+    for (name, url) in [("private", relay.url()), ("down", down.url())] {
+        let added = home.add(&[name, "--backend", "nip29", "--url", &url], &format!("{nostr_key}\n"));
+        assert_success(&added, "profile add nip29");
+    }
+    let join = |profile: &str, room: &str| {
+        home.command()
+            .args(["join", "--profile", profile, "--room", room, "--duration", "2", "--control-socket", "none"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("join")
+    };
+
+    let refused = join("private", "secret");
+    let message = text(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(9), "a private group refuses a non-member (forbidden): {message}");
+    assert!(
+        message.contains("not a member of group secret") && message.contains("not allowed to access livekit"),
+        "say why, in the relay's words too: {message}"
+    );
+
+    let unreachable = join("down", "campfire");
+    let message = text(&unreachable.stderr);
+    assert_eq!(unreachable.status.code(), Some(18), "the relay answers 500 (server error): {message}");
+    assert!(
+        message.contains("voice server") && message.contains("unreachable"),
+        "say that the relay's voice server is down, not the relay: {message}"
+    );
+    assert_no_secret(&unreachable, nostr_key, "join through a relay whose LiveKit is down");
 }
 
 #[test]

@@ -129,6 +129,7 @@ fn membership_text(event: &MembershipEvent) -> Option<String> {
         MembershipEvent::Recovered { what } => format!("server: {what} works again"),
         MembershipEvent::TokenRefreshed { .. } => "server: token refreshed".into(),
         MembershipEvent::Removed { reason, .. } => format!("removed from the room: {reason}"),
+        MembershipEvent::Warning { message } => format!("warning: {message}"),
         _ => return None,
     };
     Some(line)

@@ -7,6 +7,8 @@
 //! against them speaks the real contract. Join endpoints mint real LiveKit tokens with the keys
 //! of a real LiveKit server ([`LivekitKeys`]), so end-to-end tests really join.
 //!
+//! [`nip29`] mirrors the reference relay, fiatjaf/pyramid @ d15b6d9 (its module doc lists how).
+//!
 //! [`portal`] is the odd one out: not HTTP but the desktop's GlobalShortcuts portal on a D-Bus
 //! session bus, for the app's Wayland shortcuts.
 //!
@@ -25,7 +27,7 @@ pub mod nip29;
 pub mod portal;
 pub mod token_endpoint;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
@@ -161,7 +163,13 @@ impl Drop for Running {
 
 /// Serves `router` on a fresh loopback port. Call from inside a tokio runtime.
 pub async fn serve(router: axum::Router) -> std::io::Result<Running> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    serve_on(router, IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+}
+
+/// Serves `router` on a fresh port of `ip` (another loopback address, e.g. 127.0.0.2, plays a
+/// host that is not "localhost" to the server). Call from inside a tokio runtime.
+pub async fn serve_on(router: axum::Router, ip: IpAddr) -> std::io::Result<Running> {
+    let listener = TcpListener::bind((ip, 0)).await?;
     let address = listener.local_addr()?;
     let (shutdown, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

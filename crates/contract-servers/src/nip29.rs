@@ -1,48 +1,74 @@
-//! A NIP-29 relay's LiveKit endpoints (`shared/CONTROL_PLANES.md` §4), as fiatjaf/pyramid and
-//! coracle-social/zooid serve them, with zooid's stricter NIP-98 checks.
+//! A NIP-29 relay's LiveKit endpoints (`shared/CONTROL_PLANES.md` §4) as the reference relay
+//! serves them: **fiatjaf/pyramid @ d15b6d9** (`groups/livekit.go`, `groups/handler.go`, and the
+//! setup redirect of `main.go`).
 //!
-//! * `GET /.well-known/nip29/livekit` → 204 when LiveKit is configured, else 404.
-//! * `GET /.well-known/nip29/livekit/{group}` with `Authorization: Nostr <base64(event)>`: checks
-//!   the signature (BIP-340 over the NIP-01 id), kind 27235, `created_at` within 60 s, the `u` tag
-//!   (`http://<Host><path>`, scheme from `X-Forwarded-Proto`) and the `method` tag; 401 with
-//!   pyramid's plain-text messages otherwise. Unknown group → 404 `group not found`; group without
-//!   LiveKit → 403 `livekit not enabled for this group`; non-member of a private group → 403
-//!   `not allowed to access livekit for this group`; non-member of a public group → a read-only
-//!   token. Other methods → 405; `OPTIONS` → 204 with CORS.
-//! * Tokens: identity `<hex pubkey>:<16 random chars>`, room = group id, 6 h (Go SDK default);
-//!   answer `{server_url, participant_token}` (or `{url, token}` after
-//!   [`Handle::set_legacy_shape`]).
+//! * Unless the relay is set up ([`Handle::set_needs_setup`]), every path answers 302 →
+//!   `/setup/domain`, which is a 200 HTML page.
+//! * `/.well-known/nip29/livekit`, any method → 204 when LiveKit URL, key and secret are
+//!   configured, else 404; both with an empty body.
+//! * `/.well-known/nip29/livekit/{group}`, checked in pyramid's order: a CORS preflight → 204;
+//!   not `GET` → 405 `method not allowed`; unknown group → 404 `404 page not found` (before
+//!   auth); then `Authorization: Nostr <std-base64 event>`: 401 `authorization header required`,
+//!   `invalid authorization header format`, `invalid base64 encoding`, `invalid event json`,
+//!   `invalid event signature` (BIP-340 over the recomputed NIP-01 id; the `id` field is not
+//!   read), `invalid event kind` (27235), `invalid u tag`. `u` must be exactly
+//!   `<scheme><domain>/.well-known/nip29/livekit/<decoded group id>`, with the relay's own
+//!   domain ([`Handle::set_domain`]) and pyramid's scheme rule (`http://` only for domains
+//!   starting with `127.0.0.1`, `0.0.0.0` or `localhost`, or ending in `onion` or `i2p`). No
+//!   `method` tag and no `created_at` window are checked: pyramid checks neither.
+//! * Membership before the `livekit` flag: a group member, or a relay member in a group that is
+//!   not `restricted`, gets a full token; anyone else gets 403 `not allowed to access livekit
+//!   for this group` in a `private` group and a listen-only token otherwise (`closed` plays no
+//!   part). Then 403 `livekit not enabled for this group` for groups without `livekit`.
+//! * Before the first token of a group, the relay creates the room on the real LiveKit server
+//!   (`POST …/twirp/livekit.RoomService/CreateRoom`, 200 or 409 is fine) and remembers it;
+//!   failing that → 500 `failed to ensure livekit room: <error>`, Go's error text where it can
+//!   be imitated (`Post "<url>": dial tcp <addr>: connect: connection refused`,
+//!   `failed to create room: 401 Unauthorized`, or `unsupported protocol scheme ""` when LiveKit
+//!   is not configured, which this endpoint does not check beforehand).
+//! * Tokens: identity `<hex pubkey>:<3 base64url chars>` (Go's `RandomString(2)`), room = group
+//!   id, 6 h (Go SDK default), grants `{roomJoin, room}` plus `canPublish: false,
+//!   canPublishData: false` for listeners. Answer `{"server_url", "participant_token"}\n` (Go's
+//!   `json.Encoder`), or `{url, token}` after [`Handle::set_legacy_shape`] (not pyramid's: another
+//!   relay's older shape). `Access-Control-Allow-Origin: *` when the request has an `Origin`.
 //!
 //! `start(keys) -> (Running, Handle)`; the [`Handle`] sets up groups and members, forces the next
 //! answer ([`Handle::fail_next`]) and shows what arrived ([`Handle::requests`],
 //! [`Handle::issued`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use base64::Engine;
 use k256::schnorr::{Signature, VerifyingKey};
+use livekit_api::access_token::{AccessToken, VideoGrants};
 use sha2::{Digest, Sha256};
 
-use crate::{LivekitKeys, Running, serve};
+use crate::{LivekitKeys, Running, serve_on};
 
-/// NIP-98's suggested window, enforced like zooid.
-const CREATED_AT_WINDOW_SECS: u64 = 60;
-/// Go SDK default token validity.
+/// Go SDK default token validity (pyramid never calls `SetValidFor`).
 const TOKEN_TTL: Duration = Duration::from_secs(6 * 60 * 60);
+const TOKEN_PATH: &str = "/.well-known/nip29/livekit/";
+/// Go's `http.NotFound` text.
+const NOT_FOUND: &str = "404 page not found";
 
-/// A group on the relay.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A group on the relay: the bare tags of its kind-39000 metadata event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Group {
-    /// Non-members may listen (read-only tokens).
-    pub public: bool,
-    /// The group's kind-39000 announcement carries `["livekit"]`.
+    /// `["private"]`: non-members are refused instead of getting listen-only tokens.
+    pub private: bool,
+    /// `["restricted"]`: relay members are not taken for group members.
+    pub restricted: bool,
+    /// `["closed"]`: joining the group needs an invite. No effect on LiveKit tokens.
+    pub closed: bool,
+    /// `["livekit"]`: the group has an audio/video space.
     pub livekit: bool,
 }
 
@@ -67,10 +93,16 @@ pub struct Issued {
 
 #[derive(Default)]
 struct Relay {
+    /// pyramid's `Settings.Domain`: `host[:port]`, what `u` is rebuilt from.
+    domain: String,
+    needs_setup: bool,
     livekit_configured: bool,
     legacy_shape: bool,
     groups: HashMap<String, Group>,
     members: HashMap<String, HashSet<String>>,
+    relay_members: HashSet<String>,
+    /// pyramid's `livekitRooms`: groups whose room was created, never cleared.
+    rooms_created: HashSet<String>,
     requests: Vec<Seen>,
     issued: Vec<Issued>,
     fail_next: Option<(u16, String)>,
@@ -91,14 +123,35 @@ impl Handle {
         self.lock().groups.insert(id.to_string(), group);
     }
 
-    /// Adds `pubkey` (lowercase hex) to `group`'s members.
+    /// Adds `pubkey` (lowercase hex) to `group`'s members (any role).
     pub fn add_member(&self, group: &str, pubkey: &str) {
         self.lock().members.entry(group.to_string()).or_default().insert(pubkey.to_string());
     }
 
-    /// Whether the relay has LiveKit URL, key and secret (both endpoints 404 without).
+    /// Makes `pubkey` a member of the relay itself (pyramid's invite tree).
+    pub fn add_relay_member(&self, pubkey: &str) {
+        self.lock().relay_members.insert(pubkey.to_string());
+    }
+
+    /// The relay's configured domain (`host[:port]`); by default the address it listens on.
+    pub fn set_domain(&self, domain: &str) {
+        self.lock().domain = domain.to_string();
+    }
+
+    /// The domain `u` is checked against.
+    pub fn domain(&self) -> String {
+        self.lock().domain.clone()
+    }
+
+    /// Whether the relay has LiveKit URL, key and secret: the probe says 404 without, and the
+    /// first token of a group fails at room creation.
     pub fn set_livekit_configured(&self, configured: bool) {
         self.lock().livekit_configured = configured;
+    }
+
+    /// A relay whose owner has not finished the setup pages: everything redirects there.
+    pub fn set_needs_setup(&self, needs_setup: bool) {
+        self.lock().needs_setup = needs_setup;
     }
 
     /// Answer `{url, token}` instead of `{server_url, participant_token}`.
@@ -106,8 +159,8 @@ impl Handle {
         self.lock().legacy_shape = legacy;
     }
 
-    /// The next token request (after its auth passed or not) gets `status` with `body`
-    /// (JSON if it starts with `{`, HTML if with `<`, else plain text).
+    /// The next token request gets `status` with `body` before any check (JSON if it starts
+    /// with `{`, HTML if with `<`, else plain text).
     pub fn fail_next(&self, status: u16, body: &str) {
         self.lock().fail_next = Some((status, body.to_string()));
     }
@@ -121,21 +174,35 @@ impl Handle {
     }
 }
 
-/// Starts the relay with LiveKit configured and no groups.
+/// Starts the relay on 127.0.0.1, set up, with LiveKit configured and no groups.
 pub async fn start(keys: LivekitKeys) -> std::io::Result<(Running, Handle)> {
+    start_on(keys, IpAddr::V4(Ipv4Addr::LOCALHOST)).await
+}
+
+/// Starts the relay on `ip` (a loopback address such as 127.0.0.2 stands for a relay on the
+/// LAN: pyramid's scheme rule makes it expect `https://` in `u`). Its domain is the address it
+/// listens on.
+pub async fn start_on(keys: LivekitKeys, ip: IpAddr) -> std::io::Result<(Running, Handle)> {
     let state = Arc::new(Mutex::new(Relay { livekit_configured: true, ..Relay::default() }));
-    let shared = Shared { keys, state: state.clone() };
+    let shared = Shared { keys, state: state.clone(), http: livekit_http() };
     let router = Router::new()
-        .route("/.well-known/nip29/livekit", get(probe))
-        .route("/.well-known/nip29/livekit/{group}", get(token).options(preflight))
+        .route("/.well-known/nip29/livekit", any(probe))
+        .route("/.well-known/nip29/livekit/{group}", any(token))
+        .route("/setup/domain", get(setup_page))
+        .fallback(not_found)
         .with_state(shared);
-    Ok((serve(router).await?, Handle { state }))
+    let running = serve_on(router, ip).await?;
+    let handle = Handle { state };
+    handle.set_domain(&running.address.to_string());
+    Ok((running, handle))
 }
 
 #[derive(Clone)]
 struct Shared {
     keys: LivekitKeys,
     state: Arc<Mutex<Relay>>,
+    /// pyramid's `livekitHTTPClient`.
+    http: reqwest::Client,
 }
 
 impl Shared {
@@ -144,97 +211,287 @@ impl Shared {
     }
 }
 
-async fn probe(State(shared): State<Shared>, headers: HeaderMap, uri: Uri) -> Response {
-    let mut state = shared.lock();
-    state.requests.push(seen("GET", &uri, &headers, None));
-    if state.livekit_configured {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        text(StatusCode::NOT_FOUND, "404 page not found")
+/// Like Go's `&http.Client{}`: no timeout, so a hanging LiveKit hangs the request.
+fn livekit_http() -> reqwest::Client {
+    // Built into a process whose reqwest has `rustls-no-provider` (the control plane's choice),
+    // the client panics without an installed provider. Another thread may install one between
+    // the check and the call; either way one is installed.
+    if rustls::crypto::CryptoProvider::get_default().is_none()
+        && rustls::crypto::ring::default_provider().install_default().is_err()
+    {
+        tracing::debug!("TLS crypto provider was installed concurrently");
     }
+    reqwest::Client::builder()
+        .build()
+        // Invariant: a default client builds once a crypto provider is installed (above).
+        .expect("building the LiveKit HTTP client")
 }
 
-async fn preflight() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, OPTIONS"),
-            (header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization"),
-        ],
-    )
-        .into_response()
-}
-
-async fn token(State(shared): State<Shared>, Path(group): Path<String>, headers: HeaderMap, uri: Uri) -> Response {
-    let decoded = decode_header(&headers);
+/// `setupCheckMiddleware`: a relay without a domain sends every page to its setup. The request
+/// is recorded when it is redirected.
+fn setup_redirect(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap) -> Option<Response> {
     let mut state = shared.lock();
-    state.requests.push(seen("GET", &uri, &headers, decoded.as_ref().ok().cloned()));
-    if !state.livekit_configured {
-        return text(StatusCode::NOT_FOUND, "404 page not found");
+    if !state.needs_setup {
+        return None;
+    }
+    state.requests.push(seen(method, uri, headers, None));
+    // Go's `http.Redirect` body for GET.
+    let body = "<a href=\"/setup/domain\">Found</a>.\n\n";
+    Some(
+        (
+            StatusCode::FOUND,
+            [(header::LOCATION, "/setup/domain"), (header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+    )
+}
+
+async fn setup_page(State(shared): State<Shared>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+    shared.lock().requests.push(seen(&method, &uri, &headers, None));
+    let page = "<!DOCTYPE html><html><head><title>pyramid setup</title></head>\
+                <body><form method=\"post\"><input name=\"domain\"></form></body></html>";
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+async fn not_found(State(shared): State<Shared>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+    setup_redirect(&shared, &method, &uri, &headers).unwrap_or_else(|| text(StatusCode::NOT_FOUND, NOT_FOUND))
+}
+
+/// `livekitStatusHandler`: any method, status only.
+async fn probe(State(shared): State<Shared>, method: Method, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(redirect) = setup_redirect(&shared, &method, &uri, &headers) {
+        return redirect;
+    }
+    let configured = {
+        let mut state = shared.lock();
+        state.requests.push(seen(&method, &uri, &headers, None));
+        state.livekit_configured
+    };
+    let status = if configured { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND };
+    with_cors(&headers, status.into_response())
+}
+
+async fn token(
+    State(shared): State<Shared>,
+    method: Method,
+    Path(group_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Some(redirect) = setup_redirect(&shared, &method, &uri, &headers) {
+        return redirect;
+    }
+    let answer = match check(&shared, &method, &group_id, &headers, &uri) {
+        Checked::Passed { pubkey, read_only } => issue(&shared, &group_id, pubkey, read_only).await,
+        Checked::Answer(response) => response,
+    };
+    with_cors(&headers, answer)
+}
+
+/// The checks' outcome: go on to the room and the token, or answer now.
+enum Checked {
+    Passed { pubkey: String, read_only: bool },
+    Answer(Response),
+}
+
+/// `livekitAuthHandler` up to room creation, in pyramid's order.
+fn check(shared: &Shared, method: &Method, group_id: &str, headers: &HeaderMap, uri: &Uri) -> Checked {
+    let decoded = decode_header(headers);
+    let mut state = shared.lock();
+    state.requests.push(seen(method, uri, headers, decoded.as_ref().ok().cloned()));
+    if method == Method::OPTIONS && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        return Checked::Answer(preflight(headers));
     }
     if let Some((status, body)) = state.fail_next.take() {
-        return raw(status, &body);
+        return Checked::Answer(raw(status, &body));
     }
-    let event =
-        match decoded.and_then(|event| verify(&event, &headers, &uri, &Method::GET).map(|pubkey| (event, pubkey))) {
-            Ok((_, pubkey)) => pubkey,
-            Err(message) => return text(StatusCode::UNAUTHORIZED, message),
-        };
-    let Some(info) = state.groups.get(&group).cloned() else {
-        return text(StatusCode::NOT_FOUND, "group not found");
+    if method != Method::GET {
+        return Checked::Answer(text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+    }
+    let Some(group) = state.groups.get(group_id).cloned() else {
+        return Checked::Answer(text(StatusCode::NOT_FOUND, NOT_FOUND));
     };
-    if !info.livekit {
-        return text(StatusCode::FORBIDDEN, "livekit not enabled for this group");
+    let expected_u = format!("{}{}{TOKEN_PATH}{group_id}", http_scheme(&state.domain), state.domain);
+    let pubkey = match decoded.and_then(|event| verify(&event, &expected_u)) {
+        Ok(pubkey) => pubkey,
+        Err(message) => return Checked::Answer(text(StatusCode::UNAUTHORIZED, message)),
+    };
+
+    let group_member = state.members.get(group_id).is_some_and(|members| members.contains(&pubkey));
+    let relay_member = state.relay_members.contains(&pubkey);
+    let mut read_only = false;
+    if (group.restricted || !relay_member) && !group_member {
+        if group.private {
+            return Checked::Answer(text(StatusCode::FORBIDDEN, "not allowed to access livekit for this group"));
+        }
+        read_only = true;
     }
-    let member = state.members.get(&group).is_some_and(|members| members.contains(&event));
-    if !member && !info.public {
-        return text(StatusCode::FORBIDDEN, "not allowed to access livekit for this group");
+    if !group.livekit {
+        return Checked::Answer(text(StatusCode::FORBIDDEN, "livekit not enabled for this group"));
     }
-    let suffix: String = uuid::Uuid::new_v4().simple().to_string().chars().take(16).collect();
-    let identity = format!("{event}:{suffix}");
-    let read_only = !member;
-    let jwt = shared.keys.mint(&group, &identity, "", TOKEN_TTL, |grants| {
+    Checked::Passed { pubkey, read_only }
+}
+
+/// `ensureLiveKitRoom`, then the token.
+async fn issue(shared: &Shared, group_id: &str, pubkey: String, read_only: bool) -> Response {
+    let (created, configured) = {
+        let state = shared.lock();
+        (state.rooms_created.contains(group_id), state.livekit_configured)
+    };
+    if !created {
+        if let Err(error) = create_room(shared, group_id, configured).await {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, &format!("failed to ensure livekit room: {error}"));
+        }
+        shared.lock().rooms_created.insert(group_id.to_string());
+    }
+
+    let mut suffix = [0u8; 2];
+    suffix.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..2]);
+    let identity = format!("{pubkey}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(suffix));
+    let jwt = shared.keys.mint(group_id, &identity, "", TOKEN_TTL, |grants| {
+        // pyramid sets only `roomJoin` and `room`; LiveKit's defaults (publish, subscribe,
+        // publish data) apply to members.
+        grants.can_publish = None;
+        grants.can_subscribe = None;
+        grants.can_publish_data = None;
         if read_only {
             grants.can_publish = Some(false);
             grants.can_publish_data = Some(false);
             grants.can_publish_sources = Vec::new();
         }
     });
-    state.issued.push(Issued { identity, room: group.clone(), read_only });
+    let mut state = shared.lock();
+    state.issued.push(Issued { identity, room: group_id.to_string(), read_only });
+    // A struct, not `json!`, keeps Go's field order (`server_url` first).
     let body = if state.legacy_shape {
-        serde_json::json!({ "url": shared.keys.url, "token": jwt })
+        serde_json::to_string(&LegacyAnswer { url: &shared.keys.url, token: &jwt })
     } else {
-        serde_json::json!({ "server_url": shared.keys.url, "participant_token": jwt })
+        serde_json::to_string(&TokenSourceResponse { server_url: &shared.keys.url, participant_token: &jwt })
     };
-    ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], axum::Json(body)).into_response()
+    match body {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response(),
+        Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
+    }
+}
+
+/// pyramid's `TokenSourceResponse`.
+#[derive(serde::Serialize)]
+struct TokenSourceResponse<'a> {
+    server_url: &'a str,
+    participant_token: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct LegacyAnswer<'a> {
+    url: &'a str,
+    token: &'a str,
+}
+
+/// `POST <LiveKit>/twirp/livekit.RoomService/CreateRoom` with a `roomCreate`/`roomList`/
+/// `roomAdmin` token; the error as Go's client and pyramid word it.
+async fn create_room(shared: &Shared, group_id: &str, configured: bool) -> Result<(), String> {
+    const CREATE_ROOM: &str = "/twirp/livekit.RoomService/CreateRoom";
+    if !configured {
+        // An empty `LiveKitServerURL` leaves a URL without scheme, which Go's client refuses.
+        return Err(format!("Post \"{CREATE_ROOM}\": unsupported protocol scheme \"\""));
+    }
+    // pyramid replaces the first "ws" of the scheme: ws → http, wss → https.
+    let url = format!("{}{CREATE_ROOM}", shared.keys.url.replacen("ws", "http", 1));
+    let server_token = AccessToken::with_api_key(&shared.keys.api_key, &shared.keys.api_secret)
+        .with_grants(VideoGrants { room_create: true, room_list: true, room_admin: true, ..Default::default() })
+        .to_jwt()
+        .map_err(|error| format!("signing the server token: {error}"))?;
+    let response = shared
+        .http
+        .post(&url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {server_token}"))
+        .body(serde_json::json!({ "name": group_id }).to_string())
+        .send()
+        .await
+        .map_err(|error| format!("Post \"{url}\": {}", go_transport_error(&error)))?;
+    let status = response.status();
+    if status == StatusCode::OK || status == StatusCode::CONFLICT {
+        Ok(())
+    } else {
+        // Go's `resp.Status`, e.g. `401 Unauthorized`.
+        Err(format!("failed to create room: {status}"))
+    }
+}
+
+/// Go's wording for a refused connection (`dial tcp 127.0.0.1:7880: connect: connection
+/// refused`); other transport failures keep reqwest's innermost message.
+fn go_transport_error(error: &reqwest::Error) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = error;
+    loop {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            let address = error.url().and_then(|url| Some(format!("{}:{}", url.host_str()?, url.port()?)));
+            return format!("dial tcp {}: connect: connection refused", address.unwrap_or_default());
+        }
+        match cause.source() {
+            Some(source) => cause = source,
+            None => return cause.to_string(),
+        }
+    }
+}
+
+/// `global.Settings.HTTPScheme()`.
+fn http_scheme(domain: &str) -> &'static str {
+    let local = ["127.0.0.1", "0.0.0.0", "localhost"].iter().any(|prefix| domain.starts_with(prefix))
+        || ["i2p", "onion"].iter().any(|suffix| domain.ends_with(suffix));
+    if local { "http://" } else { "https://" }
+}
+
+/// rs/cors `AllowAll` answering a preflight.
+fn preflight(headers: &HeaderMap) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let out = response.headers_mut();
+    out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if let Some(method) = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, method.clone());
+    }
+    if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+    }
+    response
+}
+
+/// rs/cors `AllowAll` on an actual request: only requests that carry an `Origin` get it.
+fn with_cors(headers: &HeaderMap, mut response: Response) -> Response {
+    if headers.contains_key(header::ORIGIN) && !response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    response
 }
 
 /// The NIP-98 event from `Authorization: Nostr <base64>`, or pyramid's 401 text.
 fn decode_header(headers: &HeaderMap) -> Result<serde_json::Value, &'static str> {
     let value = headers.get(header::AUTHORIZATION).ok_or("authorization header required")?;
+    if value.is_empty() {
+        return Err("authorization header required");
+    }
     let value = value.to_str().map_err(|_| "invalid authorization header format")?;
+    // `strings.SplitN(h, " ", 2)` and `parts[0] == "Nostr"`, then strict standard base64.
     let encoded = value.strip_prefix("Nostr ").ok_or("invalid authorization header format")?;
-    let bytes =
-        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| "invalid base64 encoding")?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| "invalid base64 encoding")?;
     serde_json::from_slice(&bytes).map_err(|_| "invalid event json")
 }
 
-/// Checks the event; returns the signer's hex pubkey.
-fn verify(event: &serde_json::Value, headers: &HeaderMap, uri: &Uri, method: &Method) -> Result<String, &'static str> {
+/// Checks the event as pyramid does (signature, kind, `u`); returns the signer's hex pubkey.
+fn verify(event: &serde_json::Value, expected_u: &str) -> Result<String, &'static str> {
     let pubkey = event.get("pubkey").and_then(serde_json::Value::as_str).ok_or("invalid event json")?;
     let created_at = event.get("created_at").and_then(serde_json::Value::as_u64).ok_or("invalid event json")?;
     let kind = event.get("kind").and_then(serde_json::Value::as_u64).ok_or("invalid event json")?;
     let tags = event.get("tags").and_then(serde_json::Value::as_array).ok_or("invalid event json")?;
     let content = event.get("content").and_then(serde_json::Value::as_str).ok_or("invalid event json")?;
-    let id = event.get("id").and_then(serde_json::Value::as_str).ok_or("invalid event json")?;
     let sig = event.get("sig").and_then(serde_json::Value::as_str).ok_or("invalid event json")?;
 
+    // `VerifySignature` hashes the event itself; the `id` field is never compared.
     let canonical = serde_json::json!([0, pubkey, created_at, kind, tags, content]).to_string();
     let digest: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
-    if hex::encode(digest) != id {
-        return Err("invalid event signature");
-    }
     let key_bytes = hex::decode(pubkey).map_err(|_| "invalid event signature")?;
     let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| "invalid event signature")?;
     let sig_bytes = hex::decode(sig).map_err(|_| "invalid event signature")?;
@@ -244,29 +501,18 @@ fn verify(event: &serde_json::Value, headers: &HeaderMap, uri: &Uri, method: &Me
     if kind != 27235 {
         return Err("invalid event kind");
     }
-    if now_secs().abs_diff(created_at) > CREATED_AT_WINDOW_SECS {
-        return Err("event created_at is too far from now");
-    }
-    let tag = |name: &str| {
-        tags.iter().filter_map(serde_json::Value::as_array).find_map(|tag| {
-            (tag.first().and_then(serde_json::Value::as_str) == Some(name))
-                .then(|| tag.get(1).and_then(serde_json::Value::as_str))
-        })
-    };
-    let scheme = headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()).unwrap_or("http");
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
-    let path_and_query = uri.path_and_query().map(|value| value.as_str()).unwrap_or_else(|| uri.path());
-    let expected = format!("{scheme}://{host}{path_and_query}");
-    if tag("u").flatten() != Some(expected.as_str()) {
+    // `Tags.Find("u")`: the first `u` tag with a value.
+    let u = tags
+        .iter()
+        .filter_map(serde_json::Value::as_array)
+        .find_map(|tag| (tag.len() >= 2 && tag[0].as_str() == Some("u")).then(|| tag[1].as_str()).flatten());
+    if u != Some(expected_u) {
         return Err("invalid u tag");
-    }
-    if !tag("method").flatten().is_some_and(|value| value.eq_ignore_ascii_case(method.as_str())) {
-        return Err("invalid method tag");
     }
     Ok(pubkey.to_string())
 }
 
-fn seen(method: &str, uri: &Uri, headers: &HeaderMap, auth_event: Option<serde_json::Value>) -> Seen {
+fn seen(method: &Method, uri: &Uri, headers: &HeaderMap, auth_event: Option<serde_json::Value>) -> Seen {
     Seen {
         method: method.to_string(),
         path: uri.path().to_string(),
@@ -280,7 +526,12 @@ fn seen(method: &str, uri: &Uri, headers: &HeaderMap, auth_event: Option<serde_j
 
 /// Go's `http.Error`: plain text with a newline.
 fn text(status: StatusCode, message: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        format!("{message}\n"),
+    )
+        .into_response()
 }
 
 fn raw(status: u16, body: &str) -> Response {
@@ -293,6 +544,17 @@ fn raw(status: u16, body: &str) -> Response {
     (status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or_default()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_rule_is_pyramids() {
+        assert_eq!(http_scheme("127.0.0.1:3334"), "http://");
+        assert_eq!(http_scheme("localhost:3334"), "http://");
+        assert_eq!(http_scheme("abc.onion"), "http://");
+        assert_eq!(http_scheme("127.0.0.2:3334"), "https://", "only 127.0.0.1 counts as local");
+        assert_eq!(http_scheme("192.168.1.5:3334"), "https://", "a LAN address is not local to pyramid");
+        assert_eq!(http_scheme("relay.example"), "https://");
+    }
 }

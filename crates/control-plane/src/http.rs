@@ -28,21 +28,30 @@ pub struct Http {
 impl Http {
     /// A client without a cookie jar.
     pub fn new() -> Result<Self, PlaneError> {
-        Self::build(false)
+        Self::build(false, true)
     }
 
     /// A client that keeps cookies between requests (Meet's session and lobby cookies).
     pub fn with_cookies() -> Result<Self, PlaneError> {
-        Self::build(true)
+        Self::build(true, true)
     }
 
-    fn build(cookies: bool) -> Result<Self, PlaneError> {
+    /// A client that answers a redirect with the redirect itself (a [`Failure`] with a 3xx
+    /// status), for probes where a redirect to some page must not count as the answer.
+    pub fn without_redirects() -> Result<Self, PlaneError> {
+        Self::build(false, false)
+    }
+
+    fn build(cookies: bool, follow_redirects: bool) -> Result<Self, PlaneError> {
         install_crypto_provider();
+        let redirects =
+            if follow_redirects { reqwest::redirect::Policy::default() } else { reqwest::redirect::Policy::none() };
         let client = reqwest::Client::builder()
             .user_agent(concat!("Parley/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .cookie_store(cookies)
+            .redirect(redirects)
             .build()
             .map_err(|error| PlaneError::InvalidInput { message: format!("cannot create the HTTP client: {error}") })?;
         Ok(Http { client })

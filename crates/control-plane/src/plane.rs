@@ -236,6 +236,9 @@ pub struct JoinGrant {
     pub heartbeat_every: Option<Duration>,
     /// The user's role in the room as the backend reported it ("speaker", "listener", …).
     pub role: Option<String>,
+    /// Something the user should know about this join, in a sentence (e.g. why they join as a
+    /// listener). Core reports it as a warning when the call starts.
+    pub notice: Option<String>,
 }
 
 impl std::fmt::Debug for JoinGrant {
@@ -249,6 +252,7 @@ impl std::fmt::Debug for JoinGrant {
             .field("expires_at", &self.expires_at)
             .field("heartbeat_every", &self.heartbeat_every)
             .field("role", &self.role)
+            .field("notice", &self.notice)
             .finish()
     }
 }

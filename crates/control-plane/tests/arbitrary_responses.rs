@@ -764,6 +764,7 @@ impl Fixtures {
             expires_at: None,
             heartbeat_every: None,
             role: None,
+            notice: None,
         }
     }
 

@@ -516,6 +516,7 @@ async fn slugs_are_resolved_to_numeric_ids_once_for_memberships() {
         expires_at: None,
         heartbeat_every: None,
         role: None,
+        notice: None,
     };
     plane.moderate(&grant, ModerationAction::InviteToSpeak, &bob.id.to_string()).await.expect("inviting bob");
     plane.moderate(&grant, ModerationAction::MakeModerator, &bob.id.to_string()).await.expect("promoting bob");

@@ -366,6 +366,7 @@ async fn cookies_never_show() {
         expires_at: None,
         heartbeat_every: None,
         role: None,
+        notice: None,
     };
     let error = plane.moderate(&grant, ModerationAction::Kick, "someone").await.expect_err("no room");
     assert!(!error.to_string().contains(session), "{error}");

@@ -9,6 +9,8 @@
 //! * `refresh` before `grant.expires_at` (resenha's tokens last 10 minutes), publishing the fresh
 //!   grant through [`Membership::grants`] for whoever reconnects later;
 //! * `watch`, whose [`PlaneEvent`]s are forwarded;
+//! * the grant's notice (why the user joins as a listener, say) comes first, as a
+//!   [`MembershipEvent::Warning`];
 //! * transient failures (5xx, 429, unreachable) retry with capped exponential backoff; every
 //!   failure and recovery is a [`MembershipEvent`];
 //! * kicked/banned (a heartbeat or refresh error, or a `Removed` event) ends with
@@ -54,6 +56,9 @@ pub enum MembershipEvent {
     /// The user was removed (kicked, banned): leave the call and do not rejoin. `code` is the
     /// error code (`kicked`, `banned`) or `removed` for a backend event.
     Removed { reason: String, code: String },
+    /// The backend's word on this join (`JoinGrant::notice`, e.g. why the user only listens),
+    /// reported once when the membership starts.
+    Warning { message: String },
 }
 
 /// Exponential backoff for retries: `first`, doubling, never more than `cap`.
@@ -95,6 +100,10 @@ impl Membership {
         grant: JoinGrant,
     ) -> (Membership, mpsc::UnboundedReceiver<MembershipEvent>) {
         let (events, receiver) = mpsc::unbounded_channel();
+        if let Some(message) = grant.notice.clone() {
+            // The receiver is in hand, so the send cannot fail.
+            events.send(MembershipEvent::Warning { message }).ok();
+        }
         let (grant_sender, grants) = watch::channel(grant);
         let grant = Arc::new(grant_sender);
         let driver = Driver { plane: Arc::clone(&plane), grant: Arc::clone(&grant), events };
@@ -545,6 +554,7 @@ mod tests {
             expires_at,
             heartbeat_every,
             role: None,
+            notice: None,
         }
     }
 
@@ -595,6 +605,19 @@ mod tests {
             .collect();
         assert_eq!(attempts, vec![1, 2, 3], "each failure is reported with its attempt: {seen:?}");
         assert_eq!(seen.last(), Some(&MembershipEvent::Recovered { what: "heartbeat".into() }), "{seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_grants_notice_is_reported_first_and_once() {
+        let fake = Fake::with(|_| {});
+        let mut noted = grant("r", "t", None, Some(Duration::from_secs(10)));
+        noted.notice = Some("you are not a member of group r: joining as a listener".into());
+        let (_membership, mut events) = Membership::start(fake.clone(), noted);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let seen = drain(&mut events).await;
+        let expected =
+            MembershipEvent::Warning { message: "you are not a member of group r: joining as a listener".into() };
+        assert_eq!(seen, vec![expected], "the notice, once, and nothing else for healthy heartbeats");
     }
 
     #[test]

@@ -509,6 +509,7 @@ impl ControlPlane for AudioroomPlane {
             expires_at: claims.as_ref().and_then(|claims| claims.expires_at),
             heartbeat_every: Some(self.heartbeat_every),
             role: claims.and_then(|claims| wire::role_in_metadata(&claims.metadata)),
+            notice: None,
         })
     }
 

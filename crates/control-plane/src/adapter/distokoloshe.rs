@@ -430,6 +430,7 @@ impl ControlPlane for DistokoloshePlane {
             expires_at: claims.expires_at,
             heartbeat_every: Some(HEARTBEAT_EVERY),
             role: None,
+            notice: None,
         })
     }
 

@@ -159,6 +159,7 @@ impl ControlPlane for LivekitPlane {
             expires_at: Some(token::expiry_from_now(TOKEN_TTL)),
             heartbeat_every: None,
             role: None,
+            notice: None,
         })
     }
 

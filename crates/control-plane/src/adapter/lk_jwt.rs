@@ -224,6 +224,7 @@ impl ControlPlane for LkJwtPlane {
             expires_at: Some(expires_at),
             heartbeat_every: None,
             role: None,
+            notice: None,
         })
     }
 }

@@ -362,6 +362,7 @@ impl MeetPlane {
             expires_at: u64::try_from(claims.exp).ok().filter(|exp| *exp > 0),
             heartbeat_every: None,
             role,
+            notice: None,
         })
     }
 

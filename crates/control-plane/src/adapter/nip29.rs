@@ -2,9 +2,28 @@
 //!
 //! The relay is the whole control plane: it answers `GET /.well-known/nip29/livekit` with 204 when
 //! it offers LiveKit spaces, and `GET /.well-known/nip29/livekit/<group-id>` with a LiveKit token
-//! when the request carries a NIP-98 `Authorization: Nostr <base64(event)>` header signed by a
-//! group member. The signing event is kind 27235 with tags `u` (the exact URL requested) and
-//! `method` (`GET`), a fresh `created_at`, a NIP-01 id and a BIP-340 Schnorr signature.
+//! when the request carries a NIP-98 `Authorization: Nostr <base64(event)>` header. The signing
+//! event is kind 27235 with tags `u` and `method` (`GET`), a fresh `created_at`, a NIP-01 id and a
+//! BIP-340 Schnorr signature.
+//!
+//! What the reference relay (fiatjaf/pyramid @ d15b6d9, `groups/livekit.go`) does shapes the
+//! details:
+//!
+//! * it rebuilds `u` from its own scheme and domain and the *decoded* group id and compares
+//!   strings, so `u` carries the raw id (`…/livekit/a b`) while the request path is
+//!   percent-encoded; a relay address other than the relay's own domain cannot pass, and the
+//!   error says so;
+//! * its scheme rule gives `http://` only to localhost, 127.0.0.1, 0.0.0.0, .onion and .i2p, so a
+//!   plain `ws://` relay elsewhere (on a LAN) expects `https://` in `u`: when `http://` is
+//!   refused as an "invalid u tag", the request is signed once more with `https://`;
+//! * group members (and relay members in groups that are not `restricted`) get full tokens,
+//!   anyone else a listen-only token in a public group ([`JoinGrant::notice`] says why) or 403 in
+//!   a `private` one;
+//! * it creates the LiveKit room before minting and answers 500 `failed to ensure livekit room:
+//!   …` when its LiveKit is down, which is reported as the relay's voice server being
+//!   unreachable;
+//! * only 204 on the probe means LiveKit support: an unconfigured pyramid redirects every page
+//!   to its setup, a 200 HTML page.
 //!
 //! Relays hand out tokens without `roomAdmin` and NIP-29 specifies no call moderation, so this
 //! adapter only joins. Membership moderation (kinds 9000/9001) and the kind-39004 roster live on
@@ -35,7 +54,8 @@ const HTTP_AUTH_KIND: u32 = 27235;
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The relay, as users know it: `wss://relay.example` (mapped to `https://`), `ws://` (mapped
-    /// to `http://`), or an `http(s)://` URL.
+    /// to `http://`), or an `http(s)://` URL. It must be the relay's own (canonical) domain: the
+    /// relay checks signed requests against it.
     pub relay_url: String,
     /// The group joined when `join` is given an empty room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,6 +75,8 @@ pub const SECRET_NAMES: &[&str] = &["nostr-key"];
 /// A NIP-29 relay with LiveKit spaces.
 pub struct Nip29Plane {
     http: Http,
+    /// For the probe, where a redirect (to a setup page) is not an answer.
+    probe_http: Http,
     /// The relay's HTTP origin (`https://relay.example`), without a trailing slash.
     base: String,
     default_group: Option<String>,
@@ -85,7 +107,7 @@ impl Nip29Plane {
         let key = parse_secret_key(key)?;
         let pubkey = hex::encode(key.verifying_key().to_bytes());
         let default_group = settings.group.filter(|group| !group.trim().is_empty());
-        Ok(Nip29Plane { http: Http::new()?, base, default_group, key, pubkey })
+        Ok(Nip29Plane { http: Http::new()?, probe_http: Http::without_redirects()?, base, default_group, key, pubkey })
     }
 
     /// The user's public key, lowercase hex (what the relay puts first in LiveKit identities).
@@ -93,14 +115,28 @@ impl Nip29Plane {
         &self.pubkey
     }
 
-    /// Asks the relay whether it offers LiveKit spaces (`GET /.well-known/nip29/livekit` → 204).
+    /// Asks the relay whether it offers LiveKit spaces: only `GET /.well-known/nip29/livekit` →
+    /// 204 says yes. Redirects are not followed (pyramid before its setup redirects every page to
+    /// a 200 HTML form).
     ///
-    /// Errors: [`PlaneError::NotFound`] when the relay has none, plus the usual HTTP errors.
+    /// Errors: [`PlaneError::NotFound`] when the relay has none (404, a redirect, any other
+    /// 2xx), plus the usual HTTP errors.
     pub async fn probe(&self) -> Result<(), PlaneError> {
         let url = format!("{}{LIVEKIT_PATH}", self.base);
-        match self.http.send(self.http.request(Method::GET, &url)).await {
-            Ok(_) => Ok(()),
-            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Err(no_livekit(&url)),
+        match self.probe_http.send(self.probe_http.request(Method::GET, &url)).await {
+            Ok(response) if response.status() == StatusCode::NO_CONTENT => Ok(()),
+            Ok(response) => Err(no_livekit(
+                &url,
+                &format!("it answered HTTP {} where a relay with LiveKit answers 204", response.status().as_u16()),
+            )),
+            Err(failure) if failure.status == Some(StatusCode::NOT_FOUND) => Err(no_livekit(&url, "")),
+            Err(Failure { status: Some(status), .. }) if status.is_redirection() => Err(no_livekit(
+                &url,
+                &format!(
+                    "it answered with a redirect (HTTP {}), as a relay does before its owner has set it up",
+                    status.as_u16()
+                ),
+            )),
             Err(failure) => Err(failure.into_error()),
         }
     }
@@ -172,14 +208,19 @@ impl ControlPlane for Nip29Plane {
             .map_err(|()| PlaneError::InvalidInput { message: "the relay URL cannot take a path".into() })?
             .pop_if_empty()
             .push(group);
+        // The path is percent-encoded; the relay decodes it and rebuilds `u` with the raw id.
         let url = url.to_string();
-        let request = self
-            .http
-            .request(Method::GET, &url)
-            .header(reqwest::header::AUTHORIZATION, self.authorization("GET", &url)?);
-        let response = match self.http.send(request).await {
+        let mut outcome = self.request_token(&url, &signed_url(&self.base, group)).await?;
+        if let Err(failure) = &outcome
+            && is_invalid_u(failure)
+            && let Some(tls_base) = pyramid_https_base(&self.base)
+        {
+            tracing::debug!("the relay refused an http:// u; signing the https:// one pyramid expects");
+            outcome = self.request_token(&url, &signed_url(&tls_base, group)).await?;
+        }
+        let response = match outcome {
             Ok(response) => response,
-            Err(failure) => return Err(join_error(failure, group)),
+            Err(failure) => return Err(self.join_error(failure, group).await),
         };
         let body = response
             .text()
@@ -189,6 +230,13 @@ impl ControlPlane for Nip29Plane {
         let (server_url, token) = answer.into_parts()?;
         let claims = TokenClaims::read(&token)?;
         let read_only = claims.can_publish == Some(false);
+        // Relays hand out listen-only tokens to non-members of public groups (pyramid since
+        // 7712d39); without a word the user would wonder why the microphone stays off.
+        let notice = read_only.then(|| {
+            format!(
+                "you are not a member of group {group}: joining as a listener (the relay lets non-members listen only)"
+            )
+        });
         Ok(JoinGrant {
             room_id: group.to_string(),
             room_name: group.to_string(),
@@ -198,8 +246,92 @@ impl ControlPlane for Nip29Plane {
             expires_at: claims.expires_at,
             heartbeat_every: None,
             role: Some(if read_only { "listener" } else { "member" }.to_string()),
+            notice,
         })
     }
+}
+
+impl Nip29Plane {
+    /// One token request to `url` with a NIP-98 header signed for `u`.
+    ///
+    /// Errors: the outer one when signing fails, the inner one is the relay's answer.
+    async fn request_token(&self, url: &str, u: &str) -> Result<Result<reqwest::Response, Failure>, PlaneError> {
+        let authorization = self.authorization("GET", u)?;
+        Ok(self
+            .http
+            .send(self.http.request(Method::GET, url).header(reqwest::header::AUTHORIZATION, authorization))
+            .await)
+    }
+
+    /// The relay's refusal as the user should read it.
+    async fn join_error(&self, failure: Failure, group: &str) -> PlaneError {
+        let message = failure.message.clone();
+        match failure.status.map(|status| status.as_u16()) {
+            Some(401) if is_invalid_u(&failure) => PlaneError::Rejected {
+                status: 401,
+                message: format!(
+                    "{message}: the relay checks signed requests against its own address, so the relay address in \
+                     the profile must be the relay's canonical one (the domain the relay is configured with, e.g. \
+                     wss://relay.example, not another name or IP address that also reaches it)"
+                ),
+            },
+            Some(401) => PlaneError::Unauthorized {
+                message: if message.is_empty() { "the relay refused the signed request".into() } else { message },
+            },
+            // pyramid's words for a non-member the group does not let listen (every non-member
+            // before 7712d39, non-members of private groups since).
+            Some(403) if message.is_empty() || message.contains("not allowed to access livekit") => {
+                let why = format!("you are not a member of group {group}, and the relay lets only members in");
+                PlaneError::Forbidden { message: if message.is_empty() { why } else { format!("{why}: {message}") } }
+            }
+            Some(403) => PlaneError::Forbidden { message },
+            // pyramid answers Go's bare 404 both for an unknown group and when it has no
+            // groups at all; the probe tells the two apart.
+            Some(404) => match self.probe().await {
+                Err(no_livekit @ PlaneError::NotFound { .. }) => no_livekit,
+                _ => PlaneError::NotFound {
+                    what: format!("group {group:?}"),
+                    message: "the relay has no such group".into(),
+                },
+            },
+            Some(405) => {
+                PlaneError::Rejected { status: 405, message: "the relay does not serve LiveKit tokens this way".into() }
+            }
+            Some(status @ 500..=599) if message.contains("failed to ensure livekit room") => {
+                let what = if message.contains("failed to create room:") {
+                    "the relay's voice server (LiveKit) refused to create the room"
+                } else {
+                    "the relay's voice server (LiveKit) is unreachable"
+                };
+                PlaneError::Server { status, message: format!("{what}: {message}") }
+            }
+            _ => failure.into_error(),
+        }
+    }
+}
+
+/// `u` as pyramid rebuilds it: `base`, the token path and the raw group id.
+fn signed_url(base: &str, group: &str) -> String {
+    format!("{base}{LIVEKIT_PATH}/{group}")
+}
+
+fn is_invalid_u(failure: &Failure) -> bool {
+    failure.status == Some(StatusCode::UNAUTHORIZED) && failure.message.contains("invalid u tag")
+}
+
+/// `https://` for an `http://` relay that pyramid's `HTTPScheme` would not call local: it
+/// expects TLS (from a proxy in front of it) on every other domain, so its `u` says `https://`
+/// even where Parley reaches it over plain HTTP. `None` when the first `u` was already right
+/// for pyramid.
+fn pyramid_https_base(base: &str) -> Option<String> {
+    let rest = base.strip_prefix("http://")?;
+    let url = reqwest::Url::parse(base).ok()?;
+    let host = url.host_str()?;
+    // pyramid tests its domain setting, which may carry a port; testing the host keeps
+    // `.onion:80` local too.
+    let local = ["127.0.0.1", "0.0.0.0", "localhost"].iter().any(|prefix| host.starts_with(prefix))
+        || ["onion", "i2p"].iter().any(|suffix| host.ends_with(suffix));
+    (!local).then(|| format!("https://{rest}"))
 }
 
 /// The public key (lowercase hex) in a LiveKit identity minted by a NIP-29 relay: the spec makes
@@ -253,28 +385,13 @@ impl TokenAnswer {
     }
 }
 
-fn join_error(failure: Failure, group: &str) -> PlaneError {
-    let message = failure.message.clone();
-    match failure.status.map(|status| status.as_u16()) {
-        Some(401) => PlaneError::Unauthorized {
-            message: if message.is_empty() { "the relay refused the signed request".into() } else { message },
-        },
-        Some(403) => PlaneError::Forbidden {
-            message: if message.is_empty() { format!("you are not a member of group {group}") } else { message },
-        },
-        Some(404) => PlaneError::NotFound { what: format!("group {group:?}"), message },
-        Some(405) => {
-            PlaneError::Rejected { status: 405, message: "the relay does not serve LiveKit tokens this way".into() }
-        }
-        _ => failure.into_error(),
-    }
-}
-
-fn no_livekit(url: &str) -> PlaneError {
-    PlaneError::NotFound {
-        what: format!("LiveKit support at {url}"),
-        message: "this relay has no LiveKit spaces".into(),
-    }
+fn no_livekit(url: &str, why: &str) -> PlaneError {
+    let message = if why.is_empty() {
+        "this relay has no LiveKit spaces".to_string()
+    } else {
+        format!("this relay has no LiveKit spaces ({why})")
+    };
+    PlaneError::NotFound { what: format!("LiveKit support at {url}"), message }
 }
 
 /// `wss://relay` → `https://relay`, `ws://` → `http://`; the relay's HTTP endpoints share the
@@ -357,6 +474,21 @@ mod tests {
         assert_eq!(http_base("ws://127.0.0.1:7777").unwrap(), "http://127.0.0.1:7777");
         assert_eq!(http_base("https://relay.example").unwrap(), "https://relay.example");
         assert_eq!(http_base("ftp://relay").unwrap_err().code(), "invalid_input");
+    }
+
+    #[test]
+    fn plain_http_relays_pyramid_calls_remote_get_an_https_u() {
+        assert_eq!(pyramid_https_base("http://192.168.1.5:3334").as_deref(), Some("https://192.168.1.5:3334"));
+        assert_eq!(pyramid_https_base("http://relay.lan").as_deref(), Some("https://relay.lan"));
+        assert_eq!(
+            pyramid_https_base("http://[::1]:7777").as_deref(),
+            Some("https://[::1]:7777"),
+            "not in pyramid's list"
+        );
+        assert_eq!(pyramid_https_base("http://127.0.0.1:7777"), None, "local: http:// was right");
+        assert_eq!(pyramid_https_base("http://localhost:7777"), None);
+        assert_eq!(pyramid_https_base("http://abcdef.onion"), None);
+        assert_eq!(pyramid_https_base("https://relay.example"), None, "already https://");
     }
 
     #[test]

@@ -291,6 +291,7 @@ impl ControlPlane for TokenEndpointPlane {
             expires_at: claims.expires_at,
             heartbeat_every: None,
             role: None,
+            notice: None,
         })
     }
 

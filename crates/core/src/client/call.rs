@@ -358,7 +358,8 @@ impl Call {
                 });
             }
             MembershipEvent::Backend { backend: PlaneEvent::Degraded { message } }
-            | MembershipEvent::WatchFailed { message, .. } => {
+            | MembershipEvent::WatchFailed { message, .. }
+            | MembershipEvent::Warning { message } => {
                 self.shared.notify(Notice::Warning { message: message.clone() });
             }
             _ => {}
