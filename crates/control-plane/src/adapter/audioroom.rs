@@ -692,8 +692,9 @@ impl ControlPlane for AudioroomPlane {
             _ => None,
         };
         if let Some(role) = role {
-            // `POST` creates or replaces the membership and applies the role live; `PUT …/:id`
-            // would need the membership id and does not update a present user (§1.2).
+            // `POST` creates or replaces the membership and applies the role live. `PUT …/:id`
+            // applies it live too, but needs the membership's id, which only the manage-only
+            // memberships list gives: one more request for nothing.
             let room_id = self.room_id(room).await?;
             let mut body = json!({ "role": role });
             match target {
