@@ -392,6 +392,40 @@ fn a_stage_listener_is_heard_only_while_invited_to_speak_and_never_reconnects() 
     eprintln!("audioroom stage invite / move to audience: {:.1} s", started.elapsed().as_secs_f64());
 }
 
+#[test]
+fn a_forum_moderator_mutes_a_speakers_track_in_livekit_and_they_fall_silent() {
+    let _serial = audio_lock();
+    let started = Instant::now();
+    let server = server();
+    let dir = scratch();
+    let forum = Forum::start(&server, NewRoom::open("porch", "The Porch"));
+    let ear = forum.identity();
+    let recorder = LivePeer::recorder(&server, "porch", dir.path());
+    let speaker = LivePeer::profile(&forum.home, "ear", &forum.room(), &["--tone", "440"]);
+
+    let heard = recorder.wait_for_level(&ear, true, "hearing ear before the mute");
+    std::thread::sleep(HOLD);
+    let muting = now_ms();
+    forum.moderate("mute");
+    let silent = recorder.wait_for_level(&ear, false, "ear falling silent after the forum's mute");
+    std::thread::sleep(HOLD);
+    let ended = now_ms();
+
+    let speaker = speaker.stop();
+    let recorder = recorder.stop();
+    speaker.assert_clean();
+    recorder.assert_clean();
+    assert_heard(&measure(&recorder, heard + 200.0, muting, 440.0, "before the mute"), "ear speaking");
+    assert_silent(&measure(&recorder, silent + 200.0, ended, 440.0, "muted by the forum"), "ear muted");
+    let own = speaker.events_named("track_muted").into_iter().find(|event| event["identity"] == ear.as_str());
+    assert!(own.is_some(), "ear reports its track muted by the server: {:?}", speaker.events);
+    let calls = forum.handle.livekit_calls();
+    let muted =
+        calls.iter().find(|call| call.method == "MutePublishedTrack" && call.identity.as_deref() == Some(ear.as_str()));
+    assert!(muted.is_some_and(|call| call.outcome.is_ok()), "the forum muted ear's audio track in LiveKit: {calls:?}");
+    eprintln!("audioroom remote mute: {:.1} s", started.elapsed().as_secs_f64());
+}
+
 /// Waits for `peer` to be removed by a moderator and checks how its call ended.
 fn assert_removed(peer: LivePeer, code: i32, what: &str) {
     let finished = peer.finish();

@@ -1,49 +1,67 @@
-//! A Discourse forum with the Audioroom plugin, as CONTROL_PLANES.md §1.1–1.6 documents it.
+//! A Discourse forum with the Audioroom plugin. Mirrors `dpnmw/audioroom@067cfbb` (plugin.rb
+//! `version: 0.1.0`, 2026-03-15) with its pinned `livekit-server-sdk` 0.9.0, on Discourse core
+//! (Rails 8) and `discourse/message_bus` 4.5.2, read from their source. Where
+//! CONTROL_PLANES.md §1 and that source disagree, this follows the source.
 //!
 //! Start it with [`start`]`(keys) -> (Running, Handle)`; set it up and inspect it through the
 //! [`Handle`]: users and their user API keys ([`Handle::add_user`]), rooms ([`Handle::add_room`]),
 //! memberships, presence, forced failures ([`Handle::fail_next`]), and what it saw
-//! ([`Handle::requests`], [`Handle::heartbeats`], …).
+//! ([`Handle::requests`], [`Handle::heartbeats`], [`Handle::livekit_calls`], …).
 //!
-//! What it enforces, like the real forum:
-//! * `User-Api-Key` on every request but the key-issuing page: missing → 403 `not_logged_in`,
-//!   unknown → 403 `invalid_access` (what core's `DefaultCurrentUserProvider` raises, §1.5);
-//!   a key without the `write` scope may only GET (and poll MessageBus with `message_bus`).
-//! * GETs without `.json` and without `Accept: application/json` get the HTML app shell (200),
-//!   as Discourse's `check_xhr` renders for them.
-//! * Per-key rate limits (20 a minute, 2880 a day by default; [`Handle::set_rate_limit`]): 429
-//!   with `Retry-After`, `Discourse-Rate-Limit-Error-Code` and `extras.wait_seconds`.
-//! * Guardian rules: joining needs a public room, a membership or the manage permission;
-//!   moderation needs manage (a "manager" user, the room's creator, or a `moderator` membership),
-//!   else 403 `invalid_access`.
-//! * One room per user (409 with `conflicting_room_id/_name`), `max_participants` (422),
-//!   kicked (300 s) and banned users (403 `{error}`), presence that lapses without heartbeat
-//!   (TTL 30 s, [`Handle::set_presence_ttl`]).
-//! * MessageBus (`POST /message-bus/<client>/poll`): per-channel message ids, `/__status`, long
-//!   polls (25 s, [`Handle::set_long_poll`]) or `?dlp=t`, chunked framing unless `Dont-Chunk`,
-//!   `kicked` sent only to the kicked user.
-//! * `/user-api-key/new` ([`user_api_key`]): approves at once as [`Handle::set_approving_user`]
-//!   and redirects with the encrypted payload.
+//! What it does, like the real forum:
+//! * **Auth** (core's `DefaultCurrentUserProvider`): `User-Api-Key`, in its order — an unknown
+//!   key 403 `invalid_access`; the per-key limits (20 a minute, 2880 a day by default,
+//!   [`Handle::set_rate_limit`]) 429 with `Retry-After`, `Discourse-Rate-Limit-Error-Code`
+//!   (`user_api_key_limiter_60_secs` / `_1_day`) and `extras {wait_seconds, time_left}`; then the
+//!   scopes (`read` only GETs) 403. No key: a GET is anonymous (403 `not_logged_in` from the
+//!   plugin), any other method fails CSRF (`["BAD CSRF"]`, text).
+//! * **Formats**: GETs that are neither `.json` nor asking for JSON (Rails' reading of `Accept`,
+//!   `?format=`, `X-Requested-With`) get the HTML app shell (`check_xhr`); core errors are HTML
+//!   pages for requests that do not take JSON. A missing room is Rails' own
+//!   `{"status":404,"error":"Not Found"}`; a missing param `{"errors":[…]}` without `error_type`.
+//! * **Guardian**: joining needs a public room, a membership or the manage permission; managing
+//!   needs a "manager" user ([`Handle::add_user`]), the creator or a `moderator` membership;
+//!   unmuting on a stage needs an admin or a speaking membership. Every room has a creator (the
+//!   system user, id `-1`, unless [`NewRoom::creator`] says) with a `moderator` membership.
+//! * **Presence** is the plugin's Redis: one participants set and one metadata hash per room,
+//!   each expiring as a whole `audioroom_participant_ttl_seconds` (30 s,
+//!   [`Handle::set_presence_ttl`]) after the room's last join or heartbeat — one user who stops
+//!   beating stays listed while others beat. The metadata holds only the keys written: a join
+//!   writes `{role, session_id}` (replacing what was there), `toggle_mute` `is_muted` /
+//!   `is_deafened`, hands `hand_raised`, `hard_mute` `hard_muted`, heartbeats `idle_state`.
+//! * **Roles**: at join the creator is `moderator`; on a stage a speaking membership names
+//!   itself and anyone else is a `listener`; in an open room everyone else is a `participant`.
+//!   A membership change for a present user writes the membership's name (`participant`, even
+//!   on a stage) and sends LiveKit the broadcast role (`listener` there).
+//! * **Join** (403 banned / kicked, 409 in another room, 422 full), `CreateRoom` in LiveKit, and
+//!   a token minted as livekit-server-sdk 0.9.0 does: 600 s TTL, `nbf` 5 s back, identity =
+//!   user id, name = username, room = slug, metadata `{username,name,avatar_template,role}`, no
+//!   `roomAdmin`; `null` when LiveKit is not configured ([`Handle::set_livekit_configured`]).
+//! * **Moderation** drives LiveKit like the plugin's `RoomServiceClient`: `mute_participant`
+//!   mutes the audio track (`GetParticipant` + `MutePublishedTrack`, 422 when that fails);
+//!   `hard_mute`, `hard_unmute` and membership changes for present users `UpdateParticipant`,
+//!   each permission whole, failures logged and recorded ([`Handle::livekit_updates`]), never
+//!   an HTTP error. Kick (300 s) and ban tell only the removed user (`kicked`) and do not evict.
+//! * **Invite links** make the visitor a `participant` member of any room they may join and
+//!   always answer `requires_confirmation: false` (the plugin's stage check never matches).
+//! * **MessageBus** ([`bus`]): per-channel ids, `/__status`, addressed messages (`participants`
+//!   to trust level 0 or the members of a private room, `role_change` to those present,
+//!   `kicked` to one user), anonymous polls for bad or limited keys, long polls (25 s,
+//!   [`Handle::set_long_poll`]), `?dlp=t`, chunked streaming unless `Dont-Chunk`.
+//! * `/user-api-key/new` ([`user_api_key`]) approves at once as [`Handle::set_approving_user`]
+//!   and redirects with the encrypted payload (a test shortcut for the approval page).
 //!
-//! Join tokens are real LiveKit tokens for `keys`: identity = Discourse user id, name = username,
-//! room = slug, metadata `{username,name,avatar_template,role}`, no `roomAdmin`, 4 h TTL (§1.3);
-//! a stage room's listener gets `canPublish: false`.
+//! Not modelled: room CRUD, follows, livestreams, contacts, the admin routes; the LiveKit
+//! webhook is simulated by [`Handle::livekit_participant_left`] / `…_joined`; the
+//! once-a-minute `publish_room_participants` job does not run.
 //!
-//! Like the plugin's `RoomServiceClient`, the forum then drives that LiveKit server: a
-//! membership created for a present user (invite to speak, move to the audience, make moderator)
-//! updates the participant's metadata and, in stage rooms, its permission; `hard_mute` and
-//! `hard_unmute` update the permission. Each permission is sent whole (`canSubscribe: true`,
-//! `canPublish`, `canPublishData`), after the forum's state changed and before it answers; a
-//! failed call is logged and recorded ([`Handle::livekit_updates`]), never an HTTP error, as the
-//! plugin rescues it.
-//!
-//! Layout: `state` holds the forum's data and the rules read from it (Guardian's manage and
-//! join, the join-time role, presence's TTL, rate limits); `routes` maps each endpoint to its
-//! handler, `moderation` holds the handlers that need the manage permission; `layers` holds what
-//! runs around the routes (the `.json` suffix, recording, forced failures, `check_xhr`, the
-//! `User-Api-Key`, rate limits); `params` reads Rails-style params; `responses` renders the
-//! serializers' JSON shapes and Discourse's error bodies; `bus` is MessageBus and
-//! [`user_api_key`] the key-issuing page.
+//! Layout: `state` holds the forum's data and the rules read from it (Guardian, the join-time
+//! role, Redis expiry, rate limits); `routes` maps each endpoint to its handler, `moderation`
+//! holds the handlers that need the manage permission; `layers` holds what runs around the
+//! routes (the `.json` suffix, recording, forced failures, format negotiation, the
+//! `User-Api-Key`, `check_xhr`); `params` reads Rails-style params; `responses` renders the
+//! serializers' JSON shapes and the error bodies; `bus` is MessageBus and [`user_api_key`] the
+//! key-issuing page.
 
 mod bus;
 mod layers;
@@ -52,6 +70,8 @@ mod params;
 mod responses;
 mod routes;
 mod state;
+#[cfg(test)]
+mod tests;
 pub mod user_api_key;
 
 use std::collections::{BTreeMap, HashMap};
@@ -177,6 +197,8 @@ pub struct NewRoom {
     pub stage: bool,
     pub public: bool,
     pub max_participants: Option<u32>,
+    /// The creator (who gets a `moderator` membership); `None` is the system user (id `-1`),
+    /// as for the room the plugin seeds.
     pub creator: Option<u64>,
 }
 
@@ -197,16 +219,38 @@ impl NewRoom {
     }
 }
 
-/// A present participant's state, for assertions.
-#[derive(Debug, Clone, PartialEq)]
+/// A present participant's metadata, for assertions: each field is `None` until a request wrote
+/// that key (or when it holds `null`), as in the plugin's Redis hash.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Presence {
-    pub role: String,
-    pub muted: bool,
-    pub deafened: bool,
-    pub hand_raised: bool,
-    pub hard_muted: bool,
-    pub idle_state: String,
-    last_seen: Instant,
+    pub role: Option<String>,
+    pub session_id: Option<u64>,
+    pub muted: Option<bool>,
+    pub deafened: Option<bool>,
+    pub hand_raised: Option<bool>,
+    pub hard_muted: Option<bool>,
+    pub idle_state: Option<String>,
+    pub skip_status: Option<bool>,
+    /// Every key, as the participants list merges it.
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+impl Presence {
+    fn from_metadata(metadata: serde_json::Map<String, Value>) -> Presence {
+        let text = |key: &str| metadata.get(key).and_then(Value::as_str).map(str::to_string);
+        let flag = |key: &str| metadata.get(key).and_then(Value::as_bool);
+        Presence {
+            role: text("role"),
+            session_id: metadata.get("session_id").and_then(Value::as_u64),
+            muted: flag("is_muted"),
+            deafened: flag("is_deafened"),
+            hand_raised: flag("hand_raised"),
+            hard_muted: flag("hard_muted"),
+            idle_state: text("idle_state"),
+            skip_status: flag("skip_status"),
+            metadata,
+        }
+    }
 }
 
 /// A RoomService `UpdateParticipant` the forum made, and how LiveKit answered.
@@ -222,6 +266,25 @@ pub struct LivekitUpdate {
     pub permission: Option<PublishRights>,
     /// `Err` with LiveKit's (or the transport's) answer when the call failed.
     pub outcome: Result<(), String>,
+}
+
+/// Another RoomService call the forum made (`CreateRoom` on join, `MutePublishedTrack` — after
+/// its `GetParticipant` — for `mute_participant`), and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LivekitCall {
+    pub method: &'static str,
+    /// The LiveKit room: the forum room's slug.
+    pub room: String,
+    /// The LiveKit identity, for calls about a participant.
+    pub identity: Option<String>,
+    /// `Err` with what went wrong (LiveKit's answer, no audio track, the transport).
+    pub outcome: Result<(), String>,
+}
+
+impl LivekitCall {
+    fn new(method: &'static str, room: &Room, identity: Option<i64>, outcome: Result<(), String>) -> LivekitCall {
+        LivekitCall { method, room: room.slug.clone(), identity: identity.map(|id| id.to_string()), outcome }
+    }
 }
 
 /// A key issued through `/user-api-key/new`.
@@ -246,11 +309,17 @@ impl std::fmt::Debug for Handle {
     }
 }
 
-/// Starts an empty forum on a loopback port: no users, no rooms, LiveKit configured with `keys`.
+/// Starts an empty forum on a loopback port: only the system user, no rooms, LiveKit
+/// configured with `keys`.
 pub async fn start(keys: LivekitKeys) -> std::io::Result<(Running, Handle)> {
     let shared = Arc::new(Shared::new(keys));
     let running = serve(routes::router(Arc::clone(&shared))).await?;
     Ok((running, Handle { shared }))
+}
+
+/// A forum user id from a [`TestUser::id`] (users the tests make are positive).
+fn user_id(user: u64) -> i64 {
+    i64::try_from(user).unwrap_or(i64::MAX)
 }
 
 impl Handle {
@@ -258,28 +327,46 @@ impl Handle {
         self.shared.lock()
     }
 
-    /// A user with a `write` key. `manager`: in `audioroom_create_room_allowed_groups`, so
-    /// allowed to manage every room.
+    /// Runs `change` on the forum the way a request does, waking held MessageBus polls after.
+    fn change<T>(&self, change: impl FnOnce(&mut Forum) -> T) -> T {
+        self.shared.change(change)
+    }
+
+    /// A user with a `write` key. `name` empty: a user who never gave one (`name: null`).
+    /// `manager`: in `audioroom_create_room_allowed_groups`, so allowed to manage every room.
     pub fn add_user(&self, username: &str, name: &str, manager: bool) -> TestUser {
         let mut state = self.state();
-        let id = state.take_id();
-        state.users.insert(id, User { id, username: username.into(), name: name.into(), manager });
+        let id = state.next_user_id();
+        let name = Some(name.to_string()).filter(|name| !name.is_empty());
+        state.users.insert(id, User { id, username: username.into(), name, manager, admin: false });
         let api_key = format!("key-{username}-{}", random_hex(8));
         state.api_keys.insert(api_key.clone(), ApiKey { user_id: id, scopes: vec!["write".into()], client_id: None });
-        TestUser { id, username: username.into(), api_key }
+        TestUser { id: u64::try_from(id).unwrap_or_default(), username: username.into(), api_key }
+    }
+
+    /// Makes `user` a site admin (and so a manager): admins may also speak on every stage.
+    pub fn make_admin(&self, user: u64) {
+        if let Some(found) = self.state().users.get_mut(&user_id(user)) {
+            found.admin = true;
+            found.manager = true;
+        }
     }
 
     /// Another key for `user` with the given scopes (e.g. `["read"]`).
     pub fn add_key(&self, user: u64, scopes: &[&str]) -> String {
         let key = format!("key-{user}-{}", random_hex(8));
         let scopes = scopes.iter().map(|scope| scope.to_string()).collect();
-        self.state().api_keys.insert(key.clone(), ApiKey { user_id: user, scopes, client_id: None });
+        self.state().api_keys.insert(key.clone(), ApiKey { user_id: user_id(user), scopes, client_id: None });
         key
     }
 
+    /// Creates the room and, as the model's `after_commit`, its creator's `moderator`
+    /// membership.
     pub fn add_room(&self, room: NewRoom) -> u64 {
         let mut state = self.state();
-        let id = state.take_id();
+        let id = state.next_room_id();
+        let creator = room.creator.map(user_id).unwrap_or(state::SYSTEM_USER_ID);
+        let invite_token = invite_token();
         state.rooms.insert(
             id,
             Room {
@@ -289,40 +376,70 @@ impl Handle {
                 stage: room.stage,
                 public: room.public,
                 max_participants: room.max_participants,
-                creator: room.creator,
+                creator,
+                invite_token,
             },
         );
+        state.ensure_membership(id, creator, MembershipRole::Moderator);
         id
     }
 
-    /// An invite link token for `room` (the model's `invite_token`).
+    /// The room's invite link token (the model's `invite_token`).
     pub fn invite_token(&self, room: u64) -> String {
-        let mut state = self.state();
-        if let Some((token, _)) = state.invites.iter().find(|(_, invited)| **invited == room) {
-            return token.clone();
-        }
-        let token = format!("inv{room}x{:08x}", (room.wrapping_mul(2_654_435_761)) as u32);
-        state.invites.insert(token.clone(), room);
-        token
+        self.state().rooms.get(&room).map(|room| room.invite_token.clone()).unwrap_or_default()
     }
 
-    /// Creates or changes `user`'s membership (`participant`, `speaker`, `moderator`).
+    /// Creates or changes `user`'s membership (`participant`, `speaker`, `moderator`; anything
+    /// else is `participant`), without the live update an API call makes.
     pub fn set_membership(&self, room: u64, user: u64, role: &str) {
-        let role = MembershipRole::parse(role).unwrap_or(MembershipRole::Participant);
-        self.state().upsert_membership(room, user, role);
+        let role = MembershipRole::value(Some(&Value::String(role.into())));
+        self.state().upsert_membership(room, user_id(user), role);
     }
 
-    /// Makes `user` present in `room` as if they had joined (another client in the room).
+    /// Makes `user` present in `room` as a join would (another client in the room): tracked,
+    /// a session, `{role, session_id}` metadata, and the participants published.
     pub fn set_present(&self, room: u64, user: u64) {
-        let mut state = self.state();
-        let role = state.join_role(room, user);
-        state.presence.entry(room).or_default().insert(user, Presence::new(role));
-        state.publish_participants(room);
-        drop(state);
-        self.shared.published.notify_waiters();
+        let user = user_id(user);
+        self.change(|forum| {
+            let Some(found) = forum.rooms.get(&room).cloned() else { return };
+            let now = Instant::now();
+            forum.track(room, user, now);
+            let role = forum.join_role(&found, user);
+            let session = forum.open_session(room, user);
+            let mut metadata = serde_json::Map::new();
+            metadata.insert("role".into(), Value::from(role));
+            metadata.insert("session_id".into(), Value::from(session));
+            forum.set_metadata(room, user, metadata, now);
+            forum.publish_participants(room);
+        });
     }
 
-    /// Without LiveKit credentials the forum answers joins with `livekit_token: null`.
+    /// What the plugin's webhook does on LiveKit's `participant_left`: the session closes, the
+    /// user leaves the participants set, and the room hears of it. A crashed client is only
+    /// removed this way (or when the whole room's presence expires).
+    pub fn livekit_participant_left(&self, room: u64, user: u64) {
+        let user = user_id(user);
+        self.change(|forum| {
+            if forum.is_tracked(room, user) {
+                forum.close_session_for(room, user);
+                forum.untrack(room, user);
+                forum.publish_participants(room);
+            }
+        });
+    }
+
+    /// What the plugin's webhook does on LiveKit's `participant_joined`: the user is tracked
+    /// again (with whatever metadata is left) and the room hears of it.
+    pub fn livekit_participant_joined(&self, room: u64, user: u64) {
+        let user = user_id(user);
+        self.change(|forum| {
+            forum.track(room, user, Instant::now());
+            forum.publish_participants(room);
+        });
+    }
+
+    /// Without LiveKit credentials the forum answers joins with `livekit_token: null` and makes
+    /// no RoomService call (`mute_participant` then answers 422).
     pub fn set_livekit_configured(&self, configured: bool) {
         self.state().livekit_configured = configured;
     }
@@ -333,6 +450,7 @@ impl Handle {
         state.per_day = per_day;
     }
 
+    /// `audioroom_participant_ttl_seconds`, applied from the next join or heartbeat on.
     pub fn set_presence_ttl(&self, ttl: Duration) {
         self.state().presence_ttl = ttl;
     }
@@ -344,7 +462,7 @@ impl Handle {
     /// The user logged in in "the browser" that `/user-api-key/new` approves for; `None`
     /// redirects to `/login`.
     pub fn set_approving_user(&self, user: Option<u64>) {
-        self.state().approving_user = user;
+        self.state().approving_user = user.map(user_id);
     }
 
     /// Adds a pattern to `allowed_user_api_auth_redirects` (`*` matches anything).
@@ -359,8 +477,7 @@ impl Handle {
 
     /// Publishes raw `data` on the room's MessageBus channel (to everyone).
     pub fn publish(&self, room: u64, data: Value) {
-        self.state().bus.publish(&format!("/audioroom/rooms/{room}"), data, None);
-        self.shared.published.notify_waiters();
+        self.change(|forum| forum.bus.publish(&format!("/audioroom/rooms/{room}"), data, bus::Audience::Everyone));
     }
 
     /// Every request received so far, in order.
@@ -372,34 +489,42 @@ impl Handle {
         self.state().requests.iter().filter(|request| request.endpoint == Some(endpoint)).cloned().collect()
     }
 
+    /// Heartbeats the forum accepted from `user` in `room`.
     pub fn heartbeats(&self, room: u64, user: u64) -> u32 {
-        self.state().heartbeats.get(&(room, user)).copied().unwrap_or(0)
+        self.state().heartbeats.get(&(room, user_id(user))).copied().unwrap_or(0)
     }
 
-    /// Who is present now (lapsed presence removed).
+    /// Who is in the room's participants set now (an expired set is empty).
     pub fn present(&self, room: u64) -> Vec<u64> {
         let mut state = self.state();
         state.prune(Instant::now());
-        state.presence.get(&room).map(|present| present.keys().copied().collect()).unwrap_or_default()
+        state.tracked_users(room).into_iter().filter_map(|id| u64::try_from(id).ok()).collect()
     }
 
+    /// `user`'s metadata while they are in the participants set.
     pub fn presence(&self, room: u64, user: u64) -> Option<Presence> {
+        let user = user_id(user);
         let mut state = self.state();
         state.prune(Instant::now());
-        state.presence.get(&room).and_then(|present| present.get(&user)).cloned()
+        state.is_tracked(room, user).then(|| Presence::from_metadata(state.metadata(room, user)))
     }
 
     pub fn is_kicked(&self, room: u64, user: u64) -> bool {
-        self.state().is_kicked(room, user, Instant::now())
+        self.state().is_kicked(room, user_id(user), Instant::now())
     }
 
     pub fn is_banned(&self, room: u64, user: u64) -> bool {
-        self.state().banned.contains(&(room, user))
+        self.state().banned.contains(&(room, user_id(user)))
     }
 
     /// `participant`, `speaker` or `moderator`.
     pub fn membership_role(&self, room: u64, user: u64) -> Option<&'static str> {
-        self.state().membership(room, user).map(|membership| membership.role.name())
+        self.state().membership(room, user_id(user)).map(|membership| membership.role.name())
+    }
+
+    /// Sessions `user` opened in `room` (`visit_count`): one per join.
+    pub fn visits(&self, room: u64, user: u64) -> usize {
+        self.state().visit_count(room, user_id(user))
     }
 
     pub fn issued_keys(&self) -> Vec<IssuedKey> {
@@ -411,10 +536,24 @@ impl Handle {
         self.state().livekit_updates.clone()
     }
 
+    /// The other RoomService calls made so far (`CreateRoom`, `MutePublishedTrack`), in order.
+    pub fn livekit_calls(&self) -> Vec<LivekitCall> {
+        self.state().livekit_calls.clone()
+    }
+
     /// Whether `key` is a key the forum currently accepts.
     pub fn key_is_valid(&self, key: &str) -> bool {
         self.state().api_keys.contains_key(key)
     }
+}
+
+/// `SecureRandom.urlsafe_base64(12)`: 16 URL-safe characters.
+fn invite_token() -> String {
+    use base64::Engine as _;
+    use rsa::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 12];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// `bytes` random bytes as hex (keys, ids).

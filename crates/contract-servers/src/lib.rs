@@ -4,8 +4,14 @@
 //!
 //! They check what the real servers check (auth headers, methods, `.json` suffixes, body
 //! shapes) and answer with the real status codes and error bodies, so an adapter that passes
-//! against them speaks the real contract. Join endpoints mint real LiveKit tokens with the keys
-//! of a real LiveKit server ([`LivekitKeys`]), so end-to-end tests really join.
+//! against them speaks the real contract (DESIGN.md §10).
+//!
+//! The version of the real project each one mirrors (its module doc says more):
+//! * [`audioroom`]: `dpnmw/audioroom@067cfbb` (0.1.0) with livekit-server-sdk 0.9.0, on
+//!   Discourse core (Rails 8) and `discourse/message_bus` 4.5.2.
+//!
+//! Join endpoints mint real LiveKit tokens with the keys of a real LiveKit server
+//! ([`LivekitKeys`]), so end-to-end tests really join.
 //!
 //! [`nip29`] mirrors the reference relay, fiatjaf/pyramid @ d15b6d9 (its module doc lists how).
 //!
@@ -15,9 +21,11 @@
 //! Every HTTP server binds `127.0.0.1:0` and returns a [`Running`] handle: its base URL, and shutdown
 //! on drop.
 //!
-//! Where a backend drives LiveKit itself (Audioroom's `UpdateParticipant` on invite to speak and
-//! hard mute), the server makes the same RoomService call on the same LiveKit server
-//! ([`LivekitKeys::update_participant`]), so that the effect on a real client can be tested.
+//! Where a backend drives LiveKit itself (Audioroom's `CreateRoom` on join, `UpdateParticipant`
+//! on invite to speak and hard mute, `MutePublishedTrack` on remote mute), the server makes the
+//! same RoomService call on the same LiveKit server ([`LivekitKeys::update_participant`],
+//! [`LivekitKeys::create_room`], [`LivekitKeys::mute_audio_track`]), so that the effect on a
+//! real client can be tested.
 
 pub mod audioroom;
 pub mod distokoloshe;
@@ -31,7 +39,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
-use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
+use livekit_api::services::room::{CreateRoomOptions, RoomClient, UpdateParticipantOptions};
 use livekit_protocol as proto;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -105,8 +113,51 @@ impl LivekitKeys {
             }),
             ..Default::default()
         };
-        client.update_participant(room, identity, options).await.map(drop).map_err(|error| error.to_string())
+        let call = client.update_participant(room, identity, options);
+        within_deadline(call).await?.map(drop).map_err(|error| error.to_string())
     }
+
+    /// RoomService `CreateRoom`, as a backend makes sure its room exists with its timeouts
+    /// (LiveKit answers with the existing room when there is one). Any tokio task.
+    ///
+    /// Errors: LiveKit's answer or the transport's, as text.
+    pub async fn create_room(
+        &self,
+        room: &str,
+        empty_timeout: u32,
+        departure_timeout: u32,
+        max_participants: u32,
+    ) -> Result<(), String> {
+        let client = RoomClient::with_api_key(&self.url, &self.api_key, &self.api_secret);
+        let options = CreateRoomOptions { empty_timeout, departure_timeout, max_participants, ..Default::default() };
+        within_deadline(client.create_room(room, options)).await?.map(drop).map_err(|error| error.to_string())
+    }
+
+    /// RoomService `GetParticipant`, then `MutePublishedTrack` on the participant's first audio
+    /// track: a real server-side (un)mute, seen by everyone as `TrackMuted`/`TrackUnmuted`. Any
+    /// tokio task.
+    ///
+    /// Returns `Ok(false)` when the participant publishes no audio track. Errors: LiveKit's
+    /// answer (an unknown participant is `not_found`; unmuting needs `enable_remote_unmute`) or
+    /// the transport's, as text.
+    pub async fn mute_audio_track(&self, room: &str, identity: &str, muted: bool) -> Result<bool, String> {
+        let client = RoomClient::with_api_key(&self.url, &self.api_key, &self.api_secret);
+        let participant =
+            within_deadline(client.get_participant(room, identity)).await?.map_err(|error| error.to_string())?;
+        let audio = participant.tracks.iter().find(|track| track.r#type == proto::TrackType::Audio as i32);
+        let Some(audio) = audio else { return Ok(false) };
+        let call = client.mute_published_track(room, identity, &audio.sid, muted);
+        within_deadline(call).await?.map(|_| true).map_err(|error| error.to_string())
+    }
+}
+
+/// How long a backend waits for LiveKit's RoomService before giving up on a call.
+const ROOM_SERVICE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Runs a RoomService call, failing when LiveKit does not answer in time (the real backends'
+/// HTTP clients time out too; a test must not hang on a LiveKit that never answers).
+async fn within_deadline<T>(call: impl std::future::Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(ROOM_SERVICE_DEADLINE, call).await.map_err(|_| "LiveKit did not answer in time".to_string())
 }
 
 impl LivekitKeys {

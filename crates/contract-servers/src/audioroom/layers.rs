@@ -8,12 +8,15 @@
 //!    the request for [`super::Handle::requests`]; what names no endpoint is a 404.
 //! 3. [`forced`]: a canned answer queued by [`super::Handle::fail_next`] replaces everything
 //!    after it, checks included.
-//! 4. [`check_xhr`]: a GET neither `.json` nor asking for JSON gets the HTML app shell.
-//! 5. [`authenticate`]: the `User-Api-Key` and its scopes.
-//! 6. [`rate_limit`]: the request counts against the key's limits.
+//! 4. [`negotiate`]: notes how Rails reads the request's format ([`RequestFormat`]) and renders
+//!    the errors whose shape depends on it as HTML for requests that do not take JSON.
+//! 5. [`current_user`]: the `User-Api-Key`, its rate limits, then its scopes; without a key,
+//!    CSRF verification refuses every method but GET.
+//! 6. [`check_xhr`]: a GET neither `.json` nor asking for JSON gets the HTML app shell.
 //!
-//! The key-issuing page sits behind 1–3 only: a browser opens it before there is a key.
-//! Handlers then take the key's user with the [`CurrentUser`] extractor.
+//! MessageBus and the key-issuing page sit behind 1–3 only: MessageBus is Rack middleware that
+//! runs before Rails, and a browser opens the key page before there is a key. Handlers then take
+//! the key's user with the [`CurrentUser`] extractor (`ensure_logged_in`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,12 +25,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, OriginalUri, Request, State};
 use axum::http::request::Parts;
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, Method, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodFilter;
 
-use super::responses::{Refusal, html_shell};
+use super::responses::{INVALID_ACCESS, Negotiated, Refusal, html_error, html_shell};
 use super::state::{Shared, User};
 use super::{Endpoint, SeenRequest};
 
@@ -153,66 +156,163 @@ pub(super) async fn forced(State(shared): State<Arc<Shared>>, request: Request, 
     }
 }
 
-/// Discourse's `check_xhr`: a GET must say it wants JSON, by the `.json` suffix or the headers.
-pub(super) async fn check_xhr(request: Request, next: Next) -> Response {
+/// How Rails reads the request's format (`request.format`, `request.xhr?`), noted by
+/// [`negotiate`] for the layers after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RequestFormat {
+    /// `request.format.json?`.
+    pub(super) json: bool,
+    /// `request.xhr?`: `X-Requested-With` matches `XMLHttpRequest`.
+    pub(super) xhr: bool,
+}
+
+impl RequestFormat {
+    /// `ActionDispatch::Http::MimeNegotiation#formats`: the `format` param (the `.json` suffix or
+    /// `?format=`), else a valid `Accept` (browser-like lists with `*/*` beside other types do not
+    /// count unless it is an XHR) by quality, else `js` for an XHR and `html` for the rest.
+    pub(super) fn of(headers: &HeaderMap, query: Option<&str>, json_suffix: bool) -> RequestFormat {
+        let xhr = header_text(headers, "X-Requested-With")
+            .is_some_and(|value| value.to_ascii_lowercase().contains("xmlhttprequest"));
+        let format_param = query.and_then(|query| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "format")
+                .map(|(_, value)| value.into_owned())
+        });
+        let json = if json_suffix {
+            true
+        } else if let Some(format) = format_param {
+            format == "json"
+        } else {
+            let accept =
+                header_text(headers, header::ACCEPT.as_str()).map(str::trim).filter(|accept| !accept.is_empty());
+            let content_type = header_text(headers, header::CONTENT_TYPE.as_str()).is_some();
+            let browser_like = accept.is_some_and(|accept| {
+                let squeezed: String = accept.split_whitespace().collect();
+                squeezed.contains(",*/*") || squeezed.contains("*/*,")
+            });
+            let valid = (xhr && (accept.is_some() || content_type)) || (accept.is_some() && !browser_like);
+            valid && accept.and_then(preferred_type).is_some_and(|mime| JSON_TYPES.contains(&mime.as_str()))
+        };
+        RequestFormat { json, xhr }
+    }
+
+    /// Whether `rescue_discourse_actions` answers in JSON.
+    pub(super) fn shows_json_errors(self) -> bool {
+        self.json || self.xhr
+    }
+}
+
+/// The names Rails registers for `Mime[:json]`.
+const JSON_TYPES: [&str; 3] = ["application/json", "text/x-json", "application/jsonrequest"];
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// The first type of an `Accept` list once sorted by quality (stable, as `Mime::Type.parse`).
+fn preferred_type(accept: &str) -> Option<String> {
+    let mut types: Vec<(String, f32)> = accept
+        .split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';');
+            let mime = parts.next()?.trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|parameter| parameter.trim().strip_prefix("q="))
+                .find_map(|value| value.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (!mime.is_empty()).then_some((mime, quality))
+        })
+        .collect();
+    types.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    types.into_iter().next().map(|(mime, _)| mime)
+}
+
+/// Notes the request's [`RequestFormat`] and renders the errors whose shape depends on it
+/// ([`Negotiated`]) as HTML for requests that do not take JSON.
+pub(super) async fn negotiate(mut request: Request, next: Next) -> Response {
     let json_suffix = request.extensions().get::<JsonSuffix>().is_some_and(|suffix| suffix.0);
-    if request.method() == Method::GET && !json_suffix && !accepts_json(request.headers()) {
+    let format = RequestFormat::of(request.headers(), request.uri().query(), json_suffix);
+    request.extensions_mut().insert(format);
+    let response = next.run(request).await;
+    let Some(how) = response.extensions().get::<Negotiated>().copied() else { return response };
+    let json = match how {
+        Negotiated::DiscourseAction => format.shows_json_errors(),
+        Negotiated::PublicException | Negotiated::RecordInvalid => format.json,
+    };
+    if json { response } else { html_error(response.status(), how) }
+}
+
+fn format_of(request: &Request) -> RequestFormat {
+    request.extensions().get::<RequestFormat>().copied().unwrap_or(RequestFormat { json: false, xhr: false })
+}
+
+/// Discourse's `check_xhr`: a GET must ask for JSON (the `.json` suffix, `Accept`, or an XHR),
+/// else it gets the HTML app shell. A user API key spares the other methods the check.
+pub(super) async fn check_xhr(request: Request, next: Next) -> Response {
+    let format = format_of(&request);
+    if request.method() == Method::GET && !format.json && !format.xhr {
         return html_shell();
     }
     next.run(request).await
 }
 
-/// `Accept: application/json`, or an XHR.
-pub(super) fn accepts_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/json"))
-        || headers.get("X-Requested-With").is_some()
-}
-
-/// The key a request came with and whose user it is, once [`authenticate`] accepted it.
+/// The key a request came with and whose user it is, once [`current_user`] accepted it.
 #[derive(Debug, Clone)]
 struct Caller {
-    key: String,
-    user_id: u64,
+    user_id: i64,
 }
 
-/// `Auth::DefaultCurrentUserProvider` for user API keys: no key → 403 `not_logged_in`; an
-/// unknown key, or one whose scopes do not cover the request → 403 `invalid_access`.
-pub(super) async fn authenticate(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
+/// `Auth::DefaultCurrentUserProvider#current_user` for user API keys, in its order: an unknown
+/// key → 403 `invalid_access`; the per-minute, then the per-day limiter → 429; the key's scopes
+/// (`ensure_allowed!`) → 403 `invalid_access`. For a request that is neither JSON nor an XHR, the
+/// error page's own `current_user` call fails again, so the 403 is the message as plain text.
+///
+/// Without a key, a GET goes on anonymous (the action's `ensure_logged_in` refuses it later);
+/// any other method fails CSRF verification first (`["BAD CSRF"]`), as nothing exempts it.
+pub(super) async fn current_user(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
     let key = request.headers().get("User-Api-Key").and_then(|value| value.to_str().ok()).map(str::trim);
-    let Some(key) = key.map(str::to_string) else { return Refusal::NotLoggedIn.into_response() };
-    let Some(api_key) = shared.lock().api_keys.get(&key).cloned() else {
-        return Refusal::InvalidAccess.into_response();
+    let Some(key) = key.map(str::to_string) else {
+        if request.method() == Method::GET || request.method() == Method::HEAD {
+            return next.run(request).await;
+        }
+        return Refusal::BadCsrf.into_response();
     };
-    let endpoint = request.extensions().get::<Endpoint>().copied();
-    // `UserApiKeyScope`: `read` allows GETs, `message_bus` allows polling, `write` everything.
+    let format = format_of(&request);
+    let invalid_access = || {
+        if format.shows_json_errors() {
+            Refusal::InvalidAccess.into_response()
+        } else {
+            (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], INVALID_ACCESS)
+                .into_response()
+        }
+    };
+    let looked_up = {
+        let mut forum = shared.lock();
+        match forum.api_keys.get(&key).cloned() {
+            None => Err(None),
+            Some(api_key) => forum.rate_limit(&key, Instant::now()).map(|()| api_key).map_err(Some),
+        }
+    };
+    let api_key = match looked_up {
+        Ok(api_key) => api_key,
+        Err(None) => return invalid_access(),
+        Err(Some(limit)) => return Refusal::RateLimited(limit).into_response(),
+    };
+    // `UserApiKeyScope`: `read` allows GETs, `message_bus` only MessageBus, `write` everything.
     let allowed = api_key.scopes.iter().any(|scope| match scope.as_str() {
         "write" => true,
         "read" => request.method() == Method::GET,
-        "message_bus" => endpoint == Some(Endpoint::Poll),
         _ => false,
     });
     if !allowed {
-        return Refusal::InvalidAccess.into_response();
+        return invalid_access();
     }
-    request.extensions_mut().insert(Caller { key, user_id: api_key.user_id });
+    request.extensions_mut().insert(Caller { user_id: api_key.user_id });
     next.run(request).await
 }
 
-/// Counts the request against its key's per-minute and per-day limits: 429 when over.
-pub(super) async fn rate_limit(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    // Runs inside `authenticate`, which lets no request through without a caller.
-    let Some(caller) = request.extensions().get::<Caller>() else { return Refusal::NotLoggedIn.into_response() };
-    let counted = shared.lock().rate_limit(&caller.key, Instant::now());
-    if let Err((wait_seconds, code)) = counted {
-        return Refusal::RateLimited { wait_seconds, code }.into_response();
-    }
-    next.run(request).await
-}
-
-/// The user whose key the request came with: 403 `invalid_access` if the user is gone.
+/// The user whose key the request came with: `ensure_logged_in`'s 403 `not_logged_in` without
+/// one.
 pub(super) struct CurrentUser(pub(super) User);
 
 impl FromRequestParts<Arc<Shared>> for CurrentUser {
@@ -221,6 +321,18 @@ impl FromRequestParts<Arc<Shared>> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<CurrentUser, Refusal> {
         let caller = parts.extensions.get::<Caller>().ok_or(Refusal::NotLoggedIn)?;
         shared.lock().users.get(&caller.user_id).cloned().map(CurrentUser).ok_or(Refusal::InvalidAccess)
+    }
+}
+
+/// The key's user when there is one: for the actions that serve anonymous users too.
+pub(super) struct MaybeUser(pub(super) Option<User>);
+
+impl FromRequestParts<Arc<Shared>> for MaybeUser {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<MaybeUser, Refusal> {
+        let Some(caller) = parts.extensions.get::<Caller>() else { return Ok(MaybeUser(None)) };
+        Ok(MaybeUser(shared.lock().users.get(&caller.user_id).cloned()))
     }
 }
 

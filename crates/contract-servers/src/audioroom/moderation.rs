@@ -1,47 +1,58 @@
-//! The handlers that need the manage permission (CONTROL_PLANES.md §1.1 Guardian, §1.2): the
-//! room's memberships (invite to speak, move to the audience, make moderator), muting others,
-//! hard mute, kick and ban.
+//! The handlers that need the manage permission (`rooms_controller.rb`'s moderation actions and
+//! `room_memberships_controller.rb`), in the controllers' order of checks: the room's
+//! memberships (invite to speak, move to the audience, make moderator), muting others, hard
+//! mute, kick and ban.
 //!
-//! Like the plugin's `RoomServiceClient`, a membership change for a present user and a hard
-//! mute also update the participant in LiveKit: after the forum's state changed and before it
-//! answers, each permission sent whole; a failed call is logged and recorded, never the
-//! request's error, as the plugin rescues it.
+//! Like the plugin's `RoomServiceClient`, they drive LiveKit when it is configured:
+//! `mute_participant` finds the user's audio track and mutes it (`GetParticipant`,
+//! `MutePublishedTrack`) and answers 422 when that fails; hard mute and a membership change for
+//! a present user update the participant (`UpdateParticipant`), each permission sent whole, a
+//! failure logged and recorded but never the request's error, as the plugin rescues it.
+//!
+//! None of them looks the target user up (kick, ban and hard mute work on any id) or checks
+//! presence, except `mute_participant`, which needs the user in the room's participants set.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::LivekitUpdate;
 use super::layers::CurrentUser;
 use super::params::Params;
-use super::responses::{self, Answer, Refusal, no_content, ok, success_ok};
-use super::state::{Forum, MembershipRole, Room, Shared, User, presence_role};
+use super::responses::{self, Answer, Refusal, no_content, ok, success_ok, text};
+use super::state::{Forum, MembershipRole, Room, Shared, User, cast_bool, ruby_to_i};
+use super::{LivekitCall, LivekitUpdate};
 use crate::PublishRights;
 
-/// How long a kick keeps a user out (Redis key TTL).
-const KICK_DURATION: Duration = Duration::from_secs(300);
-
-/// The room `id` names, if `user` may manage it: 404 before 403, as `load_room` runs before
-/// the Guardian's check.
+/// `load_room` (404), then `ensure_can_manage_audioroom_room!` (403).
 fn managed_room(forum: &Forum, id: &str, user: &User) -> Result<Room, Refusal> {
-    let room = forum.find_room(id).ok_or(Refusal::NotFound)?;
+    let room = forum.find_room(id).ok_or(Refusal::RecordNotFound)?;
     if !forum.can_manage(&room, user) {
         return Err(Refusal::InvalidAccess);
     }
     Ok(room)
 }
 
-/// The user a call names by `user_id`: 400 without one, 404 if there is no such user.
-fn target(forum: &Forum, params: &Params) -> Result<u64, Refusal> {
-    let target = params.u64("user_id").ok_or(Refusal::ParamMissing("user_id"))?;
-    if !forum.users.contains_key(&target) {
-        return Err(Refusal::NotFound);
+/// The memberships controller's `Room.find(params[:room_id])` (a numeric id only), then the
+/// manage permission.
+fn managed_room_by_id(forum: &Forum, id: &str, user: &User) -> Result<Room, Refusal> {
+    let room = forum.find_room_by_id(id).ok_or(Refusal::RecordNotFound)?;
+    if !forum.can_manage(&room, user) {
+        return Err(Refusal::InvalidAccess);
     }
-    Ok(target)
+    Ok(room)
+}
+
+/// `params.require(:user_id).to_i`: no user lookup, so any id (or text, which is 0) goes.
+fn target(params: &Params) -> Result<i64, Refusal> {
+    params.require("user_id").map(ruby_to_i)
+}
+
+/// Ruby truthiness of a param: present and neither `nil` nor `false`.
+fn truthy(value: Option<&Value>) -> bool {
+    !matches!(value, None | Some(Value::Null) | Some(Value::Bool(false)))
 }
 
 pub(super) async fn memberships(
@@ -50,7 +61,7 @@ pub(super) async fn memberships(
     Path(id): Path<String>,
 ) -> Answer {
     shared.change(|forum| {
-        let room = managed_room(forum, &id, &user)?;
+        let room = managed_room_by_id(forum, &id, &user)?;
         let memberships: Vec<Value> = forum
             .memberships
             .iter()
@@ -61,8 +72,10 @@ pub(super) async fn memberships(
     })
 }
 
-/// `POST memberships`: creates or replaces the membership and, for a present user, applies the
-/// role live (metadata, `hand_raised: false`, `role_change` event, LiveKit).
+/// `POST memberships`: the user by `user_id` (`User.find`, 404) or `username` (none found is a
+/// membership without a user, refused by validation: 422), else 400; a blank or unknown `role`
+/// is `participant`. Creates or replaces the membership and, for a present user, applies the
+/// role live.
 pub(super) async fn create_membership(
     State(shared): State<Arc<Shared>>,
     CurrentUser(user): CurrentUser,
@@ -70,66 +83,80 @@ pub(super) async fn create_membership(
     params: Params,
 ) -> Answer {
     let (response, updates) = shared.change(|forum| {
-        let room = managed_room(forum, &id, &user)?;
-        assign_role(forum, &room, &params)
+        let room = managed_room_by_id(forum, &id, &user)?;
+        let member = if truthy(params.get("user_id")) {
+            let id = params.get("user_id").map(ruby_to_i);
+            Some(id.and_then(|id| forum.users.get(&id).cloned()).ok_or(Refusal::RecordNotFound)?)
+        } else if truthy(params.get("username")) {
+            let username = params.text("username").unwrap_or_default();
+            forum.users.values().find(|user| user.username.eq_ignore_ascii_case(&username)).cloned()
+        } else {
+            return Err(Refusal::invalid_parameters("Discourse::InvalidParameters"));
+        };
+        let role = MembershipRole::value(params.get("role"));
+        // `find_or_initialize_by(user: nil)` + `save!`: the validations refuse it.
+        let member = member
+            .ok_or_else(|| Refusal::RecordInvalid(vec!["User must exist".into(), "User can't be blank".into()]))?;
+        let membership = forum.upsert_membership(room.id, member.id, role);
+        let updates = apply_role_live(forum, &room, &member, role);
+        Ok((ok(json!({ "membership": responses::membership(forum, &membership) })), updates))
     })?;
     tell_livekit(&shared, updates).await;
     Ok(response)
 }
 
-fn assign_role(forum: &mut Forum, room: &Room, params: &Params) -> Result<(Response, Vec<LivekitUpdate>), Refusal> {
-    let target = match (params.u64("user_id"), params.text("username")) {
-        (Some(id), _) => forum.users.get(&id).cloned(),
-        (None, Some(username)) => {
-            forum.users.values().find(|user| user.username.eq_ignore_ascii_case(&username)).cloned()
-        }
-        (None, None) => return Err(Refusal::ParamMissing("user_id")),
-    };
-    let target = target.ok_or(Refusal::NotFound)?;
-    let Some(role) = params.text("role").and_then(|role| MembershipRole::parse(&role)) else {
-        return Err(Refusal::InvalidParameters("role must be participant, speaker or moderator".into()));
-    };
-    let membership = forum.upsert_membership(room.id, target.id, role);
-    let live_role = if room.creator == Some(target.id) { "moderator" } else { presence_role(room.stage, role) };
-    let mut updates = Vec::new();
-    if let Some(presence) = forum.presence_mut(room.id, target.id) {
-        presence.role = live_role.to_string();
-        presence.hand_raised = false;
-        let channel = format!("/audioroom/rooms/{}", room.id);
-        forum.bus.publish(
-            &channel,
-            json!({ "type": "role_change", "room_id": room.id, "user_id": target.id, "role": live_role }),
-            None,
-        );
-        forum.publish_participants(room.id);
-        // `sync_livekit_participant_metadata`: the metadata everywhere; the permission in stage
-        // rooms, from the membership's role (a creator's too), so that a promoted listener
-        // speaks and a demoted speaker falls silent without reconnecting.
-        let metadata = responses::participant_metadata(&target, live_role);
-        updates.push(LivekitUpdate { metadata: Some(metadata.to_string()), ..LivekitUpdate::new(room, target.id) });
-        if room.stage {
-            let speaks = matches!(role, MembershipRole::Moderator | MembershipRole::Speaker);
-            let rights = PublishRights { can_publish: speaks, can_publish_data: speaks };
-            updates.push(LivekitUpdate::permission(room, target.id, rights));
-        }
+/// What `create` and `update` do for a present user: the metadata's `role` becomes the
+/// membership's `role_name` (`participant`, also in a stage room) and `hand_raised` false; a
+/// `role_change` to the present participants; the participants; and LiveKit's metadata (with
+/// the broadcast role: `listener` for a stage participant, `participant` for everyone but the
+/// creator in an open room) and, in stage rooms, the permission. Returns the LiveKit calls.
+fn apply_role_live(forum: &mut Forum, room: &Room, member: &User, role: MembershipRole) -> Vec<LivekitUpdate> {
+    if !forum.is_tracked(room.id, member.id) {
+        return Vec::new();
     }
-    Ok((ok(json!({ "membership": responses::membership(forum, &membership) })), updates))
+    forum.edit_metadata(room.id, member.id, Instant::now(), |metadata| {
+        metadata.insert("role".into(), json!(role.name()));
+        metadata.insert("hand_raised".into(), json!(false));
+    });
+    forum.publish_role_change(room.id, member.id, role.name());
+    forum.publish_participants(room.id);
+    let broadcast_role = Forum::broadcast_role(room, member.id, role.name());
+    let metadata = responses::participant_metadata(member, broadcast_role);
+    let mut updates =
+        vec![LivekitUpdate { metadata: Some(metadata.to_string()), ..LivekitUpdate::new(room, member.id) }];
+    if room.stage {
+        let speaks = role.can_speak();
+        updates.push(LivekitUpdate::permission(
+            room,
+            member.id,
+            PublishRights { can_publish: speaks, can_publish_data: speaks },
+        ));
+    }
+    updates
 }
 
+/// `PUT/PATCH memberships/:id`: the membership (404), then `params.require(:role)` (400), then
+/// the same live update as `create`.
 pub(super) async fn update_membership(
     State(shared): State<Arc<Shared>>,
     CurrentUser(user): CurrentUser,
     Path((id, member)): Path<(String, String)>,
     params: Params,
 ) -> Answer {
-    shared.change(|forum| {
-        let room = managed_room(forum, &id, &user)?;
+    let (response, updates) = shared.change(|forum| {
+        let room = managed_room_by_id(forum, &id, &user)?;
         let index = membership_index(forum, &room, &member)?;
-        let role = params.text("role").and_then(|role| MembershipRole::parse(&role));
-        forum.memberships[index].role = role.ok_or(Refusal::ParamMissing("role"))?;
+        let role = MembershipRole::value(Some(params.require("role")?));
+        forum.memberships[index].role = role;
         let membership = forum.memberships[index].clone();
-        Ok(ok(json!({ "membership": responses::membership(forum, &membership) })))
-    })
+        let updates = match forum.users.get(&membership.user_id).cloned() {
+            Some(member) => apply_role_live(forum, &room, &member, role),
+            None => Vec::new(),
+        };
+        Ok((ok(json!({ "membership": responses::membership(forum, &membership) })), updates))
+    })?;
+    tell_livekit(&shared, updates).await;
+    Ok(response)
 }
 
 pub(super) async fn delete_membership(
@@ -138,40 +165,65 @@ pub(super) async fn delete_membership(
     Path((id, member)): Path<(String, String)>,
 ) -> Answer {
     shared.change(|forum| {
-        let room = managed_room(forum, &id, &user)?;
+        let room = managed_room_by_id(forum, &id, &user)?;
         let index = membership_index(forum, &room, &member)?;
         forum.memberships.remove(index);
         Ok(no_content())
     })
 }
 
-/// Where the membership `member` (a numeric id) of `room` is in the forum's list.
+/// `@room.room_memberships.find(params[:id])`: a membership of this room, else 404.
 fn membership_index(forum: &Forum, room: &Room, member: &str) -> Result<usize, Refusal> {
-    let id = member.parse::<u64>().map_err(|_| Refusal::NotFound)?;
+    let id =
+        super::state::rails_integer(member).and_then(|id| u64::try_from(id).ok()).ok_or(Refusal::RecordNotFound)?;
     let index = forum.memberships.iter().position(|membership| membership.id == id && membership.room_id == room.id);
-    index.ok_or(Refusal::NotFound)
+    index.ok_or(Refusal::RecordNotFound)
 }
 
-/// `mute_participant`: the forum's record of the mute (the plugin's LiveKit `MutePublishedTrack`
-/// is not imitated).
+/// `mute_participant`: the user must be in the room's participants set (422), then LiveKit
+/// mutes their audio track (422 when LiveKit is not configured, the participant or the track is
+/// not there, or the call fails); only then does the metadata say `is_muted`.
 pub(super) async fn mute_participant(
     State(shared): State<Arc<Shared>>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     params: Params,
 ) -> Answer {
-    shared.change(|forum| {
+    let (room, target, muted, configured) = shared.change(|forum| {
         let room = managed_room(forum, &id, &user)?;
-        let target = target(forum, &params)?;
-        let muted = params.bool("muted").ok_or(Refusal::ParamMissing("muted"))?;
-        let Some(presence) = forum.presence_mut(room.id, target) else {
-            let message = "Participant is not in the room or has no audio track.";
-            return Err(Refusal::plugin(StatusCode::UNPROCESSABLE_ENTITY, message));
-        };
-        presence.muted = muted;
+        let target = target(&params)?;
+        let muted = cast_bool(params.require("muted")?).unwrap_or(false);
+        if !forum.is_tracked(room.id, target) {
+            return Err(Refusal::plugin(StatusCode::UNPROCESSABLE_ENTITY, text::PARTICIPANT_NOT_FOUND));
+        }
+        Ok((room, target, muted, forum.livekit_configured))
+    })?;
+    let muted_in_livekit = configured && mute_in_livekit(&shared, &room, target, muted).await;
+    if !muted_in_livekit {
+        return Err(Refusal::plugin(StatusCode::UNPROCESSABLE_ENTITY, text::PARTICIPANT_NOT_FOUND));
+    }
+    shared.change(|forum| {
+        forum.edit_metadata(room.id, target, Instant::now(), |metadata| {
+            metadata.insert("is_muted".into(), json!(muted));
+        });
         forum.publish_participants(room.id);
-        Ok(no_content())
-    })
+    });
+    Ok(no_content())
+}
+
+/// `RoomServiceClient.mute_participant`: `true` once LiveKit muted the audio track.
+async fn mute_in_livekit(shared: &Shared, room: &Room, target: i64, muted: bool) -> bool {
+    let outcome = shared.keys.mute_audio_track(&room.slug, &target.to_string(), muted).await;
+    let (recorded, done) = match outcome {
+        Ok(true) => (Ok(()), true),
+        Ok(false) => (Err("the participant publishes no audio track".to_string()), false),
+        Err(error) => (Err(error), false),
+    };
+    if let Err(error) = &recorded {
+        tracing::warn!(room = %room.slug, identity = target, %error, "LiveKit MutePublishedTrack failed");
+    }
+    shared.lock().livekit_calls.push(LivekitCall::new("MutePublishedTrack", room, Some(target), recorded));
+    done
 }
 
 pub(super) async fn hard_mute(
@@ -192,24 +244,25 @@ pub(super) async fn hard_unmute(
     set_hard_mute(&shared, &user, &id, &params, false).await
 }
 
+/// `hard_mute`/`hard_unmute`: LiveKit's permission first (both publish rights, in every room
+/// type), then the metadata's `hard_muted`, for anyone, present or not.
 async fn set_hard_mute(shared: &Shared, user: &User, id: &str, params: &Params, muted: bool) -> Answer {
-    let update = shared.change(|forum| {
+    let (room, target) = shared.change(|forum| {
         let room = managed_room(forum, id, user)?;
-        let target = target(forum, params)?;
-        let Some(presence) = forum.presence_mut(room.id, target) else {
-            return Err(Refusal::plugin(StatusCode::UNPROCESSABLE_ENTITY, "Participant is not in the room."));
-        };
-        presence.hard_muted = muted;
-        forum.publish_participants(room.id);
-        // `hard_mute`/`hard_unmute` set both publish rights, in every room type.
-        let rights = PublishRights { can_publish: !muted, can_publish_data: !muted };
-        Ok(LivekitUpdate::permission(&room, target, rights))
+        Ok::<_, Refusal>((room, target(params)?))
     })?;
-    tell_livekit(shared, vec![update]).await;
+    let rights = PublishRights { can_publish: !muted, can_publish_data: !muted };
+    tell_livekit(shared, vec![LivekitUpdate::permission(&room, target, rights)]).await;
+    shared.change(|forum| {
+        forum.edit_metadata(room.id, target, Instant::now(), |metadata| {
+            metadata.insert("hard_muted".into(), json!(muted));
+        });
+        forum.publish_participants(room.id);
+    });
     Ok(success_ok())
 }
 
-/// `DELETE kick`: out for [`KICK_DURATION`].
+/// `DELETE kick`: out of the room and into its kicked set for 300 s.
 pub(super) async fn kick(
     State(shared): State<Arc<Shared>>,
     CurrentUser(user): CurrentUser,
@@ -235,27 +288,27 @@ enum Removal {
     Ban,
 }
 
-/// Kick or ban: the user leaves the room's presence and is told alone (`kicked`); LiveKit is not
-/// asked to evict (§1.2: the client is trusted to leave).
+/// Kick or ban: not oneself, not the creator (two `InvalidParameters` 400s); the session
+/// closes, the user leaves the participants set and is told alone (`kicked`). LiveKit is not
+/// asked to evict: the client is trusted to leave.
 fn remove(forum: &mut Forum, user: &User, id: &str, params: &Params, removal: Removal) -> Answer {
     let room = managed_room(forum, id, user)?;
-    let target = target(forum, params)?;
-    if target == user.id || room.creator == Some(target) {
-        return Err(Refusal::InvalidParameters("You cannot remove yourself or the room's creator.".into()));
+    let target = target(params)?;
+    if target == user.id {
+        return Err(Refusal::invalid_parameters(text::CANNOT_KICK_SELF));
     }
+    if target == room.creator {
+        return Err(Refusal::invalid_parameters(text::CANNOT_KICK_CREATOR));
+    }
+    forum.close_session_for(room.id, target);
     match removal {
-        Removal::Kick => {
-            forum.kicked.insert((room.id, target), Instant::now() + KICK_DURATION);
-        }
+        Removal::Kick => forum.kick(room.id, target, Instant::now()),
         Removal::Ban => {
+            forum.untrack(room.id, target);
             forum.banned.insert((room.id, target));
         }
     }
-    if let Some(present) = forum.presence.get_mut(&room.id) {
-        present.remove(&target);
-    }
-    let channel = format!("/audioroom/rooms/{}", room.id);
-    forum.bus.publish(&channel, json!({ "type": "kicked", "room_id": room.id }), Some(vec![target]));
+    forum.publish_kick(room.id, target);
     forum.publish_participants(room.id);
     Ok(no_content())
 }
@@ -268,8 +321,7 @@ pub(super) async fn unkick(
 ) -> Answer {
     shared.change(|forum| {
         let room = managed_room(forum, &id, &user)?;
-        let target = target(forum, &params)?;
-        forum.kicked.remove(&(room.id, target));
+        forum.unkick(room.id, target(&params)?);
         Ok(success_ok())
     })
 }
@@ -282,14 +334,18 @@ pub(super) async fn unban(
 ) -> Answer {
     shared.change(|forum| {
         let room = managed_room(forum, &id, &user)?;
-        let target = target(forum, &params)?;
+        let target = target(&params)?;
         forum.banned.remove(&(room.id, target));
         Ok(success_ok())
     })
 }
 
-/// Makes the RoomService calls a change implies, in order, recording each with LiveKit's answer.
+/// Makes the RoomService `UpdateParticipant` calls a change implies, in order, recording each
+/// with LiveKit's answer; none when LiveKit is not configured (`build_client` is `nil`).
 async fn tell_livekit(shared: &Shared, updates: Vec<LivekitUpdate>) {
+    if !shared.lock().livekit_configured {
+        return;
+    }
     for mut update in updates {
         let outcome = shared
             .keys
@@ -300,168 +356,5 @@ async fn tell_livekit(shared: &Shared, updates: Vec<LivekitUpdate>) {
         }
         update.outcome = outcome;
         shared.lock().livekit_updates.push(update);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use axum::body::{Body, Bytes};
-    use axum::http::{HeaderMap, Method, Request, Uri, header};
-    use livekit_api::access_token::TokenVerifier;
-    use livekit_protocol as proto;
-    use prost::Message as _;
-    use tower::ServiceExt as _;
-
-    use super::super::{Handle, NewRoom, routes, start};
-    use super::*;
-    use crate::{LivekitKeys, Running, serve};
-
-    const API_KEY: &str = "devkey";
-    const API_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
-    /// What the stand-in LiveKit received: the path, the bearer token and the request.
-    type Seen = Arc<Mutex<Vec<(String, String, proto::UpdateParticipantRequest)>>>;
-
-    /// A stand-in for LiveKit's RoomService that records each `UpdateParticipant` and answers
-    /// like the real one (a protobuf `ParticipantInfo`).
-    async fn fake_livekit() -> (Running, Seen) {
-        let seen: Seen = Arc::default();
-        let recorded = Arc::clone(&seen);
-        let router = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
-            let recorded = Arc::clone(&recorded);
-            async move {
-                let request =
-                    proto::UpdateParticipantRequest::decode(body).expect("a protobuf UpdateParticipantRequest");
-                let bearer = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|value| value.to_str().ok())
-                    .and_then(|value| value.strip_prefix("Bearer "))
-                    .unwrap_or_default()
-                    .to_string();
-                recorded.lock().expect("lock").push((uri.path().to_string(), bearer, request));
-                let answer = proto::ParticipantInfo::default().encode_to_vec();
-                ([(header::CONTENT_TYPE, "application/protobuf")], answer)
-            }
-        });
-        (serve(router).await.expect("the stand-in LiveKit starts"), seen)
-    }
-
-    fn keys(url: String) -> LivekitKeys {
-        LivekitKeys { url, api_key: API_KEY.into(), api_secret: API_SECRET.into() }
-    }
-
-    /// Sends one request through the forum's own router as `key`.
-    async fn call(handle: &Handle, key: &str, method: Method, path: &str, body: Value) -> StatusCode {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("User-Api-Key", key)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("a request");
-        let router = routes::router(Arc::clone(&handle.shared));
-        router.oneshot(request).await.map(|response| response.status()).unwrap_or_else(|never| match never {})
-    }
-
-    fn permission(request: &proto::UpdateParticipantRequest) -> Option<(bool, bool, bool)> {
-        request
-            .permission
-            .as_ref()
-            .map(|permission| (permission.can_subscribe, permission.can_publish, permission.can_publish_data))
-    }
-
-    #[tokio::test]
-    async fn invite_to_speak_and_hard_mute_update_the_whole_permission_in_livekit() {
-        let (livekit, seen) = fake_livekit().await;
-        let (_forum, handle) = start(keys(format!("ws://{}", livekit.address))).await.expect("forum");
-        let host = handle.add_user("host", "Host", true);
-        let ear = handle.add_user("ear", "Ear", false);
-        let stage = handle.add_room(NewRoom::stage("stage", "The Stage"));
-        handle.set_present(stage, ear.id);
-        let memberships = format!("/audioroom/rooms/{stage}/memberships");
-
-        let invited =
-            call(&handle, &host.api_key, Method::POST, &memberships, json!({"username": "ear", "role": "speaker"}));
-        assert_eq!(invited.await, StatusCode::OK, "inviting ear to speak succeeds");
-        {
-            let seen = seen.lock().expect("lock");
-            assert_eq!(seen.len(), 2, "the metadata, then the permission: {seen:?}");
-            for (path, bearer, request) in seen.iter() {
-                assert_eq!(path, "/twirp/livekit.RoomService/UpdateParticipant");
-                assert_eq!((request.room.as_str(), request.identity.clone()), ("stage", ear.id.to_string()));
-                let claims =
-                    TokenVerifier::with_api_key(API_KEY, API_SECRET).verify(bearer).expect("signed with the keys");
-                assert!(claims.video.room_admin && claims.video.room == "stage", "a roomAdmin token for the room");
-            }
-            let metadata: Value = serde_json::from_str(&seen[0].2.metadata).expect("JSON metadata");
-            assert_eq!(metadata["role"], "speaker", "the metadata carries the new role: {metadata}");
-            assert_eq!(permission(&seen[0].2), None, "the metadata call leaves the permission alone");
-            assert_eq!(permission(&seen[1].2), Some((true, true, true)), "subscribe, publish and data, whole");
-        }
-
-        let demoted =
-            call(&handle, &host.api_key, Method::POST, &memberships, json!({"user_id": ear.id, "role": "participant"}));
-        assert_eq!(demoted.await, StatusCode::OK);
-        assert_eq!(permission(&seen.lock().expect("lock")[3].2), Some((true, false, false)), "back to the audience");
-
-        let hard_mute = format!("/audioroom/rooms/{stage}/hard_mute");
-        assert_eq!(
-            call(&handle, &host.api_key, Method::POST, &hard_mute, json!({"user_id": ear.id})).await,
-            StatusCode::OK
-        );
-        let hard_unmute = format!("/audioroom/rooms/{stage}/hard_unmute");
-        assert_eq!(
-            call(&handle, &host.api_key, Method::POST, &hard_unmute, json!({"user_id": ear.id})).await,
-            StatusCode::OK
-        );
-        let seen = seen.lock().expect("lock");
-        assert_eq!(
-            permission(&seen[4].2),
-            Some((true, false, false)),
-            "hard mute revokes publishing, keeps subscribing"
-        );
-        assert_eq!(permission(&seen[5].2), Some((true, true, true)), "hard unmute restores it");
-        let updates = handle.livekit_updates();
-        assert_eq!(updates.len(), 6, "every call is recorded: {updates:?}");
-        assert!(updates.iter().all(|update| update.outcome.is_ok()), "LiveKit accepted each: {updates:?}");
-    }
-
-    #[tokio::test]
-    async fn open_rooms_change_only_metadata_and_a_livekit_failure_is_logged_not_returned() {
-        let (livekit, seen) = fake_livekit().await;
-        let (_forum, handle) = start(keys(format!("ws://{}", livekit.address))).await.expect("forum");
-        let host = handle.add_user("host", "Host", true);
-        let ear = handle.add_user("ear", "Ear", false);
-        let porch = handle.add_room(NewRoom::open("porch", "The Porch"));
-        handle.set_present(porch, ear.id);
-        let memberships = format!("/audioroom/rooms/{porch}/memberships");
-        let made =
-            call(&handle, &host.api_key, Method::POST, &memberships, json!({"username": "ear", "role": "moderator"}));
-        assert_eq!(made.await, StatusCode::OK);
-        let calls: Vec<_> = seen.lock().expect("lock").iter().map(|(_, _, request)| permission(request)).collect();
-        assert_eq!(calls, vec![None], "an open room's membership change sends metadata only");
-
-        // Nothing listens on a port freed just now: the forum still answers, and records the failure.
-        let closed =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("port");
-        let (_forum, handle) = start(keys(format!("ws://{closed}"))).await.expect("forum");
-        let host = handle.add_user("host", "Host", true);
-        let ear = handle.add_user("ear", "Ear", false);
-        let stage = handle.add_room(NewRoom::stage("stage", "The Stage"));
-        handle.set_present(stage, ear.id);
-        let hard_mute = format!("/audioroom/rooms/{stage}/hard_mute");
-        assert_eq!(
-            call(&handle, &host.api_key, Method::POST, &hard_mute, json!({"user_id": ear.id})).await,
-            StatusCode::OK
-        );
-        let updates = handle.livekit_updates();
-        assert_eq!(updates.len(), 1, "{updates:?}");
-        assert!(updates[0].outcome.is_err(), "the unreachable LiveKit is recorded as a failure: {updates:?}");
-        assert!(
-            handle.presence(stage, ear.id).is_some_and(|presence| presence.hard_muted),
-            "the forum's state changed"
-        );
     }
 }

@@ -1,7 +1,7 @@
 //! Rails' `params`: the query string merged with an `application/x-www-form-urlencoded` or
-//! `application/json` body (the body wins a clash), read as Rails casts them — a number may come
-//! as text, a boolean as `"true"`/`"1"`/`"t"`. A body that does not parse adds nothing, as a
-//! handler that only reads the params it knows never notices.
+//! `application/json` body (the body wins a clash). Values stay as sent; handlers cast them as
+//! the controllers do ([`super::state::cast_bool`], [`super::state::ruby_to_i`]). A body that
+//! does not parse adds nothing, as a handler that only reads the params it knows never notices.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,8 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+
+use super::responses::Refusal;
 
 /// The params of a request, as a handler's last extractor (it reads the body).
 #[derive(Debug, Default)]
@@ -28,33 +30,29 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 impl Params {
-    pub(super) fn u64(&self, name: &str) -> Option<u64> {
-        match self.0.get(name)? {
-            Value::Number(number) => number.as_u64(),
-            Value::String(text) => text.trim().parse().ok(),
-            _ => None,
+    /// The value sent, whatever it is (`Some(Null)` for an explicit `null`: `params.key?`).
+    pub(super) fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// `params.require(name)`: the value, unless it is missing or blank (`nil`, a blank
+    /// string, an empty array or object); `false` passes.
+    pub(super) fn require(&self, name: &'static str) -> Result<&Value, Refusal> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Err(Refusal::ParamMissing(name)),
+            Some(Value::String(text)) if text.trim().is_empty() => Err(Refusal::ParamMissing(name)),
+            Some(Value::Array(items)) if items.is_empty() => Err(Refusal::ParamMissing(name)),
+            Some(Value::Object(fields)) if fields.is_empty() => Err(Refusal::ParamMissing(name)),
+            Some(value) => Ok(value),
         }
     }
 
-    /// A present, non-blank value as trimmed text (Rails' `params.require` refuses blanks).
+    /// A present, non-blank value as trimmed text (`.present?`).
     pub(super) fn text(&self, name: &str) -> Option<String> {
         match self.0.get(name)? {
             Value::String(text) if !text.trim().is_empty() => Some(text.trim().to_string()),
             Value::Number(number) => Some(number.to_string()),
-            _ => None,
-        }
-    }
-
-    /// Rails' boolean casting of a param.
-    pub(super) fn bool(&self, name: &str) -> Option<bool> {
-        match self.0.get(name)? {
-            Value::Bool(flag) => Some(*flag),
-            Value::String(text) => match text.as_str() {
-                "true" | "1" | "t" => Some(true),
-                "false" | "0" | "f" => Some(false),
-                _ => None,
-            },
-            Value::Number(number) => number.as_u64().map(|value| value != 0),
+            Value::Bool(true) => Some("true".to_string()),
             _ => None,
         }
     }
@@ -106,12 +104,18 @@ mod tests {
     }
 
     #[test]
-    fn values_are_cast_as_rails_casts_them() {
-        let params = Params(parse(Some("id=%207%20&flag=t&off=0&blank=%20"), None, b""));
-        assert_eq!(params.u64("id"), Some(7), "numbers may come as text, trimmed");
-        assert_eq!((params.bool("flag"), params.bool("off")), (Some(true), Some(false)));
-        assert_eq!(params.text("blank"), None, "a blank value is a missing one");
-        let json = Params(parse(None, Some("application/json"), br#"{"n": 5, "muted": false, "on": 1}"#));
-        assert_eq!((json.text("n"), json.bool("muted"), json.bool("on")), (Some("5".into()), Some(false), Some(true)));
+    fn require_refuses_missing_and_blank_values_but_not_false() {
+        let params = Params(parse(
+            Some("blank=%20&zero=0"),
+            Some("application/json"),
+            br#"{"off": false, "none": null, "list": []}"#,
+        ));
+        assert!(params.require("off").is_ok(), "false is a value");
+        assert!(params.require("zero").is_ok());
+        for name in ["blank", "none", "list", "absent"] {
+            assert!(params.require(name).is_err(), "{name} is missing");
+        }
+        assert!(params.get("none").is_some() && params.get("absent").is_none(), "key? sees a null");
+        assert_eq!(params.text("blank"), None, "a blank value is no text");
     }
 }

@@ -1,21 +1,34 @@
-//! Discourse forums with the Audioroom plugin (`dpnmw/audioroom`), CONTROL_PLANES.md §1.1–1.6.
+//! Discourse forums with the Audioroom plugin (`dpnmw/audioroom`), CONTROL_PLANES.md §1.1–1.6,
+//! checked against `dpnmw/audioroom@067cfbb` (livekit-server-sdk 0.9.0, MessageBus 4.5.2) where
+//! that page is out of date.
 //!
 //! * Auth: a Discourse **User API Key** (scope `write`) in `User-Api-Key`, with the key's
 //!   `User-Api-Client-Id`, on every request. [`user_api_key`] obtains one (§1.6).
 //! * Rooms: `/audioroom/rooms/:id/...` accepts the numeric id or the slug; the nested
 //!   `memberships` routes and the MessageBus channel need the numeric id, which the adapter learns
 //!   from `join`, `list_rooms` or `GET /audioroom/rooms/:id.json` and caches. Grants carry the
-//!   numeric id as `room_id`. GETs use the `.json` suffix (Discourse's `check_xhr` answers other
-//!   GETs with its HTML app shell).
+//!   numeric id as `room_id`. A slug that starts with digits is named by the room's id, as the
+//!   forum would read it as one. GETs use the `.json` suffix (Discourse's `check_xhr` answers
+//!   other GETs with its HTML app shell).
 //! * Joining returns LiveKit credentials minted by the forum (identity = Discourse user id, room =
-//!   slug, no `roomAdmin`): all moderation goes through the forum's endpoints.
+//!   slug, no `roomAdmin`): all moderation goes through the forum's endpoints. Tokens last 10
+//!   minutes; [`ControlPlane::refresh`] joins again (the forum's only way to renew one) and
+//!   re-reports the mute, deafen and raised hand that a join wipes from the forum's presence.
 //! * One room at a time: a join while present elsewhere fails with
 //!   [`PlaneError::InAnotherRoom`]; [`AudioroomPlane::join_switching`] leaves the other room and
-//!   joins in one step, as the web client does.
+//!   joins in one step, as the web client does. The forum's presence of a room expires only
+//!   when nobody in it beats for 30 s, so the adapter always leaves a room it is done with.
+//! * Roles: the forum's role strings say who may publish (a room's creator is `moderator`; on a
+//!   stage a speaking member names their role and everyone else is a `listener`, or a
+//!   `participant` after a membership change; in an open room everyone else is a `participant`).
+//!   The adapter shows a stage `participant` as a `listener`, and reports a grant's role as
+//!   `moderator` when the forum says the user may manage the room (`can_manage`), which is what
+//!   moderation hangs on.
 //! * Capabilities depend on the room: moderation only where the forum says `can_manage`, hands and
 //!   speaker invitations only in stage rooms. [`AudioroomPlane::room_capabilities`] answers for
 //!   any room; [`ControlPlane::capabilities`] answers for the room last joined (everything the
-//!   adapter can do before any join).
+//!   adapter can do before any join). A remote mute is LiveKit's own track mute, which the forum
+//!   refuses (422) for someone not publishing audio.
 //! * Events come from Discourse's MessageBus ([`message_bus`]).
 //!
 //! **Request budget.** Discourse limits every user API key to `max_user_api_reqs_per_minute = 20`
@@ -112,6 +125,17 @@ struct RoomCache {
     rooms: HashMap<String, RoomInfo>,
     /// The room last joined, whose role [`ControlPlane::capabilities`] reports.
     current: Option<u64>,
+    /// What the user last told each room about themselves, keyed by the grant's room id: a join
+    /// replaces the forum's presence metadata, so a token refresh (which joins again) restores it.
+    reported: HashMap<String, Reported>,
+}
+
+/// The self-reported state a join wipes from the forum's presence metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Reported {
+    /// The last `toggle_mute` sent: `(muted, deafened)`.
+    muted_deafened: Option<(bool, bool)>,
+    hand_raised: bool,
 }
 
 /// The Discourse user a key belongs to.
@@ -137,9 +161,15 @@ enum Call<'a> {
     Room(&'a str),
     Join(&'a str),
     Heartbeat(&'a str),
+    /// `toggle_mute`, and whether it asked to unmute.
+    SelfState {
+        room: &'a str,
+        unmuting: bool,
+    },
     Moderate(&'a str),
     User(&'a str),
     Poll(&'a str),
+    Invite,
 }
 
 impl Call<'_> {
@@ -148,9 +178,14 @@ impl Call<'_> {
         match self {
             Call::Session => "the signed-in user".to_string(),
             Call::Rooms => "the forum's voice rooms (is the Audioroom plugin installed?)".to_string(),
-            Call::Room(room) | Call::Join(room) | Call::Heartbeat(room) | Call::Poll(room) => format!("room {room:?}"),
+            Call::Room(room)
+            | Call::Join(room)
+            | Call::Heartbeat(room)
+            | Call::Poll(room)
+            | Call::SelfState { room, .. } => format!("room {room:?}"),
             Call::Moderate(participant) => format!("participant {participant:?} or the room"),
             Call::User(username) => format!("user {username:?}"),
+            Call::Invite => "the invite (the link is wrong, or the room's invite was renewed)".to_string(),
         }
     }
 }
@@ -386,8 +421,9 @@ impl AudioroomPlane {
         Ok(show.user.id)
     }
 
-    /// A participant as Parley shows it; avatar templates become absolute 96 px URLs.
-    fn participant(&self, participant: wire::Participant) -> PlaneParticipant {
+    /// A participant as Parley shows it; avatar templates become absolute 96 px URLs, and roles
+    /// Parley's names for them ([`parley_role`]) in a room that is a stage or not.
+    fn participant(&self, participant: wire::Participant, stage: bool) -> PlaneParticipant {
         let avatar_url = participant
             .avatar_template
             .filter(|template| !template.is_empty())
@@ -396,13 +432,59 @@ impl AudioroomPlane {
         PlaneParticipant {
             identity: participant.id.to_string(),
             name: participant.name.filter(|name| !name.trim().is_empty()).unwrap_or(participant.username),
-            role: participant.role,
+            role: participant.role.map(|role| parley_role(stage, role)),
             muted: participant.is_muted,
             hand_raised: participant.hand_raised,
             avatar_url,
             deafened: participant.is_deafened,
             hard_muted: participant.hard_muted,
         }
+    }
+
+    fn cache_mut(&self) -> std::sync::MutexGuard<'_, RoomCache> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `POST …/join` and the grant it gives. A slug the forum would read as a room id (it starts
+    /// with digits: `load_room` tries `find_by(id:)` first, which casts `"3-lounge"` to 3) goes
+    /// by the room's id when the adapter knows it.
+    async fn join_room(&self, room: &str) -> Result<JoinGrant, PlaneError> {
+        let room = room_argument(room)?;
+        let target = match self.cached(room) {
+            Some(info) if info.slug == room && reads_as_id(room) => info.id.to_string(),
+            _ => room.to_string(),
+        };
+        let url = self.room_endpoint(&target, &["join"])?;
+        let response = self.send(Method::POST, url, Body::None, Call::Join(room)).await?;
+        let answer: wire::JoinAnswer = decode_json(response).await?;
+        let info = RoomInfo::from_wire(&answer.room);
+        self.remember(&[room], &info, true);
+        let token =
+            answer.livekit_token.filter(|token| !token.trim().is_empty()).ok_or_else(|| PlaneError::NotConfigured {
+                message: "LiveKit is not configured on this forum (its admin must set the LiveKit API key and secret)"
+                    .into(),
+            })?;
+        let url = livekit_url(answer.livekit_url.as_deref())?;
+        // LiveKit is the judge of the token: one we cannot read only costs us its expiry and role.
+        let claims = TokenClaims::read(&token).ok();
+        let role = claims.as_ref().and_then(|claims| wire::role_in_metadata(&claims.metadata));
+        Ok(JoinGrant {
+            room_id: info.id.to_string(),
+            room_name: info.name,
+            url,
+            token,
+            e2ee_key: None,
+            expires_at: claims.as_ref().and_then(|claims| claims.expires_at),
+            heartbeat_every: Some(self.heartbeat_every),
+            role: grant_role(role, info.can_manage),
+            notice: None,
+        })
+    }
+
+    async fn send_self_state(&self, room: &str, muted: bool, deafened: bool) -> Result<(), PlaneError> {
+        let body = Body::Json(json!({ "muted": muted, "deafened": deafened }));
+        let call = Call::SelfState { room, unmuting: !muted };
+        self.room_action(Method::POST, room, "toggle_mute", body, call).await
     }
 
     /// `POST`/`DELETE` on a room action that answers 204 or `{success:"OK"}`.
@@ -469,7 +551,7 @@ impl ControlPlane for AudioroomPlane {
                     .map(|text| text.trim().to_string())
                     .filter(|text| !text.is_empty());
                 RoomSummary {
-                    id: if info.slug.is_empty() { info.id.to_string() } else { info.slug.clone() },
+                    id: room_name(&info),
                     name: room.name.clone(),
                     description,
                     stage: info.stage,
@@ -481,36 +563,39 @@ impl ControlPlane for AudioroomPlane {
             .collect())
     }
 
-    /// `POST /audioroom/rooms/:id/join`.
+    /// `POST /audioroom/rooms/:id/join`. The forum's tokens last 10 minutes
+    /// (livekit-server-sdk 0.9.0's default); the session renews them through
+    /// [`ControlPlane::refresh`].
     ///
     /// Errors: `Kicked`/`Banned` (403), `InAnotherRoom` (409), `RoomFull` (422), `RateLimited`
     /// (429), `NotConfigured` when the forum has no LiveKit credentials, `NotFound`, transport.
     async fn join(&self, room: &str) -> Result<JoinGrant, PlaneError> {
-        let room = room_argument(room)?;
-        let url = self.room_endpoint(room, &["join"])?;
-        let response = self.send(Method::POST, url, Body::None, Call::Join(room)).await?;
-        let answer: wire::JoinAnswer = decode_json(response).await?;
-        let info = RoomInfo::from_wire(&answer.room);
-        self.remember(&[room], &info, true);
-        let token =
-            answer.livekit_token.filter(|token| !token.trim().is_empty()).ok_or_else(|| PlaneError::NotConfigured {
-                message: "LiveKit is not configured on this forum (its admin must set the LiveKit API key and secret)"
-                    .into(),
-            })?;
-        let url = livekit_url(answer.livekit_url.as_deref())?;
-        // LiveKit is the judge of the token: one we cannot read only costs us its expiry and role.
-        let claims = TokenClaims::read(&token).ok();
-        Ok(JoinGrant {
-            room_id: info.id.to_string(),
-            room_name: info.name,
-            url,
-            token,
-            e2ee_key: None,
-            expires_at: claims.as_ref().and_then(|claims| claims.expires_at),
-            heartbeat_every: Some(self.heartbeat_every),
-            role: claims.and_then(|claims| wire::role_in_metadata(&claims.metadata)),
-            notice: None,
-        })
+        let grant = self.join_room(room).await?;
+        self.cache_mut().reported.remove(&grant.room_id);
+        Ok(grant)
+    }
+
+    /// Joins again for a fresh token — the forum has no other way to renew one — then tells the
+    /// forum again what the join wiped: a join replaces the user's presence metadata with
+    /// `{role, session_id}`, so the self-reported mute, deafen and raised hand would vanish for
+    /// everyone else. Restoring is best effort: a failure is logged, the fresh grant stands.
+    ///
+    /// Errors: as [`ControlPlane::join`].
+    async fn refresh(&self, grant: &JoinGrant) -> Result<JoinGrant, PlaneError> {
+        let fresh = self.join_room(&grant.room_id).await?;
+        let reported = self.cache_mut().reported.get(&fresh.room_id).copied().unwrap_or_default();
+        let room = fresh.room_id.as_str();
+        if let Some((muted, deafened)) = reported.muted_deafened
+            && let Err(error) = self.send_self_state(room, muted, deafened).await
+        {
+            tracing::warn!(code = error.code(), "restoring the reported mute after a token refresh: {error}");
+        }
+        if reported.hand_raised
+            && let Err(error) = self.room_action(Method::POST, room, "raise_hand", Body::None, Call::Room(room)).await
+        {
+            tracing::warn!(code = error.code(), "raising the hand again after a token refresh: {error}");
+        }
+        Ok(fresh)
     }
 
     /// `POST …/heartbeat` with `idle_state=active`; the forum answers 204.
@@ -535,12 +620,17 @@ impl ControlPlane for AudioroomPlane {
         Ok(())
     }
 
-    /// `GET /audioroom/invite/:token.json` (§1.2): open rooms make the user a participant
-    /// member right away; stage rooms answer `requires_confirmation` and the join confirms.
+    /// `GET /audioroom/invite/:token.json`: makes the user a `participant` member of the room
+    /// right away, stage rooms included (`requires_confirmation` is always `false` at
+    /// dpnmw/audioroom@067cfbb, whatever CONTROL_PLANES.md §1.2 says); joining is the next step.
+    /// The forum only honours the link for a room the user may already join: a private room's
+    /// link does not let a non-member in.
+    ///
+    /// Errors: `NotFound` for an unknown token, `Forbidden` for a room the user may not join.
     async fn open_invite(&self, invite: &str) -> Result<RoomSummary, PlaneError> {
         let token = invite_token(invite)?;
         let url = self.endpoint(&["audioroom", "invite", &format!("{token}.json")])?;
-        let response = self.send(Method::GET, url, Body::None, Call::Rooms).await?;
+        let response = self.send(Method::GET, url, Body::None, Call::Invite).await?;
         let opened: wire::Invite = decode_json(response).await?;
         let info = RoomInfo::from_wire(&opened.room);
         self.remember(&[], &info, false);
@@ -557,22 +647,28 @@ impl ControlPlane for AudioroomPlane {
 
     async fn participants(&self, grant: &JoinGrant) -> Result<Vec<PlaneParticipant>, PlaneError> {
         let room = room_argument(&grant.room_id)?;
+        let stage = self.room_info(room).await?.stage;
         let participants = self.room_participants(room).await?;
-        Ok(participants.into_iter().map(|participant| self.participant(participant)).collect())
+        Ok(participants.into_iter().map(|participant| self.participant(participant, stage)).collect())
     }
 
     /// `POST`/`DELETE …/raise_hand`. The forum refuses (422) outside stage rooms and for speakers.
     async fn set_hand(&self, grant: &JoinGrant, raised: bool) -> Result<(), PlaneError> {
         let room = room_argument(&grant.room_id)?;
         let method = if raised { Method::POST } else { Method::DELETE };
-        self.room_action(method, room, "raise_hand", Body::None, Call::Room(room)).await
+        self.room_action(method, room, "raise_hand", Body::None, Call::Room(room)).await?;
+        self.cache_mut().reported.entry(grant.room_id.clone()).or_default().hand_raised = raised;
+        Ok(())
     }
 
     /// `POST …/toggle_mute {muted, deafened}`: what others see; it changes nothing in LiveKit.
+    ///
+    /// Errors: `Forbidden` for a stage listener's unmute (only speakers may).
     async fn report_self_state(&self, grant: &JoinGrant, muted: bool, deafened: bool) -> Result<(), PlaneError> {
         let room = room_argument(&grant.room_id)?;
-        let body = Body::Json(json!({ "muted": muted, "deafened": deafened }));
-        self.room_action(Method::POST, room, "toggle_mute", body, Call::Room(room)).await
+        self.send_self_state(room, muted, deafened).await?;
+        self.cache_mut().reported.entry(grant.room_id.clone()).or_default().muted_deafened = Some((muted, deafened));
+        Ok(())
     }
 
     /// `participant` is a LiveKit identity (the Discourse user id) or a username (`@name` forces
@@ -597,8 +693,9 @@ impl ControlPlane for AudioroomPlane {
             _ => None,
         };
         if let Some(role) = role {
-            // `POST` creates or replaces the membership and applies the role live; `PUT …/:id`
-            // would need the membership id and does not update a present user (§1.2).
+            // `POST` creates or replaces the membership and applies the role live. `PUT …/:id`
+            // applies it live too, but needs the membership's id, which only the manage-only
+            // memberships list gives: one more request for nothing.
             let room_id = self.room_id(room).await?;
             let mut body = json!({ "role": role });
             match target {
@@ -655,6 +752,38 @@ fn invite_token(invite: &str) -> Result<String, PlaneError> {
     Ok(token)
 }
 
+/// The role Parley shows for a forum role. After a membership change the forum writes the
+/// membership's name, so a stage audience member moved there is `participant` where a join said
+/// `listener`; both mean the same on a stage, and Parley (which treats a stage participant who
+/// cannot publish as hard-muted, but not a listener) calls them `listener`.
+fn parley_role(stage: bool, role: String) -> String {
+    if stage && role == "participant" { "listener".to_string() } else { role }
+}
+
+/// The role a grant reports: the token's, except that a user who may manage the room is its
+/// `moderator`. The forum's role says who may publish — everyone but the creator is a
+/// `participant` in an open room, and a site moderator without a membership is a `listener` on a
+/// stage — while the manage right is `can_manage`; Parley offers moderation by role.
+fn grant_role(token_role: Option<String>, can_manage: bool) -> Option<String> {
+    match token_role.as_deref() {
+        Some("participant" | "listener") | None if can_manage => Some("moderator".to_string()),
+        _ => token_role,
+    }
+}
+
+/// How Parley names a room to the user: its slug, unless the forum would read the slug as a
+/// room id ([`reads_as_id`]); then its id.
+fn room_name(info: &RoomInfo) -> String {
+    if info.slug.is_empty() || reads_as_id(&info.slug) { info.id.to_string() } else { info.slug.clone() }
+}
+
+/// Whether the forum's `find_by(id:)` takes `name` for an id: it starts with a digit (after an
+/// optional sign), so ActiveRecord casts it to the leading integer.
+fn reads_as_id(name: &str) -> bool {
+    let unsigned = name.trim_start().trim_start_matches(['+', '-']);
+    unsigned.starts_with(|character: char| character.is_ascii_digit())
+}
+
 /// Base capabilities plus what the room and the user's role add.
 fn capabilities_for(stage: bool, can_manage: bool) -> Capabilities {
     let mut capabilities = vec![
@@ -707,13 +836,34 @@ fn map_failure(failure: Failure, call: Call<'_>) -> PlaneError {
             let lower = message.to_lowercase();
             if lower.contains("banned") {
                 PlaneError::Banned { message }
-            } else if lower.contains("kick") || matches!(call, Call::Join(_) | Call::Heartbeat(_)) {
-                // Join and heartbeat render `{error}` 403s only for kicked or banned users.
+            } else if matches!(call, Call::Join(_)) {
+                // The forum's text ("You have been removed from this room.") does not say that a
+                // kick, unlike a ban, lapses: the room's kicked list expires 5 minutes after the
+                // latest kick there, or a moderator lifts it.
+                PlaneError::Kicked {
+                    message: format!(
+                        "kicked; you may join again once a moderator lifts it or within 5 minutes ({message})"
+                    ),
+                }
+            } else if lower.contains("kick") || matches!(call, Call::Heartbeat(_)) {
+                // A heartbeat renders `{error}` 403s only for kicked or banned users.
                 PlaneError::Kicked { message }
             } else {
                 PlaneError::Forbidden { message }
             }
         }
+        (403, Call::SelfState { unmuting: true, .. }) => PlaneError::Forbidden {
+            // Core's generic `invalid_access` text: on a stage only an admin or a speaker or
+            // moderator member may unmute (or the room is not the user's to join any more).
+            message: format!(
+                "listeners cannot unmute in a stage room until a moderator invites them to speak ({message})"
+            ),
+        },
+        (403, Call::Invite) => PlaneError::Forbidden {
+            message: format!(
+                "the invite is for a room you may not join: the forum admits only members to a private room, and its invite links do not make you one; ask a moderator to add you ({message})"
+            ),
+        },
         (404, _) => PlaneError::NotFound { what: call.subject(), message },
         (409, Call::Join(_)) => match failure.body_str("conflicting_room_id") {
             Some(room_id) => PlaneError::InAnotherRoom {

@@ -4,8 +4,10 @@
 //! The first poll sends `-1` ("from now on"); the answer carries a `/__status` message with the
 //! channel's current last id, and every later answer's messages carry theirs, so nothing
 //! published between two polls is lost. `participants` becomes [`PlaneEvent::Participants`],
-//! `role_change` [`PlaneEvent::RoleChanged`], `kicked` [`PlaneEvent::Removed`] (after which the
-//! watch ends: the forum does not evict from LiveKit, the client must leave).
+//! `role_change` [`PlaneEvent::RoleChanged`] (a stage's `participant` shown as `listener`),
+//! `kicked` [`PlaneEvent::Removed`] (after which the watch ends: the forum does not evict from
+//! LiveKit, the client must leave). A held poll ends with the first message published for the
+//! user (one per answer); the rest wait in the backlog for the next poll.
 //!
 //! **Long poll, not `?dlp=t`.** Every poll is one request against the key's 20-a-minute and
 //! 2880-a-day budget. A long poll is held by the forum for up to 25 s and returns as soon as
@@ -17,6 +19,13 @@
 //!
 //! `Dont-Chunk: true` asks for one JSON array per answer instead of MessageBus's chunked
 //! streaming framing (which is still understood, should a proxy drop the header).
+//!
+//! **A poll never fails for the key.** MessageBus runs before Rails and rescues every error of
+//! the user lookup, so a poll with an unknown, revoked or rate-limited key is answered as an
+//! anonymous one: 200, with what is addressed to the user (`kicked`) or to a group (a public
+//! room's `participants`) left out and the channel's id moved past it. The watch cannot tell;
+//! the session learns of a kick from its next heartbeat (403) instead, and of a bad key from
+//! the other requests.
 //!
 //! Failures: rate limiting, 5xx, unreachable forum and garbled answers send
 //! [`PlaneEvent::Degraded`] and retry after an exponential backoff (2 s doubling to 60 s, or the
@@ -54,8 +63,8 @@ pub(super) async fn watch(
     events: mpsc::Sender<PlaneEvent>,
 ) -> Result<(), PlaneError> {
     let room = room_argument(&grant.room_id)?;
-    let room_id = plane.room_id(room).await?;
-    let channel = format!("/audioroom/rooms/{room_id}");
+    let info = plane.room_info(room).await?;
+    let channel = format!("/audioroom/rooms/{}", info.id);
     // A MessageBus client id names one subscriber (a browser tab); a fresh one per watch keeps
     // two Parley sessions on the same key from stealing each other's messages.
     let url = plane.endpoint(&["message-bus", &random_hex(16), "poll"])?;
@@ -111,7 +120,7 @@ pub(super) async fn watch(
                 continue;
             }
             last_id = message.message_id;
-            let Some(event) = room_event(plane, message.data) else { continue };
+            let Some(event) = room_event(plane, message.data, info.stage) else { continue };
             let removed = matches!(event, PlaneEvent::Removed { .. });
             if events.send(event).await.is_err() || removed {
                 return Ok(());
@@ -143,7 +152,7 @@ fn parse_messages(body: &str, url: &str) -> Result<Vec<wire::BusMessage>, PlaneE
     Ok(messages)
 }
 
-fn room_event(plane: &AudioroomPlane, data: Value) -> Option<PlaneEvent> {
+fn room_event(plane: &AudioroomPlane, data: Value, stage: bool) -> Option<PlaneEvent> {
     let message: wire::RoomMessage = match serde_json::from_value(data) {
         Ok(message) => message,
         Err(error) => {
@@ -153,7 +162,7 @@ fn room_event(plane: &AudioroomPlane, data: Value) -> Option<PlaneEvent> {
     };
     match message {
         wire::RoomMessage::Participants { participants } => Some(PlaneEvent::Participants {
-            participants: participants.into_iter().map(|participant| plane.participant(participant)).collect(),
+            participants: participants.into_iter().map(|participant| plane.participant(participant, stage)).collect(),
         }),
         wire::RoomMessage::RoleChange { user_id, role } => {
             let identity = match user_id {
@@ -161,7 +170,7 @@ fn room_event(plane: &AudioroomPlane, data: Value) -> Option<PlaneEvent> {
                 Value::String(text) => text,
                 _ => return None,
             };
-            Some(PlaneEvent::RoleChanged { identity, role })
+            Some(PlaneEvent::RoleChanged { identity, role: super::parley_role(stage, role) })
         }
         wire::RoomMessage::Kicked => {
             Some(PlaneEvent::Removed { reason: "a moderator removed you from the room".into() })
