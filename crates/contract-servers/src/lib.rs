@@ -15,6 +15,9 @@
 //!
 //! [`nip29`] mirrors the reference relay, fiatjaf/pyramid @ d15b6d9 (its module doc lists how).
 //!
+//! * [`meet`] mirrors suitenumerique/meet v1.27.0-18-ge5f0b1c2 (production settings).
+//! * [`lk_jwt`] mirrors element-hq/lk-jwt-service v0.5.0-16-ga375b13 (`a375b130`).
+//!
 //! [`portal`] is the odd one out: not HTTP but the desktop's GlobalShortcuts portal on a D-Bus
 //! session bus, for the app's Wayland shortcuts.
 //!

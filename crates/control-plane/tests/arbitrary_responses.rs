@@ -796,7 +796,7 @@ fn canned(fixtures: &Fixtures, documents: Vec<Value>) -> BoxedStrategy<Canned> {
     ];
     let set_cookie = prop_oneof![
         "lobbyParticipantId=[a-z0-9-]{0,16}(; Path=/)?(; Max-Age=0)?",
-        "meet_sessionid=replaced; Secure",
+        "sessionid=replaced; Secure",
         "[ -~]{0,32}",
     ];
     (

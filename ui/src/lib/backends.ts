@@ -85,7 +85,7 @@ export const BACKENDS: readonly BackendSpec[] = [
       { key: 'display_name', label: 'Display name', required: true, kind: 'text' },
     ],
     secrets: [
-      { key: 'session-cookie', label: 'Session cookie', required: false, help: 'meet_sessionid; owners and admins need it to moderate.' },
+      { key: 'session-cookie', label: 'Session cookie', required: false, help: 'The sessionid cookie (or name=value if the site renames it); owners and admins need it to moderate.' },
       { key: 'csrf-token', label: 'CSRF token', required: false, help: 'The csrftoken cookie that goes with the session.' },
     ],
     discourseAuth: false,

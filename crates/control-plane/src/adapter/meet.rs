@@ -13,14 +13,23 @@
 //!   cookies from the keyring in one `Cookie` header, and because the server marks it `Secure`,
 //!   which a browser-grade jar would drop on a plain-HTTP test server.
 //! * Owners and administrators sign in through OIDC in a browser; the profile keeps the resulting
-//!   `meet_sessionid` (and `csrftoken`) cookie. Requests authenticated by session cookie carry
+//!   session cookie (and `csrftoken`). Production Meet uses Django's default cookie name,
+//!   `sessionid`; a secret of the form `name=value` names another (`meet_sessionid` in Meet's
+//!   Development settings). Requests authenticated by session cookie carry
 //!   `X-CSRFToken`, `Origin` and `Referer` as Django's CSRF check wants. With it: kick
 //!   (`remove-participant/`), hard mute / restore (`update-participant/` with a whole permission
 //!   object: LiveKit replaces the participant's permission with exactly what is sent), make
 //!   moderator (`update-participant-role/`), the lobby ([`MeetPlane::waiting_participants`],
 //!   [`MeetPlane::admit`]).
 //! * With the LiveKit token only (`Authorization: Bearer`): raise hand (`toggle-hand/`),
-//!   [`MeetPlane::rename`], and mute when the room lets everyone mute.
+//!   [`MeetPlane::rename`], and mute when the room lets everyone mute. Meet lets a session mute
+//!   only for owners and administrators, and skips that path when a token is sent, so the
+//!   adapter mutes with the session when the grant is a `roomAdmin` one and with the token
+//!   otherwise. Meet answers a missing or refused token with 403 (`Authentication credentials
+//!   were not provided.`, `Invalid LiveKit token: …`), which the adapter reports as
+//!   [`PlaneError::Unauthorized`].
+//! * Tokens are read without `livekit-api`'s `Claims`: Meet's carry `"room_role": null` for
+//!   callers without a role, which that type (attributes are strings) refuses.
 //!
 //! Participants are named by LiveKit identity (`user.sub`, or the lobby id of a guest). Muting
 //! needs the SID of their microphone track, which Meet's API never lists and this adapter cannot
@@ -45,6 +54,8 @@ use crate::plane::{
 };
 use crate::{PlaneError, Secret};
 
+/// Django's default `SESSION_COOKIE_NAME`, which production Meet keeps.
+const SESSION_COOKIE: &str = "sessionid";
 /// The server forgets a waiter after `LOBBY_WAITING_TIMEOUT` = 3 s without a poll.
 const LOBBY_EXPIRY: Duration = Duration::from_secs(3);
 /// `LIVEKIT_DEFAULT_SOURCES`: what a participant may publish unless the room configures less.
@@ -80,7 +91,8 @@ pub struct Settings {
 /// Secrets, kept in the OS keyring.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
-    /// The Django session cookie (`meet_sessionid`) of a signed-in user; owners and
+    /// The Django session cookie of a signed-in user: its value (sent as `sessionid`), or
+    /// `name=value` for a deployment that renames it; owners and
     /// administrators need it to moderate.
     pub session_cookie: Option<Secret>,
     /// The `csrftoken` cookie that goes with the session.
@@ -248,7 +260,7 @@ impl MeetPlane {
         } else {
             Err(PlaneError::InvalidInput {
                 message: format!(
-                    "{what} on La Suite Meet needs a signed-in owner or administrator: add the meet_sessionid cookie to the profile"
+                    "{what} on La Suite Meet needs a signed-in owner or administrator: add the session cookie (sessionid) to the profile"
                 ),
             })
         }
@@ -259,7 +271,8 @@ impl MeetPlane {
     fn session_request(&self, method: Method, url: &str) -> RequestBuilder {
         let mut cookies: Vec<String> = Vec::new();
         if let Some(session) = &self.session_cookie {
-            cookies.push(format!("meet_sessionid={}", session.expose()));
+            let (name, value) = session_cookie(session.expose());
+            cookies.push(format!("{name}={value}"));
         }
         if let Some(csrf) = &self.csrf_token {
             cookies.push(format!("csrftoken={}", csrf.expose()));
@@ -281,9 +294,12 @@ impl MeetPlane {
         request
     }
 
-    /// Moderation requests go with the session when there is one, else with the LiveKit token.
-    fn moderation_request(&self, grant: &JoinGrant, url: &str) -> RequestBuilder {
-        if self.session_cookie.is_some() {
+    /// A mute request: with the session for an owner or administrator (the only callers Meet's
+    /// `CanMuteParticipant` lets through a session, and only when no token is sent), else with
+    /// the grant's LiveKit token (`everyone_can_mute`).
+    fn mute_request(&self, grant: &JoinGrant, url: &str) -> RequestBuilder {
+        let admin = MeetClaims::read(&grant.token).is_ok_and(|claims| claims.video.room_admin);
+        if admin && self.session_cookie.is_some() {
             self.session_request(Method::POST, url)
         } else {
             self.http.request(Method::POST, url).bearer_auth(&grant.token)
@@ -318,7 +334,8 @@ impl MeetPlane {
             let Some((name, value)) = parts.next().and_then(|pair| pair.split_once('=')) else { continue };
             let (name, value) = (name.trim(), value.trim().trim_matches('"'));
             // The session and CSRF cookies come from the keyring; the server may not replace them.
-            if name == "meet_sessionid" || name == "csrftoken" {
+            let session_name = self.session_cookie.as_ref().map(|session| session_cookie(session.expose()).0);
+            if name == session_name.unwrap_or(SESSION_COOKIE) || name == "csrftoken" {
                 continue;
             }
             let expired = parts.any(|attribute| attribute.trim().eq_ignore_ascii_case("max-age=0"));
@@ -331,8 +348,7 @@ impl MeetPlane {
     }
 
     fn grant(&self, room: &RoomAnswer, livekit: &LivekitAccess, asked: &str) -> Result<JoinGrant, PlaneError> {
-        let claims = livekit_api::access_token::Claims::from_unverified(&livekit.token)
-            .map_err(|_| PlaneError::Malformed { detail: "Meet's LiveKit token is not a JWT".into() })?;
+        let claims = MeetClaims::read(&livekit.token)?;
         let admin = claims.video.room_admin;
         if let Ok(mut slot) = self.admin.lock() {
             *slot = Some(admin);
@@ -350,8 +366,9 @@ impl MeetPlane {
         let role = claims
             .attributes
             .get("room_role")
+            .and_then(serde_json::Value::as_str)
             .filter(|role| !role.is_empty())
-            .cloned()
+            .map(String::from)
             .or_else(|| admin.then(|| "administrator".to_string()));
         Ok(JoinGrant {
             room_name: room.name.clone().or_else(|| room.slug.clone()).unwrap_or_else(|| room_id.clone()),
@@ -359,7 +376,7 @@ impl MeetPlane {
             url: websocket_url(&livekit.url)?,
             token: livekit.token.clone(),
             e2ee_key: None,
-            expires_at: u64::try_from(claims.exp).ok().filter(|exp| *exp > 0),
+            expires_at: claims.exp.filter(|exp| *exp > 0),
             heartbeat_every: None,
             role,
             notice: None,
@@ -430,8 +447,7 @@ impl MeetPlane {
 
     /// The room's participants as LiveKit's RoomService lists them (needs a `roomAdmin` token).
     async fn livekit_participants(&self, grant: &JoinGrant) -> Result<Vec<ParticipantInfo>, PlaneError> {
-        let claims = livekit_api::access_token::Claims::from_unverified(&grant.token)
-            .map_err(|_| PlaneError::Malformed { detail: "the grant's LiveKit token is not a JWT".into() })?;
+        let claims = MeetClaims::read(&grant.token)?;
         let base = http_url(&grant.url)?;
         let url = format!("{}/twirp/livekit.RoomService/ListParticipants", base.trim_end_matches('/'));
         let request = self
@@ -477,7 +493,7 @@ impl MeetPlane {
         let url = self.room_url(&grant.room_id, Some("mute-participant"))?;
         for track in tracks {
             let request = self
-                .moderation_request(grant, &url)
+                .mute_request(grant, &url)
                 .json(&serde_json::json!({ "participant_identity": identity, "track_sid": track }));
             self.send(request, &format!("participant {identity:?}")).await?;
         }
@@ -639,6 +655,50 @@ impl ControlPlane for MeetPlane {
     }
 }
 
+/// The session secret as a cookie: `name=value` as given, or a bare value under
+/// [`SESSION_COOKIE`] (Django session keys never contain `=`).
+fn session_cookie(secret: &str) -> (&str, &str) {
+    match secret.trim().split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => (name.trim(), value.trim()),
+        _ => (SESSION_COOKIE, secret.trim()),
+    }
+}
+
+/// What the adapter reads from Meet's LiveKit token (python livekit-api claims, unverified).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MeetClaims {
+    exp: Option<u64>,
+    video: MeetVideo,
+    /// Values are strings, except `room_role`, which is `null` without a role.
+    attributes: HashMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct MeetVideo {
+    room: String,
+    room_admin: bool,
+}
+
+impl MeetClaims {
+    /// Errors: [`PlaneError::Malformed`] when `token` is not a JWT with a JSON payload.
+    fn read(token: &str) -> Result<MeetClaims, PlaneError> {
+        use base64::Engine;
+        let malformed = || PlaneError::Malformed { detail: "Meet's LiveKit token is not a JWT".into() };
+        let mut parts = token.split('.');
+        let (Some(_header), Some(payload), Some(_signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| malformed())?;
+        serde_json::from_slice(&bytes).map_err(|_| malformed())
+    }
+}
+
 /// `RoomSerializer` (only what the adapter uses).
 #[derive(Deserialize)]
 struct RoomAnswer {
@@ -719,8 +779,15 @@ fn enum_is(value: &serde_json::Value, name: &str, number: u64) -> bool {
 
 fn meet_error(failure: Failure, what: &str) -> PlaneError {
     let message = failure.message.clone();
+    // The LiveKit-token authenticator has no `WWW-Authenticate`, so DRF turns its "who are you"
+    // answers into 403s; they are still authentication failures.
+    let token_refused =
+        ["Authentication credentials were not provided.", "Invalid LiveKit token", "Authorization header must be"]
+            .iter()
+            .any(|start| message.starts_with(start));
     match failure.status.map(|status| status.as_u16()) {
         Some(401) => PlaneError::Unauthorized { message },
+        Some(403) if token_refused => PlaneError::Unauthorized { message },
         Some(403) if message.starts_with("CSRF Failed") => PlaneError::Unauthorized {
             message: format!("{message} (copy the csrftoken cookie again together with the session cookie)"),
         },
