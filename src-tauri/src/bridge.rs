@@ -169,7 +169,7 @@ mod tests {
     use super::*;
 
     fn muted(muted: bool) -> ClientState {
-        ClientState { call: None, local: LocalState { muted, ..ClientState::default().local } }
+        ClientState { call: None, local: LocalState { muted, ..ClientState::default().local }, link: None }
     }
 
     /// In a call with alice and bob, alice at `alice_dbfs`.
@@ -179,7 +179,11 @@ mod tests {
         call.participants.push(ParticipantState::new("bob", "Bob"));
         call.participants[0].level_dbfs = alice_dbfs;
         call.participants[1].muted = bob_muted;
-        ClientState { call: Some(call), local: LocalState { input_level_dbfs: -30.0, ..ClientState::default().local } }
+        ClientState {
+            call: Some(call),
+            local: LocalState { input_level_dbfs: -30.0, ..ClientState::default().local },
+            link: None,
+        }
     }
 
     fn whole(update: &StateUpdate) -> &ClientState {

@@ -30,6 +30,7 @@ pub const COMMANDS: &[&str] = &[
     "set_volume",
     "set_local_mute",
     "allow_unencrypted",
+    "dismiss_link",
     "moderate_participant",
     "set_hand_raised",
     "get_shortcut_support",

@@ -186,6 +186,13 @@ pub async fn allow_unencrypted(client: State<'_, Client>, identity: String) -> R
     client.allow_unencrypted(&identity).await
 }
 
+/// The user declined the room a `parley://join/…` link asked them to join.
+#[tauri::command]
+#[tracing::instrument(skip(client))]
+pub fn dismiss_link(client: State<'_, Client>) {
+    client.dismiss_link();
+}
+
 #[tauri::command]
 #[tracing::instrument(skip(client), err(Display))]
 pub async fn moderate_participant(client: State<'_, Client>, identity: String, action: ModerationAction) -> Reply<()> {

@@ -74,7 +74,7 @@ fn run_app() -> anyhow::Result<()> {
         // First: a second launch must be caught before anything else starts.
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
             links::show_main_window(app);
-            links::handle_args(app, argv.iter().skip(1).map(String::as_str));
+            links::handle_forwarded_args(app, argv.iter().skip(1).map(String::as_str));
         }))
         .plugin(tauri_plugin_deep_link::init())
         .plugin(
@@ -115,6 +115,7 @@ fn run_app() -> anyhow::Result<()> {
             commands::set_volume,
             commands::set_local_mute,
             commands::allow_unencrypted,
+            commands::dismiss_link,
             commands::moderate_participant,
             commands::set_hand_raised,
             commands::get_shortcut_support,

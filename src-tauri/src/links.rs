@@ -2,7 +2,7 @@
 //! browser sign-in returns), arguments a second launch forwards through single-instance, and the
 //! `parley ctl` control socket (the same protocol `parley join` answers).
 //!
-//! `parley://join/<profile>/<room>` joins directly; any other `parley://` URL goes to the UI
+//! `parley://join/<profile>/<room>` shows that room and waits for a click on Join; any other `parley://` URL goes to the UI
 //! (`deep-link-opened`). Arguments: URLs as above, or `ctl <command…>` (`ctl ptt-start`).
 
 use parley_core::Control;
@@ -36,19 +36,32 @@ pub fn toggle_main_window<R: Runtime>(app: &AppHandle<R>) {
     }
 }
 
-/// Acts on command-line arguments (this launch's, or a second launch's).
+/// Acts on this launch's command-line arguments: `ctl <command…>`, or `parley://` links.
 pub fn handle_args<'a, R: Runtime>(app: &AppHandle<R>, args: impl Iterator<Item = &'a str>) {
     let args: Vec<&str> = args.collect();
-    if let Some(("ctl", command)) = args.split_first().map(|(first, rest)| (*first, rest)) {
-        match command.join(" ").parse::<Control>() {
-            Ok(control) => apply_control(app, control),
-            Err(error) => tracing::warn!(%error, "a forwarded ctl command was not understood"),
+    if !handle_ctl(app, &args) {
+        for arg in args.into_iter().filter(|arg| arg.starts_with("parley://")) {
+            open_link(app, arg);
         }
-        return;
     }
-    for arg in args.into_iter().filter(|arg| arg.starts_with("parley://")) {
-        open_link(app, arg);
+}
+
+/// Acts on a second launch's arguments. Only `ctl <command…>`: its `parley://` links reach us
+/// through the deep-link plugin, to which single-instance hands them; taking them here too
+/// would open each link twice.
+pub fn handle_forwarded_args<'a, R: Runtime>(app: &AppHandle<R>, args: impl Iterator<Item = &'a str>) {
+    let args: Vec<&str> = args.collect();
+    handle_ctl(app, &args);
+}
+
+/// `ctl <command…>`: applies the command; whether the arguments were one.
+fn handle_ctl<R: Runtime>(app: &AppHandle<R>, args: &[&str]) -> bool {
+    let Some(("ctl", command)) = args.split_first().map(|(first, rest)| (*first, rest)) else { return false };
+    match command.join(" ").parse::<Control>() {
+        Ok(control) => apply_control(app, control),
+        Err(error) => tracing::warn!(%error, "a forwarded ctl command was not understood"),
     }
+    true
 }
 
 fn apply_control<R: Runtime>(app: &AppHandle<R>, control: Control) {
@@ -70,18 +83,15 @@ pub fn listen_for_deep_links<R: Runtime>(app: &AppHandle<R>) {
     });
 }
 
-/// `parley://join/<profile>/<room>` joins; anything else is the UI's to handle.
+/// `parley://join/<profile>/<room>` shows that room and waits for the user's click on Join
+/// (any web page can open a link: it must not open the microphone); anything else is the UI's
+/// to handle.
 pub fn open_link<R: Runtime>(app: &AppHandle<R>, url: &str) {
     show_main_window(app);
     match join_target(url) {
         Some((profile, room)) => {
-            tracing::info!(profile, room, "joining from a link");
-            let client = app.state::<Client>().inner().clone();
-            tauri::async_runtime::spawn(async move {
-                if let Err(error) = client.join_room(&profile, &room, false).await {
-                    tracing::warn!(%error, "joining from a link failed");
-                }
-            });
+            tracing::info!(profile, room, "a link asks to join a room; waiting for the user");
+            app.state::<Client>().open_link(&profile, &room);
         }
         None => {
             if let Err(error) = app.emit_to(MAIN_WINDOW, DEEP_LINK_OPENED, url) {

@@ -77,6 +77,60 @@ fn a_linked_join_lists_the_speaking_peer_and_plays_its_tone_on_the_speaker() {
     eprintln!("peer-heard: {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// Any web page can open a `parley://join/…` link: the app shows the room and sends nothing —
+/// not even its presence — until the user clicks Join.
+#[test]
+fn a_join_link_alone_sends_no_audio_until_join_is_clicked() {
+    let started = Instant::now();
+    let rig = Rig::launch("link-asks", &AppSetup::default());
+    let _mouth = Mouth::sing(&rig.pulse, APP_MIC, MIC_HZ.into(), TONE_DBFS.into(), 300.0);
+    let listener = Peer::join(&rig.server, ROOM, "ear", rig.dir.path(), &["--record"], 120.0);
+    let recording = listener.recording.clone().expect("a recording path");
+    listener.wait_for_event("should join the room", APPEARS, |event| event["event"] == "joined");
+    let dialog = rig.session.wait_for(
+        "const dialog = document.querySelector('[role=alertdialog]'); return dialog ? dialog.textContent : null;",
+        Vec::new(),
+        APPEARS,
+    );
+    let dialog = dialog.unwrap_or_else(|error| panic!("reading the window: {error}"));
+    let text = dialog.as_str().unwrap_or_else(|| panic!("the link should open a dialog, got {dialog}"));
+    assert!(text.contains(ROOM) && text.contains("Join"), "the dialog names the room and offers Join: {text:?}");
+    // Long enough for a join the link had started by itself to be heard.
+    std::thread::sleep(Duration::from_secs(8));
+    rig.screenshot("asked");
+    let clicked = now_ms();
+    rig.accept_link();
+    rig.wait_connected();
+    listener.wait_for_event("should hear the app once Join is clicked", ARRIVES, |event| {
+        event["event"] == "first_audio" && event["identity"] == APP_IDENTITY
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let heard_until = now_ms();
+    let ended = listener.leave(ENDS);
+    ended.assert_clean();
+
+    let joined_before = ended
+        .events_named("participant_joined")
+        .into_iter()
+        .any(|event| event["identity"] == APP_IDENTITY && event["unix_ms"].as_f64().is_some_and(|at| at < clicked));
+    assert!(!joined_before, "the app must not enter the room before Join: {:?}", ended.events);
+    let (samples, start_ms) = ended.recording(&recording);
+    let before = read_tone(between(&samples, start_ms, clicked - 7000.0, clicked), MIC_HZ);
+    let after = read_tone(between(&samples, start_ms, heard_until - 3000.0, heard_until), MIC_HZ);
+    eprintln!(
+        "link-asks: {MIC_HZ} Hz at the listener: {:.1} dBFS before Join, {:.1} dBFS after; {:.1} s",
+        before.level_dbfs,
+        after.level_dbfs,
+        started.elapsed().as_secs_f64()
+    );
+    assert!(before.level_dbfs <= -60.0, "before Join the listener hears nothing, got {:.1} dBFS", before.level_dbfs);
+    assert!(
+        after.level_dbfs >= -30.0,
+        "after Join the listener hears the microphone, got {:.1} dBFS",
+        after.level_dbfs
+    );
+}
+
 #[test]
 fn halving_a_peers_volume_in_their_menu_lowers_them_by_6_db() {
     let started = Instant::now();

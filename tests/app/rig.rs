@@ -81,15 +81,31 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// Starts everything and the app, and waits until the app shows itself connected to the
-    /// room. `scenario` names the screenshots.
+    /// Starts everything and the app, clicks Join in the link's dialog and waits until the app
+    /// shows itself connected to the room. `scenario` names the screenshots.
     pub fn start(scenario: &'static str, setup: &AppSetup) -> Rig {
         let rig = Rig::launch(scenario, setup);
+        rig.accept_link();
         rig.wait_connected();
         rig
     }
 
-    /// Starts everything and the app (which starts joining, unless it is a first run).
+    /// Waits for the dialog the join link opens (the app never joins from a link by itself)
+    /// and clicks its Join button.
+    pub fn accept_link(&self) {
+        let found = self.session.wait_for(
+            "return document.querySelector('[role=alertdialog] button.link-join');",
+            Vec::new(),
+            Duration::from_secs(30),
+        );
+        let node = found.unwrap_or_else(|error| panic!("reading the window: {error}"));
+        let button = self.session.element_from(&node).unwrap_or_else(|_| {
+            panic!("the link should open a dialog with a Join button; its log ends with:\n{}", self.driver.log_tail(40))
+        });
+        self.session.click(&button).unwrap_or_else(|error| panic!("clicking Join: {error}"));
+    }
+
+    /// Starts everything and the app (which opens its join link's dialog, unless it is a first run).
     pub fn launch(scenario: &'static str, setup: &AppSetup) -> Rig {
         let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
         let keyring = TestKeyring::start().unwrap_or_else(|error| panic!("a session bus with a keyring: {error}"));

@@ -340,6 +340,10 @@ fn a_stage_listener_is_heard_only_while_invited_to_speak_and_never_reconnects() 
     let forum = Forum::start(&server, NewRoom::stage("stage", "The Stage"));
     let ear = forum.identity();
     let recorder = LivePeer::recorder(&server, "stage", dir.path());
+    // In the room first, so that the listener's arrival (and its rights) is an event it sees.
+    recorder.wait_for("joining", CHANGE_DEADLINE, |events| {
+        events.iter().any(|event| event["event"] == "joined").then_some(())
+    });
     let listener = LivePeer::profile(&forum.home, "ear", &forum.room(), &["--tone", "550"]);
 
     listener.wait_for("joining as a listener", CHANGE_DEADLINE, |events| {

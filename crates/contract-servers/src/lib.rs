@@ -6,17 +6,17 @@
 //! shapes) and answer with the real status codes and error bodies, so an adapter that passes
 //! against them speaks the real contract (DESIGN.md §10).
 //!
-//! The version of the real project each one mirrors (its module doc says more):
+//! The version of the real project each one mirrors (its module doc says how, field by field):
 //! * [`audioroom`]: `dpnmw/audioroom@067cfbb` (0.1.0) with livekit-server-sdk 0.9.0, on
 //!   Discourse core (Rails 8) and `discourse/message_bus` 4.5.2.
+//! * [`meet`]: `suitenumerique/meet` v1.27.0-18-ge5f0b1c2 (production settings).
+//! * [`lk_jwt`]: `element-hq/lk-jwt-service` v0.5.0-16-ga375b13 (`a375b130`).
+//! * [`nip29`]: the reference relay, `fiatjaf/pyramid@d15b6d9`.
+//! * [`distokoloshe`]: `oddsock/distokoloshe@2cb343b` (its Express API and SQLite rows).
+//! * [`token_endpoint`]: no project: the generic contract of `shared/CONTROL_PLANES.md`.
 //!
 //! Join endpoints mint real LiveKit tokens with the keys of a real LiveKit server
 //! ([`LivekitKeys`]), so end-to-end tests really join.
-//!
-//! [`nip29`] mirrors the reference relay, fiatjaf/pyramid @ d15b6d9 (its module doc lists how).
-//!
-//! * [`meet`] mirrors suitenumerique/meet v1.27.0-18-ge5f0b1c2 (production settings).
-//! * [`lk_jwt`] mirrors element-hq/lk-jwt-service v0.5.0-16-ga375b13 (`a375b130`).
 //!
 //! [`portal`] is the odd one out: not HTTP but the desktop's GlobalShortcuts portal on a D-Bus
 //! session bus, for the app's Wayland shortcuts.

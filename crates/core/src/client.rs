@@ -45,7 +45,7 @@ pub use directory::{AudioDevice, Backend, BackendFeatures, BackendForm, ProfileI
 pub use error::{ClientError, ErrorCode};
 pub use settings::{AppSettings, Shortcuts, TransmitChoice};
 pub use state::{
-    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LocalState, ModerationAction,
+    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState, ModerationAction,
     ParticipantState,
 };
 
@@ -201,7 +201,7 @@ impl Client {
             }
         };
         let local = LocalState { transmit_mode: file.settings.transmit_mode, ..LocalState::default() };
-        let (state, _) = watch::channel(ClientState { call: None, local });
+        let (state, _) = watch::channel(ClientState { call: None, local, link: None });
         let (notices, _) = broadcast::channel(64);
         Client {
             inner: Arc::new(Inner {
@@ -474,6 +474,19 @@ impl Client {
 
     // ---- the call ------------------------------------------------------------------------------
 
+    /// A `parley://join/<profile>/<room>` link was opened: the state shows the room, and the
+    /// window asks the user; only their click joins ([`Client::join_room`]). Any web page can
+    /// open such a link, so it must never put an open microphone into a room by itself.
+    pub fn open_link(&self, profile: &str, room: &str) {
+        let link = LinkedRoom { profile: profile.to_string(), room: room.to_string() };
+        self.inner.state.send_modify(|state| state.link = Some(link));
+    }
+
+    /// The user declined the room a link asked them to join.
+    pub fn dismiss_link(&self) {
+        self.inner.state.send_if_modified(|state| state.link.take().is_some());
+    }
+
     /// Joins `room` through `profile`, leaving the current call first. With `switch_rooms`, a
     /// backend that says we are in another room is told to leave that one, and the join is tried
     /// once more. The state shows every phase; on failure the call stays in the state as
@@ -489,7 +502,11 @@ impl Client {
         if let Some(previous) = slot.take() {
             previous.leave().await;
         }
-        self.inner.state.send_modify(|state| state.call = Some(CallState::joining(profile, room)));
+        self.inner.state.send_modify(|state| {
+            state.call = Some(CallState::joining(profile, room));
+            // The user acted: a link waiting for their click has had its answer.
+            state.link = None;
+        });
         let joined = tokio::time::timeout(JOIN_TIMEOUT, self.connect(profile, room, switch_rooms)).await;
         let joined = joined.unwrap_or_else(|_| {
             Err(ClientError::new(

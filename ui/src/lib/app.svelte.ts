@@ -265,6 +265,22 @@ export class AppModel {
     await this.joinIn(profile, room, roomName, false);
   }
 
+  /// Joins the room a `parley://join/…` link names (the user clicked Join in its dialog).
+  async joinLink(): Promise<void> {
+    const link = this.state.link;
+    if (!link) return;
+    if (this.selectedProfile !== link.profile && this.profiles.some((profile) => profile.name === link.profile)) {
+      await this.selectProfile(link.profile);
+    }
+    const roomName = this.rooms.find((entry) => entry.id === link.room || entry.name === link.room)?.name ?? link.room;
+    await this.joinIn(link.profile, link.room, roomName, false);
+  }
+
+  /// Declines the room a link names.
+  async dismissLink(): Promise<void> {
+    await this.run(() => this.backend.invoke('dismiss_link'));
+  }
+
   /// The in-another-room dialog's one-click switch: leave that room, join this one.
   async switchRooms(): Promise<void> {
     const problem = this.problem;

@@ -81,4 +81,5 @@ export const IDLE_STATE: ClientState = {
     transmitMode: 'voice_activity',
     inputLevelDbfs: -100,
   },
+  link: null,
 };

@@ -19,6 +19,7 @@ export type {
   ErrorCode,
   JsonValue,
   Levels,
+  LinkedRoom,
   LocalState,
   ModerationAction,
   ModerationOption,

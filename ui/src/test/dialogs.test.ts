@@ -66,3 +66,47 @@ describe('error dialogs', () => {
     expect(join, 'focus returns to the button that opened the dialog').toHaveFocus();
   });
 });
+
+describe('join links', () => {
+  it('asks before joining the room a link names, and joins only on a click', async () => {
+    const { backend, user } = await renderApp();
+    backend.openJoinLink('forum', 'town-hall');
+
+    const dialog = await screen.findByRole('alertdialog', { name: 'Join this room?' });
+    expect(dialog).toHaveTextContent('A link asks to join town-hall on your server forum.');
+    expect(dialog).toHaveTextContent('Nothing is sent until you join');
+    expect(within(dialog).getByRole('button', { name: 'Not now' }), 'Enter or Space must not join').toHaveFocus();
+    expect(backend.callsOf('join_room'), 'a link alone joins nothing').toEqual([]);
+
+    await user.click(within(dialog).getByRole('button', { name: 'Join' }));
+    expect(backend.callsOf('join_room')).toEqual([{ profile: 'forum', room: 'town-hall', switchRooms: false }]);
+    expect(await screen.findByRole('heading', { name: 'Town hall', level: 2 })).toBeInTheDocument();
+    expect(screen.queryByRole('alertdialog')).toBeNull();
+  });
+
+  it('declines a link with Not now or Escape', async () => {
+    const { backend, user } = await renderApp();
+    backend.openJoinLink('local', 'lounge');
+    const dialog = await screen.findByRole('alertdialog', { name: 'Join this room?' });
+    await user.click(within(dialog).getByRole('button', { name: 'Not now' }));
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+
+    backend.openJoinLink('local', 'standup');
+    await screen.findByRole('alertdialog', { name: 'Join this room?' });
+    await user.keyboard('{Escape}');
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    expect(backend.callsOf('dismiss_link')).toHaveLength(2);
+    expect(backend.callsOf('join_room')).toEqual([]);
+  });
+
+  it('says so when a link names a server the user has not added', async () => {
+    const { backend, user } = await renderApp();
+    backend.openJoinLink('work', 'secret-room');
+    const dialog = await screen.findByRole('alertdialog', { name: 'Unknown server' });
+    expect(dialog).toHaveTextContent('on a server named work, which you have not added');
+    expect(within(dialog).queryByRole('button', { name: 'Join' })).toBeNull();
+    await user.click(within(dialog).getByRole('button', { name: 'OK' }));
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    expect(backend.callsOf('join_room')).toEqual([]);
+  });
+});

@@ -14,7 +14,7 @@ use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, 
 use super::error::{ClientError, ErrorCode};
 use super::settings::{AppSettings, Shortcuts, TransmitChoice};
 use super::state::{
-    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LocalState, ModerationAction,
+    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState, ModerationAction,
     ModerationOption, ParticipantState,
 };
 use super::{DiscourseAuthStarted, Notice};
@@ -122,6 +122,7 @@ pub fn commands() -> Vec<CommandSpec> {
         command("set_volume", vec![("identity", ts::<String>()), ("percent", ts::<u32>())], ts::<()>()),
         command("set_local_mute", vec![("identity", ts::<String>()), ("muted", ts::<bool>())], ts::<()>()),
         command("allow_unencrypted", vec![("identity", ts::<String>())], ts::<()>()),
+        command("dismiss_link", vec![], ts::<()>()),
         command(
             "moderate_participant",
             vec![("identity", ts::<String>()), ("action", ts::<ModerationAction>())],
@@ -154,6 +155,7 @@ pub fn bindings_ts() -> String {
         declaration::<StateUpdate>(),
         declaration::<Levels>(),
         declaration::<LocalState>(),
+        declaration::<LinkedRoom>(),
         declaration::<CallState>(),
         declaration::<CallPhase>(),
         declaration::<ParticipantState>(),

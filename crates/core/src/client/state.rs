@@ -26,6 +26,17 @@ pub struct ClientState {
     /// The current call, or the last one's failure until the next join or leave.
     pub call: Option<CallState>,
     pub local: LocalState,
+    /// A `parley://join/…` link asks to join a room: shown to the user, joined only when they
+    /// say so (a web page must not be able to put an open microphone into a room).
+    pub link: Option<LinkedRoom>,
+}
+
+/// The room a join link names, waiting for the user's click.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkedRoom {
+    pub profile: String,
+    pub room: String,
 }
 
 impl ClientState {
@@ -562,7 +573,7 @@ mod tests {
     use crate::Participant;
 
     fn in_call() -> ClientState {
-        ClientState { call: Some(CallState::joining("home", "lobby")), local: LocalState::default() }
+        ClientState { call: Some(CallState::joining("home", "lobby")), ..ClientState::default() }
     }
 
     fn saved(identity: &str) -> u32 {

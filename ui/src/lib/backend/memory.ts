@@ -216,6 +216,7 @@ export class MemoryBackend implements Backend {
     const call = this.state.call;
     const participants = call?.participants.map((p) => (p.identity in levels ? { ...p, levelDbfs: levels[p.identity] ?? p.levelDbfs } : p));
     this.publish({
+      ...this.state,
       call: call && participants ? { ...call, participants } : call,
       local: { ...this.state.local, inputLevelDbfs: inputDbfs ?? this.state.local.inputLevelDbfs },
     });
@@ -236,6 +237,11 @@ export class MemoryBackend implements Backend {
   /// The shell posts a one-off notice (a followed room went live, a device changed).
   postNotice(notice: Notice): void {
     this.notify(notice);
+  }
+
+  /// A `parley://join/<profile>/<room>` link was opened: the shell shows the room and waits.
+  openJoinLink(profile: string, room: string): void {
+    this.publish({ ...this.state, link: { profile, room } });
   }
 
   /// The OS handed the app a `parley://` URL the shell passes on to the window.
@@ -334,7 +340,7 @@ export class MemoryBackend implements Backend {
     },
     list_devices: async () => structuredClone(this.devices),
     join_room: async ({ profile, room: roomId, switchRooms }) => {
-      this.publish({ ...this.state, call: this.joiningCall(profile, roomId) });
+      this.publish({ ...this.state, call: this.joiningCall(profile, roomId), link: null });
       try {
         this.connect(profile, roomId, switchRooms);
       } catch (error) {
@@ -359,6 +365,10 @@ export class MemoryBackend implements Backend {
     },
     set_volume: async ({ identity, percent }) => this.updateParticipant(identity, { volume: percent }),
     set_local_mute: async ({ identity, muted }) => this.updateParticipant(identity, { locallyMuted: muted }),
+    dismiss_link: async () => {
+      this.publish({ ...this.state, link: null });
+      return null;
+    },
     allow_unencrypted: async ({ identity }) => this.updateParticipant(identity, { encryption: 'allowed_unencrypted' }),
     moderate_participant: async ({ identity, action }) => {
       const call = this.requireCall();

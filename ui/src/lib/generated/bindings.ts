@@ -8,7 +8,12 @@ export type ClientState = {
 /**
  * The current call, or the last one's failure until the next join or leave.
  */
-call: CallState | null, local: LocalState, };
+call: CallState | null, local: LocalState, 
+/**
+ * A `parley://join/…` link asks to join a room: shown to the user, joined only when they
+ * say so (a web page must not be able to put an open microphone into a room).
+ */
+link: LinkedRoom | null, };
 
 /**
  * A numbered [`ClientState`] snapshot, the answer of `next_state`.
@@ -60,6 +65,11 @@ pttHeld: boolean, transmitMode: TransmitChoice,
  * Our microphone after processing, dBFS RMS (meters, the talking tray icon).
  */
 inputLevelDbfs: number, };
+
+/**
+ * The room a join link names, waiting for the user's click.
+ */
+export type LinkedRoom = { profile: string, room: string, };
 
 /**
  * A joined room.

@@ -30,6 +30,7 @@ export interface Commands {
   set_volume: { args: { identity: string; percent: number }; result: null };
   set_local_mute: { args: { identity: string; muted: boolean }; result: null };
   allow_unencrypted: { args: { identity: string }; result: null };
+  dismiss_link: { args: Record<string, never>; result: null };
   moderate_participant: { args: { identity: string; action: T.ModerationAction }; result: null };
   set_hand_raised: { args: { raised: boolean }; result: null };
   get_shortcut_support: { args: Record<string, never>; result: T.ShortcutSupport };
@@ -65,6 +66,7 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "set_volume",
   "set_local_mute",
   "allow_unencrypted",
+  "dismiss_link",
   "moderate_participant",
   "set_hand_raised",
   "get_shortcut_support",

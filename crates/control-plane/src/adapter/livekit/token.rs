@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use livekit_api::access_token::{AccessToken, Claims, VideoGrants};
+use livekit_api::access_token::{AccessToken, VideoGrants};
 
 use crate::PlaneError;
 
@@ -74,19 +74,55 @@ pub struct TokenClaims {
 impl TokenClaims {
     /// Reads `token`'s claims without verifying its signature.
     ///
+    /// Not through `livekit_api::access_token::Claims`: it refuses tokens the LiveKit server
+    /// accepts, such as La Suite Meet's, whose `attributes` hold a JSON `null` (Go reads it as
+    /// an empty string). Only the fields we use are read, each leniently.
+    ///
     /// Errors: [`PlaneError::Malformed`] when it is not a LiveKit JWT.
     pub fn read(token: &str) -> Result<TokenClaims, PlaneError> {
-        let claims = Claims::from_unverified(token).map_err(|_| PlaneError::Malformed {
-            detail: "the token handed out is not a LiveKit access token".into(),
-        })?;
+        use base64::Engine as _;
+        let malformed =
+            || PlaneError::Malformed { detail: "the token handed out is not a LiveKit access token".into() };
+        let mut parts = token.trim().split('.');
+        let (Some(_header), Some(payload), Some(_signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| malformed())?;
+        let claims: wire::Claims = serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+        let video = claims.video.unwrap_or_default();
         Ok(TokenClaims {
-            room: claims.video.room.clone(),
-            identity: claims.sub.clone(),
-            admin: claims.video.room_admin,
-            expires_at: (claims.exp != 0).then_some(claims.exp as u64),
-            can_publish: claims.video.can_publish,
-            metadata: claims.metadata,
+            room: video.room.unwrap_or_default(),
+            identity: claims.sub.unwrap_or_default(),
+            admin: video.room_admin.unwrap_or(false),
+            expires_at: claims.exp.filter(|exp| *exp > 0.0).map(|exp| exp as u64),
+            can_publish: video.can_publish,
+            metadata: claims.metadata.unwrap_or_default(),
         })
+    }
+}
+
+/// The JWT payload as LiveKit reads it: every field optional, `null` as absent.
+mod wire {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct Claims {
+        pub(super) sub: Option<String>,
+        pub(super) exp: Option<f64>,
+        pub(super) metadata: Option<String>,
+        pub(super) video: Option<Video>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    pub(super) struct Video {
+        pub(super) room: Option<String>,
+        pub(super) room_admin: Option<bool>,
+        pub(super) can_publish: Option<bool>,
     }
 }
 
@@ -131,5 +167,20 @@ mod tests {
     fn empty_credentials_and_garbage_tokens_are_refused() {
         assert_eq!(mint("", "", &request(false)).unwrap_err().code(), "invalid_input");
         assert_eq!(TokenClaims::read("not-a-jwt").unwrap_err().code(), "malformed_response");
+        assert_eq!(TokenClaims::read("a.bm90IGpzb24.c").unwrap_err().code(), "malformed_response", "not JSON");
+    }
+
+    #[test]
+    fn a_token_with_null_attributes_is_read_as_livekit_reads_it() {
+        use base64::Engine as _;
+        // La Suite Meet leaves a missing role as `"room_role": null` in the attributes.
+        let payload = br#"{"sub":"u1","exp":1900000000,"video":{"room":"abc","roomJoin":true,"canPublish":false},
+            "attributes":{"room_role":null,"color":"red"},"metadata":null}"#;
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let token = format!("{}.{}.sig", encode(br#"{"alg":"HS256"}"#), encode(payload));
+        let claims = TokenClaims::read(&token).expect("claims");
+        assert_eq!((claims.room.as_str(), claims.identity.as_str()), ("abc", "u1"));
+        assert_eq!((claims.expires_at, claims.can_publish, claims.admin), (Some(1_900_000_000), Some(false), false));
+        assert_eq!(claims.metadata, "");
     }
 }
