@@ -44,14 +44,15 @@ impl Http {
 
     fn build(cookies: bool, follow_redirects: bool) -> Result<Self, PlaneError> {
         install_crypto_provider();
-        let redirects =
-            if follow_redirects { reqwest::redirect::Policy::default() } else { reqwest::redirect::Policy::none() };
+        let redirects = if follow_redirects { same_origin_redirects() } else { reqwest::redirect::Policy::none() };
         let client = reqwest::Client::builder()
             .user_agent(concat!("Parley/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .cookie_store(cookies)
             .redirect(redirects)
+            // A redirect must not tell the next page where we came from (queries carry names).
+            .referer(false)
             .build()
             .map_err(|error| PlaneError::InvalidInput { message: format!("cannot create the HTTP client: {error}") })?;
         Ok(Http { client })
@@ -234,6 +235,45 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
         cause = source;
     }
     cause.to_string()
+}
+
+/// How many redirects in a row are followed (reqwest's default, too).
+const MAX_REDIRECTS: usize = 10;
+
+/// Follows redirects only within the origin (scheme, host and port) they started from.
+/// reqwest's default policy strips `Authorization` and `Cookie` on a cross-host redirect but
+/// re-sends every other header (`User-Api-Key`, a token endpoint's own header) and, on 307/308,
+/// the body (a password): a server, or whoever controls its redirects, must not be able to send
+/// our credentials elsewhere. A downgrade from https to http is a change of origin too.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let next = attempt.url();
+        let crossed = attempt.previous().last().is_some_and(|from| {
+            from.scheme() != next.scheme()
+                || from.host_str() != next.host_str()
+                || from.port_or_known_default() != next.port_or_known_default()
+        });
+        if crossed {
+            let to = RedirectRefused::CrossOrigin(next.origin().ascii_serialization());
+            attempt.error(to)
+        } else if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(RedirectRefused::TooMany)
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Why a redirect was not followed; the message the user sees.
+#[derive(Debug, thiserror::Error)]
+enum RedirectRefused {
+    #[error(
+        "the server redirected to another site ({0}); Parley does not follow that with your credentials \
+         (check the server address in the profile)"
+    )]
+    CrossOrigin(String),
+    #[error("the server redirected more than {MAX_REDIRECTS} times")]
+    TooMany,
 }
 
 /// reqwest is built without a bundled TLS provider (`rustls-no-provider`) so that the process

@@ -82,6 +82,9 @@ pub const RETRY_BACKOFF: Backoff = Backoff { first: Duration::from_secs(1), cap:
 pub const REFRESH_BACKOFF: Backoff = Backoff { first: Duration::from_secs(2), cap: Duration::from_secs(60) };
 /// A token is refreshed when a fifth of its remaining life is left, but at least this early.
 const MIN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+/// Never two refreshes closer than this: a backend handing out short tokens (or a clock that
+/// runs ahead of the server's) would otherwise be asked for a token again at once, forever.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The backend side of a joined room. Dropping it stops its task.
 pub struct Membership {
@@ -234,6 +237,8 @@ impl Driver {
 
         let mut next_refresh = refresh_deadline(&self.current());
         let mut refresh_failures = 0u32;
+        // Refreshes in a row whose token expired no later than the one it replaced.
+        let mut stale_refreshes = 0u32;
 
         loop {
             tokio::select! {
@@ -268,7 +273,12 @@ impl Driver {
                                 self.emit(MembershipEvent::Recovered { what: "refresh".into() });
                             }
                             refresh_failures = 0;
-                            next_refresh = refresh_deadline(&fresh);
+                            let gained = match (fresh.expires_at, self.current().expires_at) {
+                                (Some(new), Some(old)) => new > old,
+                                _ => true,
+                            };
+                            stale_refreshes = if gained { 0 } else { stale_refreshes + 1 };
+                            next_refresh = next_refresh_after(&fresh, stale_refreshes);
                             let expires_at = fresh.expires_at;
                             self.grant.send_replace(fresh);
                             self.emit(MembershipEvent::TokenRefreshed { expires_at });
@@ -375,6 +385,15 @@ fn refresh_deadline(grant: &JoinGrant) -> Option<Instant> {
     Some(Instant::now() + remaining.saturating_sub(margin))
 }
 
+/// When to refresh again after a refresh handed out `fresh`: its [`refresh_deadline`], but no
+/// sooner than [`MIN_REFRESH_INTERVAL`], and backing off ([`REFRESH_BACKOFF`]) while refreshes
+/// bring no later expiry (`stale` in a row): asking again would only bring the same.
+fn next_refresh_after(fresh: &JoinGrant, stale: u32) -> Option<Instant> {
+    let deadline = refresh_deadline(fresh)?;
+    let floor = if stale == 0 { MIN_REFRESH_INTERVAL } else { REFRESH_BACKOFF.delay(stale).max(MIN_REFRESH_INTERVAL) };
+    Some(deadline.max(Instant::now() + floor))
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -458,6 +477,9 @@ mod tests {
         heartbeat_errors: Vec<PlaneError>,
         refreshes: Vec<Instant>,
         refresh_errors: Vec<PlaneError>,
+        /// Seconds each refreshed token lives (600 when unset); `Some(0)`: the same expiry as
+        /// the old token.
+        refresh_ttl: Option<u64>,
         leaves: u32,
         watch_events: Vec<PlaneEvent>,
         watch_errors: Vec<PlaneError>,
@@ -505,8 +527,15 @@ mod tests {
                     return Err(state.refresh_errors.remove(0));
                 }
             }
-            let count = self.state().refreshes.len();
-            Ok(grant(&old.room_id, &format!("token-{count}"), Some(now_unix() + 600), old.heartbeat_every))
+            let (count, ttl) = {
+                let state = self.state();
+                (state.refreshes.len(), state.refresh_ttl)
+            };
+            let expires_at = match ttl {
+                Some(0) => old.expires_at,
+                ttl => Some(now_unix() + ttl.unwrap_or(600)),
+            };
+            Ok(grant(&old.room_id, &format!("token-{count}"), expires_at, old.heartbeat_every))
         }
 
         async fn leave(&self, _grant: &JoinGrant) -> Result<(), PlaneError> {
@@ -676,6 +705,29 @@ mod tests {
         assert!(matches!(seen[0], MembershipEvent::RefreshFailed { attempt: 1, .. }), "{seen:?}");
         assert_eq!(seen[1], MembershipEvent::Recovered { what: "refresh".into() });
         assert!(matches!(seen[2], MembershipEvent::TokenRefreshed { expires_at: Some(_) }), "{seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn short_tokens_are_refreshed_no_more_than_every_ten_seconds() {
+        // Tokens of 20 s: a fifth of their life, but at least 30 s, before expiry is "now".
+        let fake = Fake::with(|state| state.refresh_ttl = Some(20));
+        let (_membership, _events) = Membership::start(fake.clone(), grant("r", "t0", Some(now_unix() + 20), None));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let count = fake.state().refreshes.len();
+        assert!((1..=7).contains(&count), "one refresh at once, then one per 10 s at most; got {count} in 60 s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_that_bring_no_later_expiry_back_off() {
+        let fake = Fake::with(|state| state.refresh_ttl = Some(0));
+        let start = Instant::now();
+        let (_membership, _events) = Membership::start(fake.clone(), grant("r", "t0", Some(now_unix() + 5), None));
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        let at: Vec<u64> = fake.state().refreshes.iter().map(|at| (*at - start).as_secs()).collect();
+        let gaps: Vec<u64> = at.windows(2).map(|pair| pair[1] - pair[0]).collect();
+        assert!(at.len() <= 10, "at most a handful of refreshes in 5 minutes: {at:?}");
+        assert!(gaps.windows(2).all(|pair| pair[1] >= pair[0]), "the spacing never shrinks: {gaps:?}");
+        assert!(gaps.last().is_some_and(|gap| *gap >= 32), "and grows to half a minute and more: {gaps:?}");
     }
 
     #[tokio::test(start_paused = true)]
