@@ -222,5 +222,9 @@ mod tests {
             "updates come over https only"
         );
         assert!(config["plugins"]["updater"]["pubkey"].as_str().is_some_and(|key| !key.is_empty()), "a public key");
+        // The endpoint's answer is not signed, only the artifact: without this an older signed
+        // build could be offered under a newer version number (a downgrade).
+        assert_eq!(config["plugins"]["updater"]["requireSignedVersion"], true, "the signed version must match");
+        assert_ne!(config["plugins"]["updater"]["allowDowngrades"], true, "no downgrades");
     }
 }

@@ -55,8 +55,27 @@ fn token(key: &str, secret: &str, room: &str) -> String {
 
 #[test]
 fn garbage_token_is_refused_before_connecting() {
-    let outcome = run(&["join", "--url", "ws://127.0.0.1:9", "--token", "not-a-token"], &[]);
+    let outcome = run(&["join", "--url", "ws://127.0.0.1:9"], &[("LIVEKIT_TOKEN", "not-a-token")]);
     assert_clear_error(&outcome, 4, "not a LiveKit access token", "garbage token");
+}
+
+#[test]
+fn secrets_typed_as_arguments_are_warned_about() {
+    let outcome = run(&["join", "--url", "ws://127.0.0.1:9", "--token", "not-a-token", "--e2ee-key", "pass"], &[]);
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert_eq!(outcome.code, Some(4), "the join still fails as before: {}", outcome.stderr);
+    assert_eq!(lines.len(), 3, "two warnings, then the error: {:?}", outcome.stderr);
+    for (line, flag, variable) in [(lines[0], "--token", "LIVEKIT_TOKEN"), (lines[1], "--e2ee-key", "PARLEY_E2EE_KEY")]
+    {
+        assert!(line.starts_with("parley: warning: "), "{line:?}");
+        assert!(line.contains(flag) && line.contains(variable), "names the flag and the variable: {line:?}");
+        assert!(line.contains("visible to other users"), "says why: {line:?}");
+        assert!(!line.contains("not-a-token") && !line.contains("pass "), "never the value: {line:?}");
+    }
+    assert!(lines[2].starts_with("parley: error: "), "{:?}", lines[2]);
+    // From the environment: no warning.
+    let quiet = run(&["join", "--url", "ws://127.0.0.1:9"], &[("LIVEKIT_TOKEN", "x"), ("PARLEY_E2EE_KEY", "pass")]);
+    assert!(!quiet.stderr.contains("warning"), "{}", quiet.stderr);
 }
 
 #[test]
@@ -78,7 +97,7 @@ fn token_signed_with_the_wrong_secret_is_refused_by_the_server() {
 fn unknown_api_key_is_refused_by_the_server() {
     let server = server();
     let jwt = token("APIunknown", server.api_secret(), "lobby");
-    let outcome = run(&["join", "--url", &server.url(), "--token", &jwt], &[]);
+    let outcome = run(&["join", "--url", &server.url()], &[("LIVEKIT_TOKEN", &jwt)]);
     assert_clear_error(&outcome, 4, "the server refused the access token", "unknown API key");
 }
 

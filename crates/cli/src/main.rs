@@ -28,7 +28,8 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use clap::Parser as _;
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use parley_core::Engine;
 
 use crate::args::{Cli, Command};
@@ -55,7 +56,9 @@ fn main() -> ExitCode {
         eprintln!("parley: error: internal error (please report it): {message}");
     }));
     init_logging();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    warn_about_visible_secrets(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match run(cli, started) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -64,6 +67,30 @@ fn main() -> ExitCode {
             eprintln!("parley: error: {line}");
             ExitCode::from(failure.kind as u8)
         }
+    }
+}
+
+/// Secrets typed as arguments are visible to every user of the machine (`ps`, `/proc`): each
+/// one given on the command line gets a warning naming the environment variable to use.
+fn warn_about_visible_secrets(matches: &clap::ArgMatches) {
+    const SECRETS: [(&str, &str, &str); 3] = [
+        ("token", "--token", "LIVEKIT_TOKEN"),
+        ("e2ee_key", "--e2ee-key", "PARLEY_E2EE_KEY"),
+        ("api_secret", "--api-secret", "LIVEKIT_API_SECRET"),
+    ];
+    let mut level = Some(matches);
+    while let Some(matches) = level {
+        for (id, flag, variable) in SECRETS {
+            let typed = matches.try_contains_id(id).unwrap_or(false)
+                && matches.value_source(id) == Some(ValueSource::CommandLine);
+            if typed {
+                eprintln!(
+                    "parley: warning: {flag} on the command line is visible to other users of this machine; \
+                     set {variable} in the environment instead"
+                );
+            }
+        }
+        level = matches.subcommand().map(|(_, sub)| sub);
     }
 }
 

@@ -370,7 +370,9 @@ fn not_found(name: &str, path: &Path) -> PlaneError {
     }
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+/// Creates `dir` (and its parents) readable by its owner only (0700 on Unix); an existing
+/// directory is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::DirBuilderExt as _;
@@ -384,7 +386,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Writes `bytes` to a new file readable by its owner only, and flushes it to disk (the rename
 /// that follows must not publish an empty file after a crash).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

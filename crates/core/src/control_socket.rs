@@ -23,6 +23,11 @@ pub struct ControlRequest {
 pub enum ControlSocketError {
     #[error("another parley already listens on {0}")]
     InUse(PathBuf),
+    #[error(
+        "{0} is not a private directory of yours (another user may have created it to receive your commands); \
+         remove it or set XDG_RUNTIME_DIR"
+    )]
+    NotPrivate(PathBuf),
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("no running parley listens on {path}: {source}")]
@@ -48,6 +53,33 @@ pub fn default_socket() -> PathBuf {
     }
 }
 
+/// Whether `dir` belongs to the effective user.
+#[cfg(unix)]
+fn is_ours(dir: &Path) -> Result<bool, ControlSocketError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::symlink_metadata(dir).map_err(|source| ControlSocketError::Io {
+        action: "checking",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(metadata.uid() == rustix::process::geteuid().as_raw())
+}
+
+/// `dir` is a real directory (not a link), ours, and closed to group and others (0700).
+///
+/// Errors: [`ControlSocketError::NotPrivate`], or `Io` when it cannot be read.
+#[cfg(unix)]
+fn ensure_private(dir: &Path) -> Result<(), ControlSocketError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::symlink_metadata(dir).map_err(|source| ControlSocketError::Io {
+        action: "checking",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let private = metadata.is_dir() && is_ours(dir)? && metadata.mode() & 0o077 == 0;
+    if private { Ok(()) } else { Err(ControlSocketError::NotPrivate(dir.to_path_buf())) }
+}
+
 /// A listening control socket; the file is removed and the task stopped on drop.
 #[cfg(unix)]
 pub struct ControlSocket {
@@ -70,8 +102,13 @@ impl ControlSocket {
             move |source| ControlSocketError::Io { action, path, source }
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io("restricting", dir))?;
+            parley_control_plane::profile::create_private_dir(dir).map_err(io("creating", dir))?;
+            // Ours but loose (an older version, a umask): tighten it. Another user's: refused.
+            if is_ours(dir)? {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io("restricting", dir))?;
+            }
+            ensure_private(dir)?;
         }
         if path.exists() {
             if tokio::net::UnixStream::connect(path).await.is_ok() {
@@ -138,6 +175,13 @@ async fn serve(stream: tokio::net::UnixStream, requests: mpsc::Sender<ControlReq
 #[cfg(unix)]
 pub async fn send(socket: &Path, line: &str) -> Result<String, ControlSocketError> {
     let control: Control = line.parse()?;
+    // Only to a listener in a directory of ours that nobody else can enter: the fallback in
+    // the shared temp dir could have been created by another user, who would get our commands.
+    if let Some(dir) = socket.parent()
+        && dir.exists()
+    {
+        ensure_private(dir)?;
+    }
     let stream = tokio::net::UnixStream::connect(socket)
         .await
         .map_err(|source| ControlSocketError::NotRunning { path: socket.to_path_buf(), source })?;
@@ -156,6 +200,8 @@ pub async fn send(socket: &Path, line: &str) -> Result<String, ControlSocketErro
 
 #[cfg(all(test, unix))]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[tokio::test]
@@ -179,5 +225,57 @@ mod tests {
         assert!(matches!(second, Err(ControlSocketError::InUse(_))), "a live socket is not replaced");
         drop(socket);
         assert!(!path.exists(), "the socket file goes with the listener");
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    /// A directory of another user: root's `/tmp` for an ordinary user; for root (CI), a new
+    /// directory given to `nobody`.
+    fn foreign_dir(scratch: &Path) -> PathBuf {
+        if rustix::process::geteuid().is_root() {
+            let dir = scratch.join("theirs");
+            std::fs::create_dir(&dir).expect("mkdir");
+            set_mode(&dir, 0o700);
+            std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("root gives it to nobody");
+            dir
+        } else {
+            PathBuf::from("/tmp")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_directory_of_another_user_is_refused_by_listener_and_sender() {
+        let scratch = tempfile::tempdir().expect("scratch");
+        let theirs = foreign_dir(scratch.path()).join("control.sock");
+        let (requests, _received) = mpsc::channel(1);
+        let listened = ControlSocket::listen(&theirs, requests).await;
+        assert!(matches!(listened, Err(ControlSocketError::NotPrivate(_))), "listen: {:?}", listened.err());
+        let sent = send(&theirs, "mute").await;
+        let error = sent.expect_err("send refuses");
+        assert!(matches!(error, ControlSocketError::NotPrivate(_)), "send: {error}");
+        assert!(error.to_string().contains("XDG_RUNTIME_DIR"), "says what to do: {error}");
+    }
+
+    #[tokio::test]
+    async fn a_loose_directory_of_ours_is_tightened_by_the_listener_and_refused_by_the_sender() {
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path().join("parley-me");
+        std::fs::create_dir(&dir).expect("mkdir");
+        set_mode(&dir, 0o777);
+        let socket = dir.join("control.sock");
+        let refused = send(&socket, "mute").await.expect_err("a world-writable directory is not trusted");
+        assert!(matches!(refused, ControlSocketError::NotPrivate(_)), "{refused}");
+
+        let (requests, mut received) = mpsc::channel(1);
+        let _listening = ControlSocket::listen(&socket, requests).await.expect("listen");
+        let mode = std::fs::metadata(&dir).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the listener made its directory private");
+        let answer = tokio::spawn(async move { send(&socket, "mute").await });
+        let request = received.recv().await.expect("the command arrives");
+        assert_eq!(request.control, Control::Mute);
+        request.reply.send(Ok(())).expect("reply");
+        assert_eq!(answer.await.expect("join").expect("answered"), "ok");
     }
 }

@@ -16,10 +16,10 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use parley_audio::gate::{MAX_RELEASE_DELAY_MS, TransmitMode};
+use parley_control_plane::profile::{create_private_dir, write_private};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -197,15 +197,16 @@ impl SettingsStore {
         Ok(file)
     }
 
-    /// Writes the settings atomically.
+    /// Writes the settings atomically, readable by their owner only (they list whom the user
+    /// talks to: per-person volumes), in a directory that is created private too.
     ///
     /// Errors: [`ErrorCode::Settings`].
     pub fn save(&self, file: &SettingsFile) -> Result<(), ClientError> {
         let path = self.path();
         let text = toml::to_string_pretty(file).map_err(|error| settings_error(&path, &error.to_string()))?;
-        std::fs::create_dir_all(&self.dir).map_err(|error| settings_error(&self.dir, &error.to_string()))?;
+        create_private_dir(&self.dir).map_err(|error| settings_error(&self.dir, &error.to_string()))?;
         let temporary = self.dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-        let written = write_synced(&temporary, text.as_bytes()).and_then(|()| std::fs::rename(&temporary, &path));
+        let written = write_private(&temporary, text.as_bytes()).and_then(|()| std::fs::rename(&temporary, &path));
         if let Err(error) = written {
             if let Err(cleanup) = std::fs::remove_file(&temporary)
                 && cleanup.kind() != std::io::ErrorKind::NotFound
@@ -218,12 +219,6 @@ impl SettingsStore {
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 fn settings_error(path: &Path, detail: &str) -> ClientError {
     ClientError::new(ErrorCode::Settings, format!("the settings file {} cannot be used: {detail}", path.display()))
 }
@@ -231,6 +226,18 @@ fn settings_error(path: &Path, detail: &str) -> ClientError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_settings_file_and_a_directory_it_creates_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SettingsStore::in_dir(dir.path().join("config").join("parley"));
+        store.save(&SettingsFile::default()).expect("save");
+        let mode = |path: &Path| std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&store.path()), 0o600, "the file lists whom the user talks to");
+        assert_eq!(mode(&dir.path().join("config").join("parley")), 0o700, "the directory it created");
+    }
 
     #[test]
     fn settings_round_trip_through_the_file_with_volumes() {
