@@ -49,7 +49,8 @@ fn a_missing_device_is_named_with_the_available_ones() {
     };
     let token = mint("APIkey", "secret-secret-secret-secret-secret-secret", &request).expect("mint");
     let output = parley()
-        .args(["join", "--url", "ws://127.0.0.1:9", "--token", &token, "--input-device", "no-such-mic"])
+        .args(["join", "--url", "ws://127.0.0.1:9", "--input-device", "no-such-mic"])
+        .env("LIVEKIT_TOKEN", &token)
         .envs(pulse.env())
         .output()
         .expect("run join");
