@@ -18,6 +18,11 @@ use crate::PlaneError;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// How much of a server's error text reaches the user.
 const MAX_MESSAGE_CHARS: usize = 200;
+/// The most of an answer read: no backend's reply comes near it, and a broken or hostile
+/// server's endless body ends here instead of in the user's memory.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// The most of an error answer read (a few hundred characters of it are shown).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 /// A reqwest client with our defaults. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -86,11 +91,42 @@ impl Http {
 /// Decodes a successful response as JSON, with a clear error for HTML pages and bad bodies.
 pub async fn decode_json<T: DeserializeOwned>(response: Response) -> Result<T, PlaneError> {
     let url = redact_url(response.url());
-    let body = response
-        .text()
-        .await
-        .map_err(|error| PlaneError::Malformed { detail: format!("reading the answer from {url}: {error}") })?;
+    let body = read_body(response).await?;
     parse_json(&body, &url)
+}
+
+/// A successful answer's body, up to [`MAX_BODY_BYTES`].
+///
+/// Errors: [`PlaneError::Malformed`] for a longer body or one that breaks off.
+pub async fn read_body(response: Response) -> Result<String, PlaneError> {
+    let url = redact_url(response.url());
+    match read_capped(response, MAX_BODY_BYTES).await {
+        Ok((body, false)) => Ok(body),
+        Ok((_, true)) => Err(PlaneError::Malformed {
+            detail: format!(
+                "{url} answered with more than {} MiB; that is no answer Parley expects",
+                MAX_BODY_BYTES >> 20
+            ),
+        }),
+        // reqwest's text would name the whole URL, query and all: ours is redacted.
+        Err(error) => Err(PlaneError::Malformed {
+            detail: format!("reading the answer from {url}: {}", root_cause(&error.without_url())),
+        }),
+    }
+}
+
+/// Reads at most `limit` bytes of `response`'s body (lossy UTF-8); whether it was longer.
+async fn read_capped(mut response: Response, limit: usize) -> Result<(String, bool), reqwest::Error> {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            body.extend_from_slice(&chunk[..limit - body.len()]);
+            return Ok((text(&body), true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((text(&body), false))
 }
 
 /// Parses `body` (from `url`, for the message) as `T`.
@@ -151,7 +187,8 @@ impl Failure {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.unwrap_or_default();
+        // Only the start of an error body matters (its message); the rest is not read.
+        let text = read_capped(response, MAX_ERROR_BODY_BYTES).await.map(|(text, _)| text).unwrap_or_default();
         let body = serde_json::from_str::<serde_json::Value>(&text).ok();
         let message = match &body {
             Some(json) => message_from_json(json),

@@ -397,24 +397,29 @@ fn async_id(message: &EventMessage) -> Option<u64> {
 fn forward_logs(batch: proto::LogBatch) {
     static VERBOSE: OnceLock<bool> = OnceLock::new();
     let verbose = *VERBOSE.get_or_init(|| std::env::var("LIVEKIT_FFI_DEBUG").is_ok_and(|value| value == "1"));
-    for record in batch.records {
-        let level = proto::LogLevel::try_from(record.level).unwrap_or(proto::LogLevel::LogInfo);
+    for record in &batch.records {
+        let Some((level, message)) = log_line(record, verbose) else { continue };
         match level {
-            proto::LogLevel::LogError => {
-                tracing::error!(target: "livekit", source = %record.target, "{}", record.message)
-            }
-            proto::LogLevel::LogWarn => {
-                tracing::warn!(target: "livekit", source = %record.target, "{}", record.message)
-            }
-            proto::LogLevel::LogInfo => {
-                tracing::info!(target: "livekit", source = %record.target, "{}", record.message)
-            }
-            proto::LogLevel::LogDebug | proto::LogLevel::LogTrace if verbose => {
-                tracing::debug!(target: "livekit", source = %record.target, "{}", record.message)
-            }
-            proto::LogLevel::LogDebug | proto::LogLevel::LogTrace => {}
+            tracing::Level::ERROR => tracing::error!(target: "livekit", source = %record.target, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "livekit", source = %record.target, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "livekit", source = %record.target, "{message}"),
+            _ => tracing::debug!(target: "livekit", source = %record.target, "{message}"),
         }
     }
+}
+
+/// The level and text an engine log record is forwarded with, if at all (debug and trace only
+/// when `verbose`). The engine logs URLs with their `access_token=` query and echoes server
+/// answers: the text is redacted like every other line we print.
+fn log_line(record: &proto::LogRecord, verbose: bool) -> Option<(tracing::Level, String)> {
+    let level = match proto::LogLevel::try_from(record.level).unwrap_or(proto::LogLevel::LogInfo) {
+        proto::LogLevel::LogError => tracing::Level::ERROR,
+        proto::LogLevel::LogWarn => tracing::Level::WARN,
+        proto::LogLevel::LogInfo => tracing::Level::INFO,
+        proto::LogLevel::LogDebug | proto::LogLevel::LogTrace if verbose => tracing::Level::DEBUG,
+        proto::LogLevel::LogDebug | proto::LogLevel::LogTrace => return None,
+    };
+    Some((level, crate::redact::redact(&record.message).into_owned()))
 }
 
 /// A handle the library gave us; released with `livekit_ffi_drop_handle` exactly once, on drop.
@@ -447,5 +452,26 @@ impl Drop for OwnedHandle {
 impl std::fmt::Debug for OwnedHandle {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(formatter, "OwnedHandle({})", self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(level: proto::LogLevel, message: &str) -> proto::LogRecord {
+        proto::LogRecord { level: level as i32, message: message.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn engine_log_lines_are_redacted_and_debug_is_forwarded_only_when_verbose() {
+        let leaky = "connecting to ws://127.0.0.1:7880/rtc?access_token=eyJhbGciOi.eyJzdWIi.c2ln&auto_subscribe=1";
+        let (level, line) = log_line(&record(proto::LogLevel::LogInfo, leaky), false).expect("info is forwarded");
+        assert_eq!(level, tracing::Level::INFO);
+        assert!(!line.contains("eyJ"), "no token in a forwarded line: {line}");
+        assert!(line.contains("[redacted]") && line.contains("auto_subscribe=1"), "{line}");
+        assert!(log_line(&record(proto::LogLevel::LogDebug, "detail"), false).is_none(), "debug is quiet by default");
+        let verbose = log_line(&record(proto::LogLevel::LogTrace, "detail"), true);
+        assert_eq!(verbose, Some((tracing::Level::DEBUG, "detail".to_string())));
     }
 }

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::adapter::livekit::token::TokenClaims;
-use crate::http::{Failure, Http, parse_json};
+use crate::http::{Failure, Http, parse_json, read_body};
 use crate::plane::{BackendKind, Capabilities, Capability, ControlPlane, JoinGrant};
 use crate::{PlaneError, Secret};
 
@@ -222,10 +222,7 @@ impl ControlPlane for Nip29Plane {
             Ok(response) => response,
             Err(failure) => return Err(self.join_error(failure, group).await),
         };
-        let body = response
-            .text()
-            .await
-            .map_err(|error| PlaneError::Malformed { detail: format!("reading the relay's answer: {error}") })?;
+        let body = read_body(response).await?;
         let answer: TokenAnswer = parse_json(&body, &format!("{}{LIVEKIT_PATH}/…", self.base))?;
         let (server_url, token) = answer.into_parts()?;
         let claims = TokenClaims::read(&token)?;

@@ -1,9 +1,12 @@
-//! Redirects never carry credentials to another origin: a backend (or whoever controls its
-//! redirects) answering 302/307 to another host or port gets a clear error, and the other side
-//! sees nothing; a redirect within the origin is followed without a `Referer`.
+//! Servers that misbehave on purpose, through the shared HTTP client (the token endpoint
+//! adapter stands for every backend):
+//! * redirects never carry credentials to another origin: a 302/307 to another host or port
+//!   gets a clear error and the other side sees nothing; a redirect within the origin is
+//!   followed without a `Referer`;
+//! * an endless answer is cut off at 4 MiB with a clear error, not read into memory.
 //!
-//! The redirecting side is a raw loopback server (it answers every request with the redirect
-//! and records what it received); the far side is the token endpoint's contract server.
+//! The misbehaving side is a raw loopback server; the far side of a redirect is the token
+//! endpoint's contract server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -121,4 +124,47 @@ async fn a_redirect_within_the_origin_is_followed_without_a_referer() {
     assert!(heads[1].starts_with("get /moved?room=lounge"), "{heads:?}");
     assert!(heads[1].contains("x-app-token: bearer very-secret-app-token"), "the origin keeps the header: {heads:?}");
     assert!(heads.iter().all(|head| !head.contains("referer:")), "no Referer on any request: {heads:?}");
+}
+
+/// A server answering every request with `200`, JSON, chunked, and then spaces forever (until
+/// the client hangs up); counts the bytes it sent.
+fn endless_server() -> (String, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let sent = Arc::new(Mutex::new(0usize));
+    let counter = Arc::clone(&sent);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if stream.write_all(head.as_bytes()).is_err() {
+                continue;
+            }
+            let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+            while stream.write_all(chunk.as_bytes()).is_ok() {
+                *counter.lock().unwrap_or_else(PoisonError::into_inner) += 64 * 1024;
+            }
+        }
+    });
+    (url, sent)
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_off_at_four_mebibytes() {
+    let (url, sent) = endless_server();
+    let started = std::time::Instant::now();
+    let error = plane(&url, RequestMethod::Get).join("lounge").await.expect_err("no answer to use");
+    let message = error.to_string();
+    assert!(message.contains("more than 4 MiB"), "the error says why: {message}");
+    assert!(!message.contains("username=alice"), "the URL's query stays out of the error: {message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "cut off, not read until the timeout");
+    // Give the server a moment to notice the hang-up: it must not have streamed on and on.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let streamed = *sent.lock().unwrap_or_else(PoisonError::into_inner);
+    assert!(streamed < 64 * 1024 * 1024, "the client stopped reading early: {streamed} bytes sent");
 }
