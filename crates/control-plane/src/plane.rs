@@ -217,8 +217,10 @@ pub struct RoomSummary {
     pub can_manage: bool,
 }
 
-/// What a successful join hands to the session: where to connect and with what.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+/// What a successful join hands to the session: where to connect and with what. Neither
+/// serializable nor shown by `Debug` with its secrets: a log line or a JSON dump of it cannot
+/// leak the token or the key.
+#[derive(Clone, PartialEq)]
 pub struct JoinGrant {
     /// The backend's room id (what `join` was given, or its canonical id).
     pub room_id: String,

@@ -1,10 +1,10 @@
 //! Secrets: values that may only live in memory and in the OS keyring.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// A credential (API secret, user API key, password, private key, cookie, token). Its `Debug`
 /// and `Display` never show the value; only [`Secret::expose`] does, at the point of use.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -44,5 +44,7 @@ mod tests {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
         assert_eq!(secret.expose(), "hunter2");
+        let read: Secret = serde_json::from_str("\"hunter2\"").expect("read from JSON");
+        assert_eq!(format!("{read:?}"), "[redacted]", "a secret read from an answer stays hidden");
     }
 }

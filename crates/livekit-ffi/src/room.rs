@@ -20,8 +20,8 @@ use crate::proto::ffi_response::Message as ResponseMessage;
 use crate::redact::redact;
 use crate::track::{RemoteAudioTrack, TrackKind, TrackPublication, TrackSource};
 
-/// How to join a room.
-#[derive(Debug, Clone)]
+/// How to join a room. Its `Debug` does not show the encryption key.
+#[derive(Clone)]
 pub struct RoomOptions {
     /// Subscribe to every remote track as it is published.
     pub auto_subscribe: bool,
@@ -34,6 +34,20 @@ pub struct RoomOptions {
     pub connect_timeout: Duration,
     /// How many times the engine retries the initial join.
     pub join_retries: u32,
+}
+
+impl std::fmt::Debug for RoomOptions {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RoomOptions")
+            .field("auto_subscribe", &self.auto_subscribe)
+            .field("adaptive_stream", &self.adaptive_stream)
+            .field("dynacast", &self.dynacast)
+            .field("e2ee_shared_key", &self.e2ee_shared_key.as_ref().map(|_| "[redacted]"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("join_retries", &self.join_retries)
+            .finish()
+    }
 }
 
 impl Default for RoomOptions {
@@ -692,6 +706,14 @@ fn classify_connect_error(message: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_options_never_show_the_encryption_key() {
+        let options = RoomOptions { e2ee_shared_key: Some(b"correct horse".to_vec()), ..RoomOptions::default() };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("e2ee_shared_key: Some(\"[redacted]\")"), "{shown}");
+        assert!(!shown.contains("99, 111"), "not even as bytes: {shown}");
+    }
 
     #[test]
     fn malformed_urls_are_rejected_before_the_engine_sees_them() {

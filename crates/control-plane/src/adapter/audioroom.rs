@@ -459,8 +459,11 @@ impl AudioroomPlane {
         let answer: wire::JoinAnswer = decode_json(response).await?;
         let info = RoomInfo::from_wire(&answer.room);
         self.remember(&[room], &info, true);
-        let token =
-            answer.livekit_token.filter(|token| !token.trim().is_empty()).ok_or_else(|| PlaneError::NotConfigured {
+        let token = answer
+            .livekit_token
+            .map(|token| token.expose().trim().to_string())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| PlaneError::NotConfigured {
                 message: "LiveKit is not configured on this forum (its admin must set the LiveKit API key and secret)"
                     .into(),
             })?;
@@ -949,6 +952,16 @@ fn invalid(message: &str) -> PlaneError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_join_answer_never_shows_its_token() {
+        let answer: wire::JoinAnswer = serde_json::from_str(
+            r#"{"room":{"id":7,"name":"Porch"},"livekit_token":"eyJhbGciOiJIUzI1NiJ9.e30.sig","livekit_url":"wss://lk"}"#,
+        )
+        .expect("the plugin's answer");
+        let shown = format!("{answer:?}");
+        assert!(!shown.contains("eyJ") && shown.contains("[redacted]"), "{shown}");
+    }
 
     #[test]
     fn invite_links_and_bare_tokens_give_the_token() {

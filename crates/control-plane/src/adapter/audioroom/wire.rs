@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::Secret;
+
 /// `Room` from `room_serializer.rb`.
 #[derive(Debug, Clone, Deserialize)]
 pub(super) struct Room {
@@ -75,9 +77,10 @@ pub(super) struct RoomShow {
 #[derive(Debug, Deserialize)]
 pub(super) struct JoinAnswer {
     pub room: Room,
-    /// `null` when the forum has no LiveKit API key and secret.
+    /// `null` when the forum has no LiveKit API key and secret. A [`Secret`]: this answer's
+    /// `Debug` must not show it.
     #[serde(default)]
-    pub livekit_token: Option<String>,
+    pub livekit_token: Option<Secret>,
     #[serde(default)]
     pub livekit_url: Option<String>,
 }
