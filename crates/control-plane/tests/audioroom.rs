@@ -916,6 +916,10 @@ async fn the_user_api_key_flow_works_end_to_end_through_the_loopback_listener() 
     assert!(location.starts_with(&format!("{redirect}?payload=")), "{location}");
     let favicon = browser.get(redirect.replace("/auth_redirect", "/favicon.ico")).send().await.expect("an answer");
     assert_eq!(favicon.status(), 404, "other paths do not end the wait");
+    // Any page or local program can reach the loopback port first: a payload that does not
+    // decrypt must not end the wait either.
+    let forged = browser.get(format!("{redirect}?payload=bm90LWEtcGF5bG9hZA%3D%3D")).send().await.expect("an answer");
+    assert!(forged.status().is_success() || forged.status().is_client_error(), "answered: {}", forged.status());
     let landing = browser.get(&location).send().await.expect("the listener answers");
     assert_eq!(landing.status(), 200);
     assert!(landing.text().await.expect("a page").contains("authorized"));

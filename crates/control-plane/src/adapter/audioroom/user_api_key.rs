@@ -210,12 +210,28 @@ impl KeyRequest {
         Ok(Secret::new(key))
     }
 
-    /// Waits on `listener` for the forum's redirect (at most `timeout`) and decodes it.
+    /// Waits on `listener` for the forum's redirect (at most `timeout`) and decodes it. A
+    /// payload that does not decode (any local program or web page can send one to the
+    /// loopback port) is ignored and the wait goes on until the real one, or the time is up.
     ///
-    /// Errors: as [`LoopbackListener::wait_for_payload`] and [`KeyRequest::decode_payload`].
+    /// Errors: as [`LoopbackListener::wait_for_payload`] — or, when payloads arrived but none
+    /// decoded, the last one's [`KeyRequest::decode_payload`] error.
     pub async fn receive(&self, listener: LoopbackListener, timeout: Duration) -> Result<Secret, PlaneError> {
-        let payload = listener.wait_for_payload(timeout).await?;
-        self.decode_payload(&payload)
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut refused = None;
+        loop {
+            let payload = match listener.next_payload(deadline).await {
+                Ok(payload) => payload,
+                Err(timed_out) => return Err(refused.unwrap_or(timed_out)),
+            };
+            match self.decode_payload(&payload) {
+                Ok(key) => return Ok(key),
+                Err(error) => {
+                    tracing::warn!("an answer that does not decode reached the loopback listener (ignored): {error}");
+                    refused = Some(error);
+                }
+            }
+        }
     }
 }
 
@@ -273,6 +289,11 @@ impl LoopbackListener {
     /// Errors: [`PlaneError::InvalidInput`] when nothing arrives within `timeout` (the user did
     /// not approve, or the forum does not allow this redirect).
     pub async fn wait_for_payload(self, timeout: Duration) -> Result<String, PlaneError> {
+        self.next_payload(tokio::time::Instant::now() + timeout).await
+    }
+
+    /// The next payload to arrive before `deadline`; see [`LoopbackListener::wait_for_payload`].
+    async fn next_payload(&self, deadline: tokio::time::Instant) -> Result<String, PlaneError> {
         let wait = async {
             loop {
                 let (stream, _) = match self.listener.accept().await {
@@ -290,12 +311,11 @@ impl LoopbackListener {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        tokio::time::timeout_at(deadline, wait).await.map_err(|_| {
             invalid(&format!(
-                "no authorization arrived at {} within {} s; approve Parley in the browser (the forum's admin \
+                "no authorization arrived at {} in time; approve Parley in the browser (the forum's admin \
                  must allow this address in allowed_user_api_auth_redirects), or use the copy-and-paste flow",
                 self.redirect_url,
-                timeout.as_secs()
             ))
         })
     }
