@@ -287,6 +287,11 @@ pub struct ParticipantState {
     #[serde(skip)]
     #[ts(skip)]
     backend_hard_muted: Option<bool>,
+    /// In the LiveKit room (not only on the backend's list, which may name people who are only
+    /// in the web client's lobby, or who left without the backend noticing).
+    #[serde(skip)]
+    #[ts(skip)]
+    in_room: bool,
 }
 
 impl ParticipantState {
@@ -308,6 +313,7 @@ impl ParticipantState {
             hard_muted: false,
             encryption: Encryption::Unknown,
             backend_hard_muted: None,
+            in_room: false,
         }
     }
 
@@ -361,6 +367,9 @@ impl CallState {
     }
 }
 
+/// The most participants shown that only the backend reports (not in the LiveKit room).
+const MAX_BACKEND_ONLY_PARTICIPANTS: usize = 500;
+
 /// Folds one session event into the state. `volume` gives a participant's saved volume.
 /// Returns `true` when something visible changed.
 pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume: &dyn Fn(&str) -> u32) -> bool {
@@ -390,12 +399,14 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             call.encrypted = *encryption == CallEncryption::EndToEnd;
             for participant in participants {
                 let entry = call.participant_entry(&participant.identity, &participant.name, volume);
+                entry.in_room = true;
                 entry.can_speak = participant.can_publish;
                 entry.settle_hard_mute();
             }
         }
         SessionEvent::ParticipantJoined { identity, name, can_publish } => {
             let participant = call.participant_entry(identity, name, volume);
+            participant.in_room = true;
             if !name.is_empty() {
                 participant.name = name.clone();
             }
@@ -510,7 +521,22 @@ pub fn apply_membership_event(state: &mut ClientState, event: &MembershipEvent, 
     match event {
         MembershipEvent::Backend { backend } => match backend {
             PlaneEvent::Participants { participants } => {
+                // The backend's latest list is the whole truth about who is known only from it:
+                // anyone it no longer lists and who is not in the LiveKit room goes.
+                call.participants.retain(|known| {
+                    known.in_room || participants.iter().any(|listed| listed.identity == known.identity)
+                });
+                let mut backend_only = call.participants.iter().filter(|known| !known.in_room).count();
                 for participant in participants {
+                    let known = call.participants.iter().any(|known| known.identity == participant.identity);
+                    if !known && !call.is_me(&participant.identity) {
+                        // A hostile or broken backend cannot grow the list (and every snapshot
+                        // sent to the window) without bound.
+                        if backend_only >= MAX_BACKEND_ONLY_PARTICIPANTS {
+                            continue;
+                        }
+                        backend_only += 1;
+                    }
                     merge_backend_participant(call, participant, volume);
                 }
             }
@@ -715,6 +741,48 @@ mod tests {
         let call = call(&state);
         assert!(call.hand_raised && call.role.as_deref() == Some("listener"), "our hand and role: {call:?}");
         assert_eq!(call.participants[0].role.as_deref(), Some("speaker"), "carol should be a speaker");
+    }
+
+    #[test]
+    fn people_known_only_from_the_backend_follow_its_latest_list_and_are_capped() {
+        let mut state = in_call();
+        let joined = SessionEvent::Joined {
+            room: "lobby".into(),
+            identity: "me".into(),
+            participants: vec![Participant { identity: "bob".into(), name: "Bob".into(), can_publish: true }],
+            encryption: CallEncryption::None,
+        };
+        apply_session_event(&mut state, &joined, &saved);
+        let listed = |identities: Vec<String>| MembershipEvent::Backend {
+            backend: PlaneEvent::Participants {
+                participants: identities
+                    .into_iter()
+                    .map(|identity| PlaneParticipant {
+                        name: identity.clone(),
+                        identity,
+                        role: None,
+                        muted: None,
+                        hand_raised: None,
+                        avatar_url: None,
+                        deafened: None,
+                        hard_muted: None,
+                    })
+                    .collect(),
+            },
+        };
+        let names = |state: &ClientState| -> Vec<String> {
+            call(state).participants.iter().map(|participant| participant.identity.clone()).collect()
+        };
+        apply_membership_event(&mut state, &listed(vec!["bob".into(), "lobby-carol".into()]), &saved);
+        assert_eq!(names(&state), ["bob", "lobby-carol"], "the backend's own people are shown");
+        apply_membership_event(&mut state, &listed(Vec::new()), &saved);
+        assert_eq!(names(&state), ["bob"], "carol left the backend's list; bob is still in the LiveKit room");
+
+        let flood: Vec<String> = (0..5000).map(|index| format!("ghost-{index}")).collect();
+        apply_membership_event(&mut state, &listed(flood), &saved);
+        let shown = names(&state);
+        assert_eq!(shown.len(), 1 + MAX_BACKEND_ONLY_PARTICIPANTS, "bob and at most the cap of backend-only people");
+        assert_eq!(shown[0], "bob");
     }
 
     #[test]
