@@ -89,6 +89,15 @@ pub fn listen_for_deep_links<R: Runtime>(app: &AppHandle<R>) {
 pub fn open_link<R: Runtime>(app: &AppHandle<R>, url: &str) {
     show_main_window(app);
     match join_target(url) {
+        Some((profile, room)) if links_join_at_once() => {
+            tracing::info!(profile, room, "joining from a link (PARLEY_LINKS_JOIN=1)");
+            let client = app.state::<Client>().inner().clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(error) = client.join_room(&profile, &room, false).await {
+                    tracing::warn!(%error, "joining from a link failed");
+                }
+            });
+        }
         Some((profile, room)) => {
             tracing::info!(profile, room, "a link asks to join a room; waiting for the user");
             app.state::<Client>().open_link(&profile, &room);
@@ -99,6 +108,13 @@ pub fn open_link<R: Runtime>(app: &AppHandle<R>, url: &str) {
             }
         }
     }
+}
+
+/// `PARLEY_LINKS_JOIN=1`: links join without asking, for benchmarks and scripts that start the
+/// app themselves. An environment variable only the user's own session sets — unlike a link,
+/// which any web page can open.
+fn links_join_at_once() -> bool {
+    std::env::var_os("PARLEY_LINKS_JOIN").is_some_and(|value| value == "1")
 }
 
 /// The profile and room of `parley://join/<profile>/<room>` (room percent-decoded).

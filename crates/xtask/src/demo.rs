@@ -130,7 +130,10 @@ pub fn app(seconds: f64, screenshot: Option<PathBuf>) -> Result<()> {
 
     let link = "parley://join/demo/demo";
     if !headless {
-        println!("demo: opening the app on room \"demo\"; quit it from the tray (Parley → Quit) to end the demo");
+        println!(
+            "demo: opening the app on room \"demo\": click Join (a link never joins by itself); quit it from the \
+             tray (Parley → Quit) to end the demo"
+        );
         let status = Command::new(&app)
             .arg(link)
             .envs(env.iter().map(|(key, value)| (key, value)))
@@ -148,6 +151,16 @@ pub fn app(seconds: f64, screenshot: Option<PathBuf>) -> Result<()> {
         .webdriver()
         .new_session(serde_json::json!({ "tauri:options": { "application": app, "args": [link] } }))
         .with_context(|| format!("starting the app through WebDriver; its log ends with:\n{}", driver.log_tail(30)))?;
+    // The link opens a dialog; joining takes the user's click, as it would on a desktop.
+    let join = session.wait_for(
+        "return document.querySelector('[role=alertdialog] button.link-join');",
+        vec![],
+        Duration::from_secs(30),
+    )?;
+    let join = session.element_from(&join).with_context(|| {
+        format!("the link's dialog did not show a Join button; its log ends with:\n{}", driver.log_tail(30))
+    })?;
+    session.click(&join)?;
     let listed = session.wait_for(
         "return [...document.querySelectorAll('.tile .name')].some(name => name.textContent.includes('Parley bot'))",
         vec![],
