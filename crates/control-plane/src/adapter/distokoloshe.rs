@@ -36,6 +36,12 @@ use crate::plane::{
 use crate::secret_store::SecretKeeper;
 use crate::{PlaneError, Secret};
 
+mod sse;
+mod wire;
+
+use sse::{MAX_PENDING_EVENT, SseParser};
+use wire::{AuthAnswer, JoinAnswer, Member, MembersAnswer, RoomInfo, RoomsAnswer};
+
 /// The web client's ping interval (`useEvents.ts`); the server's grace period after a missed ping
 /// is 15 s, so one lost ping does not drop the user.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(8);
@@ -528,130 +534,6 @@ pub async fn register(url: &str, username: &str, display_name: &str, password: &
     Ok(Secret::new(answer.token))
 }
 
-#[derive(Deserialize)]
-struct AuthAnswer {
-    token: String,
-    user: Option<UserInfo>,
-}
-
-#[derive(Deserialize)]
-struct UserInfo {
-    id: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct RoomsAnswer {
-    rooms: Vec<RoomInfo>,
-}
-
-#[derive(Deserialize)]
-struct RoomInfo {
-    id: serde_json::Value,
-    name: String,
-    #[serde(default)]
-    created_by: Option<serde_json::Value>,
-    /// SQLite's `0`/`1` on the real server; a boolean from servers that convert it.
-    #[serde(default, deserialize_with = "flag")]
-    is_jail: Option<bool>,
-}
-
-/// A flag column: SQLite has no booleans, so the real server sends the integer `0`/`1`; accept a
-/// JSON boolean too.
-fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
-    match Option::<serde_json::Value>::deserialize(deserializer)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::Bool(value)) => Ok(Some(value)),
-        Some(serde_json::Value::Number(number)) => Ok(Some(number.as_f64().is_some_and(|value| value != 0.0))),
-        Some(other) => Err(serde::de::Error::custom(format!("expected 0, 1 or a boolean, got {other}"))),
-    }
-}
-
-#[derive(Deserialize)]
-struct MembersAnswer {
-    members: serde_json::Map<String, serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Member {
-    username: String,
-    #[serde(default)]
-    display_name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct JoinAnswer {
-    token: String,
-    #[serde(rename = "e2eeKey", default)]
-    e2ee_key: Option<String>,
-    #[serde(default)]
-    room: Option<JoinedRoom>,
-    #[serde(rename = "wsUrl")]
-    ws_url: String,
-}
-
-#[derive(Deserialize)]
-struct JoinedRoom {
-    id: serde_json::Value,
-    name: String,
-}
-
-/// The most an event may hold before the stream is given up (and reopened): the server's events
-/// are a few hundred bytes; a stream that sends more without ending an event is broken or hostile.
-const MAX_PENDING_EVENT: usize = 64 * 1024;
-
-/// Splits a server-sent-events byte stream into `(event, data)` pairs; comments (`:ping`) and
-/// events without data are dropped. Each byte is scanned once: the search for an event's end
-/// resumes where the last one stopped.
-#[derive(Default)]
-struct SseParser {
-    buffer: Vec<u8>,
-    /// How much of `buffer` is known to hold no event end.
-    scanned: usize,
-}
-
-/// An event grew past [`MAX_PENDING_EVENT`] without ending.
-#[derive(Debug, PartialEq, Eq)]
-struct Oversized;
-
-impl SseParser {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<(String, String)>, Oversized> {
-        self.buffer.extend(chunk.iter().copied().filter(|byte| *byte != b'\r'));
-        let mut events = Vec::new();
-        loop {
-            // A `\n\n` may straddle the old and the new bytes: look one byte back.
-            let from = self.scanned.saturating_sub(1);
-            let Some(found) = self.buffer[from..].windows(2).position(|pair| pair == b"\n\n") else {
-                self.scanned = self.buffer.len();
-                break;
-            };
-            let end = from + found;
-            let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-            self.scanned = 0;
-            if let Some(event) = Self::event(&block) {
-                events.push(event);
-            }
-        }
-        if self.buffer.len() > MAX_PENDING_EVENT {
-            return Err(Oversized);
-        }
-        Ok(events)
-    }
-
-    fn event(block: &[u8]) -> Option<(String, String)> {
-        let text = String::from_utf8_lossy(block);
-        let mut kind = String::from("message");
-        let mut data: Vec<&str> = Vec::new();
-        for line in text.lines() {
-            if let Some(value) = line.strip_prefix("event:") {
-                kind = value.trim().to_string();
-            } else if let Some(value) = line.strip_prefix("data:") {
-                data.push(value.strip_prefix(' ').unwrap_or(value));
-            }
-        }
-        (!data.is_empty()).then(|| (kind, data.join("\n")))
-    }
-}
-
 fn join_error(error: SendError, room: &str) -> PlaneError {
     let failure = match error {
         SendError::Early(error) => return error,
@@ -789,6 +671,7 @@ fn now_secs() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::sse::Oversized;
     use super::*;
 
     #[test]
