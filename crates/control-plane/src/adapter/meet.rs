@@ -54,6 +54,13 @@ use crate::plane::{
 };
 use crate::{PlaneError, Secret};
 
+mod wire;
+
+use wire::{
+    EntryAnswer, ListParticipantsAnswer, LivekitAccess, MeetClaims, ParticipantInfo, RoomAnswer, TrackInfo,
+    WaitingAnswer,
+};
+
 /// Django's default `SESSION_COOKIE_NAME`, which production Meet keeps.
 const SESSION_COOKIE: &str = "sessionid";
 /// The server forgets a waiter after `LOBBY_WAITING_TIMEOUT` = 3 s without a poll.
@@ -662,119 +669,6 @@ fn session_cookie(secret: &str) -> (&str, &str) {
         Some((name, value)) if !name.trim().is_empty() => (name.trim(), value.trim()),
         _ => (SESSION_COOKIE, secret.trim()),
     }
-}
-
-/// What the adapter reads from Meet's LiveKit token (python livekit-api claims, unverified).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct MeetClaims {
-    exp: Option<u64>,
-    video: MeetVideo,
-    /// Values are strings, except `room_role`, which is `null` without a role.
-    attributes: HashMap<String, serde_json::Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct MeetVideo {
-    room: String,
-    room_admin: bool,
-}
-
-impl MeetClaims {
-    /// Errors: [`PlaneError::Malformed`] when `token` is not a JWT with a JSON payload.
-    fn read(token: &str) -> Result<MeetClaims, PlaneError> {
-        use base64::Engine;
-        let malformed = || PlaneError::Malformed { detail: "Meet's LiveKit token is not a JWT".into() };
-        let mut parts = token.split('.');
-        let (Some(_header), Some(payload), Some(_signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(malformed());
-        };
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .map_err(|_| malformed())?;
-        serde_json::from_slice(&bytes).map_err(|_| malformed())
-    }
-}
-
-/// `RoomSerializer` (only what the adapter uses).
-#[derive(Deserialize)]
-struct RoomAnswer {
-    id: Option<String>,
-    name: Option<String>,
-    slug: Option<String>,
-    configuration: Option<serde_json::Value>,
-    livekit: Option<LivekitAccess>,
-}
-
-#[derive(Deserialize)]
-struct LivekitAccess {
-    url: String,
-    token: String,
-}
-
-#[derive(Deserialize)]
-struct EntryAnswer {
-    status: String,
-    livekit: Option<LivekitAccess>,
-}
-
-#[derive(Deserialize)]
-struct WaitingAnswer {
-    participants: Vec<LobbyWaiter>,
-}
-
-/// LiveKit's proto JSON: field names may come as proto names or lowerCamelCase, enums as names
-/// or numbers, and default values may be left out.
-#[derive(Deserialize)]
-struct ListParticipantsAnswer {
-    #[serde(default)]
-    participants: Vec<ParticipantInfo>,
-}
-
-#[derive(Deserialize)]
-struct ParticipantInfo {
-    #[serde(default)]
-    identity: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    tracks: Vec<TrackInfo>,
-    #[serde(default)]
-    attributes: HashMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct TrackInfo {
-    #[serde(default)]
-    sid: String,
-    #[serde(rename = "type", default)]
-    kind: serde_json::Value,
-    #[serde(default)]
-    source: serde_json::Value,
-    #[serde(default)]
-    muted: bool,
-}
-
-impl ParticipantInfo {
-    /// Tracks whose source is the microphone; when a server sends no sources at all, every audio
-    /// track (older SDKs published without one).
-    fn microphone_tracks(&self) -> impl Iterator<Item = &TrackInfo> {
-        let any_source = self.tracks.iter().any(|track| !track.source.is_null());
-        self.tracks.iter().filter(move |track| {
-            if any_source {
-                enum_is(&track.source, "MICROPHONE", 2)
-            } else {
-                track.kind.is_null() || enum_is(&track.kind, "AUDIO", 0)
-            }
-        })
-    }
-}
-
-fn enum_is(value: &serde_json::Value, name: &str, number: u64) -> bool {
-    value.as_str() == Some(name) || value.as_u64() == Some(number)
 }
 
 fn meet_error(failure: Failure, what: &str) -> PlaneError {
