@@ -12,8 +12,8 @@ use livekit_api::access_token::{AccessToken, VideoGrants};
 use parley_devserver::{DevServer, DevServerConfig};
 use parley_livekit_ffi::{
     Engine, Error, LibrarySearch, LocalVideoTrack, PixelFormat, ReceivedVideoFrame, RemoteVideoTrack, Room, RoomEvent,
-    RoomOptions, TrackKind, TrackSource, VideoContent, VideoEncoding, VideoFrame, VideoPublishOptions, VideoSource,
-    VideoStream,
+    RoomOptions, TrackKind, TrackSource, VideoContent, VideoEncoding, VideoFrame, VideoPublishOptions, VideoQuality,
+    VideoSource, VideoStream,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -104,26 +104,28 @@ fn marker_x(index: usize) -> usize {
 }
 
 /// Captures the pattern at 30 fps on a thread of its own until `stop` is set; returns how many
-/// frames it sent.
-fn share_screen(source: Arc<VideoSource>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+/// frames it sent and how long the captures took in all.
+fn share_screen(source: Arc<VideoSource>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(usize, Duration)> {
     std::thread::spawn(move || {
         let still = background();
         let mut frame = VideoFrame::new(PixelFormat::Bgra, WIDTH, HEIGHT).expect("frame");
         let stride = frame.stride();
         let start = Instant::now();
-        let mut index = 0;
+        let (mut index, mut capturing) = (0, Duration::ZERO);
         while !stop.load(Ordering::Relaxed) {
             frame.data_mut().copy_from_slice(&still);
             let left = marker_x(index);
             for row in MARKER_TOP..MARKER_TOP + MARKER {
                 frame.data_mut()[row * stride + left * 4..row * stride + (left + MARKER) * 4].fill(255);
             }
+            let before = Instant::now();
             source.capture(&frame, start.elapsed().as_micros() as i64).expect("capture");
+            capturing += before.elapsed();
             index += 1;
             let next = start + Duration::from_micros(index as u64 * 33_333);
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
-        index
+        (index, capturing)
     })
 }
 
@@ -293,8 +295,9 @@ async fn a_screen_share_arrives_with_its_colours_and_motion_and_ends_when_unpubl
     expect_end(&mut stream, "unpublishing").await;
 
     stop.store(true, Ordering::Relaxed);
-    let sent = sharing.join().expect("the capture thread");
+    let (sent, capturing) = sharing.join().expect("the capture thread");
     assert!(sent > 60, "alice sent frames throughout: {sent}");
+    eprintln!("{sent} frames captured, {:?} a capture on average", capturing / sent as u32);
     drop((stream, track, publication));
     alice.disconnect().await.expect("alice leaves");
     bob.disconnect().await.expect("bob leaves");
@@ -348,4 +351,44 @@ async fn a_token_without_screen_share_among_its_sources_cannot_share_the_screen(
     );
     assert!(started.elapsed() < Duration::from_secs(1), "refused at once, not after a timeout");
     alice.disconnect().await.expect("alice leaves");
+}
+
+/// Reads frames until one's width satisfies `wanted`; returns that width.
+async fn width_after(stream: &mut VideoStream, wanted: fn(u32) -> bool, what: &str) -> u32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let frame = next_frame(stream, what).await;
+        if wanted(frame.width) {
+            return frame.width;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {}x{} after {WAIT:?}", frame.width, frame.height);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_can_ask_for_the_low_simulcast_layer() {
+    let server = server();
+    let (alice, _alice_events) = join(&server, "layers", "alice", &[]).await;
+    let (bob, mut bob_events) = join(&server, "layers", "bob", &[]).await;
+    let source = Arc::new(VideoSource::new(engine(), WIDTH, HEIGHT, VideoContent::Screen).expect("video source"));
+    let track = LocalVideoTrack::new("screen", &source).expect("video track");
+    let options = VideoPublishOptions { simulcast: true, ..VideoPublishOptions::default() };
+    let publication = alice.local_participant().publish_video_track(&track, &options).await.expect("publish");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sharing = share_screen(Arc::clone(&source), Arc::clone(&stop));
+    let remote = screen_share_subscribed(&mut bob_events, "alice's screen share subscribed").await;
+    let mut stream = VideoStream::new(&remote).expect("video stream");
+
+    width_after(&mut stream, |width| width == WIDTH, "the full-size layer").await;
+    bob.set_video_quality("alice", &publication.sid, VideoQuality::Low).expect("ask for the low layer");
+    let low = width_after(&mut stream, |width| width < WIDTH, "the low layer").await;
+    eprintln!("low layer: {low} pixels wide");
+    bob.set_video_quality("alice", &publication.sid, VideoQuality::High).expect("ask for the high layer");
+    width_after(&mut stream, |width| width == WIDTH, "the high layer again").await;
+
+    stop.store(true, Ordering::Relaxed);
+    sharing.join().expect("the capture thread");
+    drop((stream, remote));
+    alice.disconnect().await.expect("alice leaves");
+    bob.disconnect().await.expect("bob leaves");
 }
