@@ -5,6 +5,9 @@
 //! * async completions (`request_async_id` chosen by us) → the waiting request's oneshot;
 //! * room events → the owning [`crate::Room`]'s task, by room handle;
 //! * audio-stream frames → the owning [`crate::AudioStream`], by stream handle;
+//! * video-stream frames → the owning [`crate::VideoStream`], by stream handle, through a
+//!   bounded queue: a frame that finds the queue full is released here and counted, so a slow
+//!   viewer never holds this thread (nor the audio behind it) back;
 //! * logs → `tracing` (target `livekit`), panics → error log and every waiter fails.
 //!
 //! Events for a handle nobody has registered yet are held briefly ("orphans") and handed over
@@ -28,6 +31,8 @@ use crate::proto::ffi_response::Message as ResponseMessage;
 
 /// Most events held for one handle before anybody registered it.
 const ORPHAN_LIMIT: usize = 256;
+/// Most video frames held for one stream before it is registered (each holds a whole picture).
+const VIDEO_ORPHAN_LIMIT: usize = 2;
 
 /// The loaded engine. One per process; see [`Engine::start`].
 pub struct Engine {
@@ -195,11 +200,44 @@ impl Engine {
         routes.streams.insert(stream, sender);
     }
 
+    /// Routes the frames of video stream `stream` to `route` (including any that arrived
+    /// already). An end of stream already received closes the route at once.
+    pub(crate) fn register_video_stream(&self, stream: u64, route: VideoRoute) {
+        let mut routes = self.router.lock();
+        let mut ended = false;
+        let mut unsent = Vec::new();
+        for orphan in routes.orphans.remove(&stream).unwrap_or_default() {
+            match orphan {
+                Orphan::Video(proto::VideoStreamEvent {
+                    message: Some(proto::video_stream_event::Message::FrameReceived(frame)),
+                    ..
+                }) => {
+                    if let Some(frame) = route.offer(frame) {
+                        unsent.push(frame);
+                    }
+                }
+                Orphan::Video(proto::VideoStreamEvent {
+                    message: Some(proto::video_stream_event::Message::Eos(_)),
+                    ..
+                }) => ended = true,
+                _ => {}
+            }
+        }
+        if !ended {
+            routes.video_streams.insert(stream, route);
+        }
+        drop(routes);
+        for frame in unsent {
+            self.drop_handle(frame.buffer.handle.id);
+        }
+    }
+
     /// Stops routing for a room or stream handle; later events for it are discarded.
     pub(crate) fn close_route(&self, handle: u64) {
         let mut routes = self.router.lock();
         routes.rooms.remove(&handle);
         routes.streams.remove(&handle);
+        routes.video_streams.remove(&handle);
         routes.closed.insert(handle);
         if let Some(orphans) = routes.orphans.remove(&handle) {
             drop(routes);
@@ -226,9 +264,32 @@ struct Pending {
     keep_alive: Option<KeepAlive>,
 }
 
+/// Where one video stream's frames go: a bounded queue, and the count of frames that found it
+/// full.
+pub(crate) struct VideoRoute {
+    pub(crate) sender: mpsc::Sender<proto::VideoFrameReceived>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+impl VideoRoute {
+    /// Queues `frame` without waiting. Returns it when it could not be queued (the queue is full,
+    /// which is counted, or closed): the caller releases its buffer outside the router's lock.
+    fn offer(&self, frame: proto::VideoFrameReceived) -> Option<proto::VideoFrameReceived> {
+        match self.sender.try_send(frame) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                Some(frame)
+            }
+            Err(mpsc::error::TrySendError::Closed(frame)) => Some(frame),
+        }
+    }
+}
+
 enum Orphan {
     Room(Box<proto::RoomEvent>),
     Stream(proto::AudioStreamEvent),
+    Video(proto::VideoStreamEvent),
 }
 
 #[derive(Default)]
@@ -236,6 +297,7 @@ struct Routes {
     pending: HashMap<u64, Pending>,
     rooms: HashMap<u64, mpsc::UnboundedSender<proto::RoomEvent>>,
     streams: HashMap<u64, mpsc::UnboundedSender<proto::AudioStreamEvent>>,
+    video_streams: HashMap<u64, VideoRoute>,
     orphans: HashMap<u64, VecDeque<Orphan>>,
     closed: HashSet<u64>,
 }
@@ -259,6 +321,7 @@ impl Router {
         routes.pending.clear();
         routes.rooms.clear();
         routes.streams.clear();
+        routes.video_streams.clear();
     }
 }
 
@@ -293,7 +356,7 @@ fn dispatch(events: std::sync::mpsc::Receiver<Vec<u8>>, router: &Router) {
                     drop(routes);
                     release_room_event(event);
                 } else {
-                    hold_orphan(routes, handle, Orphan::Room(Box::new(event)));
+                    hold_orphan(routes, handle, Orphan::Room(Box::new(event)), ORPHAN_LIMIT);
                 }
             }
             EventMessage::AudioStreamEvent(event) => {
@@ -309,9 +372,10 @@ fn dispatch(events: std::sync::mpsc::Receiver<Vec<u8>>, router: &Router) {
                     drop(routes);
                     release_stream_event(event);
                 } else {
-                    hold_orphan(routes, handle, Orphan::Stream(event));
+                    hold_orphan(routes, handle, Orphan::Stream(event), ORPHAN_LIMIT);
                 }
             }
+            EventMessage::VideoStreamEvent(event) => route_video(router, event),
             other => match async_id(&other) {
                 Some(id) => {
                     let pending = router.lock().pending.remove(&id);
@@ -328,10 +392,43 @@ fn dispatch(events: std::sync::mpsc::Receiver<Vec<u8>>, router: &Router) {
     }
 }
 
-fn hold_orphan(mut routes: std::sync::MutexGuard<'_, Routes>, handle: u64, orphan: Orphan) {
+/// Hands a video-stream event to its stream without ever waiting: a frame the stream's queue
+/// cannot take is released (and counted); the end of the stream closes the queue, so the
+/// stream sees it after the frames already queued.
+fn route_video(router: &Router, event: proto::VideoStreamEvent) {
+    let handle = event.stream_handle;
+    let mut routes = router.lock();
+    if routes.closed.contains(&handle) {
+        drop(routes);
+        release_video_event(event);
+        return;
+    }
+    let Some(route) = routes.video_streams.get(&handle) else {
+        hold_orphan(routes, handle, Orphan::Video(event), VIDEO_ORPHAN_LIMIT);
+        return;
+    };
+    match event.message {
+        Some(proto::video_stream_event::Message::FrameReceived(frame)) => {
+            let unsent = route.offer(frame);
+            if route.sender.is_closed() {
+                routes.video_streams.remove(&handle);
+            }
+            drop(routes);
+            if let (Some(frame), Some(engine)) = (unsent, Engine::get()) {
+                engine.drop_handle(frame.buffer.handle.id);
+            }
+        }
+        Some(proto::video_stream_event::Message::Eos(_)) => {
+            routes.video_streams.remove(&handle);
+        }
+        None => {}
+    }
+}
+
+fn hold_orphan(mut routes: std::sync::MutexGuard<'_, Routes>, handle: u64, orphan: Orphan, limit: usize) {
     let queue = routes.orphans.entry(handle).or_default();
     queue.push_back(orphan);
-    let overflow = (queue.len() > ORPHAN_LIMIT).then(|| queue.pop_front()).flatten();
+    let overflow = (queue.len() > limit).then(|| queue.pop_front()).flatten();
     drop(routes);
     if let Some(orphan) = overflow {
         release_orphan(orphan);
@@ -343,6 +440,7 @@ fn release_orphan(orphan: Orphan) {
     match orphan {
         Orphan::Room(event) => release_room_event(*event),
         Orphan::Stream(event) => release_stream_event(event),
+        Orphan::Video(event) => release_video_event(event),
     }
 }
 
@@ -370,6 +468,14 @@ fn release_stream_event(event: proto::AudioStreamEvent) {
         (event.message, Engine::get())
     {
         engine.drop_handle(frame.frame.handle.id);
+    }
+}
+
+fn release_video_event(event: proto::VideoStreamEvent) {
+    if let (Some(proto::video_stream_event::Message::FrameReceived(frame)), Some(engine)) =
+        (event.message, Engine::get())
+    {
+        engine.drop_handle(frame.buffer.handle.id);
     }
 }
 

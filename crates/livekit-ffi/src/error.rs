@@ -58,6 +58,9 @@ pub enum Error {
     /// The engine answered with something this crate did not expect.
     #[error("unexpected answer from the LiveKit engine: {0}")]
     Protocol(String),
+    /// The server's grant does not allow this (e.g. publishing a source the token leaves out).
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
     /// The caller passed something the engine cannot take (e.g. a frame that is not 10 ms).
     #[error("{0}")]
     InvalidArgument(String),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::proto;
-use crate::track::{RemoteAudioTrack, TrackPublication, TrackSource};
+use crate::track::{RemoteAudioTrack, RemoteVideoTrack, TrackPublication, TrackSource};
 
 /// A participant as the room sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,22 @@ impl Permission {
     /// `source` listed unless the list is empty).
     pub fn allows_publishing(&self, source: TrackSource) -> bool {
         self.can_publish && (self.can_publish_sources.is_empty() || self.can_publish_sources.contains(&source))
+    }
+
+    /// Why a track from `source` may not be published, for people; `None` when it may.
+    pub(crate) fn refusal(&self, source: TrackSource) -> Option<String> {
+        if self.allows_publishing(source) {
+            return None;
+        }
+        if !self.can_publish {
+            return Some("the server does not allow this participant to publish".into());
+        }
+        let allowed: Vec<&str> = self.can_publish_sources.iter().map(|source| source.code()).collect();
+        Some(format!(
+            "the access token does not allow publishing {} (it allows: {})",
+            source.code(),
+            allowed.join(", ")
+        ))
     }
 }
 
@@ -184,7 +200,13 @@ pub enum RoomEvent {
         identity: String,
         track: RemoteAudioTrack,
     },
-    /// A remote track of another kind (video) was subscribed.
+    /// A remote video track (a screen share or a camera: see its `source`) is ready to be
+    /// watched: open a [`crate::VideoStream`] on it.
+    VideoTrackSubscribed {
+        identity: String,
+        track: RemoteVideoTrack,
+    },
+    /// A remote track of a kind the engine did not name was subscribed.
     TrackSubscribed {
         identity: String,
         sid: String,
@@ -330,4 +352,29 @@ impl DisconnectReason {
 
 pub(crate) fn attributes_map(entries: &[proto::AttributesEntry]) -> HashMap<String, String> {
     entries.iter().map(|entry| (entry.key.clone(), entry.value.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_source_is_named_with_the_sources_allowed() {
+        let permission = Permission {
+            can_subscribe: true,
+            can_publish: true,
+            can_publish_data: true,
+            can_publish_sources: vec![TrackSource::Microphone],
+        };
+        assert_eq!(permission.refusal(TrackSource::Microphone), None);
+        assert_eq!(
+            permission.refusal(TrackSource::ScreenShare).as_deref(),
+            Some("the access token does not allow publishing screen_share (it allows: microphone)")
+        );
+        let none = Permission { can_publish: false, ..permission };
+        assert_eq!(
+            none.refusal(TrackSource::Microphone).as_deref(),
+            Some("the server does not allow this participant to publish")
+        );
+    }
 }

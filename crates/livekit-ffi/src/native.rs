@@ -163,12 +163,24 @@ pub(crate) fn copy_samples(ptr: u64, len: usize, out: &mut Vec<i16>) {
 ///
 /// Callers must hold the owning handle until this returns.
 pub(crate) fn copy_bytes(ptr: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    copy_bytes_into(ptr, len, &mut out);
+    out
+}
+
+/// Copies `len` bytes that the library owns at `ptr` into `out` (replacing its contents, and
+/// reusing its allocation when it is large enough): a received video frame's pixels.
+///
+/// Callers must hold the owning handle (an `OwnedVideoBuffer`) until this returns.
+pub(crate) fn copy_bytes_into(ptr: u64, len: usize, out: &mut Vec<u8>) {
+    out.clear();
     if ptr == 0 || len == 0 {
-        return Vec::new();
+        return;
     }
-    // SAFETY: the library allocated `len` bytes at `ptr` and keeps them alive while the owning
-    // handle (held by the caller) is not dropped.
-    unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len) }.to_vec()
+    // SAFETY: the library allocated `len` bytes at `ptr` (for a video buffer: its stride ×
+    // height) and keeps them alive while the owning handle (held by the caller) is not dropped.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len) };
+    out.extend_from_slice(bytes);
 }
 
 /// Resolves one symbol as a plain function pointer.

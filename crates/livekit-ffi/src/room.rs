@@ -18,14 +18,16 @@ use crate::proto::ffi_event::Message as EventMessage;
 use crate::proto::ffi_request::Message as RequestMessage;
 use crate::proto::ffi_response::Message as ResponseMessage;
 use crate::redact::redact;
-use crate::track::{RemoteAudioTrack, TrackKind, TrackPublication, TrackSource};
+use crate::track::{RemoteAudioTrack, RemoteVideoTrack, TrackKind, TrackPublication, TrackSource};
 
 /// How to join a room. Its `Debug` does not show the encryption key.
 #[derive(Clone)]
 pub struct RoomOptions {
     /// Subscribe to every remote track as it is published.
     pub auto_subscribe: bool,
-    /// Adaptive stream pauses video nobody watches; it has no use for audio and stays off.
+    /// Adaptive stream: the engine asks the server for video only as large as it is shown and
+    /// pauses video nobody watches. Off by default: Parley tells the server itself
+    /// ([`Room::set_video_dimensions`], [`Room::set_track_enabled`]).
     pub adaptive_stream: bool,
     pub dynacast: bool,
     /// End-to-end encryption with one key shared by every participant.
@@ -121,6 +123,8 @@ pub struct Room {
 pub struct LocalParticipant {
     handle: Arc<OwnedHandle>,
     info: ParticipantInfo,
+    /// The room's model, for the permission the server gives us now.
+    state: Arc<Mutex<RoomState>>,
 }
 
 impl Room {
@@ -182,14 +186,12 @@ impl Room {
             None => return Err(Error::Protocol("connect callback without result".into())),
         };
         let room_handle = Arc::new(engine.own(result.room.handle.id));
-        let local = LocalParticipant {
-            handle: Arc::new(engine.own(result.local_participant.handle.id)),
-            info: ParticipantInfo::from(&result.local_participant.info),
-        };
+        let local_handle = Arc::new(engine.own(result.local_participant.handle.id));
+        let local_info = ParticipantInfo::from(&result.local_participant.info);
         let mut state = RoomState {
             connection: Some(ConnectionState::Connected),
-            local_identity: local.info.identity.clone(),
-            local_permission: local.info.permission.clone(),
+            local_identity: local_info.identity.clone(),
+            local_permission: local_info.permission.clone(),
             ..Default::default()
         };
         for entry in result.participants {
@@ -213,6 +215,7 @@ impl Room {
             );
         }
         let state = Arc::new(Mutex::new(state));
+        let local = LocalParticipant { handle: local_handle, info: local_info, state: Arc::clone(&state) };
         let (raw_sender, raw_events) = mpsc::unbounded_channel();
         engine.register_room(room_handle.id(), raw_sender);
         let (sender, events) = mpsc::unbounded_channel();
@@ -267,6 +270,17 @@ impl Room {
         state.local_permission.clone()
     }
 
+    /// The engine's handle of `identity`'s publication `sid`, while the room knows it.
+    pub(crate) fn publication_handle(&self, identity: &str, sid: &str) -> Result<(&'static Engine, u64), Error> {
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        state
+            .remotes
+            .get(identity)
+            .and_then(|remote| remote.publications.get(sid))
+            .map(|(handle, _)| (handle.engine(), handle.id()))
+            .ok_or_else(|| Error::InvalidArgument(format!("{identity} has no published track {sid}")))
+    }
+
     /// The last connection state the engine reported.
     pub fn connection_state(&self) -> ConnectionState {
         let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -318,9 +332,6 @@ impl LocalParticipant {
         track: &LocalAudioTrack,
         options: &PublishOptions,
     ) -> Result<LocalTrackPublication, Error> {
-        let engine = self.handle.engine();
-        let participant = self.handle.id();
-        let track_handle = track.handle_id();
         let publish = proto::TrackPublishOptions {
             dtx: Some(options.dtx),
             red: Some(options.red),
@@ -328,13 +339,32 @@ impl LocalParticipant {
             audio_encoding: options.max_bitrate.map(|max_bitrate| proto::AudioEncoding { max_bitrate }),
             ..Default::default()
         };
+        self.publish(track.handle_id(), options.source, publish).await
+    }
+
+    /// Publishes the local track `track_handle` (audio or video) from `source` with `options`.
+    ///
+    /// Errors: [`Error::NotAllowed`] at once when the server's current grant leaves `source`
+    /// out (the server would ignore the request, and the engine give up after 10 s).
+    pub(crate) async fn publish(
+        &self,
+        track_handle: u64,
+        source: TrackSource,
+        options: proto::TrackPublishOptions,
+    ) -> Result<LocalTrackPublication, Error> {
+        let permission = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).local_permission.clone();
+        if let Some(refusal) = permission.and_then(|permission| permission.refusal(source)) {
+            return Err(Error::NotAllowed(refusal));
+        }
+        let engine = self.handle.engine();
+        let participant = self.handle.id();
         let (event, _) = engine
             .request_async(
                 |async_id| {
                     RequestMessage::PublishTrack(proto::PublishTrackRequest {
                         local_participant_handle: participant,
                         track_handle,
-                        options: publish,
+                        options,
                         request_async_id: Some(async_id),
                     })
                 },
@@ -536,25 +566,38 @@ fn apply(engine: &'static Engine, state: &mut RoomState, message: proto::room_ev
             if let Some(remote) = state.remotes.get_mut(&subscribed.participant_identity) {
                 remote.tracks.insert(info.sid.clone(), Arc::clone(&handle));
             }
-            if TrackKind::from_proto(info.kind) == TrackKind::Audio {
-                // The publication (announced before any subscription) says how it was published.
-                let encrypted = state
-                    .remotes
-                    .get(&subscribed.participant_identity)
-                    .and_then(|remote| remote.publications.get(&info.sid))
-                    .is_some_and(|(_, publication)| publication.encrypted);
-                RoomEvent::AudioTrackSubscribed {
-                    identity: subscribed.participant_identity.clone(),
+            // The publication (announced before any subscription) says how it was published.
+            let publication = state
+                .remotes
+                .get(&subscribed.participant_identity)
+                .and_then(|remote| remote.publications.get(&info.sid))
+                .map(|(_, publication)| publication);
+            let encrypted = publication.is_some_and(|publication| publication.encrypted);
+            let source = publication.map_or(TrackSource::Unknown, |publication| publication.source);
+            let identity = subscribed.participant_identity;
+            match TrackKind::from_proto(info.kind) {
+                TrackKind::Audio => RoomEvent::AudioTrackSubscribed {
+                    identity: identity.clone(),
                     track: RemoteAudioTrack {
                         handle,
                         sid: info.sid,
                         name: info.name,
-                        participant_identity: subscribed.participant_identity,
+                        participant_identity: identity,
                         encrypted,
                     },
-                }
-            } else {
-                RoomEvent::TrackSubscribed { identity: subscribed.participant_identity, sid: info.sid }
+                },
+                TrackKind::Video => RoomEvent::VideoTrackSubscribed {
+                    identity: identity.clone(),
+                    track: RemoteVideoTrack {
+                        handle,
+                        sid: info.sid,
+                        name: info.name,
+                        participant_identity: identity,
+                        source,
+                        encrypted,
+                    },
+                },
+                TrackKind::Unknown => RoomEvent::TrackSubscribed { identity, sid: info.sid },
             }
         }
         M::TrackUnsubscribed(unsubscribed) => {

@@ -1,6 +1,6 @@
-//! Tracks as Parley sees them: their kind and source, a publication, and a subscribed remote
-//! track (the handle a stream is opened on). A leaf of the crate: rooms, events and streams
-//! all speak of tracks, tracks speak of none of them.
+//! Tracks as Parley sees them: their kind and source, a publication, and subscribed remote
+//! audio and video tracks (the handles streams are opened on). A leaf of the crate: rooms,
+//! events and streams all speak of tracks, tracks speak of none of them.
 
 use std::sync::Arc;
 
@@ -17,6 +17,11 @@ pub struct TrackPublication {
     pub muted: bool,
     /// Published end-to-end encrypted (the publisher said so to the server).
     pub encrypted: bool,
+    /// A video track's published resolution (0 × 0 for audio, or when not yet known).
+    pub width: u32,
+    pub height: u32,
+    /// A video track published in several qualities (simulcast layers).
+    pub simulcasted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,31 @@ pub enum TrackSource {
     ScreenShare,
     ScreenShareAudio,
     Unknown,
+}
+
+/// A subscribed remote video track; open a [`crate::VideoStream`] on it to receive frames.
+#[derive(Clone)]
+pub struct RemoteVideoTrack {
+    pub(crate) handle: Arc<OwnedHandle>,
+    pub sid: String,
+    pub name: String,
+    pub participant_identity: String,
+    /// What the publisher says it is: [`TrackSource::ScreenShare`] or [`TrackSource::Camera`]
+    /// (or [`TrackSource::Unknown`] when its publication was not announced first).
+    pub source: TrackSource,
+    /// Its publication is end-to-end encrypted.
+    pub encrypted: bool,
+}
+
+impl std::fmt::Debug for RemoteVideoTrack {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RemoteVideoTrack")
+            .field("sid", &self.sid)
+            .field("participant_identity", &self.participant_identity)
+            .field("source", &self.source)
+            .finish()
+    }
 }
 
 /// A subscribed remote audio track; open an [`crate::AudioStream`] on it to receive frames.
@@ -66,6 +96,9 @@ impl From<&proto::TrackPublicationInfo> for TrackPublication {
             muted: info.muted,
             encrypted: proto::EncryptionType::try_from(info.encryption_type)
                 .is_ok_and(|kind| kind != proto::EncryptionType::None),
+            width: info.width,
+            height: info.height,
+            simulcasted: info.simulcasted,
         }
     }
 }
@@ -88,6 +121,17 @@ impl TrackSource {
             Ok(proto::TrackSource::SourceScreenshare) => TrackSource::ScreenShare,
             Ok(proto::TrackSource::SourceScreenshareAudio) => TrackSource::ScreenShareAudio,
             _ => TrackSource::Unknown,
+        }
+    }
+
+    /// LiveKit's name for the source (as in a token's `canPublishSources`).
+    pub fn code(self) -> &'static str {
+        match self {
+            TrackSource::Microphone => "microphone",
+            TrackSource::Camera => "camera",
+            TrackSource::ScreenShare => "screen_share",
+            TrackSource::ScreenShareAudio => "screen_share_audio",
+            TrackSource::Unknown => "unknown",
         }
     }
 
