@@ -11,5 +11,6 @@ mod interop;
 mod lifecycle;
 mod moderation;
 mod profiles;
+mod share;
 mod support;
 mod talk;

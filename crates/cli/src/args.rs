@@ -45,6 +45,12 @@ pub enum Command {
     /// Moderate someone in a room through a profile: mute, unmute, hard-mute, restore, kick,
     /// unkick, ban, unban, invite-to-speak, move-to-audience, make-moderator.
     Mod(moderation::ModArgs),
+    /// List the screens and windows `parley join --share-screen` can share.
+    ShareTargets {
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the sound devices (inputs and outputs, defaults marked).
     Devices {
         /// Print one JSON array.
@@ -208,6 +214,23 @@ pub struct JoinArgs {
     /// Listen for control commands on this socket (default: see `parley ctl --help`); `none` to disable.
     #[arg(long)]
     pub control_socket: Option<String>,
+    /// Share a screen or window: a screen index (`0`), a window id (`0x1a00007`), or part of a
+    /// window's name (see `parley share-targets`).
+    #[arg(long, value_name = "TARGET")]
+    pub share_screen: Option<String>,
+    /// The share's quality: 720p30, 1080p30, 1080p60 or source.
+    #[arg(long, default_value = "720p30", requires = "share_screen")]
+    pub share_quality: parley_core::capture::Quality,
+    /// Watch this participant's screen share (prints watch statistics every second).
+    #[arg(long, value_name = "IDENTITY")]
+    pub watch: Option<String>,
+    /// Save watched pictures as PNG files in this directory (`frame-000042.png`).
+    #[arg(long, value_name = "DIR", requires = "watch")]
+    pub save_frames: Option<PathBuf>,
+    /// With --save-frames: save every Nth picture received.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "save_frames",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub save_every: u64,
 }
 
 #[derive(Args)]

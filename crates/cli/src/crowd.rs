@@ -33,6 +33,7 @@ pub async fn run(args: CrowdArgs) -> Result<(), Failure> {
             report_levels: false,
             report_stats: None,
             device_info: Vec::new(),
+            watch: None,
         };
         let (session, mut events) =
             Session::join(engine, request).await.map_err(|error| classify(error, "joining the room"))?;

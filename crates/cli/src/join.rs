@@ -17,7 +17,7 @@ use parley_core::client::ErrorCode;
 use parley_core::control_socket;
 use parley_core::membership::{Membership, MembershipEvent};
 use parley_core::token;
-use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionEvent};
+use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionEvent, VideoSink, WatchRequest};
 use parley_livekit_ffi::ApmConfig;
 use tokio::sync::mpsc;
 
@@ -154,6 +154,17 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             })
             .transpose()?,
         device_info,
+        watch: match (&args.watch, &args.save_frames) {
+            (Some(identity), Some(dir)) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))
+                    .map_err(|error| fail(ExitKind::File, error))?;
+                let saver = crate::share::PngSaver { dir: dir.clone(), every: args.save_every };
+                Some(WatchRequest { identity: identity.clone(), sink: Box::new(saver) })
+            }
+            (Some(identity), None) => Some(WatchRequest { identity: identity.clone(), sink: Box::new(Discard) }),
+            (None, _) => None,
+        },
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (mut session, mut events) = match joined {
@@ -163,6 +174,28 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             return Err(fail_as(ErrorCode::Timeout, anyhow::anyhow!("timed out after 10 s joining {url}")));
         }
     };
+
+    if let Some(wanted) = &args.share_screen {
+        // A share that cannot start is reported (`share_failed`) and the call goes on.
+        let wanted = wanted.clone();
+        let found = tokio::task::spawn_blocking(move || parley_core::capture::find_target(&wanted)).await;
+        match found {
+            Ok(Ok(target)) => {
+                if let Err(error) = session.start_share(&target, args.share_quality).await {
+                    tracing::debug!(%error, "the share did not start");
+                }
+            }
+            Ok(Err(error)) => {
+                let reason = error.to_string();
+                let code = parley_core::session::share_failure_code(&error.into()).to_string();
+                printer.print(&parley_core::StampedEvent {
+                    at: SystemTime::now(),
+                    event: SessionEvent::ShareFailed { code, reason },
+                });
+            }
+            Err(error) => tracing::warn!(%error, "looking for the share target failed"),
+        }
+    }
 
     let deadline = stop::after(args.duration);
     let (requests, mut controls) = mpsc::channel(32);
@@ -248,6 +281,13 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     // recording may be incomplete (README: 7), and core calls a failed write of the output a
     // device error (in the app the output is always a speaker).
     left.context("leaving the room").map_err(|error| fail(ExitKind::File, error))
+}
+
+/// Watches without keeping the pictures (`--watch` alone: the statistics only).
+struct Discard;
+
+impl VideoSink for Discard {
+    fn frame(&mut self, _identity: &str, _index: u64, _frame: &parley_livekit_ffi::ReceivedVideoFrame) {}
 }
 
 /// Opens the control socket unless disabled; failing to is a warning, not a reason to leave.

@@ -45,6 +45,7 @@ mod join;
 mod moderation;
 mod printer;
 mod profile;
+mod share;
 mod stop;
 mod token;
 
@@ -114,6 +115,7 @@ fn run(cli: Cli, started: SystemTime) -> Result<(), Failure> {
         Command::Devserver(args) => devserver::run(&args),
         Command::Token(args) => token::run(&args),
         Command::Devices { json } => devices::list(json),
+        Command::ShareTargets { json } => share::list_targets(json),
         Command::MicTest { input_device, output_device, seconds } => {
             devices::mic_test(&input_device, &output_device, seconds)
         }

@@ -94,6 +94,18 @@ fn session_text(event: &SessionEvent) -> Option<String> {
         SessionEvent::PublishPermission { can_publish: true } => "allowed to speak".into(),
         SessionEvent::PublishingStopped { .. } => "no longer allowed to speak: microphone unpublished".into(),
         SessionEvent::Warning { message } => format!("warning: {message}"),
+        SessionEvent::ShareStarted { target, quality, width, height, .. } => {
+            format!("sharing {target} at {width}x{height} ({quality})")
+        }
+        SessionEvent::ShareStopped { .. } => "screen share stopped".into(),
+        SessionEvent::ShareFailed { reason, .. } => format!("screen share failed: {reason}"),
+        SessionEvent::WatchStarted { identity, width, height, .. } => {
+            format!("watching {identity}'s screen ({width}x{height})")
+        }
+        SessionEvent::WatchStats { identity, fps, width, height, dropped, .. } => {
+            format!("{identity}'s screen: {fps:.1} fps, {width}x{height}, {dropped} dropped")
+        }
+        SessionEvent::WatchEnded { identity, .. } => format!("{identity}'s screen share ended"),
         SessionEvent::ReceiveStats {
             identity,
             jitter_buffer_ms,

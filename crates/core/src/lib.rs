@@ -27,5 +27,9 @@ pub mod session;
 pub mod token;
 
 pub use control::Control;
+/// Screen and window capture (targets, qualities), for front ends that offer sharing.
+pub use parley_capture as capture;
 pub use parley_livekit_ffi::{Engine, LibrarySearch, RoomOptions};
-pub use session::{JoinRequest, Participant, Session, SessionError, SessionEvent, SessionState, StampedEvent};
+pub use session::{
+    JoinRequest, Participant, Session, SessionError, SessionEvent, SessionState, StampedEvent, VideoSink, WatchRequest,
+};

@@ -24,7 +24,10 @@
 //! drive it without an engine: [`capture`] (the `parley-capture` thread), [`playout`] (the
 //! `parley-playout` thread), [`publisher`] (publishing as the permission changes), [`follow`]
 //! (room events, and one receive task per remote audio track), [`meter`] (levels); [`pace`] is
-//! their shared clock and [`event`] what they report. Video loops go beside them.
+//! their shared clock and [`event`] what they report. Video loops go beside them: [`share`]
+//! (the `parley-share` thread: capture, scale, send; [`Session::start_share`]) and [`watch`]
+//! (a watched screen share's pictures to a [`VideoSink`], [`JoinRequest::watch`]), each on its
+//! own thread with bounded, dropping hand-overs, so that video never holds audio back.
 
 mod capture;
 mod event;
@@ -34,6 +37,8 @@ mod pace;
 mod playout;
 mod publisher;
 mod reconnect;
+mod share;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -56,6 +61,8 @@ use event::{can_publish_microphone, emit};
 use follow::LocalPublishing;
 pub use meter::SILENCE_DBFS;
 use publisher::{MicrophoneTrack, PublishCommand, Publisher, SharedTrack, lock_track};
+pub use share::{encoding as share_encoding, failure_code as share_failure_code};
+pub use watch::{VideoSink, WatchRequest};
 
 /// Errors a session reports to its front end.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +75,10 @@ pub enum SessionError {
     Output(#[from] parley_audio::wav::WavError),
     #[error("{0}")]
     Audio(String),
+    #[error(transparent)]
+    Capture(#[from] parley_capture::CaptureError),
+    #[error("a screen share is already running; stop it first")]
+    AlreadySharing,
     #[error("the engine did not finish {0} within {LEAVE_STEP_LIMIT:?}; left without waiting longer")]
     LeaveTimedOut(&'static str),
 }
@@ -108,6 +119,8 @@ pub struct JoinRequest {
     pub report_stats: Option<Duration>,
     /// What the sound devices granted (`"input"`/`"output"`), reported as `DeviceOpened`.
     pub device_info: Vec<(&'static str, parley_audio::device::StreamInfo)>,
+    /// Watch this participant's screen share (when they share), handing pictures to a sink.
+    pub watch: Option<WatchRequest>,
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
@@ -136,6 +149,19 @@ pub struct Session {
     report_stats: Option<Duration>,
     /// Remote audio is played (there is an output).
     playing: bool,
+    /// Our screen share, while there is one.
+    share: Option<Share>,
+    /// Whose screen share we watch (handed to each follower, also after a reconnect).
+    watch: Option<watch::Watcher>,
+}
+
+/// A running screen share: its thread and its publication.
+struct Share {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+    sid: String,
+    /// Kept alive while published; the thread holds the source.
+    _track: ffi::LocalVideoTrack,
 }
 
 struct Microphone {
@@ -250,6 +276,15 @@ impl Session {
             options: request.options.clone(),
             report_stats: request.report_stats,
             playing,
+            share: None,
+            watch: None,
+        };
+        session.watch = match request.watch {
+            Some(watch) => Some(
+                watch::Watcher::start(watch, events.clone())
+                    .map_err(|error| SessionError::Audio(format!("cannot start the watch thread: {error}")))?,
+            ),
+            None => None,
         };
         session.follower = session.follow(room_events, publishers, publish_commands);
         if request.report_levels {
@@ -337,6 +372,7 @@ impl Session {
             cues: self.cues.clone(),
             report_stats: self.report_stats,
             encrypted: self.options.e2ee_shared_key.is_some(),
+            watch: self.watch.clone(),
         };
         tokio::spawn(follow::run(room_events, self.events.clone(), playback, local, publishers))
     }
@@ -446,6 +482,129 @@ impl Session {
         self.mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Shares `target` at `quality`: captures its first picture, publishes a screen-share track
+    /// sized for it, and starts the `parley-share` thread ([`share`]). Reports
+    /// [`SessionEvent::ShareStarted`], or [`SessionEvent::ShareFailed`] as well as the error.
+    /// Later failures (the window closed) end the share with `ShareFailed`. Call from a tokio
+    /// runtime.
+    ///
+    /// Errors: [`SessionError::Capture`] (no display, no such target), engine errors
+    /// ([`ffi::Error::NotAllowed`] when the token does not allow screen share),
+    /// [`SessionError::AlreadySharing`].
+    pub async fn start_share(
+        &mut self,
+        target: &parley_capture::Target,
+        quality: parley_capture::Quality,
+    ) -> Result<(), SessionError> {
+        let started = self.begin_share(target, quality).await;
+        if let Err(error) = &started {
+            emit(
+                &self.events,
+                SessionEvent::ShareFailed { code: share::failure_code(error).into(), reason: error.to_string() },
+            );
+        }
+        started
+    }
+
+    async fn begin_share(
+        &mut self,
+        target: &parley_capture::Target,
+        quality: parley_capture::Quality,
+    ) -> Result<(), SessionError> {
+        if self.share.as_ref().is_some_and(|share| !share.thread.is_finished()) {
+            return Err(SessionError::AlreadySharing);
+        }
+        if let Some(ended) = self.share.take() {
+            self.end_share(ended).await;
+        }
+        // Opening and the first capture are display round trips: off the runtime's threads.
+        let opening = target.clone();
+        let (capturer, first) = tokio::task::spawn_blocking(move || {
+            let mut capturer = parley_capture::open(&opening)?;
+            let mut first = parley_capture::Frame::default();
+            capturer.capture(&mut first)?;
+            Ok::<_, parley_capture::CaptureError>((capturer, first))
+        })
+        .await
+        .map_err(|error| SessionError::Audio(format!("the capture opener failed: {error}")))??;
+        let (width, height) = quality.fit(first.width, first.height);
+        let source = Arc::new(ffi::VideoSource::new(self.engine, width, height, ffi::VideoContent::Screen)?);
+        let track = ffi::LocalVideoTrack::new("screen", &source)?;
+        let options = ffi::VideoPublishOptions {
+            encoding: Some(share::encoding(quality, width, height)),
+            ..ffi::VideoPublishOptions::default()
+        };
+        let publication = self.room.local_participant().publish_video_track(&track, &options).await?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (participant, sid, runtime) =
+            (self.room.local_participant().clone(), publication.sid.clone(), tokio::runtime::Handle::current());
+        let unpublish = Box::new(move || {
+            runtime.spawn(async move {
+                if let Err(error) = participant.unpublish_track(&sid).await {
+                    tracing::debug!(%error, "unpublishing a failed share");
+                }
+            });
+        });
+        let share_loop = share::ShareLoop {
+            capturer,
+            source,
+            quality,
+            first,
+            stop: Arc::clone(&stop),
+            events: self.events.clone(),
+            unpublish,
+        };
+        let thread = std::thread::Builder::new()
+            .name("parley-share".to_string())
+            .spawn(move || share::run(share_loop))
+            .map_err(|error| SessionError::Audio(format!("cannot start the share thread: {error}")))?;
+        emit(
+            &self.events,
+            SessionEvent::ShareStarted {
+                sid: publication.sid.clone(),
+                target: target.to_string(),
+                quality: quality.code().into(),
+                width,
+                height,
+                fps: quality.fps(),
+            },
+        );
+        self.share = Some(Share { stop, thread, sid: publication.sid, _track: track });
+        Ok(())
+    }
+
+    /// Stops our screen share, if any: ends the thread and unpublishes the track
+    /// ([`SessionEvent::ShareStopped`]).
+    pub async fn stop_share(&mut self) {
+        if let Some(share) = self.share.take() {
+            self.end_share(share).await;
+        }
+    }
+
+    /// Whether our screen share is running (false once it failed).
+    pub fn is_sharing(&self) -> bool {
+        self.share.as_ref().is_some_and(|share| !share.thread.is_finished())
+    }
+
+    async fn end_share(&self, share: Share) {
+        share.stop.store(true, Ordering::Relaxed);
+        let thread = share.thread;
+        // The thread ends within a frame; it holds the source, so wait before unpublishing.
+        match leave_step("stopping the screen share", tokio::task::spawn_blocking(move || thread.join().is_ok())).await
+        {
+            Ok(Ok(true)) => {}
+            Err(_) => {}
+            Ok(_) => tracing::warn!("the share thread ended abnormally"),
+        }
+        match leave_step("unpublishing the screen share", self.room.local_participant().unpublish_track(&share.sid))
+            .await
+        {
+            Ok(Ok(())) | Err(_) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "unpublishing the share (a failed share is unpublished already)"),
+        }
+        emit(&self.events, SessionEvent::ShareStopped { sid: share.sid });
+    }
+
     /// Leaves the room, stops the audio tasks and closes the output.
     pub async fn leave(mut self) -> Result<(), SessionError> {
         if let Some(cues) = &self.cues {
@@ -455,6 +614,7 @@ impl Session {
                 tokio::time::sleep(lasts + Duration::from_millis(150)).await;
             }
         }
+        self.stop_share().await;
         self.stop_audio.raise();
         if let Some(microphone) = self.microphone.take() {
             // No grant may publish once we are leaving.

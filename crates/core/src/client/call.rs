@@ -146,6 +146,7 @@ pub(crate) async fn start(setup: CallSetup, shared: Shared) -> Result<CallHandle
         report_levels: true,
         report_stats: None,
         device_info: audio.device_info,
+        watch: None,
     };
     let joined = tokio::time::timeout(CONNECT_TIMEOUT, Session::join(engine, request)).await;
     let (session, events) = match joined {

@@ -128,6 +128,10 @@ impl From<SessionError> for ClientError {
             SessionError::Output(_) | SessionError::Audio(_) => ErrorCode::Device,
             SessionError::Engine(_) => ErrorCode::Engine,
             SessionError::LeaveTimedOut(_) => ErrorCode::Timeout,
+            SessionError::Capture(parley_capture::CaptureError::NotFound(_)) => ErrorCode::NotFound,
+            SessionError::Capture(parley_capture::CaptureError::Unsupported(_)) => ErrorCode::Unsupported,
+            SessionError::Capture(_) => ErrorCode::Device,
+            SessionError::AlreadySharing => ErrorCode::InvalidInput,
         };
         ClientError::new(code, parley_livekit_ffi::redact(&error.to_string()))
     }

@@ -214,6 +214,57 @@ pub enum SessionEvent {
         code: String,
         connection_lost: bool,
     },
+    /// Our screen share is published: `target` (a screen or window) at `width` × `height`.
+    ShareStarted {
+        sid: String,
+        target: String,
+        quality: String,
+        width: u32,
+        height: u32,
+        fps: u32,
+    },
+    /// How the share thread fared over the last second: frames sent, and the mean time a frame
+    /// took to capture and scale, and to hand to the engine.
+    ShareStats {
+        fps: f64,
+        width: u32,
+        height: u32,
+        capture_ms: f64,
+        send_ms: f64,
+    },
+    /// Our screen share ended (we stopped it).
+    ShareStopped {
+        sid: String,
+    },
+    /// Our screen share could not start or broke off (`code`: `not_allowed`, `target_gone`,
+    /// `no_display`, `not_found`, `unsupported`, `unavailable`, `engine`). Audio is unaffected.
+    ShareFailed {
+        code: String,
+        reason: String,
+    },
+    /// The first picture of a watched screen share arrived.
+    WatchStarted {
+        identity: String,
+        sid: String,
+        width: u32,
+        height: u32,
+    },
+    /// A watched share over the last second: pictures so far, the rate, the latest size, and
+    /// pictures dropped (the engine's queue or the sink behind).
+    WatchStats {
+        identity: String,
+        sid: String,
+        frames: u64,
+        fps: f64,
+        width: u32,
+        height: u32,
+        dropped: u64,
+    },
+    /// A watched share ended (unpublished, or its publisher left).
+    WatchEnded {
+        identity: String,
+        sid: String,
+    },
     Warning {
         message: String,
     },

@@ -1,6 +1,7 @@
 //! The room follower (a tokio task): turns the engine's room events into session events, keeps
 //! track of who may publish, tells the publisher task when our own permission changes, and
-//! wires each subscribed remote audio track into the mixer through a receive task of its own.
+//! wires each subscribed remote audio track into the mixer through a receive task of its own
+//! (and a watched screen share into its sink, [`super::watch`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::event::{Participant, SessionEvent, SessionState, StampedEvent, can_publish_microphone, emit};
 use super::publisher::PublishCommand;
+use super::watch::Watcher;
 
 /// A frame whose peak is below this (about −60 dBFS) counts as silence for `FirstAudio`.
 const AUDIBLE_PEAK: i16 = 33;
@@ -50,6 +52,8 @@ pub(super) struct Playback {
     pub(super) report_stats: Option<Duration>,
     /// We joined with a key: tracks published without encryption are held back.
     pub(super) encrypted: bool,
+    /// Whose screen share to watch, and where its pictures go.
+    pub(super) watch: Option<Watcher>,
 }
 
 /// Turns room events into session events and wires subscribed audio into the mixer.
@@ -63,7 +67,7 @@ pub(super) async fn run(
     local: LocalPublishing,
     mut publishers: HashMap<String, bool>,
 ) {
-    let Playback { mixer, cues, report_stats, encrypted } = playback;
+    let Playback { mixer, cues, report_stats, encrypted, watch } = playback;
     let cue = |cue: Cue| {
         if let Some(cues) = &cues {
             cues.play(cue);
@@ -120,6 +124,22 @@ pub(super) async fn run(
                         Err(error) => emit(
                             &events,
                             SessionEvent::Warning { message: format!("cannot play {identity}'s audio: {error}") },
+                        ),
+                    }
+                }
+                Some(SessionEvent::TrackSubscribed { identity, sid: track.sid })
+            }
+            ffi::RoomEvent::VideoTrackSubscribed { identity, track } => {
+                if let Some(watch) = watch.as_ref().filter(|watch| watch.wants(&identity, &track)) {
+                    match watch.watch(&track) {
+                        Ok(task) => {
+                            if let Some(previous) = streams.insert(track.sid.clone(), task) {
+                                previous.abort();
+                            }
+                        }
+                        Err(error) => emit(
+                            &events,
+                            SessionEvent::Warning { message: format!("cannot watch {identity}'s screen: {error}") },
                         ),
                     }
                 }

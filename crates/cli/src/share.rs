@@ -1,0 +1,71 @@
+//! Screen sharing in the CLI: `parley share-targets` (what can be shared), and the sink behind
+//! `parley join --watch … --save-frames DIR` that writes received pictures as PNG files.
+
+use std::path::PathBuf;
+
+use parley_core::VideoSink;
+use parley_core::capture::{TargetKind, list_targets as targets};
+use parley_livekit_ffi::ReceivedVideoFrame;
+
+use crate::exit::{ExitKind, Failure, fail};
+
+/// Prints the screens and windows there are to share (one JSON array with `json`).
+pub fn list_targets(json: bool) -> Result<(), Failure> {
+    let targets = targets().map_err(|error| fail(ExitKind::Device, error))?;
+    if json {
+        let list: Vec<_> = targets
+            .iter()
+            .map(|target| {
+                serde_json::json!({
+                    "kind": target.kind.code(),
+                    "id": target.id,
+                    "name": target.name,
+                    "width": target.width,
+                    "height": target.height,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    for target in &targets {
+        match target.kind {
+            TargetKind::Screen => println!("screen  {}  {}x{}", target.id, target.width, target.height),
+            TargetKind::Window => {
+                println!("window  {:#x}  {}x{}  {}", target.id, target.width, target.height, target.name)
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Saves every `every`th watched picture as `DIR/frame-NNNNNN.png` (N: the picture's index).
+pub struct PngSaver {
+    pub dir: PathBuf,
+    pub every: u64,
+}
+
+impl PngSaver {
+    fn save(&self, index: u64, frame: &ReceivedVideoFrame) -> Result<(), String> {
+        let path = self.dir.join(format!("frame-{index:06}.png"));
+        let file = std::fs::File::create(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), frame.width, frame.height);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        // Saving keeps up with the stream better than it compresses.
+        encoder.set_compression(png::Compression::Fast);
+        let mut writer = encoder.write_header().map_err(|error| format!("{}: {error}", path.display()))?;
+        writer.write_image_data(&frame.rgba).map_err(|error| format!("{}: {error}", path.display()))?;
+        writer.finish().map_err(|error| format!("{}: {error}", path.display()))
+    }
+}
+
+impl VideoSink for PngSaver {
+    fn frame(&mut self, _identity: &str, index: u64, frame: &ReceivedVideoFrame) {
+        if index % self.every == 0
+            && let Err(error) = self.save(index, frame)
+        {
+            eprintln!("parley: warning: saving a watched picture: {error}");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Screen share through the CLI, end to end: under a private Xvfb, `parley-pattern-window`
+//! draws the test pattern; alice shares that window (`--share-screen <id>`) through the real
+//! LiveKit server and bob watches (`--watch alice --save-frames DIR`). What bob saved is read
+//! back: the size, the bar colours, the marker moving and the counter advancing; his watch
+//! statistics give the frame rate. A share the token forbids fails clearly while alice's tone
+//! keeps reaching bob.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use livekit_api::access_token::{AccessToken, VideoGrants};
+use parley_audio::SAMPLE_RATE;
+use parley_audio::analysis::{first_onset, tone_level_dbfs};
+use parley_capture::pattern;
+use parley_devserver::DevServer;
+use parley_devserver::display::Xvfb;
+
+use crate::support::{Finished, Peer, audio_lock, join, join_with_env, parley, scratch, server};
+
+const TIMEOUT: Duration = Duration::from_secs(40);
+/// How far a received bar's colour may stray from the drawn one, per channel (VP8 at 1.7 Mb/s).
+const COLOUR_TOLERANCE: i32 = 40;
+
+/// The pattern window on a display; killed on drop.
+struct PatternWindow {
+    child: Child,
+    id: u64,
+}
+
+impl PatternWindow {
+    fn open(display: &Xvfb) -> PatternWindow {
+        let binary = parley_e2e::binary("parley-capture", "parley-pattern-window");
+        let mut child = Command::new(binary)
+            .envs(display.env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start parley-pattern-window");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the window id");
+        let announced: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("pattern window said {line:?}"));
+        let id = announced["window"].as_u64().expect("a window id");
+        PatternWindow { child, id }
+    }
+}
+
+impl Drop for PatternWindow {
+    fn drop(&mut self) {
+        if let Err(error) = self.child.kill().and_then(|()| self.child.wait().map(|_| ())) {
+            eprintln!("stopping the pattern window: {error}");
+        }
+    }
+}
+
+/// One saved picture, decoded to RGBA.
+struct Saved {
+    index: u64,
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+}
+
+fn saved_frames(dir: &Path) -> Vec<Saved> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("the frames directory")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "png"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let index = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .and_then(|stem| stem.strip_prefix("frame-"))
+                .and_then(|number| number.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected file {}", path.display()));
+            let decoder = png::Decoder::new(BufReader::new(std::fs::File::open(&path).expect("open a png")));
+            let mut reader = decoder.read_info().expect("a png header");
+            let mut rgba = vec![0; reader.output_buffer_size().expect("a png size")];
+            let info = reader.next_frame(&mut rgba).expect("png pixels");
+            assert_eq!(info.color_type, png::ColorType::Rgba, "{} should be RGBA", path.display());
+            rgba.truncate(info.buffer_size());
+            Saved { index, width: info.width, height: info.height, rgba }
+        })
+        .collect()
+}
+
+fn pixel(frame: &Saved, x: u32, y: u32) -> [u8; 3] {
+    let at = ((y * frame.width + x) * 4) as usize;
+    [frame.rgba[at], frame.rgba[at + 1], frame.rgba[at + 2]]
+}
+
+/// The mean rate over the watch statistics between 1 s after the first and the last.
+fn received_fps(bob: &Finished) -> f64 {
+    let stats = bob.events_named("watch_stats");
+    assert!(stats.len() >= 4, "bob should report watch statistics every second: {:?}", bob.events);
+    let point = |event: &serde_json::Value| {
+        (event["unix_ms"].as_f64().expect("unix_ms"), event["frames"].as_f64().expect("frames"))
+    };
+    let (start_ms, start_frames) = point(stats[1]);
+    let (end_ms, end_frames) = point(stats[stats.len() - 1]);
+    (end_frames - start_frames) / ((end_ms - start_ms) / 1000.0)
+}
+
+#[test]
+fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display);
+    let frames = dir.path().join("frames");
+    let frames_arg = frames.to_str().expect("a UTF-8 path").to_string();
+    let bob = join(
+        &server,
+        "share",
+        "bob",
+        dir.path(),
+        &["--watch", "alice", "--save-frames", &frames_arg, "--save-every", "15"],
+        10.0,
+    );
+    let id = window.id.to_string();
+    let alice = join_with_env(
+        &server,
+        "share",
+        "alice",
+        dir.path(),
+        &["--share-screen", &id, "--share-quality", "720p30"],
+        9.0,
+        &display.env(),
+    );
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    let started = alice.events_named("share_started");
+    let started = started.first().unwrap_or_else(|| panic!("alice should share: {:?}", alice.events));
+    assert_eq!((started["width"].as_u64(), started["height"].as_u64()), (Some(1280), Some(720)));
+    let costs: Vec<f64> =
+        alice.events_named("share_stats").iter().filter_map(|event| event["capture_ms"].as_f64()).collect();
+    eprintln!("alice capture+scale ms per frame: {costs:?}");
+    eprintln!(
+        "alice send ms per frame: {:?}",
+        alice.events_named("share_stats").iter().filter_map(|event| event["send_ms"].as_f64()).collect::<Vec<_>>()
+    );
+
+    let watched = bob.events_named("watch_started");
+    let watched = watched.first().unwrap_or_else(|| panic!("bob should see alice's share: {:?}", bob.events));
+    assert_eq!((watched["width"].as_u64(), watched["height"].as_u64()), (Some(1280), Some(720)));
+    let fps = received_fps(&bob);
+    eprintln!("bob received {fps:.1} fps");
+    assert!(fps >= 25.0, "bob should receive ≥ 25 fps, got {fps:.1}");
+
+    let saved = saved_frames(&frames);
+    assert!(saved.len() >= 8, "bob should save a picture every 15 received, got {}", saved.len());
+    // The first pictures of a stream can be blurry while the encoder ramps up.
+    let steady = &saved[2..];
+    let mut counters = Vec::new();
+    let mut markers = Vec::new();
+    for frame in steady {
+        assert_eq!((frame.width, frame.height), (1280, 720), "frame {}", frame.index);
+        let bar_width = pattern::WIDTH / 8;
+        for (bar, expected) in pattern::BARS.iter().enumerate() {
+            let got = pixel(frame, bar as u32 * bar_width + bar_width / 2, pattern::BARS_HEIGHT / 2);
+            let off = got.iter().zip(expected).map(|(&got, &want)| (i32::from(got) - i32::from(want)).abs()).max();
+            assert!(
+                off.is_some_and(|off| off <= COLOUR_TOLERANCE),
+                "frame {}: bar {bar} should be {expected:?}, got {got:?}",
+                frame.index
+            );
+        }
+        counters.push(pattern::read_counter(&frame.rgba, frame.width));
+        markers.push(pattern::find_marker(&frame.rgba, frame.width));
+    }
+    eprintln!("counters {counters:?}, markers {markers:?}");
+    assert!(counters.windows(2).all(|pair| pair[1] > pair[0]), "the counter should advance: {counters:?}");
+    // Fifteen received frames apart at ~30 fps is ~15 drawn frames: allow for drops, not stalls.
+    for pair in counters.windows(2) {
+        assert!(pair[1] - pair[0] <= 40, "the counter should not jump (a stall): {counters:?}");
+    }
+    let found: Vec<u32> = markers.iter().flatten().copied().collect();
+    assert!(found.len() >= steady.len() - 1, "the marker should be visible: {markers:?}");
+    assert!(found.windows(2).all(|pair| pair[0] != pair[1]), "the marker should move: {markers:?}");
+}
+
+fn token_without_screen_share(server: &DevServer, room: &str, identity: &str) -> String {
+    AccessToken::with_api_key(server.api_key(), server.api_secret())
+        .with_identity(identity)
+        .with_grants(VideoGrants {
+            room_join: true,
+            room: room.into(),
+            can_publish: Some(true),
+            can_subscribe: Some(true),
+            can_publish_sources: vec!["microphone".into()],
+            ..Default::default()
+        })
+        .to_jwt()
+        .expect("mint a token")
+}
+
+#[test]
+fn a_share_the_token_forbids_fails_clearly_and_audio_goes_on() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display);
+    let bob = join(&server, "no-share", "bob", dir.path(), &["--record"], 6.0);
+    let mut command = parley();
+    command
+        .args(["join", "--json", "--control-socket", "none", "--url", &server.url(), "--room", "no-share"])
+        .args(["--token", &token_without_screen_share(&server, "no-share", "alice")])
+        .args(["--tone", "440", "--duration", "5", "--share-screen", &window.id.to_string()])
+        .envs(display.env());
+    let alice = Peer::spawn(&mut command, "alice", None, dir.path().join("unused.sock"));
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    let failed = alice.events_named("share_failed");
+    let failed = failed.first().unwrap_or_else(|| panic!("alice's share should fail: {:?}", alice.events));
+    assert_eq!(failed["code"], "not_allowed", "{failed}");
+    assert!(failed["reason"].as_str().is_some_and(|reason| reason.contains("not allowed")), "{failed}");
+    assert!(alice.events_named("share_started").is_empty());
+
+    let samples = bob.recording.as_deref().expect("bob's recording");
+    let onset = first_onset(samples, -30.0, 480).unwrap_or_else(|| panic!("bob heard nothing of alice"));
+    let steady = &samples[(onset + SAMPLE_RATE as usize / 2).min(samples.len())..];
+    assert!(steady.len() >= SAMPLE_RATE as usize, "bob should hear at least 1 s of alice's tone");
+    let level = tone_level_dbfs(steady, SAMPLE_RATE, 440.0);
+    assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob at −12 ± 6 dBFS, got {level:.1}");
+}
