@@ -159,10 +159,12 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))
                     .map_err(|error| fail(ExitKind::File, error))?;
-                let saver = crate::share::PngSaver { dir: dir.clone(), every: args.save_every };
-                Some(WatchRequest { identity: identity.clone(), sink: Box::new(saver) })
+                let saver = crate::share::PngSaver { dir: dir.clone() };
+                Some(WatchRequest { identity: identity.clone(), sink: Box::new(saver), every: args.save_every })
             }
-            (Some(identity), None) => Some(WatchRequest { identity: identity.clone(), sink: Box::new(Discard) }),
+            (Some(identity), None) => {
+                Some(WatchRequest { identity: identity.clone(), sink: Box::new(Discard), every: u64::MAX })
+            }
             (None, _) => None,
         },
     };

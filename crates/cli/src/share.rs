@@ -39,10 +39,10 @@ pub fn list_targets(json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Saves every `every`th watched picture as `DIR/frame-NNNNNN.png` (N: the picture's index).
+/// Saves the watched pictures it is handed as `DIR/frame-NNNNNN.png` (N: the picture's index
+/// among all received; the session hands over every `--save-every`th).
 pub struct PngSaver {
     pub dir: PathBuf,
-    pub every: u64,
 }
 
 impl PngSaver {
@@ -62,9 +62,7 @@ impl PngSaver {
 
 impl VideoSink for PngSaver {
     fn frame(&mut self, _identity: &str, index: u64, frame: &ReceivedVideoFrame) {
-        if index % self.every == 0
-            && let Err(error) = self.save(index, frame)
-        {
+        if let Err(error) = self.save(index, frame) {
             eprintln!("parley: warning: saving a watched picture: {error}");
         }
     }

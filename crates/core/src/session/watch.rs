@@ -31,6 +31,8 @@ pub trait VideoSink: Send + 'static {
 pub struct WatchRequest {
     pub identity: String,
     pub sink: Box<dyn VideoSink>,
+    /// Hand the sink every `every`th picture only (at least 1; the others are counted only).
+    pub every: u64,
 }
 
 /// One picture on its way to the sink.
@@ -45,6 +47,7 @@ struct Delivery {
 #[derive(Clone)]
 pub(super) struct Watcher {
     pub(super) identity: String,
+    every: u64,
     to_sink: SyncSender<Delivery>,
     /// Buffers the sink is done with; shared by successive receive tasks (a resubscription).
     free: Arc<Mutex<Receiver<ffi::ReceivedVideoFrame>>>,
@@ -73,7 +76,13 @@ impl Watcher {
                 }
             }
         })?;
-        Ok(Watcher { identity: request.identity, to_sink, free: Arc::new(Mutex::new(free)), events })
+        Ok(Watcher {
+            identity: request.identity,
+            every: request.every.max(1),
+            to_sink,
+            free: Arc::new(Mutex::new(free)),
+            events,
+        })
     }
 
     /// Whether a subscribed video track is the one to watch.
@@ -87,6 +96,7 @@ impl Watcher {
         let receive = Receive {
             identity: self.identity.clone(),
             sid: track.sid.clone(),
+            every: self.every,
             to_sink: self.to_sink.clone(),
             free: Arc::clone(&self.free),
             events: self.events.clone(),
@@ -98,6 +108,7 @@ impl Watcher {
 struct Receive {
     identity: String,
     sid: String,
+    every: u64,
     to_sink: SyncSender<Delivery>,
     free: Arc<Mutex<Receiver<ffi::ReceivedVideoFrame>>>,
     events: mpsc::UnboundedSender<StampedEvent>,
@@ -114,9 +125,11 @@ impl Receive {
                 let (identity, sid) = (self.identity.clone(), self.sid.clone());
                 emit(&self.events, SessionEvent::WatchStarted { identity, sid, width, height });
             }
-            let spare = self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).try_recv();
+            let wanted = index % self.every == 0;
+            let spare = wanted.then(|| self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).try_recv());
             match spare {
-                Ok(spare) => {
+                None => {}
+                Some(Ok(spare)) => {
                     let frame = std::mem::replace(&mut scratch, spare);
                     let delivery = Delivery { identity: self.identity.clone(), index, frame };
                     match self.to_sink.try_send(delivery) {
@@ -126,7 +139,7 @@ impl Receive {
                         Err(TrySendError::Disconnected(_)) => break,
                     }
                 }
-                Err(_) => dropped += 1,
+                Some(Err(_)) => dropped += 1,
             }
             index += 1;
             frames_since += 1;
