@@ -84,6 +84,24 @@ pub fn tone_level_dbfs(samples: &[i16], rate: u32, frequency: f32) -> f32 {
     crate::linear_to_db(power.sqrt() as f32)
 }
 
+/// The typical amplitude, in dBFS, of the sinusoid at `frequency` while it sounds: the median
+/// of the per-50 ms amplitudes.
+///
+/// Where [`tone_level_dbfs`] answers "how loud was the tone over the whole stretch" (gaps count
+/// against it), this answers "how loud is the tone": a gain or volume test compares two such
+/// levels, and a playout gap on a loaded machine (a fraction of silent windows) would otherwise
+/// read as a gain change. Silence reads as negative infinity.
+pub fn tone_gain_dbfs(samples: &[i16], rate: u32, frequency: f32) -> f32 {
+    let window = (rate as usize / 20).max(1);
+    let mut amplitudes: Vec<f64> =
+        samples.chunks_exact(window).map(|block| coherent_amplitude(block, rate, frequency)).collect();
+    if amplitudes.is_empty() {
+        return tone_level_dbfs(samples, rate, frequency);
+    }
+    amplitudes.sort_by(f64::total_cmp);
+    crate::linear_to_db(amplitudes[amplitudes.len() / 2] as f32)
+}
+
 /// Amplitude of the sinusoid at `frequency` by a single-bin DFT over all of `samples`.
 fn coherent_amplitude(samples: &[i16], rate: u32, frequency: f32) -> f64 {
     let step = std::f64::consts::TAU * frequency as f64 / rate as f64;
@@ -174,6 +192,24 @@ mod tests {
         assert!(band_energy_fraction(&signal, 48_000, 880.0, 20.0) > 0.95);
         assert!(band_energy_fraction(&signal, 48_000, 440.0, 20.0) < 0.01, "a 440 Hz oracle rejects 880 Hz");
         assert_eq!(band_energy_fraction(&[0; 4800], 48_000, 440.0, 20.0), 0.0, "silence has no tone");
+    }
+
+    #[test]
+    fn tone_gain_reads_the_tone_through_gaps_where_the_level_counts_them() {
+        let mut signal = tone(440.0, -18.0, 2.0);
+        // A third of the stretch lost to playout gaps, in 100 ms holes.
+        for (index, block) in signal.chunks_mut(4_800).enumerate() {
+            if index % 3 == 1 {
+                block.fill(0);
+            }
+        }
+        let gain = tone_gain_dbfs(&signal, 48_000, 440.0);
+        let level = tone_level_dbfs(&signal, 48_000, 440.0);
+        assert!((gain + 18.0).abs() < 0.3, "the tone sounds at −18 dBFS, got {gain}");
+        assert!(level < -19.0, "the level counts the gaps, got {level}");
+        assert!(tone_gain_dbfs(&tone(880.0, -6.0, 1.0), 48_000, 440.0) < -60.0, "no 440 Hz in an 880 Hz tone");
+        let half = tone(440.0, -24.0, 1.0);
+        assert!((tone_gain_dbfs(&half, 48_000, 440.0) + 24.0).abs() < 0.3, "a quieter tone reads quieter");
     }
 
     #[test]
