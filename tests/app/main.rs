@@ -161,7 +161,8 @@ fn halving_a_peers_volume_in_their_menu_lowers_them_by_6_db() {
     let half_db = tone_gain(&half_samples, 440.0);
     let shot = rig.screenshot("");
     // Compared as the tone's level while it sounds: a playout gap on a loaded machine is not a
-    // volume change (the CI once read 8.4 dB from gaps in the second stretch).
+    // volume change (the CI once read 8.4 dB for 6 from gaps and a
+    // wandering pitch in the second stretch, while the app redrew its menu).
     let drop_db = full_db - half_db;
     eprintln!(
         "volume: {full_db:.2} dBFS at 100 %, {half_db:.2} dBFS at 50 % ({:.1} Hz; {:.2} dBFS with gaps counted): \
