@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use parley_audio::SAMPLE_RATE;
-use parley_audio::analysis::{band_energy_fraction, dominant_frequency, tone_level_dbfs};
+use parley_audio::analysis::{band_energy_fraction, dominant_frequency, tone_gain_dbfs, tone_level_dbfs};
 use parley_devserver::pulse::PulseServer;
 
 /// Samples per second, as a `usize` for slicing.
@@ -129,6 +129,12 @@ pub fn read_tone(samples: &[i16], expected_hz: f32) -> ToneReading {
         level_dbfs: tone_level_dbfs(samples, SAMPLE_RATE, expected_hz),
         share: band_energy_fraction(samples, SAMPLE_RATE, expected_hz, 25.0),
     }
+}
+
+/// The tone's level while it sounds (see [`tone_gain_dbfs`]): for comparing gains, where a
+/// playout gap on a loaded machine must not read as a quieter tone.
+pub fn tone_gain(samples: &[i16], expected_hz: f32) -> f32 {
+    tone_gain_dbfs(samples, SAMPLE_RATE, expected_hz)
 }
 
 /// `pacat` playing a steady sine into a sink, as a person holding a note into a microphone.

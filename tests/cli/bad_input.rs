@@ -118,6 +118,25 @@ fn server_not_running_is_reported_as_unreachable() {
 }
 
 #[test]
+fn an_unencrypted_url_to_another_machine_needs_insecure() {
+    let jwt = token("APIkey", "secret-secret-secret-secret-secret-secret", "lobby");
+    // 192.0.2.10 (TEST-NET-1) stands for another machine; the refusal comes before any packet.
+    let outcome = run(&["join", "--url", "ws://192.0.2.10:7880"], &[("LIVEKIT_TOKEN", &jwt)]);
+    assert_clear_error(&outcome, 20, "ws://192.0.2.10:7880 is unencrypted", "cleartext to another machine");
+    assert!(outcome.stderr.contains("--insecure"), "says how to accept the risk: {}", outcome.stderr);
+    assert!(outcome.elapsed < Duration::from_secs(5), "refused before connecting: {:?}", outcome.elapsed);
+}
+
+#[test]
+fn an_untrusted_certificate_is_reported_as_not_trusted() {
+    let tls = parley_contract_servers::untrusted_tls::UntrustedTls::start();
+    let url = format!("wss://{}", tls.address());
+    let jwt = token("APIkey", "secret-secret-secret-secret-secret-secret", "lobby");
+    let outcome = run(&["join", "--url", &url], &[("LIVEKIT_TOKEN", &jwt)]);
+    assert_clear_error(&outcome, 5, "certificate is not trusted", "self-signed LiveKit server");
+}
+
+#[test]
 fn wrong_ffi_library_path_names_the_path_and_the_fix() {
     let jwt = token("APIkey", "secret-secret-secret-secret-secret-secret", "lobby");
     let outcome = run(

@@ -84,6 +84,30 @@ pub fn tone_level_dbfs(samples: &[i16], rate: u32, frequency: f32) -> f32 {
     crate::linear_to_db(power.sqrt() as f32)
 }
 
+/// The peak amplitude, in dBFS, of the tone near `frequency` where it sounds cleanly: the upper
+/// quartile of its per-50 ms levels, each the window's RMS times the share of its energy within
+/// ±50 Hz of `frequency`.
+///
+/// Where [`tone_level_dbfs`] answers "how loud was the tone over the whole stretch", this answers
+/// "how loud is the tone", for tests that compare gains. On a loaded machine the received tone
+/// has playout gaps and the jitter buffer stretches it (it wanders a few hertz, which a
+/// single-bin DFT reads as several dB quieter); both only ever lower a window's reading, so the
+/// upper quartile reads through them. Silence reads as negative infinity.
+pub fn tone_gain_dbfs(samples: &[i16], rate: u32, frequency: f32) -> f32 {
+    let window = (rate as usize / 20).max(2);
+    let mut levels: Vec<f32> = samples
+        .chunks_exact(window)
+        .map(|block| rms_dbfs(block) + 10.0 * band_energy_fraction(block, rate, frequency, 50.0).log10())
+        .map(|level| if level.is_nan() { f32::NEG_INFINITY } else { level })
+        .collect();
+    if levels.is_empty() {
+        return f32::NEG_INFINITY;
+    }
+    levels.sort_by(f32::total_cmp);
+    // A sinusoid's peak is √2 (3.01 dB) above its RMS.
+    levels[levels.len() * 3 / 4] + 3.01
+}
+
 /// Amplitude of the sinusoid at `frequency` by a single-bin DFT over all of `samples`.
 fn coherent_amplitude(samples: &[i16], rate: u32, frequency: f32) -> f64 {
     let step = std::f64::consts::TAU * frequency as f64 / rate as f64;
@@ -174,6 +198,28 @@ mod tests {
         assert!(band_energy_fraction(&signal, 48_000, 880.0, 20.0) > 0.95);
         assert!(band_energy_fraction(&signal, 48_000, 440.0, 20.0) < 0.01, "a 440 Hz oracle rejects 880 Hz");
         assert_eq!(band_energy_fraction(&[0; 4800], 48_000, 440.0, 20.0), 0.0, "silence has no tone");
+    }
+
+    #[test]
+    fn tone_gain_reads_the_tone_through_gaps_where_the_level_counts_them() {
+        let mut signal = tone(440.0, -18.0, 2.0);
+        // A third of the stretch lost to playout gaps, in 100 ms holes.
+        for (index, block) in signal.chunks_mut(4_800).enumerate() {
+            if index % 3 == 1 {
+                block.fill(0);
+            }
+        }
+        let gain = tone_gain_dbfs(&signal, 48_000, 440.0);
+        let level = tone_level_dbfs(&signal, 48_000, 440.0);
+        assert!((gain + 18.0).abs() < 0.3, "the tone sounds at −18 dBFS, got {gain}");
+        assert!(level < -19.0, "the level counts the gaps, got {level}");
+        assert!(tone_gain_dbfs(&tone(880.0, -6.0, 1.0), 48_000, 440.0) < -60.0, "no 440 Hz in an 880 Hz tone");
+        let half = tone(440.0, -24.0, 1.0);
+        assert!((tone_gain_dbfs(&half, 48_000, 440.0) + 24.0).abs() < 0.3, "a quieter tone reads quieter");
+        let stretched = tone(446.0, -18.0, 1.0);
+        let gain = tone_gain_dbfs(&stretched, 48_000, 440.0);
+        assert!((gain + 18.0).abs() < 0.3, "a tone stretched to 446 Hz still sounds at −18 dBFS, got {gain}");
+        assert_eq!(tone_gain_dbfs(&[0; 4800], 48_000, 440.0), f32::NEG_INFINITY, "silence");
     }
 
     #[test]

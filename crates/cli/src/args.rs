@@ -128,6 +128,11 @@ pub struct JoinArgs {
     /// time), leave that room and join this one.
     #[arg(long, requires = "profile")]
     pub switch: bool,
+    /// Allow an unencrypted --url (ws://) on another machine: anyone on the network can then
+    /// read the token and listen in. Never needed for 127.0.0.1 or localhost; a profile says it
+    /// with `profile add --insecure`.
+    #[arg(long, conflicts_with = "profile")]
+    pub insecure: bool,
     /// Join token (or mint one with --api-key/--api-secret).
     #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true, conflicts_with_all = ["api_key", "api_secret"])]
     pub token: Option<String>,

@@ -13,6 +13,7 @@ use parley_audio::device::{DeviceInput, DeviceOutput};
 use parley_audio::gate::TransmitMode;
 use parley_audio::signal::Tone;
 use parley_audio::stream::{Clip, FrameSink, FrameSource};
+use parley_control_plane::transport;
 use parley_core::client::ErrorCode;
 use parley_core::control_socket;
 use parley_core::membership::{Membership, MembershipEvent};
@@ -47,7 +48,10 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
     };
     let url = match (&through_profile, &args.url) {
         (Some((_, grant)), _) => grant.url.clone(),
-        (None, Some(url)) => url.clone(),
+        (None, Some(url)) => {
+            transport::check_livekit(url, None, args.insecure).map_err(|error| classify(error, "checking --url"))?;
+            url.clone()
+        }
         (None, None) => return Err(fail(ExitKind::Failure, anyhow::anyhow!("give --url, or --profile and --room"))),
     };
     let jwt = match (&through_profile, &args.token) {

@@ -138,6 +138,11 @@ pub struct AddArgs {
     /// distokoloshe: create the account on the server (user name, password, --display-name).
     #[arg(long)]
     register: bool,
+    /// Allow an unencrypted server (http:// or ws://) on another machine: anyone on the network
+    /// can then read your credentials and join tokens and listen in. Never needed for
+    /// 127.0.0.1 or localhost.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Args)]
@@ -172,7 +177,7 @@ pub fn run(command: ProfileCommand) -> Result<(), Failure> {
 
 fn add(store: &ProfileStore, args: AddArgs) -> Result<(), Failure> {
     let settings = settings(&args).map_err(|error| classify(error, "checking the profile"))?;
-    let profile = Profile { name: args.name.clone(), settings };
+    let profile = Profile { name: args.name.clone(), settings, insecure: args.insecure };
     profiles::check_name(&profile.name).map_err(|error| classify(error, "checking the profile"))?;
     let names = profile.settings.secret_names();
     let secrets =
@@ -200,6 +205,12 @@ fn add(store: &ProfileStore, args: AddArgs) -> Result<(), Failure> {
         store.path().display(),
         if stored.is_empty() { String::new() } else { format!("; secrets in the keyring: {}", stored.join(", ")) }
     );
+    if profile.insecure {
+        eprintln!(
+            "parley: warning: profile {} allows unencrypted connections: anyone on the network can read its tokens",
+            profile.name
+        );
+    }
     match check {
         profiles::CredentialCheck::Accepted if args.register => println!("created the account and signed in"),
         profiles::CredentialCheck::Accepted => println!("the server accepted the credentials"),
@@ -397,7 +408,12 @@ fn list(store: &ProfileStore, json: bool) -> Result<(), Failure> {
         let rows: Vec<_> = all
             .iter()
             .map(|profile| {
-                serde_json::json!({"name": profile.name, "backend": profile.kind(), "server": profile.settings.server()})
+                serde_json::json!({
+                    "name": profile.name,
+                    "backend": profile.kind(),
+                    "server": profile.settings.server(),
+                    "insecure": profile.insecure,
+                })
             })
             .collect();
         println!("{}", serde_json::Value::Array(rows));
@@ -407,7 +423,8 @@ fn list(store: &ProfileStore, json: bool) -> Result<(), Failure> {
         println!("no profiles yet; add one with `parley profile add`");
     }
     for profile in &all {
-        println!("{}  {}  {}", profile.name, profile.kind(), profile.settings.server());
+        let insecure = if profile.insecure { "  (insecure: unencrypted allowed)" } else { "" };
+        println!("{}  {}  {}{insecure}", profile.name, profile.kind(), profile.settings.server());
     }
     Ok(())
 }
@@ -423,6 +440,7 @@ fn show(store: &ProfileStore, name: &str, json: bool) -> Result<(), Failure> {
         let shown = serde_json::json!({
             "name": profile.name,
             "settings": settings,
+            "insecure": profile.insecure,
             "secrets_stored": stored,
             "secrets_missing": missing,
         });
@@ -435,6 +453,9 @@ fn show(store: &ProfileStore, name: &str, json: bool) -> Result<(), Failure> {
             let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
             println!("  {key}: {shown}");
         }
+    }
+    if profile.insecure {
+        println!("  insecure: yes (unencrypted http:// / ws:// allowed)");
     }
     println!("  secrets in the keyring: {}", if stored.is_empty() { "none".into() } else { stored.join(", ") });
     if !missing.is_empty() {

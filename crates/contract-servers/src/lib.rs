@@ -18,6 +18,8 @@
 //! Join endpoints mint real LiveKit tokens with the keys of a real LiveKit server
 //! ([`LivekitKeys`]), so end-to-end tests really join.
 //!
+//! [`untrusted_tls`] serves TLS with a self-signed certificate, for certificate errors.
+//!
 //! [`portal`] is the odd one out: not HTTP but the desktop's GlobalShortcuts portal on a D-Bus
 //! session bus, for the app's Wayland shortcuts.
 //!
@@ -37,6 +39,7 @@ pub mod meet;
 pub mod nip29;
 pub mod portal;
 pub mod token_endpoint;
+pub mod untrusted_tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -28,6 +28,9 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Http {
     client: reqwest::Client,
+    /// Refuse `http://` to other machines: the backend was reached over TLS, so an address it
+    /// hands out (a discovered service, a link) must not take our credentials to cleartext.
+    encrypted_only: bool,
 }
 
 impl Http {
@@ -60,7 +63,16 @@ impl Http {
             .referer(false)
             .build()
             .map_err(|error| PlaneError::InvalidInput { message: format!("cannot create the HTTP client: {error}") })?;
-        Ok(Http { client })
+        Ok(Http { client, encrypted_only: false })
+    }
+
+    /// This client for a backend at `server`: when `server` is encrypted (`https://`,
+    /// `wss://`), every request must be too, unless it stays on this machine (see
+    /// [`crate::transport`]).
+    pub fn for_server(mut self, server: &str) -> Self {
+        self.encrypted_only =
+            reqwest::Url::parse(server.trim()).is_ok_and(|url| matches!(url.scheme(), "https" | "wss"));
+        self
     }
 
     pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
@@ -69,7 +81,16 @@ impl Http {
 
     /// Sends `request`; any non-2xx status becomes a [`Failure`] the caller can refine.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, Failure> {
-        let response = request.send().await.map_err(Failure::transport)?;
+        let request = request.build().map_err(Failure::transport)?;
+        if self.encrypted_only && request.url().scheme() == "http" && !crate::transport::is_loopback(request.url()) {
+            return Err(Failure::refused(
+                request.url(),
+                "the server, reached over https, pointed Parley to an unencrypted http:// address; \
+                 Parley does not downgrade an encrypted connection"
+                    .into(),
+            ));
+        }
+        let response = self.client.execute(request).await.map_err(Failure::transport)?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -166,7 +187,13 @@ pub struct Failure {
 impl Failure {
     fn transport(error: reqwest::Error) -> Self {
         let url = error.url().map(redact_url).unwrap_or_default();
-        let detail = if error.is_timeout() {
+        let detail = if let Some(problem) = certificate_problem(&error) {
+            format!(
+                "the server's certificate is not trusted ({problem}); if this is your own server, \
+                 give it a certificate from a public authority or add its authority to the system's \
+                 trusted certificates"
+            )
+        } else if error.is_timeout() {
             "no answer in time".to_string()
         } else if error.is_connect() {
             "connection failed (is the server running and the URL right?)".to_string()
@@ -175,6 +202,12 @@ impl Failure {
         } else {
             root_cause(&error)
         };
+        Failure { status: None, message: String::new(), body: None, retry_after: None, url, transport: Some(detail) }
+    }
+
+    /// A request Parley would not send.
+    fn refused(url: &reqwest::Url, detail: String) -> Self {
+        let url = redact_url(url);
         Failure { status: None, message: String::new(), body: None, retry_after: None, url, transport: Some(detail) }
     }
 
@@ -264,6 +297,40 @@ pub fn redact_url(url: &reqwest::Url) -> String {
     }
     shown.push_str(url.path());
     shown
+}
+
+/// What was wrong with the server's certificate, when that is why the connection failed.
+///
+/// rustls reports it as `rustls::Error::InvalidCertificate` inside one or more `io::Error`s
+/// down the chain; `io::Error::source` skips the error it wraps, so each one is opened by hand.
+fn certificate_problem(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        let mut candidate = current;
+        loop {
+            if let Some(rustls::Error::InvalidCertificate(problem)) = candidate.downcast_ref::<rustls::Error>() {
+                return Some(certificate_words(problem));
+            }
+            match candidate.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+                Some(inner) => candidate = inner,
+                None => break,
+            }
+        }
+        cause = current.source();
+    }
+    None
+}
+
+fn certificate_words(problem: &rustls::CertificateError) -> String {
+    match problem {
+        rustls::CertificateError::UnknownIssuer => "issued by an unknown authority, or self-signed".into(),
+        rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => "expired".into(),
+        rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. } => {
+            "made out to another name".into()
+        }
+        rustls::CertificateError::Revoked => "revoked".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {

@@ -16,6 +16,8 @@
 //! * [`profile`] — saved server profiles (`profiles.toml`) and [`profile::open_plane`], which
 //!   builds a profile's adapter.
 //! * [`secret_store`] — where profile secrets live: the OS keyring, or memory in tests.
+//! * [`transport`] — which addresses may be unencrypted (loopback, or an `insecure` profile),
+//!   and the guard that checks every grant's LiveKit address.
 //!
 //! Adapters know no audio and no LiveKit engine: they hand out [`JoinGrant`]s (URL + token) and
 //! talk HTTP. The session in `parley-core` drives heartbeats, refreshes and leave.
@@ -27,6 +29,7 @@ pub mod plane;
 pub mod profile;
 pub mod secret;
 pub mod secret_store;
+pub mod transport;
 
 pub use error::PlaneError;
 pub use plane::{

@@ -15,6 +15,7 @@
 //! url = "wss://livekit.example.org"
 //! api_key = "APIxyz"
 //! identity = "alice"
+//! # insecure = true   # only to let http:// / ws:// reach another machine (see `transport`)
 //! ```
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::{audioroom, distokoloshe, livekit, lk_jwt, meet, nip29, token_endpoint};
 use crate::plane::{BackendKind, ControlPlane};
 use crate::secret_store::{SecretKeeper, SecretStore};
+use crate::transport::{self, GuardedPlane};
 use crate::{PlaneError, Secret};
 
 /// Overrides the directory that holds `profiles.toml` (tests, portable installs).
@@ -151,6 +153,9 @@ fn flag_words(message: &str) -> String {
 pub struct Profile {
     pub name: String,
     pub settings: BackendSettings,
+    /// Cleartext (`http://`, `ws://`) to another machine is allowed for this profile: the user
+    /// said so (`--insecure`) and was warned. Loopback never needs it.
+    pub insecure: bool,
 }
 
 impl Profile {
@@ -163,7 +168,22 @@ impl Profile {
 #[serde(deny_unknown_fields)]
 struct ProfileFile {
     #[serde(default)]
-    profiles: BTreeMap<String, BackendSettings>,
+    profiles: BTreeMap<String, StoredProfile>,
+}
+
+/// One profile's table: the backend's settings beside the fields every profile has.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredProfile {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    insecure: bool,
+    #[serde(flatten)]
+    settings: BackendSettings,
+}
+
+impl StoredProfile {
+    fn into_profile(self, name: String) -> Profile {
+        Profile { name, settings: self.settings, insecure: self.insecure }
+    }
 }
 
 /// Checks a profile name: it becomes part of keyring entry names and command lines.
@@ -221,7 +241,7 @@ impl ProfileStore {
     ///
     /// Errors: [`PlaneError::InvalidInput`] when the file cannot be read or parsed.
     pub fn list(&self) -> Result<Vec<Profile>, PlaneError> {
-        Ok(self.read()?.profiles.into_iter().map(|(name, settings)| Profile { name, settings }).collect())
+        Ok(self.read()?.profiles.into_iter().map(|(name, stored)| stored.into_profile(name)).collect())
     }
 
     /// The profile named `name`.
@@ -229,8 +249,8 @@ impl ProfileStore {
     /// Errors: [`PlaneError::NotFound`] when there is none; file errors as [`ProfileStore::list`].
     pub fn get(&self, name: &str) -> Result<Profile, PlaneError> {
         let mut file = self.read()?;
-        let settings = file.profiles.remove(name).ok_or_else(|| not_found(name, &self.path()))?;
-        Ok(Profile { name: name.to_string(), settings })
+        let stored = file.profiles.remove(name).ok_or_else(|| not_found(name, &self.path()))?;
+        Ok(stored.into_profile(name.to_string()))
     }
 
     /// Saves `profile` and its `secrets` (keyring names from its backend's `SECRET_NAMES`).
@@ -249,6 +269,7 @@ impl ProfileStore {
         replace: bool,
     ) -> Result<(), PlaneError> {
         check_name(&profile.name)?;
+        transport::check_server(profile.settings.server(), profile.insecure)?;
         let names = profile.settings.secret_names();
         if let Some(unknown) = secrets.keys().find(|name| !names.contains(&name.as_str())) {
             return Err(PlaneError::InvalidInput {
@@ -263,10 +284,10 @@ impl ProfileStore {
         // (or the app's browser flow) obtains one for the saved client id afterwards.
         let awaits_key = profile.kind() == BackendKind::Audioroom && !secrets.contains_key("user-api-key");
         if !awaits_key {
-            build_plane(&profile.settings, secrets, None)?;
+            build_plane(profile, secrets, None)?;
         }
         let mut file = self.read()?;
-        let previous = file.profiles.get(&profile.name).cloned();
+        let previous = file.profiles.get(&profile.name).map(|stored| stored.settings.clone());
         if previous.is_some() && !replace {
             return Err(PlaneError::InvalidInput {
                 message: format!("a profile named {:?} exists already; remove it first or replace it", profile.name),
@@ -280,7 +301,8 @@ impl ProfileStore {
             }
             stored.push(name.clone());
         }
-        file.profiles.insert(profile.name.clone(), profile.settings.clone());
+        let entry = StoredProfile { insecure: profile.insecure, settings: profile.settings.clone() };
+        file.profiles.insert(profile.name.clone(), entry);
         if let Err(error) = self.write(&file) {
             // Secrets that an earlier version of this profile used stay; only the new ones go.
             if previous.is_none() {
@@ -306,13 +328,13 @@ impl ProfileStore {
     /// cannot be deleted (the profile is then kept, so that removing it again retries).
     pub fn remove(&self, name: &str, store: &dyn SecretStore) -> Result<Profile, PlaneError> {
         let mut file = self.read()?;
-        let settings = file.profiles.get(name).cloned().ok_or_else(|| not_found(name, &self.path()))?;
-        for secret in settings.secret_names() {
+        let stored = file.profiles.get(name).cloned().ok_or_else(|| not_found(name, &self.path()))?;
+        for secret in stored.settings.secret_names() {
             store.delete(name, secret)?;
         }
         file.profiles.remove(name);
         self.write(&file)?;
-        Ok(Profile { name: name.to_string(), settings })
+        Ok(stored.into_profile(name.to_string()))
     }
 
     fn forget(&self, profile: &str, names: &[String], store: &dyn SecretStore) {
@@ -446,7 +468,7 @@ pub async fn add_checked(
         (CredentialCheck::NothingToCheck, Vec::new())
     } else {
         // No keeper: the profile is not saved yet; what the check obtains is saved with it below.
-        let plane = build_plane(&profile.settings, secrets, None)?;
+        let plane = build_plane(profile, secrets, None)?;
         let check = match account {
             Account::Register { display_name } => {
                 plane.register(display_name).await.map(|()| CredentialCheck::Accepted)?
@@ -481,7 +503,7 @@ pub fn open_plane(profile: &Profile, store: Arc<dyn SecretStore>) -> Result<Arc<
             secrets.insert(name.to_string(), value);
         }
     }
-    build_plane(&profile.settings, &secrets, Some(SecretKeeper::new(store, profile.name.clone())))
+    build_plane(profile, &secrets, Some(SecretKeeper::new(store, profile.name.clone())))
 }
 
 /// The names of `profile`'s secrets that `store` holds.
@@ -497,7 +519,19 @@ pub fn stored_secrets(profile: &Profile, store: &dyn SecretStore) -> Result<Vec<
     Ok(stored)
 }
 
+/// The profile's adapter, behind the [`GuardedPlane`] that checks where its grants send the call.
 fn build_plane(
+    profile: &Profile,
+    secrets: &BTreeMap<String, Secret>,
+    keeper: Option<SecretKeeper>,
+) -> Result<Arc<dyn ControlPlane>, PlaneError> {
+    let server = profile.settings.server();
+    transport::check_server(server, profile.insecure)?;
+    let adapter = adapter(&profile.settings, secrets, keeper)?;
+    Ok(Arc::new(GuardedPlane::new(adapter, server, profile.insecure)))
+}
+
+fn adapter(
     settings: &BackendSettings,
     secrets: &BTreeMap<String, Secret>,
     keeper: Option<SecretKeeper>,

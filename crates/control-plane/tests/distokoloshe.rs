@@ -306,6 +306,7 @@ async fn the_sign_in_is_kept_and_reused_so_commands_do_not_burn_the_login_limit(
     let profile = Profile {
         name: "home".into(),
         settings: BackendSettings::Distokoloshe(Settings { url: running.url(), username: "judy".into() }),
+        insecure: false,
     };
     let secrets = [("password".to_string(), Secret::new(PASSWORD))].into_iter().collect();
     let check = add_checked(&profiles, &profile, &secrets, Arc::clone(&store), false, Account::Existing).await;
@@ -341,6 +342,7 @@ async fn saving_a_profile_checks_the_password_and_can_create_the_account() {
     let profile = |name: &str, user: &str, url: &str| Profile {
         name: name.into(),
         settings: BackendSettings::Distokoloshe(Settings { url: url.into(), username: user.into() }),
+        insecure: false,
     };
     let password = |text: &str| [("password".to_string(), Secret::new(text))].into_iter().collect();
 

@@ -19,6 +19,7 @@ fn livekit_profile(name: &str) -> Profile {
             identity: "alice".into(),
             display_name: None,
         }),
+        insecure: false,
     }
 }
 
@@ -36,6 +37,7 @@ fn token_profile(name: &str) -> Profile {
             identity: "alice".into(),
             display_name: None,
         }),
+        insecure: false,
     }
 }
 

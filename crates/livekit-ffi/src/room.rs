@@ -731,6 +731,9 @@ fn classify_connect_error(message: &str) -> Error {
         (ConnectFailure::Unauthorized, "the server refused the access token")
     } else if lower.contains("403") || lower.contains("forbidden") || lower.contains("permission") {
         (ConnectFailure::Forbidden, "the access token does not allow joining this room")
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("invalidcertificate") {
+        // A TLS failure is "unreachable" to callers, but the user must learn why.
+        (ConnectFailure::Unreachable, "the LiveKit server's certificate is not trusted")
     } else if lower.contains("connection refused")
         || lower.contains("dns")
         || lower.contains("resolve")

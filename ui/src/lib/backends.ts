@@ -189,3 +189,18 @@ export function fieldError(field: FieldSpec, value: string): string | null {
   }
   return null;
 }
+
+/// Mirrors `control_plane::transport`: an unencrypted address (`http://`, `ws://`) whose host is
+/// not this machine (`localhost`, `127.x.x.x`, `[::1]`). Such a profile needs the user's consent.
+export function isCleartextRemote(value: string): boolean {
+  const match = /^(https?|wss?):\/\/([^/?#]*)/i.exec(value.trim());
+  if (!match) return false;
+  const scheme = (match[1] ?? '').toLowerCase();
+  if (scheme !== 'http' && scheme !== 'ws') return false;
+  const authority = match[2] ?? '';
+  const hostAndPort = authority.slice(authority.lastIndexOf('@') + 1).toLowerCase();
+  const host = hostAndPort.startsWith('[') ? hostAndPort.slice(0, hostAndPort.indexOf(']') + 1) : hostAndPort.split(':')[0] ?? '';
+  const name = host.replace(/\.$/, '');
+  const loopback = name === 'localhost' || name.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(name) || name === '[::1]';
+  return !loopback;
+}

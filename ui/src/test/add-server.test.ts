@@ -54,6 +54,7 @@ describe('add server', () => {
         secrets: { 'api-secret': 's3cret-value' },
         replace: false,
         register: false,
+        insecure: false,
       },
     });
     expect(backend.keyring.get('home')).toEqual({ 'api-secret': 's3cret-value' });
@@ -89,6 +90,7 @@ describe('add server', () => {
         secrets: { 'nostr-key': 'nsec1abc' },
         replace: false,
         register: false,
+        insecure: false,
       },
     });
   });
@@ -113,6 +115,7 @@ describe('add server', () => {
         secrets: { password: 'Newcomer-pass-42' },
         replace: false,
         register: true,
+        insecure: false,
       },
     });
   });
@@ -148,6 +151,7 @@ describe('add server', () => {
         secrets: {},
         replace: false,
         register: false,
+        insecure: false,
       },
     });
   });
@@ -208,5 +212,30 @@ describe('add server: deep links', () => {
     backend.openDeepLink('parley://invite/xyz');
     await user.click(screen.getByRole('button', { name: 'Add server' }));
     expect(backend.callsOf('complete_discourse_auth'), 'no sign-in was started, so nothing is completed').toEqual([]);
+  });
+  it('asks before saving an unencrypted server on another machine, and marks it in the sidebar', async () => {
+    const { backend, user } = await renderApp();
+    await user.click(screen.getByRole('button', { name: 'Add a server' }));
+    await user.selectOptions(screen.getByLabelText('Server type'), 'distokoloshe');
+    await user.type(screen.getByLabelText('Name'), 'lan');
+    await user.type(screen.getByLabelText('Server URL'), 'http://127.0.0.1:3000');
+    expect(screen.queryByText('Unencrypted connection'), 'loopback needs no consent').toBeNull();
+    await user.clear(screen.getByLabelText('Server URL'));
+    await user.type(screen.getByLabelText('Server URL'), 'http://voice.lan:3000');
+    await user.type(screen.getByLabelText('Username'), 'judy');
+    await user.type(screen.getByLabelText('Password'), 'pw-value');
+    expect(screen.getByText('Unencrypted connection'), 'the form warns as soon as the address is cleartext').toBeInTheDocument();
+    expect(screen.getByText(/can read your password and join tokens/)).toBeInTheDocument();
+
+    await user.click(screen.getByRole('button', { name: 'Add server' }));
+    expect(screen.getByText(/This address is unencrypted/), 'saving needs the consent').toBeInTheDocument();
+    expect(screen.getByLabelText('Allow unencrypted connections to this server'), 'focus goes to the consent').toHaveFocus();
+    expect(backend.callsOf('add_profile')).toEqual([]);
+
+    await user.click(screen.getByLabelText('Allow unencrypted connections to this server'));
+    await user.click(screen.getByRole('button', { name: 'Add server' }));
+    await waitFor(() => expect(backend.callsOf('add_profile')).toHaveLength(1));
+    expect(backend.callsOf('add_profile')[0], 'the consent travels with the profile').toMatchObject({ profile: { name: 'lan', insecure: true } });
+    expect(await screen.findByRole('button', { name: 'lan (unencrypted)' }), 'the sidebar marks the server').toBeInTheDocument();
   });
 });

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { BACKENDS, backendSpec, fieldError, profileNameError } from '../lib/backends';
+import { BACKENDS, backendSpec, fieldError, isCleartextRemote, profileNameError } from '../lib/backends';
 import type { BackendKind } from '../lib/types';
 
 // `npm test` runs in `ui/`; the adapters are in the workspace beside it.
@@ -83,3 +83,27 @@ describe('backend forms', () => {
     expect(fieldError(template, 'https://x.example/t?room={room}&id={identity}'), 'placeholders are allowed').toBeNull();
   });
 });
+
+describe('unencrypted addresses (mirrors control_plane::transport)', () => {
+  it('flags http:// and ws:// to other machines only', () => {
+    for (const url of ['http://voice.example.org', 'ws://lk.example.org:7880/rtc', 'http://user:pw@10.0.0.5:3000', 'http://[::2]:80', 'http://localhost.example.org']) {
+      expect(isCleartextRemote(url), url).toBe(true);
+    }
+    for (const url of [
+      'https://voice.example.org',
+      'wss://lk.example.org',
+      'http://127.0.0.1:3000',
+      'ws://127.9.0.1',
+      'http://localhost:8080/x',
+      'ws://LOCALHOST.',
+      'http://app.localhost',
+      'http://[::1]:7880',
+      'http://user@127.0.0.1',
+      '',
+      'not a url',
+    ]) {
+      expect(isCleartextRemote(url), url).toBe(false);
+    }
+  });
+});
+

@@ -242,13 +242,14 @@ impl AudioroomPlane {
                 )));
             }
         };
+        let http = Http::new()?.for_server(base.as_str());
         Ok(AudioroomPlane {
             base,
             client_id,
             user_api_key,
             heartbeat_every,
             poll_spacing: message_bus::DEFAULT_POLL_SPACING,
-            http: Http::new()?,
+            http,
             cache: Mutex::new(RoomCache::default()),
         })
     }

@@ -111,7 +111,7 @@ impl DistokoloshePlane {
         }
         let session = jwt.map(|jwt| AppSession { user_id: jwt_claim(&jwt, "sub"), jwt });
         Ok(DistokoloshePlane {
-            http: Http::new()?,
+            http: Http::new()?.for_server(&base),
             base,
             username: settings.username,
             password,

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapter::livekit::token::TokenClaims;
 use crate::http::{Failure, Http, decode_json};
 use crate::plane::{BackendKind, Capabilities, Capability, ControlPlane, JoinGrant};
+use crate::transport;
 use crate::{PlaneError, Secret};
 
 /// MatrixRTC slot of a room call (`m.call#` + empty application-specific part).
@@ -99,7 +100,13 @@ impl LkJwtPlane {
             secrets.access_token.filter(|token| !token.is_empty()).ok_or_else(|| PlaneError::InvalidInput {
                 message: "a Matrix access token is needed to ask the homeserver for an OpenID token".into(),
             })?;
-        Ok(LkJwtPlane { http: Http::new()?, homeserver, settings, access_token, service: Mutex::new(service) })
+        Ok(LkJwtPlane {
+            http: Http::new()?.for_server(&homeserver),
+            homeserver,
+            settings,
+            access_token,
+            service: Mutex::new(service),
+        })
     }
 
     /// The lk-jwt-service base URL: configured, cached, or read from the homeserver's
@@ -218,7 +225,7 @@ impl ControlPlane for LkJwtPlane {
         Ok(JoinGrant {
             room_id: room_id.to_string(),
             room_name: room_id.to_string(),
-            url: websocket_url(&answer.url)?,
+            url: transport::websocket_url(&answer.url, "lk-jwt-service's")?,
             token: answer.jwt,
             e2ee_key: None,
             expires_at: Some(expires_at),
@@ -319,19 +326,6 @@ fn base_url(url: &str, what: &str) -> Result<String, PlaneError> {
         });
     }
     Ok(trimmed.to_string())
-}
-
-fn websocket_url(url: &str) -> Result<String, PlaneError> {
-    let url = url.trim();
-    if url.starts_with("wss://") || url.starts_with("ws://") {
-        Ok(url.to_string())
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        Ok(format!("wss://{rest}"))
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        Ok(format!("ws://{rest}"))
-    } else {
-        Err(PlaneError::Malformed { detail: format!("lk-jwt-service's LiveKit URL {url:?} is not a ws(s) URL") })
-    }
 }
 
 fn now_secs() -> u64 {

@@ -52,6 +52,7 @@ use crate::http::{Failure, Http, decode_json};
 use crate::plane::{
     BackendKind, Capabilities, Capability, ControlPlane, JoinGrant, ModerationAction, PlaneParticipant,
 };
+use crate::transport;
 use crate::{PlaneError, Secret};
 
 mod wire;
@@ -186,7 +187,7 @@ impl MeetPlane {
         }
         let (lobby, _) = watch::channel(LobbyStatus::Idle);
         Ok(MeetPlane {
-            http: Http::new()?,
+            http: Http::new()?.for_server(trimmed),
             base: trimmed.to_string(),
             session_cookie: secrets.session_cookie.filter(|cookie| !cookie.is_empty()),
             csrf_token: secrets.csrf_token.filter(|token| !token.is_empty()),
@@ -380,7 +381,7 @@ impl MeetPlane {
         Ok(JoinGrant {
             room_name: room.name.clone().or_else(|| room.slug.clone()).unwrap_or_else(|| room_id.clone()),
             room_id,
-            url: websocket_url(&livekit.url)?,
+            url: transport::websocket_url(&livekit.url, "Meet's")?,
             token: livekit.token.clone(),
             e2ee_key: None,
             expires_at: claims.exp.filter(|exp| *exp > 0),
@@ -688,19 +689,6 @@ fn meet_error(failure: Failure, what: &str) -> PlaneError {
         Some(403) => PlaneError::Forbidden { message },
         Some(404) => PlaneError::NotFound { what: what.to_string(), message },
         _ => failure.into_error(),
-    }
-}
-
-fn websocket_url(url: &str) -> Result<String, PlaneError> {
-    let url = url.trim();
-    if url.starts_with("wss://") || url.starts_with("ws://") {
-        Ok(url.to_string())
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        Ok(format!("wss://{rest}"))
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        Ok(format!("ws://{rest}"))
-    } else {
-        Err(PlaneError::Malformed { detail: format!("Meet's LiveKit URL {url:?} is not a ws(s) URL") })
     }
 }
 

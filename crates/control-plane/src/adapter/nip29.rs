@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 use crate::adapter::livekit::token::TokenClaims;
 use crate::http::{Failure, Http, parse_json, read_body};
 use crate::plane::{BackendKind, Capabilities, Capability, ControlPlane, JoinGrant};
+use crate::transport;
 use crate::{PlaneError, Secret};
 
 /// Where the relay serves LiveKit tokens (NIP-29 "Live audio/video spaces").
@@ -107,7 +108,14 @@ impl Nip29Plane {
         let key = parse_secret_key(key)?;
         let pubkey = hex::encode(key.verifying_key().to_bytes());
         let default_group = settings.group.filter(|group| !group.trim().is_empty());
-        Ok(Nip29Plane { http: Http::new()?, probe_http: Http::without_redirects()?, base, default_group, key, pubkey })
+        Ok(Nip29Plane {
+            http: Http::new()?.for_server(&base),
+            probe_http: Http::without_redirects()?,
+            base,
+            default_group,
+            key,
+            pubkey,
+        })
     }
 
     /// The user's public key, lowercase hex (what the relay puts first in LiveKit identities).
@@ -237,7 +245,7 @@ impl ControlPlane for Nip29Plane {
         Ok(JoinGrant {
             room_id: group.to_string(),
             room_name: group.to_string(),
-            url: websocket_url(&server_url)?,
+            url: transport::websocket_url(&server_url, "the relay's")?,
             token,
             e2ee_key: None,
             expires_at: claims.expires_at,
@@ -415,20 +423,6 @@ fn http_base(relay_url: &str) -> Result<String, PlaneError> {
         origin.push_str(&format!(":{port}"));
     }
     Ok(origin)
-}
-
-/// The LiveKit URL as a websocket URL (some relays hand out `https://`).
-fn websocket_url(server_url: &str) -> Result<String, PlaneError> {
-    let url = server_url.trim();
-    if url.starts_with("wss://") || url.starts_with("ws://") {
-        Ok(url.to_string())
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        Ok(format!("wss://{rest}"))
-    } else if let Some(rest) = url.strip_prefix("http://") {
-        Ok(format!("ws://{rest}"))
-    } else {
-        Err(PlaneError::Malformed { detail: format!("the relay's LiveKit URL {url:?} is not a ws(s) or http(s) URL") })
-    }
 }
 
 /// Hex (64 characters) or bech32 `nsec1…`. Error messages never echo the key.

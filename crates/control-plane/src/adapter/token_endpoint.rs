@@ -166,7 +166,8 @@ impl TokenEndpointPlane {
             }
             (None, None) => None,
         };
-        Ok(TokenEndpointPlane { settings, header, http: Http::new()?, admin_seen: AtomicBool::new(false) })
+        let http = Http::new()?.for_server(&settings.url_template);
+        Ok(TokenEndpointPlane { settings, header, http, admin_seen: AtomicBool::new(false) })
     }
 
     fn display_name(&self) -> &str {

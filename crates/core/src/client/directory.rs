@@ -87,6 +87,8 @@ pub struct ProfileSummary {
     pub server: String,
     /// The profile's non-secret settings by field name (for editing).
     pub fields: BTreeMap<String, serde_json::Value>,
+    /// Unencrypted connections to other machines are allowed (the sidebar warns).
+    pub insecure: bool,
 }
 
 impl ProfileSummary {
@@ -104,6 +106,7 @@ impl ProfileSummary {
             backend: Backend::from_kind(profile.kind()),
             server: profile.settings.server().to_string(),
             fields,
+            insecure: profile.insecure,
         }
     }
 }
@@ -124,6 +127,9 @@ pub struct ProfileInput {
     /// Create the account on the server first (backends with registration: disTokoloshe).
     #[serde(default)]
     pub register: bool,
+    /// Allow unencrypted (http:// / ws://) connections to another machine; the form warns.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 impl std::fmt::Debug for ProfileInput {
@@ -134,6 +140,7 @@ impl std::fmt::Debug for ProfileInput {
             .field("backend", &self.backend)
             .field("fields", &self.fields)
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("insecure", &self.insecure)
             .finish()
     }
 }
@@ -150,7 +157,7 @@ impl ProfileInput {
             .filter(|(_, value)| !value.is_empty())
             .map(|(name, value)| (name, Secret::new(value)))
             .collect();
-        Ok((Profile { name: self.name, settings }, secrets))
+        Ok((Profile { name: self.name, settings, insecure: self.insecure }, secrets))
     }
 }
 

@@ -57,6 +57,7 @@ fn livekit_profile(name: &str, url: &str, api_key: &str, api_secret: &str, ident
         secrets: BTreeMap::from([("api-secret".to_string(), api_secret.to_string())]),
         replace: false,
         register: false,
+        insecure: false,
     }
 }
 

@@ -9,6 +9,7 @@
 
 import { BackendError, IDLE_STATE, type AllCommands, type ArgList, type Backend, type CommandName, type ResultOf, type Unsubscribe } from '../backend';
 import { levelsOf } from '../level';
+import { isCleartextRemote } from '../backends';
 import type {
   AppSettings,
   AudioDevice,
@@ -100,9 +101,9 @@ export function option(action: ModerationAction): ModerationOption {
 }
 
 const DEMO_PROFILES: ProfileSummary[] = [
-  { name: 'local', backend: 'livekit', server: 'ws://127.0.0.1:7880', fields: {} },
-  { name: 'forum', backend: 'audioroom', server: 'https://forum.example.org', fields: {} },
-  { name: 'matrix', backend: 'lk-jwt', server: 'https://matrix.example.org', fields: {} },
+  { name: 'local', backend: 'livekit', server: 'ws://127.0.0.1:7880', fields: {}, insecure: false },
+  { name: 'forum', backend: 'audioroom', server: 'https://forum.example.org', fields: {}, insecure: false },
+  { name: 'matrix', backend: 'lk-jwt', server: 'https://matrix.example.org', fields: {}, insecure: false },
 ];
 
 const DEMO_ROOMS: Record<string, RoomEntry[]> = {
@@ -312,7 +313,17 @@ export class MemoryBackend implements Backend {
       }
       const fields = profile.fields;
       const server = String(fields.url ?? fields.homeserver_url ?? fields.relay_url ?? fields.url_template ?? '');
-      const summary: ProfileSummary = { name: profile.name, backend: profile.backend, server, fields: structuredClone(fields) };
+      // As `control_plane::transport::check_server` refuses it.
+      if (isCleartextRemote(server) && !profile.insecure) {
+        throw new BackendError({ code: 'invalid_input', message: `${server} is unencrypted; save the profile with --insecure if you accept that risk` });
+      }
+      const summary: ProfileSummary = {
+        name: profile.name,
+        backend: profile.backend,
+        server,
+        fields: structuredClone(fields),
+        insecure: profile.insecure,
+      };
       this.profiles = [...this.profiles.filter((p) => p.name !== profile.name), summary];
       const secrets = Object.fromEntries(Object.entries(profile.secrets).filter((entry): entry is [string, string] => entry[1] !== undefined));
       if (Object.keys(secrets).length > 0) this.keyring.set(profile.name, { ...this.keyring.get(profile.name), ...secrets });

@@ -267,7 +267,11 @@ server: string,
 /**
  * The profile's non-secret settings by field name (for editing).
  */
-fields: { [key in string]?: JsonValue }, };
+fields: { [key in string]?: JsonValue }, 
+/**
+ * Unencrypted connections to other machines are allowed (the sidebar warns).
+ */
+insecure: boolean, };
 
 /**
  * A profile to save. Secrets are stored in the OS keyring and nowhere else.
@@ -288,7 +292,11 @@ replace: boolean,
 /**
  * Create the account on the server first (backends with registration: disTokoloshe).
  */
-register: boolean, };
+register: boolean, 
+/**
+ * Allow unencrypted (http:// / ws://) connections to another machine; the form warns.
+ */
+insecure: boolean, };
 
 /**
  * A started Discourse sign-in: the client id the key will be bound to (the profile's
