@@ -2,7 +2,8 @@
 //! draws the test pattern; alice shares that window (`--share-screen <id>`) through the real
 //! LiveKit server and bob watches (`--watch alice --save-frames DIR`). What bob saved is read
 //! back: the size, the bar colours, the marker moving and the counter advancing; his watch
-//! statistics give the frame rate. A share the token forbids fails clearly while alice's tone
+//! statistics give the frame rate. Carol, in the same room watching nobody, is told of the share
+//! and receives no video. A share the token forbids fails clearly while alice's tone
 //! keeps reaching bob.
 
 use std::io::{BufRead, BufReader};
@@ -124,6 +125,8 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
         &["--watch", "alice", "--save-frames", &frames_arg, "--save-every", "15"],
         10.0,
     );
+    // Carol is in the room and watches nobody: she is told of the share and receives no video.
+    let carol = join(&server, "share", "carol", dir.path(), &[], 10.0);
     let id = window.id.to_string();
     let alice = join_with_env(
         &server,
@@ -136,8 +139,10 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
     );
     let alice = alice.finish(TIMEOUT);
     let bob = bob.finish(TIMEOUT);
+    let carol = carol.finish(TIMEOUT);
     alice.assert_clean();
     bob.assert_clean();
+    carol.assert_clean();
 
     let started = alice.events_named("share_started");
     let started = started.first().unwrap_or_else(|| panic!("alice should share: {:?}", alice.events));
@@ -152,7 +157,26 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
 
     let watched = bob.events_named("watch_started");
     let watched = watched.first().unwrap_or_else(|| panic!("bob should see alice's share: {:?}", bob.events));
-    assert_eq!((watched["width"].as_u64(), watched["height"].as_u64()), (Some(1280), Some(720)));
+    let stats = bob.events_named("watch_stats");
+    let last = stats.last().unwrap_or_else(|| panic!("bob should report watch statistics: {:?}", bob.events));
+    eprintln!(
+        "bob's first picture {}x{}, last {}x{}",
+        watched["width"], watched["height"], last["width"], last["height"]
+    );
+    // The first pictures may come from a smaller simulcast layer; a watcher asks for the full one.
+    assert_eq!((last["width"].as_u64(), last["height"].as_u64()), (Some(1280), Some(720)), "bob watches full size");
+    let declined = carol.events_named("share_available");
+    assert!(
+        declined.iter().any(|event| event["identity"] == "alice"),
+        "carol should be told that alice shares: {:?}",
+        carol.events
+    );
+    assert!(
+        carol.events_named("track_subscribed").iter().all(|event| event["kind"] != "video")
+            && carol.events_named("watch_started").is_empty(),
+        "carol watches nobody and should receive no video: {:?}",
+        carol.events
+    );
     let fps = received_fps(&bob);
     eprintln!("bob received {fps:.1} fps");
     assert!(fps >= 25.0, "bob should receive ≥ 25 fps, got {fps:.1}");

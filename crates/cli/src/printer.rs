@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parley_core::membership::MembershipEvent;
-use parley_core::session::CallEncryption;
+use parley_core::session::{CallEncryption, MediaKind};
 use parley_core::{SessionEvent, StampedEvent};
 
 /// Prints events on stdout, one line each.
@@ -73,7 +73,15 @@ fn session_text(event: &SessionEvent) -> Option<String> {
         SessionEvent::UnencryptedAllowed { identity } => format!("playing {identity}'s unencrypted audio"),
         SessionEvent::ParticipantJoined { identity, .. } => format!("{identity} joined"),
         SessionEvent::ParticipantLeft { identity, reason } => format!("{identity} left ({reason})"),
-        SessionEvent::TrackSubscribed { identity, .. } => format!("receiving {identity}'s audio"),
+        SessionEvent::TrackSubscribed { identity, kind: MediaKind::Audio, .. } => {
+            format!("receiving {identity}'s audio")
+        }
+        SessionEvent::TrackSubscribed { identity, kind: MediaKind::Video, .. } => {
+            format!("receiving {identity}'s screen share")
+        }
+        SessionEvent::ShareAvailable { identity, .. } => {
+            format!("{identity} is sharing their screen (not watched; --watch {identity} to see it)")
+        }
         SessionEvent::FirstAudio { identity, .. } => format!("hearing {identity}"),
         SessionEvent::ActiveSpeakers { identities } if !identities.is_empty() => {
             format!("speaking: {}", identities.join(", "))

@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 
 use crate::control::Control;
 use capture::{EngineOutlet, GateCommand, MicrophoneSetup, SharedApm};
-pub use event::{CallEncryption, Participant, SessionEvent, SessionState, StampedEvent};
+pub use event::{CallEncryption, MediaKind, Participant, SessionEvent, SessionState, StampedEvent};
 use event::{can_publish_microphone, emit};
 use follow::LocalPublishing;
 pub use meter::SILENCE_DBFS;
@@ -373,6 +373,7 @@ impl Session {
             report_stats: self.report_stats,
             encrypted: self.options.e2ee_shared_key.is_some(),
             watch: self.watch.clone(),
+            subscriptions: self.room.subscriptions(),
         };
         tokio::spawn(follow::run(room_events, self.events.clone(), playback, local, publishers))
     }

@@ -13,7 +13,7 @@
 //!   (RGBA, BGRA or I420 pictures), published with [`VideoPublishOptions`];
 //! * [`VideoStream`] — one remote video track's pictures as RGBA, through a bounded queue that
 //!   drops (and counts) what a slow viewer cannot take;
-//! * [`Room::set_subscribed`] and friends — which remote tracks we receive, and in what quality;
+//! * [`Subscriptions::set_subscribed`] and friends (from [`Room::subscriptions`]) — which remote tracks we receive, and in what quality;
 //! * [`Apm`] — WebRTC echo cancellation, noise suppression, gain control.
 //!
 //! Modules: `native` (the only `unsafe`: the C ABI), `library` (where the library is found),
@@ -51,7 +51,7 @@ pub use event::{
 pub use library::{LIBRARY_PATH_ENV, LibrarySearch};
 pub use redact::redact;
 pub use room::{LocalParticipant, LocalTrackPublication, PublishOptions, Room, RoomOptions};
-pub use subscription::VideoQuality;
+pub use subscription::{Subscriptions, VideoQuality};
 pub use track::{RemoteAudioTrack, RemoteVideoTrack, TrackKind, TrackPublication, TrackSource};
 pub use video::{
     LocalVideoTrack, PixelFormat, ReceivedVideoFrame, VideoCodec, VideoContent, VideoEncoding, VideoFrame,

@@ -27,7 +27,7 @@ pub struct RoomOptions {
     pub auto_subscribe: bool,
     /// Adaptive stream: the engine asks the server for video only as large as it is shown and
     /// pauses video nobody watches. Off by default: Parley tells the server itself
-    /// ([`Room::set_video_dimensions`], [`Room::set_track_enabled`]).
+    /// ([`crate::Subscriptions::set_video_dimensions`], [`crate::Subscriptions::set_track_enabled`]).
     pub adaptive_stream: bool,
     pub dynacast: bool,
     /// End-to-end encryption with one key shared by every participant.
@@ -98,12 +98,23 @@ struct RemoteParticipant {
 }
 
 #[derive(Default)]
-struct RoomState {
+pub(crate) struct RoomState {
     remotes: HashMap<String, RemoteParticipant>,
     connection: Option<ConnectionState>,
     local_identity: String,
     /// What the server lets us do now: the token's grant, then whatever a moderator set.
     local_permission: Option<Permission>,
+}
+
+impl RoomState {
+    /// The engine's handle of `identity`'s publication `sid`, while the room knows it.
+    pub(crate) fn publication_handle(&self, identity: &str, sid: &str) -> Result<(&'static Engine, u64), Error> {
+        self.remotes
+            .get(identity)
+            .and_then(|remote| remote.publications.get(sid))
+            .map(|(handle, _)| (handle.engine(), handle.id()))
+            .ok_or_else(|| Error::InvalidArgument(format!("{identity} has no published track {sid}")))
+    }
 }
 
 /// A joined room. Dropping it without [`Room::disconnect`] still leaves the room (the engine
@@ -270,15 +281,9 @@ impl Room {
         state.local_permission.clone()
     }
 
-    /// The engine's handle of `identity`'s publication `sid`, while the room knows it.
-    pub(crate) fn publication_handle(&self, identity: &str, sid: &str) -> Result<(&'static Engine, u64), Error> {
-        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        state
-            .remotes
-            .get(identity)
-            .and_then(|remote| remote.publications.get(sid))
-            .map(|(handle, _)| (handle.engine(), handle.id()))
-            .ok_or_else(|| Error::InvalidArgument(format!("{identity} has no published track {sid}")))
+    /// The room's shared state, for [`crate::Subscriptions`].
+    pub(crate) fn state(&self) -> Arc<Mutex<RoomState>> {
+        Arc::clone(&self.state)
     }
 
     /// The last connection state the engine reported.

@@ -1,12 +1,16 @@
 //! What we receive of others' tracks: subscribe or unsubscribe one publication, pause its video,
 //! and ask for a lower quality or a smaller size (adaptive stream by hand). These act on the
-//! publications a [`Room`] keeps, named by participant identity and track sid.
+//! publications a [`Room`] keeps, named by participant identity and track sid, through a
+//! [`Subscriptions`] handle that a room's event follower can hold beside the room.
 
 use crate::error::Error;
 use crate::proto;
 use crate::proto::ffi_request::Message as RequestMessage;
 use crate::proto::ffi_response::Message as ResponseMessage;
-use crate::room::Room;
+use std::sync::{Arc, Mutex};
+
+use crate::engine::Engine;
+use crate::room::{Room, RoomState};
 
 /// The simulcast layer to receive of a remote video track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +20,27 @@ pub enum VideoQuality {
     High,
 }
 
+/// Which of a room's remote tracks we receive, and how. Cheap to clone; it acts on the room's
+/// publications for as long as the room knows them (get one with [`Room::subscriptions`]; the
+/// default one belongs to no room and knows no publication).
+#[derive(Clone, Default)]
+pub struct Subscriptions {
+    state: Arc<Mutex<RoomState>>,
+}
+
 impl Room {
+    /// A handle on what this room receives of others' tracks.
+    pub fn subscriptions(&self) -> Subscriptions {
+        Subscriptions { state: self.state() }
+    }
+}
+
+impl Subscriptions {
+    /// The engine's handle of `identity`'s publication `sid`, while the room knows it.
+    fn publication_handle(&self, identity: &str, sid: &str) -> Result<(&'static Engine, u64), Error> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).publication_handle(identity, sid)
+    }
+
     /// Subscribes to (or unsubscribes from) `identity`'s track `sid`. The outcome arrives as a
     /// room event: [`crate::RoomEvent::VideoTrackSubscribed`] / `AudioTrackSubscribed`, or
     /// [`crate::RoomEvent::TrackUnsubscribed`]. Any thread.

@@ -262,7 +262,7 @@ async fn a_screen_share_arrives_with_its_colours_and_motion_and_ends_when_unpubl
 
     // Unsubscribing ends the stream once the track is let go of (the room lets go of its own
     // reference at the event); subscribing again brings the track back.
-    bob.set_subscribed("alice", &publication.sid, false).expect("unsubscribe");
+    bob.subscriptions().set_subscribed("alice", &publication.sid, false).expect("unsubscribe");
     let gone = expect_event(&mut bob_events, "the screen share unsubscribed", |event| match event {
         RoomEvent::TrackUnsubscribed { identity, sid } if identity == "alice" => Some(sid),
         _ => None,
@@ -272,7 +272,7 @@ async fn a_screen_share_arrives_with_its_colours_and_motion_and_ends_when_unpubl
     drop(remote);
     expect_end(&mut stream, "unsubscribing").await;
     drop(stream);
-    bob.set_subscribed("alice", &publication.sid, true).expect("subscribe again");
+    bob.subscriptions().set_subscribed("alice", &publication.sid, true).expect("subscribe again");
     let again = screen_share_subscribed(&mut bob_events, "the screen share subscribed again").await;
     let mut stream = VideoStream::new(&again).expect("second video stream");
     let frame = next_frame(&mut stream, "the resubscribed track").await;
@@ -380,10 +380,12 @@ async fn a_viewer_can_ask_for_the_low_simulcast_layer() {
     let mut stream = VideoStream::new(&remote).expect("video stream");
 
     width_after(&mut stream, |width| width == WIDTH, "the full-size layer").await;
-    bob.set_video_quality("alice", &publication.sid, VideoQuality::Low).expect("ask for the low layer");
+    bob.subscriptions().set_video_quality("alice", &publication.sid, VideoQuality::Low).expect("ask for the low layer");
     let low = width_after(&mut stream, |width| width < WIDTH, "the low layer").await;
     eprintln!("low layer: {low} pixels wide");
-    bob.set_video_quality("alice", &publication.sid, VideoQuality::High).expect("ask for the high layer");
+    bob.subscriptions()
+        .set_video_quality("alice", &publication.sid, VideoQuality::High)
+        .expect("ask for the high layer");
     width_after(&mut stream, |width| width == WIDTH, "the high layer again").await;
 
     stop.store(true, Ordering::Relaxed);

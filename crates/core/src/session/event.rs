@@ -91,6 +91,13 @@ pub enum SessionEvent {
     TrackSubscribed {
         identity: String,
         sid: String,
+        kind: MediaKind,
+    },
+    /// Someone shares their screen and we do not watch it: Parley declined the video (it
+    /// receives video only while it is watched).
+    ShareAvailable {
+        identity: String,
+        sid: String,
     },
     TrackUnsubscribed {
         identity: String,
@@ -268,6 +275,14 @@ pub enum SessionEvent {
     Warning {
         message: String,
     },
+}
+
+/// Whether a track carries sound or pictures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Audio,
+    Video,
 }
 
 /// A [`SessionEvent`] with the wall-clock time it happened (not the time it was read).

@@ -3,7 +3,7 @@
 //! wires each subscribed remote audio track into the mixer through a receive task of its own
 //! (and a watched screen share into its sink, [`super::watch`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use parley_livekit_ffi as ffi;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::event::{Participant, SessionEvent, SessionState, StampedEvent, can_publish_microphone, emit};
+use super::event::{MediaKind, Participant, SessionEvent, SessionState, StampedEvent, can_publish_microphone, emit};
 use super::publisher::PublishCommand;
 use super::watch::Watcher;
 
@@ -54,6 +54,9 @@ pub(super) struct Playback {
     pub(super) encrypted: bool,
     /// Whose screen share to watch, and where its pictures go.
     pub(super) watch: Option<Watcher>,
+    /// What we receive of others' tracks: video nobody watches is unsubscribed, a watched share
+    /// asks for its full-size layer.
+    pub(super) subscriptions: ffi::Subscriptions,
 }
 
 /// Turns room events into session events and wires subscribed audio into the mixer.
@@ -67,13 +70,16 @@ pub(super) async fn run(
     local: LocalPublishing,
     mut publishers: HashMap<String, bool>,
 ) {
-    let Playback { mixer, cues, report_stats, encrypted, watch } = playback;
+    let Playback { mixer, cues, report_stats, encrypted, watch, subscriptions } = playback;
     let cue = |cue: Cue| {
         if let Some(cues) = &cues {
             cues.play(cue);
         }
     };
     let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
+    // Video tracks we unsubscribed from because nobody watches them: their unsubscription is
+    // not news.
+    let mut declined: HashSet<String> = HashSet::new();
     while let Some(event) = room_events.recv().await {
         let mapped = match event {
             ffi::RoomEvent::ParticipantConnected(info) => {
@@ -127,24 +133,44 @@ pub(super) async fn run(
                         ),
                     }
                 }
-                Some(SessionEvent::TrackSubscribed { identity, sid: track.sid })
+                Some(SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Audio })
             }
             ffi::RoomEvent::VideoTrackSubscribed { identity, track } => {
-                if let Some(watch) = watch.as_ref().filter(|watch| watch.wants(&identity, &track)) {
-                    match watch.watch(&track) {
-                        Ok(task) => {
-                            if let Some(previous) = streams.insert(track.sid.clone(), task) {
-                                previous.abort();
-                            }
+                match watch.as_ref().filter(|watch| watch.wants(&identity, &track)) {
+                    Some(watch) => {
+                        // A simulcast receiver starts on whichever layer the server picks
+                        // (often the smallest); a watched share is shown full size.
+                        if let Err(error) =
+                            subscriptions.set_video_quality(&identity, &track.sid, ffi::VideoQuality::High)
+                        {
+                            tracing::warn!(%error, %identity, "could not ask for the full-size layer");
                         }
-                        Err(error) => emit(
-                            &events,
-                            SessionEvent::Warning { message: format!("cannot watch {identity}'s screen: {error}") },
-                        ),
+                        match watch.watch(&track) {
+                            Ok(task) => {
+                                if let Some(previous) = streams.insert(track.sid.clone(), task) {
+                                    previous.abort();
+                                }
+                            }
+                            Err(error) => emit(
+                                &events,
+                                SessionEvent::Warning { message: format!("cannot watch {identity}'s screen: {error}") },
+                            ),
+                        }
+                        Some(SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Video })
+                    }
+                    None => {
+                        // Video costs bandwidth and decoding: receive it only while watched.
+                        match subscriptions.set_subscribed(&identity, &track.sid, false) {
+                            Ok(()) => {
+                                declined.insert(track.sid.clone());
+                            }
+                            Err(error) => tracing::warn!(%error, %identity, "could not decline an unwatched video"),
+                        }
+                        Some(SessionEvent::ShareAvailable { identity, sid: track.sid })
                     }
                 }
-                Some(SessionEvent::TrackSubscribed { identity, sid: track.sid })
             }
+            ffi::RoomEvent::TrackUnsubscribed { sid, .. } if declined.remove(&sid) => None,
             ffi::RoomEvent::TrackUnsubscribed { identity, sid } => {
                 if let Some(task) = streams.remove(&sid) {
                     task.abort();
