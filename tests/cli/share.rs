@@ -261,3 +261,41 @@ fn a_share_the_token_forbids_fails_clearly_and_audio_goes_on() {
     let level = tone_level_dbfs(steady, SAMPLE_RATE, 440.0);
     assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob at −12 ± 6 dBFS, got {level:.1}");
 }
+
+#[test]
+fn closing_the_shared_window_ends_the_share_clearly_and_audio_goes_on() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display);
+    let bob = join(&server, "closing", "bob", dir.path(), &["--record"], 10.0);
+    let id = window.id.to_string();
+    let alice = join_with_env(
+        &server,
+        "closing",
+        "alice",
+        dir.path(),
+        &["--tone", "440", "--share-screen", &id],
+        9.0,
+        &display.env(),
+    );
+    alice.wait_for_event("alice should start sharing", TIMEOUT, |event| event["event"] == "share_started");
+    std::thread::sleep(Duration::from_secs(1));
+    drop(window);
+    let failed = alice.wait_for_event("the share should end when its window closes", TIMEOUT, |event| {
+        event["event"] == "share_failed"
+    });
+    assert_eq!(failed["code"], "target_gone", "{failed}");
+    let failed_ms = failed["unix_ms"].as_f64().expect("unix_ms");
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    // The call goes on: bob hears alice's tone for a second after her share ended.
+    let after = bob.recording_between(failed_ms + 500.0, failed_ms + 1500.0);
+    assert!(after.len() >= SAMPLE_RATE as usize * 9 / 10, "bob should record past the share's end");
+    let level = tone_level_dbfs(after, SAMPLE_RATE, 440.0);
+    assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob after the share ended, got {level:.1} dBFS");
+}
