@@ -25,6 +25,7 @@ mod window;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use parley_e2e::PatternWindow;
 use peer::{Peer, between, now_ms};
 use rig::{APP_IDENTITY, APP_MIC, APP_SPEAKER, AppSetup, ROOM, Rig};
 use sound::{Ear, Mouth, read_tone, tone_gain};
@@ -180,6 +181,43 @@ fn halving_a_peers_volume_in_their_menu_lowers_them_by_6_db() {
     );
     bot.leave(ENDS).assert_clean();
     eprintln!("volume: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn someone_sharing_their_screen_is_marked_live_until_the_share_ends() {
+    let started = Instant::now();
+    let rig = Rig::start("live", &AppSetup::default());
+    // Bot shares a window on the app's own display; closing it ends the share.
+    let window = PatternWindow::open(&rig.display.env());
+    let id = window.id.to_string();
+    let bot = Peer::join_with_env(
+        &rig.server,
+        ROOM,
+        PEER,
+        rig.dir.path(),
+        &["--share-screen", &id],
+        120.0,
+        &rig.display.env(),
+    );
+    bot.wait_for_event("bot should share its window", ARRIVES, |event| event["event"] == "share_started");
+    let live = wait_for_tile(&rig.session, PEER, ARRIVES, "bot's tile should show the Live mark", |view| {
+        view.is_some_and(|view| view.live_mark)
+    });
+    let live = live.expect("bot's tile");
+    assert!(live.label.contains("sharing their screen"), "the tile says so to a screen reader: {}", live.label);
+    let shot = rig.screenshot("");
+
+    drop(window);
+    let ended =
+        bot.wait_for_event("bot's share should end with its window", ARRIVES, |event| event["event"] == "share_failed");
+    assert_eq!(ended["code"], "target_gone", "{ended}");
+    let after = wait_for_tile(&rig.session, PEER, ARRIVES, "the Live mark should go when the share ends", |view| {
+        view.is_some_and(|view| !view.live_mark)
+    });
+    let after = after.expect("bot is still in the call");
+    assert!(!after.label.contains("sharing"), "the label no longer says sharing: {}", after.label);
+    bot.leave(ENDS).assert_clean();
+    eprintln!("live: {}; {:.1} s", shot.display(), started.elapsed().as_secs_f64());
 }
 
 #[test]

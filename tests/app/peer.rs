@@ -47,13 +47,27 @@ impl Peer {
     /// Joins `room` on `server` as `identity` for at most `seconds`, with `extra` arguments
     /// (`--tone 440`, `--record` — the recording goes to `dir/<identity>.wav`).
     pub fn join(server: &DevServer, room: &str, identity: &str, dir: &Path, extra: &[&str], seconds: f64) -> Peer {
+        Peer::join_with_env(server, room, identity, dir, extra, seconds, &[])
+    }
+
+    /// [`Peer::join`] with extra environment variables (`DISPLAY` for a screen share).
+    pub fn join_with_env(
+        server: &DevServer,
+        room: &str,
+        identity: &str,
+        dir: &Path,
+        extra: &[&str],
+        seconds: f64,
+        env: &[(String, String)],
+    ) -> Peer {
         let recording = extra.contains(&"--record").then(|| dir.join(format!("{identity}.wav")));
         let mut command = parley();
         command
             .args(["join", "--json", "--control-socket", "none", "--url", &server.url(), "--room", room])
             .args(["--identity", identity, "--duration", &seconds.to_string()])
             .env("LIVEKIT_API_KEY", server.api_key())
-            .env("LIVEKIT_API_SECRET", server.api_secret());
+            .env("LIVEKIT_API_SECRET", server.api_secret())
+            .envs(env.iter().map(|(key, value)| (key.as_str(), value.as_str())));
         for argument in extra {
             command.arg(argument);
             if *argument == "--record" {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use parley_audio::SAMPLE_RATE;
-use parley_audio::analysis::{band_energy_fraction, dominant_frequency, tone_gain_dbfs, tone_level_dbfs};
+use parley_audio::analysis::{dominant_frequency, tone_gain_dbfs, tone_level_dbfs, typical_band_fraction};
 use parley_devserver::pulse::PulseServer;
 
 /// Samples per second, as a `usize` for slicing.
@@ -120,6 +120,7 @@ impl Drop for Ear {
 pub struct ToneReading {
     pub frequency_hz: f32,
     pub level_dbfs: f32,
+    /// The typical share of the energy near the tone (median of 50 ms windows, ±50 Hz).
     pub share: f32,
 }
 
@@ -127,7 +128,7 @@ pub fn read_tone(samples: &[i16], expected_hz: f32) -> ToneReading {
     ToneReading {
         frequency_hz: dominant_frequency(samples, SAMPLE_RATE),
         level_dbfs: tone_level_dbfs(samples, SAMPLE_RATE, expected_hz),
-        share: band_energy_fraction(samples, SAMPLE_RATE, expected_hz, 25.0),
+        share: typical_band_fraction(samples, SAMPLE_RATE, expected_hz, 50.0),
     }
 }
 

@@ -19,6 +19,8 @@ pub struct TileView {
     pub level: f64,
     /// The muted mark is shown.
     pub muted_mark: bool,
+    /// The "Live" mark (they share their screen) is shown.
+    pub live_mark: bool,
 }
 
 /// Finds the tile whose name is `name`; `arguments[0]` is the name. Returns the button node.
@@ -33,7 +35,8 @@ pub fn tile(session: &Session, name: &str) -> Option<TileView> {
          return {{ label: tile.getAttribute('aria-label') ?? '', \
                   speaking: ring.dataset.speaking === 'true' && ring.classList.contains('speaking'), \
                   level: parseFloat(ring.style.getPropertyValue('--level') || '0'), \
-                  muted: tile.querySelector('.mark[title=Muted]') !== null }};"
+                  muted: tile.querySelector('.mark[title=Muted]') !== null, \
+                  live: tile.querySelector('[data-testid=live-mark]')?.textContent.trim() === 'Live' }};"
     );
     let value =
         session.execute(&script, vec![json!(name)]).unwrap_or_else(|error| panic!("reading the tiles: {error}"));
@@ -42,6 +45,7 @@ pub fn tile(session: &Session, name: &str) -> Option<TileView> {
         speaking: value["speaking"].as_bool().unwrap_or(false),
         level: value["level"].as_f64().unwrap_or(0.0),
         muted_mark: value["muted"].as_bool().unwrap_or(false),
+        live_mark: value["live"].as_bool().unwrap_or(false),
     })
 }
 

@@ -6,9 +6,8 @@
 //! and receives no video. A share the token forbids fails clearly while alice's tone
 //! keeps reaching bob.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
@@ -17,44 +16,13 @@ use parley_audio::analysis::{first_onset, tone_level_dbfs};
 use parley_capture::pattern;
 use parley_devserver::DevServer;
 use parley_devserver::display::Xvfb;
+use parley_e2e::PatternWindow;
 
 use crate::support::{Finished, Peer, audio_lock, join, join_with_env, parley, scratch, server};
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 /// How far a received bar's colour may stray from the drawn one, per channel (VP8 at 1.7 Mb/s).
 const COLOUR_TOLERANCE: i32 = 40;
-
-/// The pattern window on a display; killed on drop.
-struct PatternWindow {
-    child: Child,
-    id: u64,
-}
-
-impl PatternWindow {
-    fn open(display: &Xvfb) -> PatternWindow {
-        let binary = parley_e2e::binary("parley-capture", "parley-pattern-window");
-        let mut child = Command::new(binary)
-            .envs(display.env())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start parley-pattern-window");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read the window id");
-        let announced: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("pattern window said {line:?}"));
-        let id = announced["window"].as_u64().expect("a window id");
-        PatternWindow { child, id }
-    }
-}
-
-impl Drop for PatternWindow {
-    fn drop(&mut self) {
-        if let Err(error) = self.child.kill().and_then(|()| self.child.wait().map(|_| ())) {
-            eprintln!("stopping the pattern window: {error}");
-        }
-    }
-}
 
 /// One saved picture, decoded to RGBA.
 struct Saved {
@@ -80,7 +48,7 @@ fn saved_frames(dir: &Path) -> Vec<Saved> {
                 .and_then(|stem| stem.strip_prefix("frame-"))
                 .and_then(|number| number.parse().ok())
                 .unwrap_or_else(|| panic!("unexpected file {}", path.display()));
-            let decoder = png::Decoder::new(BufReader::new(std::fs::File::open(&path).expect("open a png")));
+            let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).expect("open a png")));
             let mut reader = decoder.read_info().expect("a png header");
             let mut rgba = vec![0; reader.output_buffer_size().expect("a png size")];
             let info = reader.next_frame(&mut rgba).expect("png pixels");
@@ -114,7 +82,7 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
     let server = server();
     let dir = scratch();
     let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
-    let window = PatternWindow::open(&display);
+    let window = PatternWindow::open(&display.env());
     let frames = dir.path().join("frames");
     let frames_arg = frames.to_str().expect("a UTF-8 path").to_string();
     let bob = join(
@@ -234,7 +202,7 @@ fn a_share_the_token_forbids_fails_clearly_and_audio_goes_on() {
     let server = server();
     let dir = scratch();
     let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
-    let window = PatternWindow::open(&display);
+    let window = PatternWindow::open(&display.env());
     let bob = join(&server, "no-share", "bob", dir.path(), &["--record"], 6.0);
     let mut command = parley();
     command
@@ -268,7 +236,7 @@ fn closing_the_shared_window_ends_the_share_clearly_and_audio_goes_on() {
     let server = server();
     let dir = scratch();
     let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
-    let window = PatternWindow::open(&display);
+    let window = PatternWindow::open(&display.env());
     let bob = join(&server, "closing", "bob", dir.path(), &["--record"], 10.0);
     let id = window.id.to_string();
     let alice = join_with_env(

@@ -6,6 +6,10 @@
 //! PulseAudio and a real window. Cargo gives a test the path of a binary only from its own package
 //! (`CARGO_BIN_EXE_…`), so [`binary`] builds the one it needs with the cargo that runs the tests.
 
+mod pattern_window;
+
+pub use pattern_window::PatternWindow;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -62,6 +62,25 @@ pub fn band_energy_fraction(samples: &[i16], rate: u32, frequency: f32, half_wid
     band / total
 }
 
+/// The typical share of the energy within `half_width` Hz of `frequency`: the median over 50 ms
+/// windows of [`band_energy_fraction`].
+///
+/// A received tone on a loaded machine has the odd glitch (a playout gap, a jitter-buffer
+/// splice) whose click spreads energy over the whole spectrum; over a whole stretch a few such
+/// windows pull the share under what the path plays the rest of the time. The median asks what
+/// the path plays, and still fails a path that adds another sound, noise or distortion
+/// throughout. Silence reads 0.
+pub fn typical_band_fraction(samples: &[i16], rate: u32, frequency: f32, half_width: f32) -> f32 {
+    let window = (rate as usize / 20).max(2);
+    let mut fractions: Vec<f32> =
+        samples.chunks_exact(window).map(|block| band_energy_fraction(block, rate, frequency, half_width)).collect();
+    if fractions.is_empty() {
+        return band_energy_fraction(samples, rate, frequency, half_width);
+    }
+    fractions.sort_by(f32::total_cmp);
+    fractions[fractions.len() / 2]
+}
+
 /// The peak amplitude, in dBFS, of the sinusoid at `frequency`.
 ///
 /// Measured as a single-bin DFT over 50 ms windows, averaged as power across windows. One
@@ -220,6 +239,26 @@ mod tests {
         let gain = tone_gain_dbfs(&stretched, 48_000, 440.0);
         assert!((gain + 18.0).abs() < 0.3, "a tone stretched to 446 Hz still sounds at −18 dBFS, got {gain}");
         assert_eq!(tone_gain_dbfs(&[0; 4800], 48_000, 440.0), f32::NEG_INFINITY, "silence");
+    }
+
+    #[test]
+    fn typical_band_fraction_reads_through_a_few_clicks_but_not_a_second_sound() {
+        let mut signal = tone(440.0, -12.0, 2.0);
+        // Three clicks (a full-scale step lasting 2 ms), as playout gaps and splices make.
+        for start in [12_000usize, 48_000, 80_000] {
+            signal[start..start + 96].fill(i16::MAX / 2);
+        }
+        let whole = band_energy_fraction(&signal, 48_000, 440.0, 25.0);
+        let typical = typical_band_fraction(&signal, 48_000, 440.0, 50.0);
+        assert!(typical > 0.95, "the tone is what plays, got {typical}");
+        assert!(whole < typical, "the clicks weigh on the whole stretch ({whole} vs {typical})");
+        let mut mixed = tone(440.0, -12.0, 1.0);
+        for (a, b) in mixed.iter_mut().zip(tone(1300.0, -12.0, 1.0)) {
+            *a = a.saturating_add(b);
+        }
+        let shared = typical_band_fraction(&mixed, 48_000, 440.0, 50.0);
+        assert!((0.4..0.6).contains(&shared), "a second tone as loud takes half, got {shared}");
+        assert_eq!(typical_band_fraction(&[0; 9600], 48_000, 440.0, 50.0), 0.0, "silence");
     }
 
     #[test]

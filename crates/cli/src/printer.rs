@@ -79,6 +79,7 @@ fn session_text(event: &SessionEvent) -> Option<String> {
         SessionEvent::TrackSubscribed { identity, kind: MediaKind::Video, .. } => {
             format!("receiving {identity}'s screen share")
         }
+        SessionEvent::ShareEnded { identity, .. } => format!("{identity} stopped sharing their screen"),
         SessionEvent::ShareAvailable { identity, .. } => {
             format!("{identity} is sharing their screen (not watched; --watch {identity} to see it)")
         }

@@ -10,22 +10,16 @@ use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
 use parley_audio::SAMPLE_RATE;
 use parley_audio::analysis::rms_dbfs;
 use parley_audio::signal::Tone;
-use parley_devserver::{DevServer, DevServerConfig};
+use parley_devserver::DevServer;
 use parley_livekit_ffi::{
-    Apm, ApmConfig, AudioSource, DisconnectReason, Engine, LibrarySearch, LocalAudioTrack, PublishOptions, Room,
-    RoomEvent, RoomOptions, TrackSource,
+    Apm, ApmConfig, AudioSource, DisconnectReason, LocalAudioTrack, PublishOptions, Room, RoomEvent, RoomOptions,
+    TrackSource,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
-const WAIT: Duration = Duration::from_secs(10);
+mod support;
 
-fn engine() -> &'static Engine {
-    Engine::start(&LibrarySearch::default()).unwrap_or_else(|error| panic!("{error}"))
-}
-
-fn server() -> DevServer {
-    DevServer::start(&DevServerConfig::default()).unwrap_or_else(|error| panic!("LiveKit dev server: {error}"))
-}
+use support::{engine, expect_event, server};
 
 fn token(server: &DevServer, room: &str, identity: &str) -> String {
     AccessToken::with_api_key(server.api_key(), server.api_secret())
@@ -49,28 +43,6 @@ async fn join(
     Room::connect(engine(), &server.url(), &token(server, room, identity), options)
         .await
         .unwrap_or_else(|error| panic!("{identity} joining {room}: {error}"))
-}
-
-/// Waits for the first event matching `wanted`, failing after [`WAIT`].
-async fn expect_event<T>(
-    events: &mut UnboundedReceiver<RoomEvent>,
-    what: &str,
-    mut wanted: impl FnMut(RoomEvent) -> Option<T>,
-) -> T {
-    let found = tokio::time::timeout(WAIT, async {
-        while let Some(event) = events.recv().await {
-            if let Some(value) = wanted(event) {
-                return Some(value);
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(value)) => value,
-        Ok(None) => panic!("the event stream ended before {what}"),
-        Err(_) => panic!("no {what} within {WAIT:?}"),
-    }
 }
 
 /// Sends a tone in real time until the returned task is aborted.

@@ -9,15 +9,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
-use parley_devserver::{DevServer, DevServerConfig};
+use parley_devserver::DevServer;
 use parley_livekit_ffi::{
-    Engine, Error, LibrarySearch, LocalVideoTrack, PixelFormat, ReceivedVideoFrame, RemoteVideoTrack, Room, RoomEvent,
-    RoomOptions, TrackKind, TrackSource, VideoContent, VideoEncoding, VideoFrame, VideoPublishOptions, VideoQuality,
-    VideoSource, VideoStream,
+    Error, LocalVideoTrack, PixelFormat, ReceivedVideoFrame, RemoteVideoTrack, Room, RoomEvent, RoomOptions, TrackKind,
+    TrackSource, VideoContent, VideoEncoding, VideoFrame, VideoPublishOptions, VideoQuality, VideoSource, VideoStream,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
-const WAIT: Duration = Duration::from_secs(15);
+mod support;
+
+use support::{WAIT, engine, expect_event, server};
+
 const WIDTH: u32 = 1280;
 const HEIGHT: u32 = 720;
 /// The bars fill the top two thirds; the marker moves across the bottom third.
@@ -28,14 +30,6 @@ const BACKGROUND: u8 = 96;
 const MARKER: usize = 64;
 const MARKER_TOP: usize = 560;
 const MARKER_STEP: usize = 24;
-
-fn engine() -> &'static Engine {
-    Engine::start(&LibrarySearch::default()).unwrap_or_else(|error| panic!("{error}"))
-}
-
-fn server() -> DevServer {
-    DevServer::start(&DevServerConfig::default()).unwrap_or_else(|error| panic!("LiveKit dev server: {error}"))
-}
 
 fn token(server: &DevServer, room: &str, identity: &str, sources: &[&str]) -> String {
     AccessToken::with_api_key(server.api_key(), server.api_secret())
@@ -61,28 +55,6 @@ async fn join(
     Room::connect(engine(), &server.url(), &token(server, room, identity, sources), &RoomOptions::default())
         .await
         .unwrap_or_else(|error| panic!("{identity} joining {room}: {error}"))
-}
-
-/// Waits for the first event matching `wanted`, failing after [`WAIT`].
-async fn expect_event<T>(
-    events: &mut UnboundedReceiver<RoomEvent>,
-    what: &str,
-    mut wanted: impl FnMut(RoomEvent) -> Option<T>,
-) -> T {
-    let found = tokio::time::timeout(WAIT, async {
-        while let Some(event) = events.recv().await {
-            if let Some(value) = wanted(event) {
-                return Some(value);
-            }
-        }
-        None
-    })
-    .await;
-    match found {
-        Ok(Some(value)) => value,
-        Ok(None) => panic!("the event stream ended before {what}"),
-        Err(_) => panic!("no {what} within {WAIT:?}"),
-    }
 }
 
 /// The still part of the picture, BGRA (what X11 capture gives).

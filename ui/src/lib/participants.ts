@@ -26,6 +26,8 @@ export interface Tile {
   locallyMuted: boolean;
   /// End-to-end encryption of their media (others; ours is the call's).
   encryption: Encryption;
+  /// They share their screen (the "Live" mark; never us for now).
+  sharing: boolean;
   onStage: boolean;
   /// The remote participant this tile shows (for the menu); `null` for ourselves.
   remote: ParticipantState | null;
@@ -55,6 +57,7 @@ export function remoteTile(participant: ParticipantState): Tile {
     volume: participant.volume,
     locallyMuted: participant.locallyMuted,
     encryption: participant.encryption,
+    sharing: participant.sharing,
     onStage: isSpeaker(participant.role),
     remote: participant,
   };
@@ -81,6 +84,7 @@ export function localTile(state: ClientState): Tile | null {
     volume: 100,
     locallyMuted: false,
     encryption: 'unknown',
+    sharing: false,
     onStage: isSpeaker(call.role),
     remote: null,
   };

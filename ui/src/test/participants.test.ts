@@ -53,6 +53,22 @@ describe('participants', () => {
     expect(me, 'our own tile is not a menu button').toBeInTheDocument();
   });
 
+  it('marks someone sharing their screen as Live until they stop', async () => {
+    const { backend } = await renderInRoom('Lounge');
+    const carol = screen.getByRole('button', { name: /^Carol/ });
+    expect(within(carol).queryByTestId('live-mark'), 'nobody shares yet').toBeNull();
+
+    backend.setSharing('carol', true);
+    await waitFor(() => expect(screen.getByRole('button', { name: /^Carol/ })).toHaveAccessibleName('Carol, sharing their screen, poor connection'));
+    const mark = within(screen.getByRole('button', { name: /^Carol/ })).getByTestId('live-mark');
+    expect(mark).toHaveTextContent('Live');
+    expect(screen.getByRole('button', { name: /^Bob Marley/ }), 'only Carol is live').toHaveAccessibleName('Bob Marley, muted');
+
+    backend.setSharing('carol', false);
+    await waitFor(() => expect(screen.getByRole('button', { name: /^Carol/ })).toHaveAccessibleName('Carol, poor connection'));
+    expect(within(screen.getByRole('button', { name: /^Carol/ })).queryByTestId('live-mark')).toBeNull();
+  });
+
   it('splits a stage room into speakers and listeners, with raise and lower hand', async () => {
     const { backend, user } = await renderInRoom('Town hall', {}, 'forum');
     const speakers = screen.getByRole('list', { name: /Speakers/ });

@@ -14,7 +14,7 @@ use super::error::ErrorCode;
 use super::settings::TransmitChoice;
 use crate::SessionEvent;
 use crate::membership::MembershipEvent;
-use crate::session::{CallEncryption, SessionState};
+use crate::session::{CallEncryption, MediaKind, SessionState};
 
 /// The level meters' floor: anything quieter shows as silence.
 pub use crate::session::SILENCE_DBFS;
@@ -283,6 +283,8 @@ pub struct ParticipantState {
     pub hard_muted: bool,
     /// End-to-end encryption of their media (in an encrypted call).
     pub encryption: Encryption,
+    /// They share their screen (the "Live" mark).
+    pub sharing: bool,
     /// The backend's own word on the hard mute, when it has one.
     #[serde(skip)]
     #[ts(skip)]
@@ -312,6 +314,7 @@ impl ParticipantState {
             can_speak: true,
             hard_muted: false,
             encryption: Encryption::Unknown,
+            sharing: false,
             backend_hard_muted: None,
             in_room: false,
         }
@@ -453,6 +456,15 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             match call.participant_mut(identity) {
                 Some(participant) => participant.muted = muted,
                 None => return false,
+            }
+        }
+        SessionEvent::ShareAvailable { identity, .. }
+        | SessionEvent::TrackSubscribed { identity, kind: MediaKind::Video, .. }
+        | SessionEvent::ShareEnded { identity, .. } => {
+            let sharing = !matches!(event, SessionEvent::ShareEnded { .. });
+            match call.participant_mut(identity) {
+                Some(participant) if participant.sharing != sharing => participant.sharing = sharing,
+                _ => return false,
             }
         }
         SessionEvent::ActiveSpeakers { identities } => {

@@ -99,6 +99,11 @@ pub enum SessionEvent {
         identity: String,
         sid: String,
     },
+    /// Someone stopped sharing their screen (watched or not).
+    ShareEnded {
+        identity: String,
+        sid: String,
+    },
     TrackUnsubscribed {
         identity: String,
         sid: String,

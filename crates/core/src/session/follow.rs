@@ -80,6 +80,8 @@ pub(super) async fn run(
     // Video tracks we unsubscribed from because nobody watches them: their unsubscription is
     // not news.
     let mut declined: HashSet<String> = HashSet::new();
+    // Everyone's screen shares (track sid → identity), watched or not, to tell when one ends.
+    let mut shares: HashMap<String, String> = HashMap::new();
     while let Some(event) = room_events.recv().await {
         let mapped = match event {
             ffi::RoomEvent::ParticipantConnected(info) => {
@@ -136,6 +138,7 @@ pub(super) async fn run(
                 Some(SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Audio })
             }
             ffi::RoomEvent::VideoTrackSubscribed { identity, track } => {
+                shares.insert(track.sid.clone(), identity.clone());
                 match watch.as_ref().filter(|watch| watch.wants(&identity, &track)) {
                     Some(watch) => {
                         // A simulcast receiver starts on whichever layer the server picks
@@ -171,6 +174,10 @@ pub(super) async fn run(
                 }
             }
             ffi::RoomEvent::TrackUnsubscribed { sid, .. } if declined.remove(&sid) => None,
+            ffi::RoomEvent::TrackUnpublished { sid, .. } => {
+                declined.remove(&sid);
+                shares.remove(&sid).map(|identity| SessionEvent::ShareEnded { identity, sid })
+            }
             ffi::RoomEvent::TrackUnsubscribed { identity, sid } => {
                 if let Some(task) = streams.remove(&sid) {
                     task.abort();

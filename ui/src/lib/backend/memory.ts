@@ -1,7 +1,7 @@
 // An in-memory backend: fake profiles, rooms and participants whose speaking levels change.
 //
 // Component tests drive it directly: its `calls` log is what they assert on, and `fail`,
-// `setLevels`, `endCall`, `postNotice`, `openDeepLink` and `setPushToTalk` set up situations. `npm run dev`
+// `setLevels`, `setSharing`, `endCall`, `postNotice`, `openDeepLink` and `setPushToTalk` set up situations. `npm run dev`
 // in a plain browser uses it with `animate`, so the UI can be worked on without the Rust side.
 // It keeps the contract the shell promises: failures are `{code, message}`, secrets go into a
 // fake keyring and never come back out, and every change is a state snapshot, whole unless only
@@ -88,6 +88,7 @@ export function person(identity: string, name: string, extra: Partial<Participan
     canSpeak: extra.role !== 'listener',
     hardMuted: false,
     encryption: 'unknown',
+    sharing: false,
     ...extra,
   };
 }
@@ -221,6 +222,11 @@ export class MemoryBackend implements Backend {
       call: call && participants ? { ...call, participants } : call,
       local: { ...this.state.local, inputLevelDbfs: inputDbfs ?? this.state.local.inputLevelDbfs },
     });
+  }
+
+  /// Someone starts or stops sharing their screen.
+  setSharing(identity: string, sharing: boolean): void {
+    this.updateParticipant(identity, { sharing });
   }
 
   /// The server grants or revokes our right to publish (invited to speak, moved to the audience).

@@ -155,7 +155,11 @@ hardMuted: boolean,
 /**
  * End-to-end encryption of their media (in an encrypted call).
  */
-encryption: Encryption, };
+encryption: Encryption, 
+/**
+ * They share their screen (the "Live" mark).
+ */
+sharing: boolean, };
 
 /**
  * How end-to-end encryption fares for someone in an encrypted call.

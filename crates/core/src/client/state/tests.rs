@@ -301,3 +301,27 @@ fn an_unencrypted_participant_in_an_encrypted_call_is_marked_until_allowed() {
     apply_session_event(&mut state, &said("friend", "decryption_failed"), &saved);
     assert_eq!(encryption(&state, "friend"), Some(Encryption::Failed));
 }
+
+#[test]
+fn a_screen_share_marks_its_participant_live_until_it_ends() {
+    let mut state = in_call();
+    apply_session_event(
+        &mut state,
+        &SessionEvent::ParticipantJoined { identity: "bob".into(), name: "Bob".into(), can_publish: true },
+        &saved,
+    );
+    let available = SessionEvent::ShareAvailable { identity: "bob".into(), sid: "TR_screen".into() };
+    assert!(apply_session_event(&mut state, &available, &saved), "bob's share is news");
+    assert!(call(&state).participants[0].sharing, "bob should be marked live");
+    assert!(!apply_session_event(&mut state, &available, &saved), "the same share again is no change");
+    let watched =
+        SessionEvent::TrackSubscribed { identity: "bob".into(), sid: "TR_screen".into(), kind: MediaKind::Video };
+    assert!(!apply_session_event(&mut state, &watched, &saved), "watching it changes nothing visible");
+    let audio = SessionEvent::TrackSubscribed { identity: "bob".into(), sid: "TR_mic".into(), kind: MediaKind::Audio };
+    assert!(!apply_session_event(&mut state, &audio, &saved), "a microphone is not a share");
+    let ended = SessionEvent::ShareEnded { identity: "bob".into(), sid: "TR_screen".into() };
+    assert!(apply_session_event(&mut state, &ended, &saved), "the end of bob's share is news");
+    assert!(!call(&state).participants[0].sharing, "bob should no longer be marked live");
+    let stranger = SessionEvent::ShareAvailable { identity: "carol".into(), sid: "TR_other".into() };
+    assert!(!apply_session_event(&mut state, &stranger, &saved), "a share of someone not listed changes nothing");
+}
