@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use parley_audio::SAMPLE_RATE;
-use parley_audio::analysis::{first_onset, tone_level_dbfs};
+use parley_audio::analysis::{first_onset, tone_gain_dbfs, tone_level_dbfs};
 use parley_capture::pattern;
 use parley_devserver::DevServer;
 use parley_devserver::display::Xvfb;
 use parley_e2e::PatternWindow;
 
-use crate::support::{Finished, Peer, audio_lock, join, join_with_env, parley, scratch, server};
+use crate::support::{Finished, Peer, audio_lock, join, join_with_env, now_ms, parley, scratch, server};
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 /// How far a received bar's colour may stray from the drawn one, per channel (VP8 at 1.7 Mb/s).
@@ -266,4 +266,90 @@ fn closing_the_shared_window_ends_the_share_clearly_and_audio_goes_on() {
     assert!(after.len() >= SAMPLE_RATE as usize * 9 / 10, "bob should record past the share's end");
     let level = tone_level_dbfs(after, SAMPLE_RATE, 440.0);
     assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob after the share ended, got {level:.1} dBFS");
+}
+
+/// The peer's receive rate (bytes/s) over `window` from now, read from its `traffic` events.
+fn receive_rate(peer: &Peer, window: Duration) -> f64 {
+    let traffic_after = |since: f64| {
+        let event = peer.wait_for_event("a traffic report", TIMEOUT, |event| {
+            event["event"] == "traffic" && event["unix_ms"].as_f64().is_some_and(|ms| ms >= since)
+        });
+        (event["unix_ms"].as_f64().expect("unix_ms"), event["received_bytes"].as_f64().expect("received_bytes"))
+    };
+    let (start_ms, start_bytes) = traffic_after(now_ms());
+    std::thread::sleep(window);
+    let (end_ms, end_bytes) = traffic_after(now_ms());
+    (end_bytes - start_bytes) * 1000.0 / (end_ms - start_ms)
+}
+
+#[test]
+fn a_share_watched_while_in_the_call_flows_only_while_watched_and_audio_goes_on() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display.env());
+    let mut bob = join(&server, "later", "bob", dir.path(), &["--record", "--stats", "0.5"], 120.0);
+    let id = window.id.to_string();
+    let alice = join_with_env(
+        &server,
+        "later",
+        "alice",
+        dir.path(),
+        &["--tone", "440", "--share-screen", &id, "--share-quality", "720p30"],
+        120.0,
+        &display.env(),
+    );
+    bob.wait_for_event("bob should be told alice shares", TIMEOUT, |event| {
+        event["event"] == "share_available" && event["identity"] == "alice"
+    });
+    let window = Duration::from_secs(3);
+    let declined = receive_rate(&bob, window);
+
+    bob.command("watch alice");
+    bob.wait_for_event("bob's watch should start", TIMEOUT, |event| event["event"] == "watch_started");
+    std::thread::sleep(Duration::from_secs(1));
+    let watched = receive_rate(&bob, window);
+
+    bob.command("unwatch alice");
+    let ended = bob.wait_for_event("bob's watch should end", TIMEOUT, |event| event["event"] == "watch_ended");
+    let ended_ms = ended["unix_ms"].as_f64().expect("unix_ms");
+    std::thread::sleep(Duration::from_secs(1));
+    let unwatched = receive_rate(&bob, window);
+    eprintln!("bob's receive rate: declined {declined:.0} B/s, watched {watched:.0} B/s, unwatched {unwatched:.0} B/s");
+
+    alice.terminate();
+    bob.terminate();
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+    // Audio alone (with its redundancy and RTCP) is about 13 kB/s here; alice's mostly still
+    // pattern adds about 40 kB/s at 720p30.
+    let video = watched - declined;
+    assert!(
+        video >= 20_000.0,
+        "the server should send alice's share while bob watches: {declined:.0} B/s before, {watched:.0} B/s while watching"
+    );
+    assert!(
+        unwatched <= declined + video / 4.0,
+        "the server should stop sending the share once bob unwatches: declined {declined:.0}, watched {watched:.0}, \
+         unwatched {unwatched:.0} B/s"
+    );
+    let stats = bob.events_named("watch_stats");
+    assert!(
+        stats.iter().any(|event| event["fps"].as_f64().is_some_and(|fps| fps >= 20.0)),
+        "bob should receive alice's share at full rate while watching: {stats:?}"
+    );
+    let late: Vec<_> =
+        stats.iter().filter(|event| event["unix_ms"].as_f64().is_some_and(|ms| ms > ended_ms + 1500.0)).collect();
+    assert!(late.is_empty(), "no pictures should arrive after unwatching: {late:?}");
+    let shares = bob.events_named("share_available");
+    assert!(shares.len() >= 2, "after unwatching, alice's share should be on offer again: {shares:?}");
+
+    // The call went on throughout: alice's tone reached bob while he watched and after.
+    let after = bob.recording_between(ended_ms + 500.0, ended_ms + 4500.0);
+    assert!(after.len() >= SAMPLE_RATE as usize * 3, "bob should record past the watch's end");
+    let level = tone_gain_dbfs(after, SAMPLE_RATE, 440.0);
+    assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob after the watch, got {level:.1} dBFS");
 }

@@ -143,7 +143,16 @@ impl Peer {
             if let Some(event) = found {
                 return event;
             }
-            assert!(Instant::now() < deadline, "{}: {what} within {} s", self.identity, timeout.as_secs());
+            if Instant::now() >= deadline {
+                let events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let last: Vec<String> = events.iter().rev().take(12).rev().map(Value::to_string).collect();
+                panic!(
+                    "{}: {what} within {} s; its last events:\n{}",
+                    self.identity,
+                    timeout.as_secs(),
+                    last.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -34,6 +34,7 @@ pub async fn run(args: CrowdArgs) -> Result<(), Failure> {
             report_stats: None,
             device_info: Vec::new(),
             watch: None,
+            viewer: None,
         };
         let (session, mut events) =
             Session::join(engine, request).await.map_err(|error| classify(error, "joining the room"))?;

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -171,6 +172,17 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             }
             (None, _) => None,
         },
+        // A share watched later (`parley ctl watch <identity>`) is saved in a folder of its own.
+        viewer: Some(match args.save_frames.clone() {
+            Some(dir) => Arc::new(move |identity: &str| -> Box<dyn VideoSink> {
+                let dir = dir.join(identity);
+                if let Err(error) = std::fs::create_dir_all(&dir) {
+                    eprintln!("parley: warning: creating {}: {error}", dir.display());
+                }
+                Box::new(crate::share::PngSaver { dir })
+            }),
+            None => Arc::new(|_: &str| -> Box<dyn VideoSink> { Box::new(Discard) }),
+        }),
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (mut session, mut events) = match joined {

@@ -114,7 +114,10 @@ fn session_text(event: &SessionEvent) -> Option<String> {
         SessionEvent::WatchStats { identity, fps, width, height, dropped, .. } => {
             format!("{identity}'s screen: {fps:.1} fps, {width}x{height}, {dropped} dropped")
         }
-        SessionEvent::WatchEnded { identity, .. } => format!("{identity}'s screen share ended"),
+        SessionEvent::WatchEnded { identity, .. } => format!("no longer watching {identity}'s screen"),
+        SessionEvent::Traffic { received_bytes, sent_bytes } => {
+            format!("traffic: {} kB received, {} kB sent", received_bytes / 1000, sent_bytes / 1000)
+        }
         SessionEvent::ReceiveStats {
             identity,
             jitter_buffer_ms,

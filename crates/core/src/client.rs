@@ -705,7 +705,10 @@ impl Client {
             Control::Volume { identity, percent } => self.set_volume(identity, *percent).await,
             Control::LocalMute { identity } => self.set_local_mute(identity, true).await,
             Control::LocalUnmute { identity } => self.set_local_mute(identity, false).await,
-            Control::OutputVolume { .. } | Control::AllowUnencrypted { .. } => self.send_control(control.clone()).await,
+            Control::OutputVolume { .. }
+            | Control::AllowUnencrypted { .. }
+            | Control::Watch { .. }
+            | Control::Unwatch { .. } => self.send_control(control.clone()).await,
         }
     }
 

@@ -37,11 +37,19 @@ pub enum Control {
     AllowUnencrypted {
         identity: String,
     },
+    /// Watch a participant's screen share (now, or when they share).
+    Watch {
+        identity: String,
+    },
+    /// Stop watching a participant's screen share (the video is no longer received).
+    Unwatch {
+        identity: String,
+    },
 }
 
 /// The commands and their syntax, for help texts and error messages.
 pub const CONTROL_SYNTAX: &str = "ptt-start | ptt-stop | mute | unmute | toggle-mute | deafen | undeafen | \
-toggle-deafen | volume <identity> <0-200> | output-volume <0-200> | local-mute <identity> | local-unmute <identity> | allow-unencrypted <identity>";
+toggle-deafen | volume <identity> <0-200> | output-volume <0-200> | local-mute <identity> | local-unmute <identity> | allow-unencrypted <identity> | watch <identity> | unwatch <identity>";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown command {line:?}; commands: {CONTROL_SYNTAX}")]
@@ -81,6 +89,8 @@ impl FromStr for Control {
             ["local-mute", identity] => Control::LocalMute { identity: identity.to_string() },
             ["local-unmute", identity] => Control::LocalUnmute { identity: identity.to_string() },
             ["allow-unencrypted", identity] => Control::AllowUnencrypted { identity: identity.to_string() },
+            ["watch", identity] => Control::Watch { identity: identity.to_string() },
+            ["unwatch", identity] => Control::Unwatch { identity: identity.to_string() },
             _ => return Err(error()),
         })
     }
@@ -102,6 +112,8 @@ impl fmt::Display for Control {
             Control::LocalMute { identity } => write!(formatter, "local-mute {identity}"),
             Control::LocalUnmute { identity } => write!(formatter, "local-unmute {identity}"),
             Control::AllowUnencrypted { identity } => write!(formatter, "allow-unencrypted {identity}"),
+            Control::Watch { identity } => write!(formatter, "watch {identity}"),
+            Control::Unwatch { identity } => write!(formatter, "unwatch {identity}"),
         }
     }
 }
@@ -126,6 +138,8 @@ mod tests {
             "local-mute bob",
             "local-unmute bob",
             "allow-unencrypted carol",
+            "watch dave",
+            "unwatch dave",
         ] {
             let control: Control = line.parse().unwrap_or_else(|error| panic!("{line}: {error}"));
             assert_eq!(control.to_string(), line);
@@ -134,7 +148,7 @@ mod tests {
 
     #[test]
     fn bad_commands_are_refused_with_the_syntax() {
-        for line in ["", "volume alice", "volume alice 201", "volume alice loud", "shout", "mute now"] {
+        for line in ["", "volume alice", "volume alice 201", "volume alice loud", "shout", "mute now", "watch"] {
             let error = line.parse::<Control>().expect_err(line);
             assert!(error.to_string().contains("ptt-start"), "{error}");
         }

@@ -62,7 +62,7 @@ use follow::LocalPublishing;
 pub use meter::SILENCE_DBFS;
 use publisher::{MicrophoneTrack, PublishCommand, Publisher, SharedTrack, lock_track};
 pub use share::{encoding as share_encoding, failure_code as share_failure_code};
-pub use watch::{VideoSink, WatchRequest};
+pub use watch::{VideoSink, ViewerFactory, WatchRequest};
 
 /// Errors a session reports to its front end.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,8 @@ pub enum SessionError {
     Audio(String),
     #[error(transparent)]
     Capture(#[from] parley_capture::CaptureError),
+    #[error("this front end cannot show screen shares")]
+    NoViewer,
     #[error("a screen share is already running; stop it first")]
     AlreadySharing,
     #[error("the engine did not finish {0} within {LEAVE_STEP_LIMIT:?}; left without waiting longer")]
@@ -94,6 +96,24 @@ async fn leave_step<T>(step: &'static str, work: impl std::future::Future<Output
         tracing::warn!(step, "a step of leaving timed out");
         SessionError::LeaveTimedOut(step)
     })
+}
+
+/// Reports the room's [`SessionEvent::Traffic`] every `every` until the room is gone.
+async fn report_traffic(traffic: ffi::RoomTraffic, every: Duration, events: mpsc::UnboundedSender<StampedEvent>) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match traffic.read().await {
+            Ok(ffi::Traffic { received_bytes, sent_bytes }) => {
+                emit(&events, SessionEvent::Traffic { received_bytes, sent_bytes });
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the room's traffic is no longer readable");
+                break;
+            }
+        }
+    }
 }
 
 /// What to join and with which audio ends.
@@ -121,6 +141,9 @@ pub struct JoinRequest {
     pub device_info: Vec<(&'static str, parley_audio::device::StreamInfo)>,
     /// Watch this participant's screen share (when they share), handing pictures to a sink.
     pub watch: Option<WatchRequest>,
+    /// Where the pictures of a share watched later ([`Control::Watch`]) go; `None` refuses
+    /// such watching.
+    pub viewer: Option<ViewerFactory>,
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
@@ -151,8 +174,12 @@ pub struct Session {
     playing: bool,
     /// Our screen share, while there is one.
     share: Option<Share>,
-    /// Whose screen share we watch (handed to each follower, also after a reconnect).
-    watch: Option<watch::Watcher>,
+    /// Whose screen shares we watch (handed to each follower, also after a reconnect).
+    watchers: HashMap<String, watch::Watcher>,
+    /// Tells the current follower what to watch.
+    view_commands: mpsc::UnboundedSender<watch::ViewCommand>,
+    /// Makes the sink of a share watched by [`Control::Watch`].
+    viewer: Option<ViewerFactory>,
 }
 
 /// A running screen share: its thread and its publication.
@@ -277,15 +304,14 @@ impl Session {
             report_stats: request.report_stats,
             playing,
             share: None,
-            watch: None,
+            watchers: HashMap::new(),
+            view_commands: mpsc::unbounded_channel().0,
+            viewer: request.viewer,
         };
-        session.watch = match request.watch {
-            Some(watch) => Some(
-                watch::Watcher::start(watch, events.clone())
-                    .map_err(|error| SessionError::Audio(format!("cannot start the watch thread: {error}")))?,
-            ),
-            None => None,
-        };
+        if let Some(watch) = request.watch {
+            let watcher = session.start_watcher(watch)?;
+            session.watchers.insert(watcher.identity.clone(), watcher);
+        }
         session.follower = session.follow(room_events, publishers, publish_commands);
         if request.report_levels {
             let meter = meter::run(Arc::clone(&session.mixer), Arc::clone(&session.input_level), events.clone());
@@ -357,7 +383,7 @@ impl Session {
     /// Starts the room follower on `room_events` (see [`follow`]); `publisher` is the publisher
     /// task's channel when there is a microphone.
     fn follow(
-        &self,
+        &mut self,
         room_events: mpsc::UnboundedReceiver<ffi::RoomEvent>,
         publishers: HashMap<String, bool>,
         publisher: Option<mpsc::UnboundedSender<PublishCommand>>,
@@ -372,16 +398,68 @@ impl Session {
             cues: self.cues.clone(),
             report_stats: self.report_stats,
             encrypted: self.options.e2ee_shared_key.is_some(),
-            watch: self.watch.clone(),
+            watchers: self.watchers.clone(),
             subscriptions: self.room.subscriptions(),
         };
-        tokio::spawn(follow::run(room_events, self.events.clone(), playback, local, publishers))
+        let (view_commands, view_receiver) = mpsc::unbounded_channel();
+        self.view_commands = view_commands;
+        if let Some(every) = self.report_stats {
+            // It ends with the room it reads (a reconnection's new room gets its own).
+            tokio::spawn(report_traffic(self.room.traffic(), every, self.events.clone()));
+        }
+        tokio::spawn(follow::run(room_events, view_receiver, self.events.clone(), playback, local, publishers))
+    }
+
+    fn start_watcher(&self, request: WatchRequest) -> Result<watch::Watcher, SessionError> {
+        watch::Watcher::start(request, self.events.clone())
+            .map_err(|error| SessionError::Audio(format!("cannot start the watch thread: {error}")))
+    }
+
+    /// Watches `request.identity`'s screen share, now or when they share, in place of any
+    /// earlier watch of theirs: their video is subscribed (at its full-size layer until
+    /// [`Session::fit_watch`]) and each picture goes to the sink. Several shares can be
+    /// watched at once. Reports `TrackSubscribed` (video), then `WatchStarted` and `WatchStats`.
+    ///
+    /// Errors: the sink's thread could not start.
+    pub fn watch(&mut self, request: WatchRequest) -> Result<(), SessionError> {
+        let watcher = self.start_watcher(request)?;
+        self.watchers.insert(watcher.identity.clone(), watcher.clone());
+        self.tell_follower(watch::ViewCommand::Watch(watcher));
+        Ok(())
+    }
+
+    /// Stops watching `identity`'s screen share: the video is unsubscribed (the server stops
+    /// sending it) and the sink is dropped. Reports `WatchEnded` when pictures were arriving.
+    pub fn unwatch(&mut self, identity: &str) {
+        if self.watchers.remove(identity).is_some() {
+            self.tell_follower(watch::ViewCommand::Unwatch(identity.to_string()));
+        }
+    }
+
+    /// Whose screen shares are watched.
+    pub fn watched(&self) -> impl Iterator<Item = &str> {
+        self.watchers.keys().map(String::as_str)
+    }
+
+    /// The viewer of `identity`'s share is about `width`×`height` device pixels: receive the
+    /// simulcast layer that fits it (a small tile costs less than a fullscreen view).
+    pub fn fit_watch(&self, identity: &str, width: u32, height: u32) {
+        if self.watchers.contains_key(identity) {
+            let identity = identity.to_string();
+            self.tell_follower(watch::ViewCommand::Fit { identity, width, height });
+        }
+    }
+
+    fn tell_follower(&self, command: watch::ViewCommand) {
+        if self.view_commands.send(command).is_err() {
+            tracing::debug!("the room follower has ended (leaving)");
+        }
     }
 
     /// Applies a front end's command. Any thread with the session.
     ///
     /// Errors: engine errors (muting the track).
-    pub fn apply(&self, control: &Control) -> Result<(), SessionError> {
+    pub fn apply(&mut self, control: &Control) -> Result<(), SessionError> {
         match control {
             Control::PttStart => self.send_gate(GateCommand::Press),
             Control::PttStop => self.send_gate(GateCommand::Release),
@@ -396,6 +474,12 @@ impl Session {
             Control::LocalMute { identity } => self.set_local_mute(identity, true),
             Control::LocalUnmute { identity } => self.set_local_mute(identity, false),
             Control::AllowUnencrypted { identity } => self.allow_unencrypted(identity),
+            Control::Watch { identity } => {
+                let viewer = self.viewer.as_ref().ok_or(SessionError::NoViewer)?;
+                let sink = viewer(identity);
+                self.watch(WatchRequest { identity: identity.clone(), sink, every: 1 })?;
+            }
+            Control::Unwatch { identity } => self.unwatch(identity),
         }
         Ok(())
     }

@@ -282,6 +282,10 @@ impl Room {
     }
 
     /// The room's shared state, for [`crate::Subscriptions`].
+    pub(crate) fn handle(&self) -> &Arc<OwnedHandle> {
+        &self.handle
+    }
+
     pub(crate) fn state(&self) -> Arc<Mutex<RoomState>> {
         Arc::clone(&self.state)
     }

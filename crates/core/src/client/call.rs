@@ -147,6 +147,7 @@ pub(crate) async fn start(setup: CallSetup, shared: Shared) -> Result<CallHandle
         report_stats: None,
         device_info: audio.device_info,
         watch: None,
+        viewer: None,
     };
     let joined = tokio::time::timeout(CONNECT_TIMEOUT, Session::join(engine, request)).await;
     let (session, events) = match joined {
@@ -241,7 +242,7 @@ impl Call {
     }
 
     /// Runs a command; returns the leave's reply when the command is to leave.
-    fn handle(&self, command: CallCommand) -> Option<oneshot::Sender<()>> {
+    fn handle(&mut self, command: CallCommand) -> Option<oneshot::Sender<()>> {
         match command {
             CallCommand::Leave { reply } => return Some(reply),
             CallCommand::Control { control, reply } => {

@@ -131,7 +131,7 @@ impl From<SessionError> for ClientError {
             SessionError::Capture(parley_capture::CaptureError::NotFound(_)) => ErrorCode::NotFound,
             SessionError::Capture(parley_capture::CaptureError::Unsupported(_)) => ErrorCode::Unsupported,
             SessionError::Capture(_) => ErrorCode::Device,
-            SessionError::AlreadySharing => ErrorCode::InvalidInput,
+            SessionError::AlreadySharing | SessionError::NoViewer => ErrorCode::InvalidInput,
         };
         ClientError::new(code, parley_livekit_ffi::redact(&error.to_string()))
     }

@@ -159,6 +159,12 @@ pub enum SessionEvent {
         packets_lost: i64,
         mixer_queue_ms: Option<f64>,
     },
+    /// Bytes the room's connections carried since they opened (media, data and RTCP, both
+    /// ways), every stats interval: what the call costs the network.
+    Traffic {
+        received_bytes: u64,
+        sent_bytes: u64,
+    },
     /// The output started; frame `n` of the output is written at `unix_ns + n × 10 ms`.
     PlayoutStarted {
         unix_ns: u64,

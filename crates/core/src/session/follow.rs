@@ -3,7 +3,7 @@
 //! wires each subscribed remote audio track into the mixer through a receive task of its own
 //! (and a watched screen share into its sink, [`super::watch`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::event::{MediaKind, Participant, SessionEvent, SessionState, StampedEvent, can_publish_microphone, emit};
 use super::publisher::PublishCommand;
-use super::watch::Watcher;
+use super::watch::{ViewCommand, Viewing, Watcher};
 
 /// A frame whose peak is below this (about −60 dBFS) counts as silence for `FirstAudio`.
 const AUDIBLE_PEAK: i16 = 33;
@@ -52,10 +52,10 @@ pub(super) struct Playback {
     pub(super) report_stats: Option<Duration>,
     /// We joined with a key: tracks published without encryption are held back.
     pub(super) encrypted: bool,
-    /// Whose screen share to watch, and where its pictures go.
-    pub(super) watch: Option<Watcher>,
+    /// Whose screen shares to watch, and where their pictures go.
+    pub(super) watchers: HashMap<String, Watcher>,
     /// What we receive of others' tracks: video nobody watches is unsubscribed, a watched share
-    /// asks for its full-size layer.
+    /// asks for the layer that fits its viewer.
     pub(super) subscriptions: ffi::Subscriptions,
 }
 
@@ -65,24 +65,31 @@ pub(super) struct Playback {
 /// permission updates for rights we do not show (data, metadata), and those are not news.
 pub(super) async fn run(
     mut room_events: mpsc::UnboundedReceiver<ffi::RoomEvent>,
+    mut view_commands: mpsc::UnboundedReceiver<ViewCommand>,
     events: mpsc::UnboundedSender<StampedEvent>,
     playback: Playback,
     local: LocalPublishing,
     mut publishers: HashMap<String, bool>,
 ) {
-    let Playback { mixer, cues, report_stats, encrypted, watch, subscriptions } = playback;
+    let Playback { mixer, cues, report_stats, encrypted, watchers, subscriptions } = playback;
     let cue = |cue: Cue| {
         if let Some(cues) = &cues {
             cues.play(cue);
         }
     };
     let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
-    // Video tracks we unsubscribed from because nobody watches them: their unsubscription is
-    // not news.
-    let mut declined: HashSet<String> = HashSet::new();
-    // Everyone's screen shares (track sid → identity), watched or not, to tell when one ends.
-    let mut shares: HashMap<String, String> = HashMap::new();
-    while let Some(event) = room_events.recv().await {
+    let mut viewing = Viewing::new(watchers, subscriptions, events.clone());
+    loop {
+        let event = tokio::select! {
+            event = room_events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            Some(command) = view_commands.recv() => {
+                viewing.apply(command);
+                continue;
+            }
+        };
         let mapped = match event {
             ffi::RoomEvent::ParticipantConnected(info) => {
                 cue(Cue::ParticipantJoined);
@@ -137,47 +144,9 @@ pub(super) async fn run(
                 }
                 Some(SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Audio })
             }
-            ffi::RoomEvent::VideoTrackSubscribed { identity, track } => {
-                shares.insert(track.sid.clone(), identity.clone());
-                match watch.as_ref().filter(|watch| watch.wants(&identity, &track)) {
-                    Some(watch) => {
-                        // A simulcast receiver starts on whichever layer the server picks
-                        // (often the smallest); a watched share is shown full size.
-                        if let Err(error) =
-                            subscriptions.set_video_quality(&identity, &track.sid, ffi::VideoQuality::High)
-                        {
-                            tracing::warn!(%error, %identity, "could not ask for the full-size layer");
-                        }
-                        match watch.watch(&track) {
-                            Ok(task) => {
-                                if let Some(previous) = streams.insert(track.sid.clone(), task) {
-                                    previous.abort();
-                                }
-                            }
-                            Err(error) => emit(
-                                &events,
-                                SessionEvent::Warning { message: format!("cannot watch {identity}'s screen: {error}") },
-                            ),
-                        }
-                        Some(SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Video })
-                    }
-                    None => {
-                        // Video costs bandwidth and decoding: receive it only while watched.
-                        match subscriptions.set_subscribed(&identity, &track.sid, false) {
-                            Ok(()) => {
-                                declined.insert(track.sid.clone());
-                            }
-                            Err(error) => tracing::warn!(%error, %identity, "could not decline an unwatched video"),
-                        }
-                        Some(SessionEvent::ShareAvailable { identity, sid: track.sid })
-                    }
-                }
-            }
-            ffi::RoomEvent::TrackUnsubscribed { sid, .. } if declined.remove(&sid) => None,
-            ffi::RoomEvent::TrackUnpublished { sid, .. } => {
-                declined.remove(&sid);
-                shares.remove(&sid).map(|identity| SessionEvent::ShareEnded { identity, sid })
-            }
+            ffi::RoomEvent::VideoTrackSubscribed { identity, track } => Some(viewing.subscribed(identity, track)),
+            ffi::RoomEvent::TrackUnsubscribed { sid, .. } if viewing.unsubscribed(&sid) => None,
+            ffi::RoomEvent::TrackUnpublished { sid, .. } => viewing.unpublished(&sid),
             ffi::RoomEvent::TrackUnsubscribed { identity, sid } => {
                 if let Some(task) = streams.remove(&sid) {
                     task.abort();
@@ -226,6 +195,7 @@ pub(super) async fn run(
             ffi::RoomEvent::Disconnected { reason } => {
                 // The room is gone: so are its tracks' queues in the mixer (a reconnection
                 // subscribes to new tracks).
+                viewing.disconnected();
                 for (sid, task) in streams.drain() {
                     task.abort();
                     if let Some(mixer) = &mixer {
@@ -341,7 +311,8 @@ mod tests {
         }
         drop(room_sender);
         let playback = Playback { encrypted: true, ..Playback::default() };
-        run(room_receiver, sender, playback, local, known).await;
+        let (_view, view_commands) = mpsc::unbounded_channel();
+        run(room_receiver, view_commands, sender, playback, local, known).await;
         let reported = std::iter::from_fn(|| events.try_recv().ok()).map(|stamped| stamped.event).collect();
         let told = std::iter::from_fn(|| commands.try_recv().ok()).map(|command| format!("{command:?}")).collect();
         (reported, told)

@@ -6,15 +6,21 @@
 //! circulates (allocated on the first frames, reused after). When the sink is still busy with
 //! every buffer, the new picture is dropped and counted: a slow sink (saving PNGs) never holds
 //! back the engine's event thread, the receive task, or audio.
+//!
+//! [`Viewing`] is the room follower's side of it: everyone's shares, which of them are watched
+//! (several at once, started and stopped while in the call), and their receive tasks. A share
+//! nobody watches is declined (unsubscribed), so it costs neither bandwidth nor decoding.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use parley_livekit_ffi as ffi;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use super::event::{SessionEvent, StampedEvent, emit};
+use super::event::{MediaKind, SessionEvent, StampedEvent, emit};
 
 /// Pictures in flight between the receive task and the sink.
 const POOL_FRAMES: usize = 3;
@@ -26,6 +32,9 @@ pub trait VideoSink: Send + 'static {
     /// `index` counts the pictures received from `identity` (dropped ones included), from 0.
     fn frame(&mut self, identity: &str, index: u64, frame: &ffi::ReceivedVideoFrame);
 }
+
+/// Makes the sink for a share watched while in the call, given whose share it is.
+pub type ViewerFactory = Arc<dyn Fn(&str) -> Box<dyn VideoSink> + Send + Sync>;
 
 /// Whose screen share to watch and where its pictures go.
 pub struct WatchRequest {
@@ -85,13 +94,8 @@ impl Watcher {
         })
     }
 
-    /// Whether a subscribed video track is the one to watch.
-    pub(super) fn wants(&self, identity: &str, track: &ffi::RemoteVideoTrack) -> bool {
-        identity == self.identity && matches!(track.source, ffi::TrackSource::ScreenShare | ffi::TrackSource::Unknown)
-    }
-
     /// Starts the receive task for `track`.
-    pub(super) fn watch(&self, track: &ffi::RemoteVideoTrack) -> Result<tokio::task::JoinHandle<()>, ffi::Error> {
+    fn watch(&self, track: &ffi::RemoteVideoTrack) -> Result<JoinHandle<()>, ffi::Error> {
         let stream = ffi::VideoStream::new(track)?;
         let receive = Receive {
             identity: self.identity.clone(),
@@ -161,6 +165,174 @@ impl Receive {
                 (since, frames_since) = (Instant::now(), 0);
             }
         }
+        // The stream ended by itself (the track ended before the follower heard of it); a task
+        // the follower stops is reported by the follower.
         emit(&self.events, SessionEvent::WatchEnded { identity: self.identity, sid: self.sid });
+    }
+}
+
+/// What the session asks of the room follower about watching.
+pub(super) enum ViewCommand {
+    /// Watch this participant's share (now, or when they share).
+    Watch(Watcher),
+    /// Stop watching this participant's share: its video is declined again.
+    Unwatch(String),
+    /// The viewer shows this participant's share at about this size: receive the layer that
+    /// fits (adaptive stream).
+    Fit { identity: String, width: u32, height: u32 },
+}
+
+/// The follower's side of screen shares.
+pub(super) struct Viewing {
+    /// Whose shares are watched (by identity), and where their pictures go.
+    watchers: HashMap<String, Watcher>,
+    /// Everyone's screen shares (track sid → identity), watched or not, to tell when one ends.
+    shares: HashMap<String, String>,
+    /// Shares we unsubscribed from because nobody watches them (their unsubscription is not
+    /// news), until they are watched.
+    declined: HashSet<String>,
+    /// The receive tasks of watched shares, by track sid.
+    streams: HashMap<String, (String, JoinHandle<()>)>,
+    subscriptions: ffi::Subscriptions,
+    events: mpsc::UnboundedSender<StampedEvent>,
+}
+
+impl Viewing {
+    pub(super) fn new(
+        watchers: HashMap<String, Watcher>,
+        subscriptions: ffi::Subscriptions,
+        events: mpsc::UnboundedSender<StampedEvent>,
+    ) -> Viewing {
+        Viewing {
+            watchers,
+            shares: HashMap::new(),
+            declined: HashSet::new(),
+            streams: HashMap::new(),
+            subscriptions,
+            events,
+        }
+    }
+
+    /// A remote video track was subscribed: watched, or declined and reported as available.
+    pub(super) fn subscribed(&mut self, identity: String, track: ffi::RemoteVideoTrack) -> SessionEvent {
+        self.shares.insert(track.sid.clone(), identity.clone());
+        let is_share = matches!(track.source, ffi::TrackSource::ScreenShare | ffi::TrackSource::Unknown);
+        let Some(watcher) = self.watchers.get(&identity).filter(|_| is_share) else {
+            // Video costs bandwidth and decoding: receive it only while watched.
+            self.decline(&identity, &track.sid);
+            return SessionEvent::ShareAvailable { identity, sid: track.sid };
+        };
+        // A simulcast receiver starts on whichever layer the server picks (often the smallest);
+        // a watched share is shown full size until the viewer says how large it is.
+        if let Err(error) = self.subscriptions.set_video_quality(&identity, &track.sid, ffi::VideoQuality::High) {
+            tracing::warn!(%error, %identity, "could not ask for the full-size layer");
+        }
+        match watcher.watch(&track) {
+            Ok(task) => {
+                if let Some((_, previous)) = self.streams.insert(track.sid.clone(), (identity.clone(), task)) {
+                    previous.abort();
+                }
+            }
+            Err(error) => emit(
+                &self.events,
+                SessionEvent::Warning { message: format!("cannot watch {identity}'s screen: {error}") },
+            ),
+        }
+        SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Video }
+    }
+
+    fn decline(&mut self, identity: &str, sid: &str) {
+        match self.subscriptions.set_subscribed(identity, sid, false) {
+            Ok(()) => {
+                self.declined.insert(sid.to_string());
+            }
+            Err(error) => tracing::warn!(%error, %identity, "could not decline an unwatched video"),
+        }
+    }
+
+    /// Whether the unsubscription of `sid` is one we asked for (not news). Ends its watch.
+    /// A declined share stays declined until it is watched (or ends).
+    pub(super) fn unsubscribed(&mut self, sid: &str) -> bool {
+        self.stop_stream(sid);
+        self.declined.contains(sid)
+    }
+
+    /// A track was unpublished: a share that ended is news.
+    pub(super) fn unpublished(&mut self, sid: &str) -> Option<SessionEvent> {
+        self.declined.remove(sid);
+        self.stop_stream(sid);
+        let identity = self.shares.remove(sid)?;
+        Some(SessionEvent::ShareEnded { identity, sid: sid.to_string() })
+    }
+
+    /// The room is gone, and with it every stream (a reconnection subscribes anew).
+    pub(super) fn disconnected(&mut self) {
+        let sids: Vec<String> = self.streams.keys().cloned().collect();
+        for sid in sids {
+            self.stop_stream(&sid);
+        }
+        self.shares.clear();
+        self.declined.clear();
+    }
+
+    /// Ends the receive task of `sid`, if any, with [`SessionEvent::WatchEnded`].
+    fn stop_stream(&mut self, sid: &str) {
+        if let Some((identity, task)) = self.streams.remove(sid)
+            && !task.is_finished()
+        {
+            task.abort();
+            emit(&self.events, SessionEvent::WatchEnded { identity, sid: sid.to_string() });
+        }
+    }
+
+    fn shares_of<'a>(&'a self, identity: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.shares.iter().filter(move |(_, owner)| owner.as_str() == identity).map(|(sid, _)| sid.clone())
+    }
+
+    pub(super) fn apply(&mut self, command: ViewCommand) {
+        match command {
+            ViewCommand::Watch(watcher) => {
+                let identity = watcher.identity.clone();
+                self.watchers.insert(identity.clone(), watcher);
+                let declined: Vec<String> =
+                    self.shares_of(&identity).filter(|sid| self.declined.contains(sid)).collect();
+                for sid in declined {
+                    // The subscription arrives as VideoTrackSubscribed, which starts the watch.
+                    match self.subscriptions.set_subscribed(&identity, &sid, true) {
+                        Ok(()) => {
+                            self.declined.remove(&sid);
+                        }
+                        Err(error) => emit(
+                            &self.events,
+                            SessionEvent::Warning { message: format!("cannot watch {identity}'s screen: {error}") },
+                        ),
+                    }
+                }
+            }
+            ViewCommand::Unwatch(identity) => {
+                if self.watchers.remove(&identity).is_none() {
+                    return;
+                }
+                let sids: Vec<String> = self.shares_of(&identity).collect();
+                for sid in sids {
+                    let watched = self.streams.contains_key(&sid);
+                    self.stop_stream(&sid);
+                    if watched || !self.declined.contains(&sid) {
+                        self.decline(&identity, &sid);
+                        // On offer again, as when it started.
+                        emit(&self.events, SessionEvent::ShareAvailable { identity: identity.clone(), sid });
+                    }
+                }
+            }
+            ViewCommand::Fit { identity, width, height } => {
+                let sids: Vec<String> =
+                    self.shares_of(&identity).filter(|sid| self.streams.contains_key(sid)).collect();
+                for sid in sids {
+                    if let Err(error) = self.subscriptions.set_video_dimensions(&identity, &sid, width, height) {
+                        tracing::debug!(%error, %identity, "could not ask for a layer to fit the viewer");
+                    }
+                }
+            }
+        }
     }
 }
