@@ -186,6 +186,27 @@ pub async fn allow_unencrypted(client: State<'_, Client>, identity: String) -> R
     client.allow_unencrypted(&identity).await
 }
 
+/// Opens a viewer on someone's screen share (its pictures come through `frames`).
+#[tauri::command]
+#[tracing::instrument(skip(client), err(Display))]
+pub async fn watch_share(client: State<'_, Client>, identity: String) -> Reply<()> {
+    client.watch_share(&identity).await
+}
+
+/// Closes the viewer: the share is no longer received.
+#[tauri::command]
+#[tracing::instrument(skip(client), err(Display))]
+pub async fn unwatch_share(client: State<'_, Client>, identity: String) -> Reply<()> {
+    client.unwatch_share(&identity).await
+}
+
+/// The viewer's size in device pixels, for the layer that fits.
+#[tauri::command]
+#[tracing::instrument(level = "debug", skip(client), err(Display))]
+pub async fn fit_share(client: State<'_, Client>, identity: String, width: u32, height: u32) -> Reply<()> {
+    client.fit_share(&identity, width, height).await
+}
+
 /// The user declined the room a `parley://join/…` link asked them to join.
 #[tauri::command]
 #[tracing::instrument(skip(client))]

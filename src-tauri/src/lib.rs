@@ -13,7 +13,8 @@
 //! * [`webview`] — per-OS tuning of the window's web engine (WebKitGTK's memory settings);
 //! * [`links`] — `parley://` deep links, arguments forwarded by a second launch, and the
 //!   `parley ctl` control socket;
-//! * [`updates`] — the signed updater.
+//! * [`updates`] — the signed updater;
+//! * [`frames`] — the `parley-frame` URI scheme that feeds the screen-share viewers.
 //!
 //! Plugins: single-instance (+ deep-link), window-state, global-shortcut, updater,
 //! notification, autostart. The webview gets only `capabilities/main-window.json`.
@@ -22,6 +23,7 @@ mod bridge;
 #[cfg(test)]
 mod command_list;
 mod commands;
+mod frames;
 mod links;
 mod login_item;
 mod shortcuts;
@@ -89,6 +91,7 @@ fn run_app() -> anyhow::Result<()> {
         .plugin(tauri_plugin_updater::Builder::new().build())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
+        .register_asynchronous_uri_scheme_protocol(frames::SCHEME, frames::handle)
         .invoke_handler(tauri::generate_handler![
             commands::get_state,
             commands::next_state,
@@ -115,6 +118,9 @@ fn run_app() -> anyhow::Result<()> {
             commands::set_volume,
             commands::set_local_mute,
             commands::allow_unencrypted,
+            commands::watch_share,
+            commands::unwatch_share,
+            commands::fit_share,
             commands::dismiss_link,
             commands::moderate_participant,
             commands::set_hand_raised,
@@ -208,8 +214,9 @@ mod tests {
         let csp = config["app"]["security"]["csp"].as_object().expect("a CSP object");
         for (directive, sources) in csp {
             let sources = sources.as_str().expect("CSP sources are strings");
-            // Tauri's own IPC endpoint on Windows is the one http origin, and it never leaves the app.
-            let sources = sources.replace("http://ipc.localhost", "");
+            // Tauri's own IPC endpoint and our frame scheme are Windows's http origins; they never
+            // leave the app.
+            let sources = sources.replace("http://ipc.localhost", "").replace("http://parley-frame.localhost", "");
             assert!(
                 !sources.contains("http:") && !sources.contains("https:") && !sources.contains('*'),
                 "{directive} must not allow remote or wildcard sources: {sources}"

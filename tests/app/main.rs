@@ -25,11 +25,15 @@ mod window;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use parley_capture::pattern;
 use parley_e2e::PatternWindow;
 use peer::{Peer, between, now_ms};
 use rig::{APP_IDENTITY, APP_MIC, APP_SPEAKER, AppSetup, ROOM, Rig};
 use sound::{Ear, Mouth, read_tone, tone_gain};
-use window::{click_menu_item, confirm, menu_items, open_menu, set_volume, tile, wait_for_tile};
+use window::{
+    PictureView, click_live_mark, click_menu_item, click_viewer_button, confirm, menu_items, open_menu, received_kbps,
+    set_volume, tile, viewer_open, wait_for_picture, wait_for_tile,
+};
 
 /// The CLI's default `--tone-level`: a peak of −12 dBFS.
 const TONE_DBFS: f32 = -12.0;
@@ -183,8 +187,28 @@ fn halving_a_peers_volume_in_their_menu_lowers_them_by_6_db() {
     eprintln!("volume: {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// The colours of the pattern's eight bars as the screenshot `png` shows them inside `picture`
+/// (the viewer's picture of the whole pattern window).
+fn bars_on_screen(png: &[u8], picture: &PictureView) -> Vec<[u8; 3]> {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().expect("a PNG screenshot");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("a screenshot size")];
+    let info = reader.next_frame(&mut pixels).expect("the screenshot's pixels");
+    let channels = info.color_type.samples();
+    let scale_x = picture.width / f64::from(pattern::WIDTH);
+    let scale_y = picture.height / f64::from(pattern::HEIGHT);
+    let bar_width = pattern::WIDTH / 8;
+    (0..8u32)
+        .map(|bar| {
+            let x = (picture.left + f64::from(bar * bar_width + bar_width / 2) * scale_x).round() as usize;
+            let y = (picture.top + f64::from(pattern::BARS_HEIGHT / 2) * scale_y).round() as usize;
+            let at = (y * info.width as usize + x) * channels;
+            [pixels[at], pixels[at + 1], pixels[at + 2]]
+        })
+        .collect()
+}
+
 #[test]
-fn someone_sharing_their_screen_is_marked_live_until_the_share_ends() {
+fn a_share_is_marked_live_watched_full_screen_and_closed_and_ends_with_its_window() {
     let started = Instant::now();
     let rig = Rig::start("live", &AppSetup::default());
     // Bot shares a window on the app's own display; closing it ends the share.
@@ -195,8 +219,8 @@ fn someone_sharing_their_screen_is_marked_live_until_the_share_ends() {
         ROOM,
         PEER,
         rig.dir.path(),
-        &["--share-screen", &id],
-        120.0,
+        &["--share-screen", &id, "--share-quality", "720p30"],
+        180.0,
         &rig.display.env(),
     );
     bot.wait_for_event("bot should share its window", ARRIVES, |event| event["event"] == "share_started");
@@ -205,7 +229,72 @@ fn someone_sharing_their_screen_is_marked_live_until_the_share_ends() {
     });
     let live = live.expect("bot's tile");
     assert!(live.label.contains("sharing their screen"), "the tile says so to a screen reader: {}", live.label);
-    let shot = rig.screenshot("");
+    // Unwatched, the share costs nothing: what arrives is the call's signalling and RTCP.
+    std::thread::sleep(Duration::from_secs(5));
+    let declined = received_kbps(&rig.session);
+
+    click_live_mark(&rig.session, PEER);
+    let picture = wait_for_picture(&rig.session, PEER, ARRIVES);
+    assert!(!picture.fills_window, "the viewer opens in the room view: {picture:?}");
+    std::thread::sleep(Duration::from_secs(5));
+    let small = wait_for_picture(&rig.session, PEER, ARRIVES);
+    let watched_small = received_kbps(&rig.session);
+
+    click_viewer_button(&rig.session, PEER, "share-expand");
+    std::thread::sleep(Duration::from_secs(5));
+    let full = wait_for_picture(&rig.session, PEER, ARRIVES);
+    assert!(full.fills_window, "full screen should fill the window: {full:?}");
+    let watched = received_kbps(&rig.session);
+    let png = rig.session.screenshot().unwrap_or_else(|error| panic!("a screenshot: {error}"));
+    let shot = rig.screenshot("full");
+    let bars = bars_on_screen(&png, &full);
+    for (bar, (got, expected)) in bars.iter().zip(pattern::BARS).enumerate() {
+        let off = got.iter().zip(expected).map(|(got, expected)| (i32::from(*got) - i32::from(expected)).abs()).max();
+        assert!(
+            off.is_some_and(|off| off <= 48),
+            "bar {bar} of the shared pattern should show {expected:?} in the viewer, the screen shows {got:?} \
+             ({}; all bars {bars:?})",
+            shot.display()
+        );
+    }
+    click_viewer_button(&rig.session, PEER, "share-expand");
+
+    click_viewer_button(&rig.session, PEER, "share-close");
+    let deadline = Instant::now() + ENDS;
+    while viewer_open(&rig.session) {
+        assert!(Instant::now() < deadline, "closing the viewer should remove it");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let unwatched = received_kbps(&rig.session);
+    eprintln!(
+        "app received: {declined} kbit/s before watching, {watched_small} in the room view ({}x{} first, then {}x{}), \
+         {watched} full screen ({}x{}), {unwatched} after closing",
+        picture.natural_width,
+        picture.natural_height,
+        small.natural_width,
+        small.natural_height,
+        full.natural_width,
+        full.natural_height
+    );
+    // Adaptive stream: the room view's viewer gets a smaller layer than a full-screen one.
+    assert!(
+        small.natural_width < full.natural_width && full.natural_width == pattern::WIDTH,
+        "the layer should fit the viewer: {}x{} in the room view, {}x{} full screen",
+        small.natural_width,
+        small.natural_height,
+        full.natural_width,
+        full.natural_height
+    );
+    let video = watched - declined;
+    assert!(
+        video >= 150.0,
+        "the share should arrive while watched: {declined} kbit/s before, {watched} while watching"
+    );
+    assert!(
+        unwatched <= declined + video / 4.0,
+        "closing the viewer should stop the video: {declined} before, {watched} while watching, {unwatched} kbit/s after"
+    );
 
     drop(window);
     let ended =

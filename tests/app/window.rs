@@ -36,7 +36,7 @@ pub fn tile(session: &Session, name: &str) -> Option<TileView> {
                   speaking: ring.dataset.speaking === 'true' && ring.classList.contains('speaking'), \
                   level: parseFloat(ring.style.getPropertyValue('--level') || '0'), \
                   muted: tile.querySelector('.mark[title=Muted]') !== null, \
-                  live: tile.querySelector('[data-testid=live-mark]')?.textContent.trim() === 'Live' }};"
+                  live: tile.parentElement.querySelector('[data-testid=live-mark]')?.textContent.trim() === 'Live' }};"
     );
     let value =
         session.execute(&script, vec![json!(name)]).unwrap_or_else(|error| panic!("reading the tiles: {error}"));
@@ -138,4 +138,90 @@ pub fn confirm(session: &Session, question_contains: &str) {
         .find("[role=alertdialog] button.danger")
         .unwrap_or_else(|error| panic!("the dialog should have a confirming button: {error}"));
     session.click(&button).unwrap_or_else(|error| panic!("confirming: {error}"));
+}
+
+/// Clicks the Live mark beside `name`'s tile (it opens, or closes, their share's viewer).
+pub fn click_live_mark(session: &Session, name: &str) {
+    let script = format!(
+        "const tile = (() => {{ {FIND_TILE} }})(); \
+         return tile?.parentElement.querySelector('button[data-testid=live-mark]') ?? null;"
+    );
+    let node = session.execute(&script, vec![json!(name)]).unwrap_or_else(|error| panic!("finding the mark: {error}"));
+    let mark = session.element_from(&node).unwrap_or_else(|_| panic!("{name}'s tile should have a Live button"));
+    session.click(&mark).unwrap_or_else(|error| panic!("clicking the Live mark: {error}"));
+}
+
+/// Clicks the button `testid` of the share viewer of `identity`.
+pub fn click_viewer_button(session: &Session, identity: &str, testid: &str) {
+    let script = "return document.querySelector(`[data-testid=share-viewer][data-identity=\"${arguments[0]}\"] \
+                  [data-testid=${arguments[1]}]`);";
+    let node = session
+        .execute(script, vec![json!(identity), json!(testid)])
+        .unwrap_or_else(|error| panic!("finding {testid}: {error}"));
+    let button = session.element_from(&node).unwrap_or_else(|_| panic!("the viewer should have {testid}"));
+    session.click(&button).unwrap_or_else(|error| panic!("clicking {testid}: {error}"));
+}
+
+/// Where a share viewer's picture is drawn, in CSS pixels of the window (`object-fit: contain`
+/// inside its box), with the picture's size as received and whether the viewer fills the window.
+#[derive(Debug, Clone, Copy)]
+pub struct PictureView {
+    pub left: f64,
+    pub top: f64,
+    pub width: f64,
+    pub height: f64,
+    pub natural_width: u32,
+    pub natural_height: u32,
+    pub fills_window: bool,
+}
+
+/// The picture of `identity`'s share viewer, once one has loaded.
+pub fn wait_for_picture(session: &Session, identity: &str, timeout: Duration) -> PictureView {
+    let script = "const viewer = document.querySelector(`[data-testid=share-viewer][data-identity=\"${arguments[0]}\"]`); \
+                  const img = viewer?.querySelector('[data-testid=share-picture]'); \
+                  if (!img || !img.complete || img.naturalWidth === 0) return null; \
+                  const box = img.getBoundingClientRect(); \
+                  const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight); \
+                  const width = img.naturalWidth * scale, height = img.naturalHeight * scale; \
+                  const outer = viewer.getBoundingClientRect(); \
+                  return { left: box.left + (box.width - width) / 2, top: box.top + (box.height - height) / 2, \
+                           width, height, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight, \
+                           fills: Math.abs(outer.width - window.innerWidth) < 2 && Math.abs(outer.height - window.innerHeight) < 2 };";
+    let value = session
+        .wait_for(script, vec![json!(identity)], timeout)
+        .unwrap_or_else(|error| panic!("reading the viewer: {error}"));
+    assert!(!value.is_null(), "{identity}'s share should show a picture within {} s", timeout.as_secs());
+    let number = |key: &str| value[key].as_f64().unwrap_or_else(|| panic!("{key} in {value}"));
+    PictureView {
+        left: number("left"),
+        top: number("top"),
+        width: number("width"),
+        height: number("height"),
+        natural_width: number("naturalWidth") as u32,
+        natural_height: number("naturalHeight") as u32,
+        fills_window: value["fills"].as_bool().unwrap_or(false),
+    }
+}
+
+/// Whether any share viewer is open.
+pub fn viewer_open(session: &Session) -> bool {
+    let open = session
+        .execute("return document.querySelector('[data-testid=share-viewer]') !== null;", Vec::new())
+        .unwrap_or_else(|error| panic!("reading the viewers: {error}"));
+    open == json!(true)
+}
+
+/// The call's received rate (kbit/s) the room header shows, once it shows one.
+pub fn received_kbps(session: &Session) -> f64 {
+    let value = session
+        .wait_for(
+            "return document.querySelector('[data-testid=bandwidth]')?.dataset.receivedKbps ?? null;",
+            Vec::new(),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|error| panic!("reading the bandwidth: {error}"));
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("the header should show the bandwidth: {value}"))
 }

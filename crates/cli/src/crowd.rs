@@ -32,6 +32,7 @@ pub async fn run(args: CrowdArgs) -> Result<(), Failure> {
             cues: None,
             report_levels: false,
             report_stats: None,
+            report_traffic: None,
             device_info: Vec::new(),
             watch: None,
             viewer: None,

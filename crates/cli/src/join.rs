@@ -133,6 +133,13 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             TransmitMode::PushToTalk { release_delay_ms: args.ptt_release_ms, double_tap_lock: args.double_tap_lock }
         }
     };
+    let report_stats = args
+        .stats
+        .map(|seconds| Duration::try_from_secs_f64(seconds).ok().filter(|every| !every.is_zero()))
+        .map(|every| {
+            every.ok_or_else(|| fail(ExitKind::Failure, anyhow::anyhow!("--stats needs a positive number of seconds")))
+        })
+        .transpose()?;
     let request = JoinRequest {
         url: url.clone(),
         token: jwt,
@@ -149,15 +156,8 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         echo_delay_ms: args.echo_delay_ms,
         cues,
         report_levels: args.levels,
-        report_stats: args
-            .stats
-            .map(|seconds| Duration::try_from_secs_f64(seconds).ok().filter(|every| !every.is_zero()))
-            .map(|every| {
-                every.ok_or_else(|| {
-                    fail(ExitKind::Failure, anyhow::anyhow!("--stats needs a positive number of seconds"))
-                })
-            })
-            .transpose()?,
+        report_stats,
+        report_traffic: report_stats,
         device_info,
         watch: match (&args.watch, &args.save_frames) {
             (Some(identity), Some(dir)) => {

@@ -20,6 +20,7 @@
 mod call;
 pub mod directory;
 pub mod error;
+pub mod frames;
 pub mod ipc;
 pub mod settings;
 pub mod state;
@@ -45,11 +46,12 @@ pub use directory::{AudioDevice, Backend, BackendFeatures, BackendForm, ProfileI
 pub use error::{ClientError, ErrorCode};
 pub use settings::{AppSettings, Shortcuts, TransmitChoice};
 pub use state::{
-    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState, ModerationAction,
-    ParticipantState,
+    Bandwidth, CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState,
+    ModerationAction, ParticipantState,
 };
 
 use call::{CallCommand, CallHandle};
+use frames::FrameShelf;
 use settings::{MAX_VOLUME_PERCENT, SettingsFile, SettingsStore};
 
 /// How long joining (backend + LiveKit) may take before it fails with [`ErrorCode::Timeout`].
@@ -170,6 +172,8 @@ struct Inner {
     discourse_auth: Mutex<std::collections::HashMap<String, KeyRequest>>,
     /// The settings screen's microphone test, while it runs.
     mic_test: tokio::sync::Mutex<Option<MicTest>>,
+    /// The latest pictures of the screen shares the window watches.
+    frames: FrameShelf,
 }
 
 /// The microphone played straight back to the speaker, outside a call, with the input meter
@@ -217,6 +221,7 @@ impl Client {
                 call: tokio::sync::Mutex::new(None),
                 discourse_auth: Mutex::new(std::collections::HashMap::new()),
                 mic_test: tokio::sync::Mutex::new(None),
+                frames: FrameShelf::default(),
             }),
         }
     }
@@ -552,6 +557,7 @@ impl Client {
                 state: Arc::clone(&self.inner.state),
                 notices: self.inner.notices.clone(),
                 settings: Arc::clone(&self.inner.settings),
+                frames: self.inner.frames.clone(),
             },
         )
         .await
@@ -715,6 +721,39 @@ impl Client {
     /// Plays a participant whose audio arrives unencrypted in an encrypted call.
     ///
     /// Errors: [`ErrorCode::NotInCall`].
+    /// The latest pictures of the shares being watched, for the shell to serve to the viewers.
+    pub fn frames(&self) -> FrameShelf {
+        self.inner.frames.clone()
+    }
+
+    /// Opens a viewer on `identity`'s screen share: their video is received and its pictures
+    /// land on [`Client::frames`]; `CallState::watching` lists them. Several at once.
+    ///
+    /// Errors: [`ErrorCode::NotInCall`]; [`ErrorCode::InvalidInput`] when they do not share.
+    pub async fn watch_share(&self, identity: &str) -> Result<(), ClientError> {
+        let sharing = match &self.inner.state.borrow().call {
+            Some(call) => {
+                call.participants.iter().any(|participant| participant.identity == identity && participant.sharing)
+            }
+            None => return Err(ClientError::not_in_call()),
+        };
+        if !sharing {
+            return Err(ClientError::new(ErrorCode::InvalidInput, format!("{identity} is not sharing their screen")));
+        }
+        self.send_control(Control::Watch { identity: identity.to_string() }).await
+    }
+
+    /// Closes the viewer on `identity`'s share: the server stops sending it.
+    pub async fn unwatch_share(&self, identity: &str) -> Result<(), ClientError> {
+        self.send_control(Control::Unwatch { identity: identity.to_string() }).await
+    }
+
+    /// The viewer of `identity`'s share is `width`×`height` device pixels: receive the layer
+    /// that fits.
+    pub async fn fit_share(&self, identity: &str, width: u32, height: u32) -> Result<(), ClientError> {
+        self.send(CallCommand::Fit { identity: identity.to_string(), width, height }).await
+    }
+
     pub async fn allow_unencrypted(&self, identity: &str) -> Result<(), ClientError> {
         self.send_control(Control::AllowUnencrypted { identity: identity.to_string() }).await
     }

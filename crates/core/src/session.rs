@@ -137,6 +137,8 @@ pub struct JoinRequest {
     pub report_levels: bool,
     /// Report each remote track's receive statistics this often ([`SessionEvent::ReceiveStats`]).
     pub report_stats: Option<Duration>,
+    /// Report [`SessionEvent::Traffic`] this often.
+    pub report_traffic: Option<Duration>,
     /// What the sound devices granted (`"input"`/`"output"`), reported as `DeviceOpened`.
     pub device_info: Vec<(&'static str, parley_audio::device::StreamInfo)>,
     /// Watch this participant's screen share (when they share), handing pictures to a sink.
@@ -170,6 +172,7 @@ pub struct Session {
     engine: &'static ffi::Engine,
     options: ffi::RoomOptions,
     report_stats: Option<Duration>,
+    report_traffic: Option<Duration>,
     /// Remote audio is played (there is an output).
     playing: bool,
     /// Our screen share, while there is one.
@@ -302,6 +305,7 @@ impl Session {
             engine,
             options: request.options.clone(),
             report_stats: request.report_stats,
+            report_traffic: request.report_traffic,
             playing,
             share: None,
             watchers: HashMap::new(),
@@ -403,7 +407,7 @@ impl Session {
         };
         let (view_commands, view_receiver) = mpsc::unbounded_channel();
         self.view_commands = view_commands;
-        if let Some(every) = self.report_stats {
+        if let Some(every) = self.report_traffic {
             // It ends with the room it reads (a reconnection's new room gets its own).
             tokio::spawn(report_traffic(self.room.traffic(), every, self.events.clone()));
         }

@@ -342,6 +342,26 @@ export class AppModel {
     await this.run(() => this.backend.invoke('allow_unencrypted', { identity }));
   }
 
+  /// Opens a viewer on someone's screen share (`call.watching` lists the open ones).
+  async watchShare(identity: string): Promise<void> {
+    await this.run(() => this.backend.invoke('watch_share', { identity }));
+  }
+
+  /// Closes a share's viewer: the video is no longer received.
+  async unwatchShare(identity: string): Promise<void> {
+    await this.run(() => this.backend.invoke('unwatch_share', { identity }));
+  }
+
+  /// Tells the core how large a viewer is (device pixels), for the layer that fits.
+  async fitShare(identity: string, width: number, height: number): Promise<void> {
+    await this.run(() => this.backend.invoke('fit_share', { identity, width, height }));
+  }
+
+  /// Where a watched share's pictures come from (`null` where there are none, e.g. in tests).
+  frameUrl(identity: string): string | null {
+    return this.backend.frameUrl(identity);
+  }
+
   async moderate(identity: string, action: ModerationAction): Promise<void> {
     await this.run(() => this.backend.invoke('moderate_participant', { identity, action }));
   }

@@ -36,6 +36,9 @@ export interface Backend {
   /// `deep-link-opened`: a `parley://` URL the shell did not handle itself (the forum's
   /// `parley://auth_redirect?payload=…` after the Discourse sign-in).
   onDeepLink(listener: (url: string) => void): Promise<Unsubscribe>;
+  /// The address a watched share's viewer long-polls for pictures (`?after=<seq>`: the answer
+  /// is the next JPEG with its `X-Frame-Seq`, or 204), or `null` when this backend has none.
+  frameUrl(identity: string): string | null;
 }
 
 /// Every command's failure. The UI branches on `code`, never on `message`.

@@ -55,18 +55,49 @@ describe('participants', () => {
 
   it('marks someone sharing their screen as Live until they stop', async () => {
     const { backend } = await renderInRoom('Lounge');
-    const carol = screen.getByRole('button', { name: /^Carol/ });
-    expect(within(carol).queryByTestId('live-mark'), 'nobody shares yet').toBeNull();
+    expect(screen.queryByTestId('live-mark'), 'nobody shares yet').toBeNull();
 
     backend.setSharing('carol', true);
     await waitFor(() => expect(screen.getByRole('button', { name: /^Carol/ })).toHaveAccessibleName('Carol, sharing their screen, poor connection'));
-    const mark = within(screen.getByRole('button', { name: /^Carol/ })).getByTestId('live-mark');
+    const mark = screen.getByRole('button', { name: "Watch Carol's screen" });
     expect(mark).toHaveTextContent('Live');
-    expect(screen.getByRole('button', { name: /^Bob Marley/ }), 'only Carol is live').toHaveAccessibleName('Bob Marley, muted');
+    expect(screen.getAllByTestId('live-mark'), 'only Carol is live').toHaveLength(1);
+    expect(screen.getByRole('button', { name: /^Bob Marley/ })).toHaveAccessibleName('Bob Marley, muted');
 
     backend.setSharing('carol', false);
     await waitFor(() => expect(screen.getByRole('button', { name: /^Carol/ })).toHaveAccessibleName('Carol, poor connection'));
-    expect(within(screen.getByRole('button', { name: /^Carol/ })).queryByTestId('live-mark')).toBeNull();
+    expect(screen.queryByTestId('live-mark')).toBeNull();
+  });
+
+  it('opens a share in the room from its Live mark, several side by side, and closes it', async () => {
+    const { backend, user } = await renderInRoom('Lounge');
+    backend.setSharing('carol', true);
+    backend.setSharing('bob', true);
+    await user.click(await screen.findByRole('button', { name: "Watch Carol's screen" }));
+
+    const carol = await screen.findByRole('figure', { name: "Carol's screen" });
+    expect(backend.callsOf('watch_share')).toEqual([{ identity: 'carol' }]);
+    expect(within(carol).getByText("Waiting for Carol's screen…"), 'no picture yet').toBeInTheDocument();
+    expect(screen.getByRole('button', { name: "Stop watching Carol's screen" }), 'the mark shows it is open').toHaveAttribute('aria-pressed', 'true');
+
+    await user.click(screen.getByRole('button', { name: "Watch Bob Marley's screen" }));
+    await screen.findByRole('figure', { name: "Bob Marley's screen" });
+    expect(screen.getAllByTestId('share-viewer').map((viewer) => viewer.dataset.identity), 'both, in the order opened').toEqual(['carol', 'bob']);
+
+    const expand = within(carol).getByRole('button', { name: 'Full screen' });
+    await user.click(expand);
+    expect(within(carol).getByRole('button', { name: 'Exit full screen' })).toHaveAttribute('aria-pressed', 'true');
+    expect(carol).toHaveClass('expanded');
+    await user.keyboard('{Escape}');
+    await waitFor(() => expect(carol).not.toHaveClass('expanded'));
+
+    await user.click(within(carol).getByRole('button', { name: 'Stop watching Carol' }));
+    await waitFor(() => expect(screen.queryByRole('figure', { name: "Carol's screen" })).toBeNull());
+    expect(backend.callsOf('unwatch_share')).toEqual([{ identity: 'carol' }]);
+
+    // A share that ends closes its viewer.
+    backend.setSharing('bob', false);
+    await waitFor(() => expect(screen.queryByTestId('share-viewer')).toBeNull());
   });
 
   it('splits a stage room into speakers and listeners, with raise and lower hand', async () => {

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::error::{ClientError, ErrorCode};
+use super::frames::FrameShelf;
 use super::settings::{AppSettings, SettingsFile};
 use super::state::{self, CallPhase, ClientState, ModerationAction, ModerationOption};
 use super::{Notice, OpenedAudio};
@@ -38,6 +39,12 @@ pub(crate) enum CallCommand {
     Hand {
         raised: bool,
         reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    /// A share's viewer is this large (device pixels): receive the layer that fits.
+    Fit {
+        identity: String,
+        width: u32,
+        height: u32,
     },
     Leave {
         reply: oneshot::Sender<()>,
@@ -88,11 +95,16 @@ pub(crate) struct CallSetup {
     pub profile: String,
 }
 
+/// How often the call reports its bandwidth (`CallState::bandwidth`).
+const TRAFFIC_EVERY: Duration = Duration::from_secs(2);
+
 /// What the call task shares with the client.
 pub(crate) struct Shared {
     pub state: Arc<watch::Sender<ClientState>>,
     pub notices: broadcast::Sender<Notice>,
     pub settings: Arc<Mutex<SettingsFile>>,
+    /// Where watched shares' pictures go.
+    pub frames: FrameShelf,
 }
 
 impl Shared {
@@ -145,9 +157,10 @@ pub(crate) async fn start(setup: CallSetup, shared: Shared) -> Result<CallHandle
         cues: audio.cues,
         report_levels: true,
         report_stats: None,
+        report_traffic: Some(TRAFFIC_EVERY),
         device_info: audio.device_info,
         watch: None,
-        viewer: None,
+        viewer: Some(shared.frames.viewer()),
     };
     let joined = tokio::time::timeout(CONNECT_TIMEOUT, Session::join(engine, request)).await;
     let (session, events) = match joined {
@@ -247,8 +260,12 @@ impl Call {
             CallCommand::Leave { reply } => return Some(reply),
             CallCommand::Control { control, reply } => {
                 let result = self.session.apply(&control).map_err(ClientError::from);
+                if result.is_ok() {
+                    self.note_watching(&control);
+                }
                 answer(reply, result);
             }
+            CallCommand::Fit { identity, width, height } => self.session.fit_watch(&identity, width, height),
             CallCommand::Moderate { identity, action, reply } => {
                 let (plane, grant) = (Arc::clone(self.membership.plane()), self.membership.grant());
                 tokio::spawn(async move {
@@ -293,6 +310,8 @@ impl Call {
                         | Some(CallCommand::Hand { reply, .. }) => {
                             answer(reply, Err(ClientError::new(ErrorCode::Unreachable, "the call is reconnecting")));
                         }
+                        // The viewer says its size again when it changes.
+                        Some(CallCommand::Fit { .. }) => {}
                     },
                 }
             }
@@ -312,8 +331,40 @@ impl Call {
         }
     }
 
+    /// Keeps `CallState::watching` and the frame shelf in step with a watch command that
+    /// succeeded.
+    fn note_watching(&self, control: &Control) {
+        match control {
+            Control::Watch { identity } => self.shared.state.send_if_modified(|state| match state.call.as_mut() {
+                Some(call) if !call.watching.contains(identity) => {
+                    call.watching.push(identity.clone());
+                    true
+                }
+                _ => false,
+            }),
+            Control::Unwatch { identity } => {
+                self.shared.frames.remove(identity);
+                self.shared.state.send_if_modified(|state| match state.call.as_mut() {
+                    Some(call) if call.watching.contains(identity) => {
+                        call.watching.retain(|watched| watched != identity);
+                        true
+                    }
+                    _ => false,
+                })
+            }
+            _ => false,
+        };
+    }
+
     /// Folds a session event; says whether the call goes on, is over, or must join again.
-    fn on_session_event(&self, event: &SessionEvent) -> Next {
+    fn on_session_event(&mut self, event: &SessionEvent) -> Next {
+        // A share that ends (or whose sharer leaves) closes its viewer.
+        if let SessionEvent::ShareEnded { identity, .. } | SessionEvent::ParticipantLeft { identity, .. } = event
+            && self.session.watched().any(|watched| watched == identity)
+        {
+            self.session.unwatch(identity);
+            self.shared.frames.remove(identity);
+        }
         // Saved volumes apply as people arrive.
         let arrivals: Vec<String> = match event {
             SessionEvent::Joined { participants, .. } => participants.iter().map(|p| p.identity.clone()).collect(),

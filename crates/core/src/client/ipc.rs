@@ -14,8 +14,8 @@ use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, 
 use super::error::{ClientError, ErrorCode};
 use super::settings::{AppSettings, Shortcuts, TransmitChoice};
 use super::state::{
-    CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState, ModerationAction,
-    ModerationOption, ParticipantState,
+    Bandwidth, CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState,
+    ModerationAction, ModerationOption, ParticipantState,
 };
 use super::{DiscourseAuthStarted, Notice};
 
@@ -122,6 +122,13 @@ pub fn commands() -> Vec<CommandSpec> {
         command("set_volume", vec![("identity", ts::<String>()), ("percent", ts::<u32>())], ts::<()>()),
         command("set_local_mute", vec![("identity", ts::<String>()), ("muted", ts::<bool>())], ts::<()>()),
         command("allow_unencrypted", vec![("identity", ts::<String>())], ts::<()>()),
+        command("watch_share", vec![("identity", ts::<String>())], ts::<()>()),
+        command("unwatch_share", vec![("identity", ts::<String>())], ts::<()>()),
+        command(
+            "fit_share",
+            vec![("identity", ts::<String>()), ("width", ts::<u32>()), ("height", ts::<u32>())],
+            ts::<()>(),
+        ),
         command("dismiss_link", vec![], ts::<()>()),
         command(
             "moderate_participant",
@@ -158,6 +165,7 @@ pub fn bindings_ts() -> String {
         declaration::<LinkedRoom>(),
         declaration::<CallState>(),
         declaration::<CallPhase>(),
+        declaration::<Bandwidth>(),
         declaration::<ParticipantState>(),
         declaration::<Encryption>(),
         declaration::<ConnectionQuality>(),

@@ -233,6 +233,22 @@ pub struct CallState {
     pub encrypted: bool,
     /// Everyone else, in the order they arrived.
     pub participants: Vec<ParticipantState>,
+    /// Whose screen shares we watch (their viewers are open), in the order they were opened.
+    pub watching: Vec<String>,
+    /// What the call's connections carry now (over the last report interval), once known.
+    pub bandwidth: Option<Bandwidth>,
+    /// The last traffic counters and when they came, to turn the next into a rate.
+    #[serde(skip)]
+    #[ts(skip)]
+    last_traffic: Option<(std::time::Instant, u64, u64)>,
+}
+
+/// The call's network rate both ways, kilobits per second (media, data and RTCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct Bandwidth {
+    pub received_kbps: u32,
+    pub sent_kbps: u32,
 }
 
 /// How end-to-end encryption fares for someone in an encrypted call.
@@ -343,6 +359,9 @@ impl CallState {
             local_quality: ConnectionQuality::Unknown,
             encrypted: false,
             participants: Vec::new(),
+            watching: Vec::new(),
+            bandwidth: None,
+            last_traffic: None,
         }
     }
 
@@ -449,7 +468,8 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             None => return false,
         },
         SessionEvent::ParticipantLeft { identity, .. } => {
-            call.participants.retain(|participant| participant.identity != *identity)
+            call.participants.retain(|participant| participant.identity != *identity);
+            call.watching.retain(|watched| watched != identity);
         }
         SessionEvent::TrackMuted { identity, .. } | SessionEvent::TrackUnmuted { identity, .. } => {
             let muted = matches!(event, SessionEvent::TrackMuted { .. });
@@ -462,10 +482,35 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
         | SessionEvent::TrackSubscribed { identity, kind: MediaKind::Video, .. }
         | SessionEvent::ShareEnded { identity, .. } => {
             let sharing = !matches!(event, SessionEvent::ShareEnded { .. });
+            let watched = call.watching.len();
+            if !sharing {
+                // Their viewer closes with the share.
+                call.watching.retain(|watched| watched != identity);
+            }
+            let closed = call.watching.len() != watched;
             match call.participant_mut(identity) {
                 Some(participant) if participant.sharing != sharing => participant.sharing = sharing,
-                _ => return false,
+                _ => return closed,
             }
+        }
+        SessionEvent::Traffic { received_bytes, sent_bytes } => {
+            let now = std::time::Instant::now();
+            let previous = call.last_traffic.replace((now, *received_bytes, *sent_bytes));
+            let Some((then, received_before, sent_before)) = previous else { return false };
+            let seconds = now.duration_since(then).as_secs_f64();
+            if seconds <= 0.0 {
+                return false;
+            }
+            let kbps =
+                |now: u64, before: u64| (now.saturating_sub(before) as f64 * 8.0 / 1000.0 / seconds).round() as u32;
+            let bandwidth = Bandwidth {
+                received_kbps: kbps(*received_bytes, received_before),
+                sent_kbps: kbps(*sent_bytes, sent_before),
+            };
+            if call.bandwidth == Some(bandwidth) {
+                return false;
+            }
+            call.bandwidth = Some(bandwidth);
         }
         SessionEvent::ActiveSpeakers { identities } => {
             for participant in &mut call.participants {

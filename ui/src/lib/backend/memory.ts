@@ -227,6 +227,11 @@ export class MemoryBackend implements Backend {
   /// Someone starts or stops sharing their screen.
   setSharing(identity: string, sharing: boolean): void {
     this.updateParticipant(identity, { sharing });
+    // As in the core: a share that ends closes its viewer.
+    const call = this.state.call;
+    if (!sharing && call?.watching.includes(identity)) {
+      this.publish({ ...this.state, call: { ...call, watching: call.watching.filter((watched) => watched !== identity) } });
+    }
   }
 
   /// The server grants or revokes our right to publish (invited to speak, moved to the audience).
@@ -295,6 +300,11 @@ export class MemoryBackend implements Backend {
   async onDeepLink(listener: (url: string) => void): Promise<Unsubscribe> {
     this.linkListeners.add(listener);
     return () => this.linkListeners.delete(listener);
+  }
+
+  /// No pictures here: a viewer shows that it waits for the share.
+  frameUrl(): string | null {
+    return null;
   }
 
   // ---- commands ---------------------------------------------------------------------------
@@ -387,6 +397,23 @@ export class MemoryBackend implements Backend {
       return null;
     },
     allow_unencrypted: async ({ identity }) => this.updateParticipant(identity, { encryption: 'allowed_unencrypted' }),
+    watch_share: async ({ identity }) => {
+      const call = this.requireCall();
+      if (!call.participants.some((p) => p.identity === identity && p.sharing)) {
+        throw new BackendError({ code: 'invalid_input', message: `${identity} is not sharing their screen` });
+      }
+      if (!call.watching.includes(identity)) this.publish({ ...this.state, call: { ...call, watching: [...call.watching, identity] } });
+      return null;
+    },
+    unwatch_share: async ({ identity }) => {
+      const call = this.requireCall();
+      this.publish({ ...this.state, call: { ...call, watching: call.watching.filter((watched) => watched !== identity) } });
+      return null;
+    },
+    fit_share: async () => {
+      this.requireCall();
+      return null;
+    },
     moderate_participant: async ({ identity, action }) => {
       const call = this.requireCall();
       if (!call.moderation.some((offered) => offered.action === action)) {
@@ -458,6 +485,8 @@ export class MemoryBackend implements Backend {
       localQuality: 'unknown',
       encrypted: false,
       participants: [],
+      watching: [],
+      bandwidth: null,
     };
   }
 
@@ -497,6 +526,8 @@ export class MemoryBackend implements Backend {
         localQuality: 'excellent',
         encrypted: this.encrypted.includes(entry.id),
         participants: structuredClone(this.people[entry.id] ?? []),
+        watching: [],
+        bandwidth: null,
       },
     });
   }

@@ -5,7 +5,7 @@
 // the capability does not allow, one that does not exist) are plain strings and become
 // `internal`.
 
-import { invoke } from '@tauri-apps/api/core';
+import { convertFileSrc, invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 
 import { toBackendError, type ArgList, type Backend, type CommandName, type ResultOf, type Unsubscribe } from '../backend';
@@ -57,6 +57,8 @@ export function tauriBackend(): Backend {
     onStateChanged: async (listener) => pollState(listener),
     onNotice: (listener) => subscribe<Notice>(EVENT_NAMES.noticePosted, listener),
     onDeepLink: (listener) => subscribe<string>(PENDING_EVENT_NAMES.deepLinkOpened, listener),
+    // The shell's `parley-frame` scheme (`http://parley-frame.localhost/…` on Windows).
+    frameUrl: (identity) => convertFileSrc(identity, 'parley-frame'),
   };
 }
 

@@ -107,12 +107,25 @@ encrypted: boolean,
 /**
  * Everyone else, in the order they arrived.
  */
-participants: Array<ParticipantState>, };
+participants: Array<ParticipantState>, 
+/**
+ * Whose screen shares we watch (their viewers are open), in the order they were opened.
+ */
+watching: Array<string>, 
+/**
+ * What the call's connections carry now (over the last report interval), once known.
+ */
+bandwidth: Bandwidth | null, };
 
 /**
  * Where a call is in its life (DESIGN.md §5).
  */
 export type CallPhase = { "phase": "joining" } | { "phase": "connecting" } | { "phase": "connected" } | { "phase": "reconnecting" } | { "phase": "failed", code: ErrorCode, message: string, };
+
+/**
+ * The call's network rate both ways, kilobits per second (media, data and RTCP).
+ */
+export type Bandwidth = { receivedKbps: number, sentKbps: number, };
 
 /**
  * Someone else in the call.

@@ -30,6 +30,9 @@ export interface Commands {
   set_volume: { args: { identity: string; percent: number }; result: null };
   set_local_mute: { args: { identity: string; muted: boolean }; result: null };
   allow_unencrypted: { args: { identity: string }; result: null };
+  watch_share: { args: { identity: string }; result: null };
+  unwatch_share: { args: { identity: string }; result: null };
+  fit_share: { args: { identity: string; width: number; height: number }; result: null };
   dismiss_link: { args: Record<string, never>; result: null };
   moderate_participant: { args: { identity: string; action: T.ModerationAction }; result: null };
   set_hand_raised: { args: { raised: boolean }; result: null };
@@ -66,6 +69,9 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "set_volume",
   "set_local_mute",
   "allow_unencrypted",
+  "watch_share",
+  "unwatch_share",
+  "fit_share",
   "dismiss_link",
   "moderate_participant",
   "set_hand_raised",

@@ -325,3 +325,36 @@ fn a_screen_share_marks_its_participant_live_until_it_ends() {
     let stranger = SessionEvent::ShareAvailable { identity: "carol".into(), sid: "TR_other".into() };
     assert!(!apply_session_event(&mut state, &stranger, &saved), "a share of someone not listed changes nothing");
 }
+
+#[test]
+fn a_watched_share_closes_its_viewer_when_it_ends_or_its_sharer_leaves() {
+    let mut state = in_call();
+    for identity in ["bob", "carol"] {
+        let joined =
+            SessionEvent::ParticipantJoined { identity: identity.into(), name: String::new(), can_publish: true };
+        apply_session_event(&mut state, &joined, &saved);
+        let sid = format!("TR_{identity}");
+        apply_session_event(&mut state, &SessionEvent::ShareAvailable { identity: identity.into(), sid }, &saved);
+    }
+    state.call.as_mut().expect("a call").watching = vec!["bob".into(), "carol".into()];
+    let ended = SessionEvent::ShareEnded { identity: "bob".into(), sid: "TR_bob".into() };
+    assert!(apply_session_event(&mut state, &ended, &saved));
+    assert_eq!(call(&state).watching, ["carol"], "bob's viewer closes with his share");
+    let left = SessionEvent::ParticipantLeft { identity: "carol".into(), reason: "client_initiated".into() };
+    assert!(apply_session_event(&mut state, &left, &saved));
+    assert!(call(&state).watching.is_empty(), "carol's viewer closes when she leaves");
+}
+
+#[test]
+fn traffic_counters_become_the_calls_bandwidth() {
+    let mut state = in_call();
+    let traffic = |received_bytes, sent_bytes| SessionEvent::Traffic { received_bytes, sent_bytes };
+    assert!(!apply_session_event(&mut state, &traffic(1_000, 500), &saved), "one report is no rate yet");
+    assert_eq!(call(&state).bandwidth, None);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(apply_session_event(&mut state, &traffic(51_000, 500), &saved));
+    let bandwidth = call(&state).bandwidth.expect("a rate after two reports");
+    // 50 kB in a little over 0.2 s: below 2 Mbit/s, well above 1; nothing sent.
+    assert!((1_000..=2_000).contains(&bandwidth.received_kbps), "{bandwidth:?}");
+    assert_eq!(bandwidth.sent_kbps, 0);
+}
