@@ -8,7 +8,7 @@
 use parley_core::client::ipc::{ShortcutSupport, StateUpdate};
 use parley_core::client::{
     AppSettings, AudioDevice, BackendFeatures, BackendForm, Client, ClientError, ClientState, DiscourseAuthStarted,
-    ModerationAction, ProfileInput, ProfileSummary, RoomEntry,
+    ModerationAction, ProfileInput, ProfileSummary, RoomEntry, ShareTarget,
 };
 use tauri::{AppHandle, State};
 
@@ -184,6 +184,26 @@ pub async fn set_local_mute(client: State<'_, Client>, identity: String, muted: 
 #[tracing::instrument(skip(client), err(Display))]
 pub async fn allow_unencrypted(client: State<'_, Client>, identity: String) -> Reply<()> {
     client.allow_unencrypted(&identity).await
+}
+
+/// The screens and windows there are to share, with thumbnails.
+#[tauri::command]
+#[tracing::instrument(skip_all, err(Display))]
+pub async fn list_share_targets(client: State<'_, Client>) -> Reply<Vec<ShareTarget>> {
+    client.list_share_targets().await
+}
+
+/// Shares a screen or window in the call.
+#[tauri::command]
+#[tracing::instrument(skip(client), err(Display))]
+pub async fn start_share(client: State<'_, Client>, target: String, quality: String) -> Reply<()> {
+    client.start_share(&target, &quality).await
+}
+
+#[tauri::command]
+#[tracing::instrument(skip(client), err(Display))]
+pub async fn stop_share(client: State<'_, Client>) -> Reply<()> {
+    client.stop_share().await
 }
 
 /// Opens a viewer on someone's screen share (its pictures come through `frames`).

@@ -1,6 +1,7 @@
 //! The tray icon and its menu. Linux tray icons get no click events, so every action is a menu
-//! item: Mute ✓, Deafen ✓, Disconnect, Show/Hide, Quit. The icon shows idle, connected, muted,
-//! deafened or talking; the tooltip names the room (where the platform shows tooltips).
+//! item: Mute ✓, Deafen ✓, Stop sharing, Disconnect, Show/Hide, Quit. The icon shows idle,
+//! connected, muted, deafened or talking; the tooltip names the room (where the platform shows
+//! tooltips) and, like the window's title, says when we share our screen.
 
 use std::sync::Mutex;
 
@@ -15,6 +16,7 @@ use crate::links;
 pub const MENU_MUTE: &str = "mute";
 pub const MENU_DEAFEN: &str = "deafen";
 pub const MENU_DISCONNECT: &str = "disconnect";
+pub const MENU_STOP_SHARING: &str = "stop-sharing";
 pub const MENU_SHOW_HIDE: &str = "show-hide";
 pub const MENU_QUIT: &str = "quit";
 
@@ -64,6 +66,7 @@ struct Shown {
     muted: bool,
     deafened: bool,
     in_call: bool,
+    sharing: bool,
 }
 
 /// The tray and its menu items, kept to update them.
@@ -72,6 +75,7 @@ pub struct Tray {
     mute: CheckMenuItem<Wry>,
     deafen: CheckMenuItem<Wry>,
     disconnect: MenuItem<Wry>,
+    stop_sharing: MenuItem<Wry>,
     shown: Mutex<Option<Shown>>,
 }
 
@@ -82,10 +86,11 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
     let mute = CheckMenuItem::with_id(app, MENU_MUTE, "Mute", true, false, None::<&str>)?;
     let deafen = CheckMenuItem::with_id(app, MENU_DEAFEN, "Deafen", true, false, None::<&str>)?;
     let disconnect = MenuItem::with_id(app, MENU_DISCONNECT, "Disconnect", false, None::<&str>)?;
+    let stop_sharing = MenuItem::with_id(app, MENU_STOP_SHARING, "Stop sharing", false, None::<&str>)?;
     let show_hide = MenuItem::with_id(app, MENU_SHOW_HIDE, "Show/Hide", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, MENU_QUIT, "Quit", true, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
-    let menu = Menu::with_items(app, &[&mute, &deafen, &disconnect, &separator, &show_hide, &quit])?;
+    let menu = Menu::with_items(app, &[&mute, &deafen, &stop_sharing, &disconnect, &separator, &show_hide, &quit])?;
     let icon = TrayIconBuilder::with_id("parley")
         .icon(Image::from_bytes(Look::Idle.icon())?)
         .tooltip("Parley")
@@ -93,7 +98,7 @@ pub fn build(app: &AppHandle) -> tauri::Result<()> {
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| on_menu(app, event.id.as_ref()))
         .build(app)?;
-    app.manage(Tray { icon, mute, deafen, disconnect, shown: Mutex::new(None) });
+    app.manage(Tray { icon, mute, deafen, disconnect, stop_sharing, shown: Mutex::new(None) });
     Ok(())
 }
 
@@ -106,6 +111,7 @@ pub fn show(app: &AppHandle, state: &ClientState) {
         muted: state.local.muted,
         deafened: state.local.deafened,
         in_call: state.call.is_some(),
+        sharing: state.call.as_ref().is_some_and(|call| call.sharing.is_some()),
     };
     let mut last = tray.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if last.as_ref() == Some(&shown) {
@@ -116,7 +122,14 @@ pub fn show(app: &AppHandle, state: &ClientState) {
         .and_then(|()| tray.icon.set_tooltip(Some(&shown.tooltip)))
         .and_then(|()| tray.mute.set_checked(shown.muted))
         .and_then(|()| tray.deafen.set_checked(shown.deafened))
-        .and_then(|()| tray.disconnect.set_enabled(shown.in_call));
+        .and_then(|()| tray.disconnect.set_enabled(shown.in_call))
+        .and_then(|()| tray.stop_sharing.set_enabled(shown.sharing))
+        .and_then(|()| match app.get_webview_window(crate::MAIN_WINDOW) {
+            Some(window) if last.as_ref().is_none_or(|last| last.sharing != shown.sharing) => {
+                window.set_title(if shown.sharing { "Parley — sharing your screen" } else { "Parley" })
+            }
+            _ => Ok(()),
+        });
     match redrawn {
         Ok(()) => *last = Some(shown),
         Err(error) => tracing::warn!(%error, "updating the tray failed"),
@@ -136,12 +149,13 @@ fn on_menu(app: &AppHandle, id: &str) {
                 app.exit(0);
             });
         }
-        MENU_MUTE | MENU_DEAFEN | MENU_DISCONNECT => {
+        MENU_MUTE | MENU_DEAFEN | MENU_DISCONNECT | MENU_STOP_SHARING => {
             let id = id.to_string();
             tauri::async_runtime::spawn(async move {
                 let result = match id.as_str() {
                     MENU_MUTE => client.toggle_mute().await,
                     MENU_DEAFEN => client.toggle_deafen().await,
+                    MENU_STOP_SHARING => client.stop_share().await,
                     _ => client.leave_room().await,
                 };
                 if let Err(error) = result {
@@ -153,13 +167,13 @@ fn on_menu(app: &AppHandle, id: &str) {
     }
 }
 
-/// The tray's tooltip: the room, and whether the call is end-to-end encrypted.
+/// The tray's tooltip: the room, whether the call is end-to-end encrypted, and whether we share
+/// our screen.
 fn tooltip(state: &ClientState) -> String {
-    match &state.call {
-        Some(call) if call.encrypted => format!("Parley — {} (end-to-end encrypted)", call.room_name),
-        Some(call) => format!("Parley — {}", call.room_name),
-        None => "Parley".to_string(),
-    }
+    let Some(call) = &state.call else { return "Parley".to_string() };
+    let encrypted = if call.encrypted { " (end-to-end encrypted)" } else { "" };
+    let sharing = if call.sharing.is_some() { " — sharing your screen" } else { "" };
+    format!("Parley — {}{encrypted}{sharing}", call.room_name)
 }
 
 #[cfg(test)]
@@ -197,5 +211,14 @@ mod tests {
             call.encrypted = true;
         }
         assert_eq!(tooltip(&state), "Parley — lobby (end-to-end encrypted)");
+        if let Some(call) = state.call.as_mut() {
+            call.sharing = Some(parley_core::client::LocalShare {
+                target: "screen 0 (1920x1080)".into(),
+                quality: "720p30".into(),
+                width: 1280,
+                height: 720,
+            });
+        }
+        assert_eq!(tooltip(&state), "Parley — lobby (end-to-end encrypted) — sharing your screen");
     }
 }

@@ -187,13 +187,18 @@ fn halving_a_peers_volume_in_their_menu_lowers_them_by_6_db() {
     eprintln!("volume: {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// The colours of the pattern's eight bars as the screenshot `png` shows them inside `picture`
-/// (the viewer's picture of the whole pattern window).
+/// A PNG's size, samples per pixel and pixels.
+fn decode_png(png: &[u8]) -> (u32, u32, usize, Vec<u8>) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("a PNG's size")];
+    let info = reader.next_frame(&mut pixels).expect("the PNG's pixels");
+    (info.width, info.height, info.color_type.samples(), pixels)
+}
+
+/// The colours of the pattern's eight bars as the picture `png` (a screenshot, or a saved frame)
+/// shows them inside `picture` (where the whole pattern window is drawn in it).
 fn bars_on_screen(png: &[u8], picture: &PictureView) -> Vec<[u8; 3]> {
-    let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().expect("a PNG screenshot");
-    let mut pixels = vec![0; reader.output_buffer_size().expect("a screenshot size")];
-    let info = reader.next_frame(&mut pixels).expect("the screenshot's pixels");
-    let channels = info.color_type.samples();
+    let (width, height, channels, pixels) = decode_png(png);
     let scale_x = picture.width / f64::from(pattern::WIDTH);
     let scale_y = picture.height / f64::from(pattern::HEIGHT);
     let bar_width = pattern::WIDTH / 8;
@@ -201,7 +206,8 @@ fn bars_on_screen(png: &[u8], picture: &PictureView) -> Vec<[u8; 3]> {
         .map(|bar| {
             let x = (picture.left + f64::from(bar * bar_width + bar_width / 2) * scale_x).round() as usize;
             let y = (picture.top + f64::from(pattern::BARS_HEIGHT / 2) * scale_y).round() as usize;
-            let at = (y * info.width as usize + x) * channels;
+            assert!(x < width as usize && y < height as usize, "({x}, {y}) is outside the {width}x{height} picture");
+            let at = (y * width as usize + x) * channels;
             [pixels[at], pixels[at + 1], pixels[at + 2]]
         })
         .collect()
@@ -307,6 +313,124 @@ fn a_share_is_marked_live_watched_full_screen_and_closed_and_ends_with_its_windo
     assert!(!after.label.contains("sharing"), "the label no longer says sharing: {}", after.label);
     bot.leave(ENDS).assert_clean();
     eprintln!("live: {}; {:.1} s", shot.display(), started.elapsed().as_secs_f64());
+}
+
+/// Waits until a window on the app's display has (`shown`) or has not a title matching `pattern`
+/// (the native title: WebDriver's title is the page's).
+fn wait_for_window_title(rig: &Rig, pattern: &str, shown: bool) {
+    let deadline = Instant::now() + ARRIVES;
+    loop {
+        let found = Command::new("xdotool")
+            .args(["search", "--name", pattern])
+            .envs(rig.display.env())
+            .output()
+            .expect("running xdotool (Debian package xdotool; run `cargo xtask setup`)");
+        if found.status.success() == shown {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a window titled {pattern:?} should be {}",
+            if shown { "shown" } else { "gone" }
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the_tray_stops_it() {
+    let started = Instant::now();
+    let rig = Rig::start("share", &AppSetup::default());
+    let window = PatternWindow::open(&rig.display.env());
+    let frames = rig.dir.path().join("frames");
+    let frames_arg = frames.to_str().expect("a UTF-8 path").to_string();
+    let bot = Peer::join(
+        &rig.server,
+        ROOM,
+        PEER,
+        rig.dir.path(),
+        &["--watch", APP_IDENTITY, "--save-frames", &frames_arg, "--save-every", "30"],
+        120.0,
+    );
+    wait_for_tile(&rig.session, PEER, APPEARS, "the app should list bot", |view| view.is_some());
+
+    click(&rig, "[data-testid=share-button]");
+    let target = format!("window:{:#x}", window.id);
+    let thumbnail = rig
+        .session
+        .wait_for(
+            "const target = document.querySelector(`[data-testid=share-target][data-target=\"${arguments[0]}\"]`); \
+             const img = target?.querySelector('img'); \
+             return img && img.complete && img.naturalWidth > 0 ? img.naturalWidth : null;",
+            vec![serde_json::json!(target)],
+            ARRIVES,
+        )
+        .unwrap_or_else(|error| panic!("reading the picker: {error}"));
+    assert!(thumbnail.as_u64().is_some_and(|width| width > 0), "the picker should show {target} with a thumbnail");
+    click(&rig, &format!("[data-testid=share-target][data-target=\"{target}\"]"));
+    click(&rig, "[data-testid=share-start]");
+
+    let watched = bot.wait_for_event("bot should receive the app's share", ARRIVES, |event| {
+        event["event"] == "watch_started" && event["identity"] == APP_IDENTITY
+    });
+    assert_eq!((watched["width"].as_u64(), watched["height"].as_u64()), (Some(1280), Some(720)), "{watched}");
+    wait_for_window_title(&rig, "Parley — sharing your screen", true);
+    bot.wait_for_event("bot should receive the share at full rate", ARRIVES, |event| {
+        event["event"] == "watch_stats" && event["fps"].as_f64().is_some_and(|fps| fps >= 20.0)
+    });
+    let shot = rig.screenshot("");
+
+    let bus = rig.keyring.bus_address();
+    let menu = tray::find_menu(bus, APPEARS);
+    menu.click(bus, "Stop sharing");
+    bot.wait_for_event("the share should end when the tray stops it", ARRIVES, |event| {
+        event["event"] == "share_ended" && event["identity"] == APP_IDENTITY
+    });
+    wait_for_window_title(&rig, "sharing your screen", false);
+    let button = rig
+        .session
+        .wait_for(
+            "const button = document.querySelector('[data-testid=share-button]'); \
+             return button?.textContent.trim() === 'Share screen' ? true : null;",
+            Vec::new(),
+            ARRIVES,
+        )
+        .unwrap_or_else(|error| panic!("reading the control bar: {error}"));
+    assert_eq!(button, serde_json::json!(true), "the control bar should offer to share again");
+    bot.leave(ENDS).assert_clean();
+
+    let mut saved: Vec<_> = std::fs::read_dir(&frames)
+        .unwrap_or_else(|error| panic!("bot's frames in {}: {error}", frames.display()))
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    saved.sort();
+    // The last full-size picture (the first ones of a stream can be smaller, before it settles).
+    let (last, png) = saved
+        .iter()
+        .rev()
+        .map(|path| (path, std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))))
+        .find(|(_, png)| decode_png(png).0 == pattern::WIDTH)
+        .unwrap_or_else(|| panic!("bot should have saved a 1280-wide picture in {}: {saved:?}", frames.display()));
+    let whole = PictureView {
+        left: 0.0,
+        top: 0.0,
+        width: f64::from(pattern::WIDTH),
+        height: f64::from(pattern::HEIGHT),
+        natural_width: pattern::WIDTH,
+        natural_height: pattern::HEIGHT,
+        fills_window: false,
+    };
+    let bars = bars_on_screen(&png, &whole);
+    for (bar, (got, expected)) in bars.iter().zip(pattern::BARS).enumerate() {
+        let off = got.iter().zip(expected).map(|(got, expected)| (i32::from(*got) - i32::from(expected)).abs()).max();
+        assert!(
+            off.is_some_and(|off| off <= 48),
+            "bar {bar} should arrive as {expected:?}, got {got:?} ({})",
+            last.display()
+        );
+    }
+    eprintln!("share: {}; {:.1} s", shot.display(), started.elapsed().as_secs_f64());
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub mod error;
 pub mod frames;
 pub mod ipc;
 pub mod settings;
+pub mod sharing;
 pub mod state;
 
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub use state::{
 use call::{CallCommand, CallHandle};
 use frames::FrameShelf;
 use settings::{MAX_VOLUME_PERCENT, SettingsFile, SettingsStore};
+pub use sharing::{LocalShare, ShareTarget};
 
 /// How long joining (backend + LiveKit) may take before it fails with [`ErrorCode::Timeout`].
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -721,6 +723,37 @@ impl Client {
     /// Plays a participant whose audio arrives unencrypted in an encrypted call.
     ///
     /// Errors: [`ErrorCode::NotInCall`].
+    /// The screens and windows there are to share, with thumbnails.
+    ///
+    /// Errors: [`ErrorCode::Unsupported`] where capture is not available (no display).
+    pub async fn list_share_targets(&self) -> Result<Vec<ShareTarget>, ClientError> {
+        blocking(sharing::list_targets).await
+    }
+
+    /// Shares the screen or window `target` (a [`ShareTarget::id`]) at `quality` (`720p30`,
+    /// `1080p30`, `1080p60`, `source`) in the call. `CallState::sharing` shows it while it runs.
+    ///
+    /// Errors: [`ErrorCode::NotInCall`]; [`ErrorCode::InvalidInput`] (unknown quality, already
+    /// sharing); [`ErrorCode::NotFound`] (the window closed); [`ErrorCode::Forbidden`] (the
+    /// room does not allow screen share); capture and engine errors. The call goes on.
+    pub async fn start_share(&self, target: &str, quality: &str) -> Result<(), ClientError> {
+        let quality = quality
+            .parse::<parley_capture::Quality>()
+            .map_err(|message| ClientError::new(ErrorCode::InvalidInput, message))?;
+        let id = target.to_string();
+        let target = blocking(move || sharing::find_target(&id)).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(CallCommand::Share { target, quality, reply }).await?;
+        answer.await.unwrap_or_else(|_| Err(ClientError::not_in_call()))
+    }
+
+    /// Stops our screen share (nothing to do when there is none).
+    pub async fn stop_share(&self) -> Result<(), ClientError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(CallCommand::StopShare { reply }).await?;
+        answer.await.unwrap_or_else(|_| Err(ClientError::not_in_call()))
+    }
+
     /// The latest pictures of the shares being watched, for the shell to serve to the viewers.
     pub fn frames(&self) -> FrameShelf {
         self.inner.frames.clone()

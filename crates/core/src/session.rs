@@ -670,6 +670,14 @@ impl Session {
         }
     }
 
+    /// Whether the server lets us share a screen (the token's `canPublishSources`, or a
+    /// moderator's change).
+    pub fn can_share(&self) -> bool {
+        self.room
+            .local_permission()
+            .is_none_or(|permission| permission.allows_publishing(ffi::TrackSource::ScreenShare))
+    }
+
     /// Whether our screen share is running (false once it failed).
     pub fn is_sharing(&self) -> bool {
         self.share.as_ref().is_some_and(|share| !share.thread.is_finished())

@@ -14,6 +14,7 @@ import type {
   ModerationAction,
   ProfileSummary,
   RoomEntry,
+  ShareTarget,
   ShortcutSupport,
 } from './types';
 
@@ -340,6 +341,31 @@ export class AppModel {
   /// Plays someone whose audio is not encrypted in an encrypted call.
   async allowUnencrypted(identity: string): Promise<void> {
     await this.run(() => this.backend.invoke('allow_unencrypted', { identity }));
+  }
+
+  /// What can be shared (screens and windows, with thumbnails); the failure is shown as a notice.
+  async shareTargets(): Promise<ShareTarget[]> {
+    try {
+      return await this.backend.invoke('list_share_targets');
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+      return [];
+    }
+  }
+
+  /// Shares a screen or window (`call.sharing` shows it); `false` when it could not start.
+  async startShare(target: string, quality: string): Promise<boolean> {
+    try {
+      await this.backend.invoke('start_share', { target, quality });
+      return true;
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+      return false;
+    }
+  }
+
+  async stopShare(): Promise<void> {
+    await this.run(() => this.backend.invoke('stop_share'));
   }
 
   /// Opens a viewer on someone's screen share (`call.watching` lists the open ones).

@@ -84,7 +84,8 @@ export function localTile(state: ClientState): Tile | null {
     volume: 100,
     locallyMuted: false,
     encryption: 'unknown',
-    sharing: false,
+    // Our own share: the Live mark on our tile (not a button: we do not watch ourselves).
+    sharing: call.sharing !== null,
     onStage: isSpeaker(call.role),
     remote: null,
   };

@@ -88,6 +88,38 @@ describe('control bar', () => {
     expect(x11.backend.callsOf('push_to_talk'), 'the shell handles the key where global shortcuts work').toEqual([]);
   });
 
+  it('shares a window picked by name at the quality chosen, and stops sharing', async () => {
+    const { backend, user } = await renderInRoom('Lounge');
+    const bar = screen.getByRole('toolbar', { name: 'Call controls' });
+    await user.click(within(bar).getByRole('button', { name: 'Share screen' }));
+
+    const dialog = await screen.findByRole('dialog', { name: 'Share your screen' });
+    const editor = await within(dialog).findByRole('radio', { name: /Editor/ });
+    expect(within(dialog).getAllByRole('radio').map((radio) => radio.textContent?.trim())).toEqual([
+      'Screen 0 1920×1080',
+      'Editor 1280×800',
+    ]);
+    await user.click(editor);
+    expect(editor).toHaveAttribute('aria-checked', 'true');
+    await user.selectOptions(within(dialog).getByRole('combobox', { name: 'Quality' }), '1080p30');
+    await user.click(within(dialog).getByRole('button', { name: 'Share' }));
+
+    await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Share your screen' })).toBeNull());
+    expect(backend.callsOf('start_share')).toEqual([{ target: 'window:0x1a00007', quality: '1080p30' }]);
+    expect(screen.getByRole('group', { name: /^You/ }), 'our tile says we share').toHaveAccessibleName('You, sharing your screen');
+    const stop = within(bar).getByRole('button', { name: 'Stop sharing' });
+    await user.click(stop);
+    expect(backend.callsOf('stop_share')).toHaveLength(1);
+    await within(bar).findByRole('button', { name: 'Share screen' });
+  });
+
+  it('says so instead of sharing where the room does not allow it', async () => {
+    await renderInRoom('Town hall', {}, 'forum');
+    const share = within(screen.getByRole('toolbar', { name: 'Call controls' })).getByRole('button', { name: 'Share screen' });
+    expect(share).toBeDisabled();
+    expect(share).toHaveAttribute('title', 'This room does not allow screen sharing');
+  });
+
   it('leaves the room', async () => {
     const { backend, user } = await renderInRoom('Lounge');
     await user.click(screen.getByRole('button', { name: 'Leave' }));

@@ -40,6 +40,15 @@ pub(crate) enum CallCommand {
         raised: bool,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    /// Share a screen or window.
+    Share {
+        target: parley_capture::Target,
+        quality: parley_capture::Quality,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    StopShare {
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
     /// A share's viewer is this large (device pixels): receive the layer that fits.
     Fit {
         identity: String,
@@ -226,6 +235,16 @@ impl Call {
             tokio::select! {
                 command = commands.recv() => match command {
                     None => break End::Left(None),
+                    // Starting and stopping a share wait on the engine (publishing, the capture
+                    // thread's end): events queue meanwhile, as during a join.
+                    Some(CallCommand::Share { target, quality, reply }) => {
+                        let result = self.session.start_share(&target, quality).await.map_err(ClientError::from);
+                        answer(reply, result);
+                    }
+                    Some(CallCommand::StopShare { reply }) => {
+                        self.session.stop_share().await;
+                        answer(reply, Ok(()));
+                    }
                     Some(command) => {
                         if let Some(reply) = self.handle(command) {
                             break End::Left(Some(reply));
@@ -266,6 +285,10 @@ impl Call {
                 answer(reply, result);
             }
             CallCommand::Fit { identity, width, height } => self.session.fit_watch(&identity, width, height),
+            // `run` awaits these itself.
+            CallCommand::Share { reply, .. } | CallCommand::StopShare { reply } => {
+                answer(reply, Err(ClientError::internal("a share command reached the wrong handler")));
+            }
             CallCommand::Moderate { identity, action, reply } => {
                 let (plane, grant) = (Arc::clone(self.membership.plane()), self.membership.grant());
                 tokio::spawn(async move {
@@ -307,7 +330,9 @@ impl Call {
                         Some(CallCommand::Leave { reply }) => return Some(End::Left(Some(reply))),
                         Some(CallCommand::Control { reply, .. })
                         | Some(CallCommand::Moderate { reply, .. })
-                        | Some(CallCommand::Hand { reply, .. }) => {
+                        | Some(CallCommand::Hand { reply, .. })
+                        | Some(CallCommand::Share { reply, .. })
+                        | Some(CallCommand::StopShare { reply }) => {
                             answer(reply, Err(ClientError::new(ErrorCode::Unreachable, "the call is reconnecting")));
                         }
                         // The viewer says its size again when it changes.
@@ -379,11 +404,27 @@ impl Call {
         }
         let volume = |identity: &str| self.shared.saved_volume(&self.profile, identity);
         self.shared.state.send_if_modified(|state| state::apply_session_event(state, event, &volume));
+        if matches!(
+            event,
+            SessionEvent::Joined { .. } | SessionEvent::PublishPermission { .. } | SessionEvent::Reconnected
+        ) {
+            let can_share = self.session.can_share();
+            self.shared.state.send_if_modified(|state| match state.call.as_mut() {
+                Some(call) if call.can_share != can_share => {
+                    call.can_share = can_share;
+                    true
+                }
+                _ => false,
+            });
+        }
         match event {
             SessionEvent::DeviceChanged { message } => {
                 self.shared.notify(Notice::DeviceChanged { message: message.clone() })
             }
             SessionEvent::Warning { message } => self.shared.notify(Notice::Warning { message: message.clone() }),
+            SessionEvent::ShareFailed { reason, .. } => {
+                self.shared.notify(Notice::Warning { message: format!("Your screen share stopped: {reason}") })
+            }
             SessionEvent::Disconnected { connection_lost: true, .. } => return Next::Rejoin,
             SessionEvent::Disconnected { code, .. } if code != "client_initiated" => {
                 self.notify_failure();

@@ -126,6 +126,7 @@ impl From<SessionError> for ClientError {
             },
             SessionError::Token(_) => ErrorCode::Unauthorized,
             SessionError::Output(_) | SessionError::Audio(_) => ErrorCode::Device,
+            SessionError::Engine(EngineError::NotAllowed(_)) => ErrorCode::Forbidden,
             SessionError::Engine(_) => ErrorCode::Engine,
             SessionError::LeaveTimedOut(_) => ErrorCode::Timeout,
             SessionError::Capture(parley_capture::CaptureError::NotFound(_)) => ErrorCode::NotFound,

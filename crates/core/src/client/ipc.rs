@@ -13,6 +13,7 @@ use super::directory::Backend;
 use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, ProfileSummary, RoomEntry};
 use super::error::{ClientError, ErrorCode};
 use super::settings::{AppSettings, Shortcuts, TransmitChoice};
+use super::sharing::{LocalShare, ShareTarget};
 use super::state::{
     Bandwidth, CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState,
     ModerationAction, ModerationOption, ParticipantState,
@@ -122,6 +123,9 @@ pub fn commands() -> Vec<CommandSpec> {
         command("set_volume", vec![("identity", ts::<String>()), ("percent", ts::<u32>())], ts::<()>()),
         command("set_local_mute", vec![("identity", ts::<String>()), ("muted", ts::<bool>())], ts::<()>()),
         command("allow_unencrypted", vec![("identity", ts::<String>())], ts::<()>()),
+        command("list_share_targets", vec![], ts::<Vec<ShareTarget>>()),
+        command("start_share", vec![("target", ts::<String>()), ("quality", ts::<String>())], ts::<()>()),
+        command("stop_share", vec![], ts::<()>()),
         command("watch_share", vec![("identity", ts::<String>())], ts::<()>()),
         command("unwatch_share", vec![("identity", ts::<String>())], ts::<()>()),
         command(
@@ -166,6 +170,8 @@ pub fn bindings_ts() -> String {
         declaration::<CallState>(),
         declaration::<CallPhase>(),
         declaration::<Bandwidth>(),
+        declaration::<LocalShare>(),
+        declaration::<ShareTarget>(),
         declaration::<ParticipantState>(),
         declaration::<Encryption>(),
         declaration::<ConnectionQuality>(),

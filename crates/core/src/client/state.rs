@@ -12,6 +12,7 @@ use ts_rs::TS;
 
 use super::error::ErrorCode;
 use super::settings::TransmitChoice;
+use super::sharing::LocalShare;
 use crate::SessionEvent;
 use crate::membership::MembershipEvent;
 use crate::session::{CallEncryption, MediaKind, SessionState};
@@ -233,6 +234,10 @@ pub struct CallState {
     pub encrypted: bool,
     /// Everyone else, in the order they arrived.
     pub participants: Vec<ParticipantState>,
+    /// The server lets us share a screen (the token's `canPublishSources`).
+    pub can_share: bool,
+    /// Our screen share, while it runs.
+    pub sharing: Option<LocalShare>,
     /// Whose screen shares we watch (their viewers are open), in the order they were opened.
     pub watching: Vec<String>,
     /// What the call's connections carry now (over the last report interval), once known.
@@ -359,6 +364,8 @@ impl CallState {
             local_quality: ConnectionQuality::Unknown,
             encrypted: false,
             participants: Vec::new(),
+            can_share: false,
+            sharing: None,
             watching: Vec::new(),
             bandwidth: None,
             last_traffic: None,
@@ -491,6 +498,15 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             match call.participant_mut(identity) {
                 Some(participant) if participant.sharing != sharing => participant.sharing = sharing,
                 _ => return closed,
+            }
+        }
+        SessionEvent::ShareStarted { target, quality, width, height, .. } => {
+            call.sharing =
+                Some(LocalShare { target: target.clone(), quality: quality.clone(), width: *width, height: *height });
+        }
+        SessionEvent::ShareStopped { .. } | SessionEvent::ShareFailed { .. } => {
+            if call.sharing.take().is_none() {
+                return false;
             }
         }
         SessionEvent::Traffic { received_bytes, sent_bytes } => {

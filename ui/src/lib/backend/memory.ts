@@ -23,6 +23,7 @@ import type {
   ParticipantState,
   ProfileSummary,
   RoomEntry,
+  ShareTarget,
   ShortcutSupport,
   StateUpdate,
   UpdateStatus,
@@ -118,6 +119,11 @@ const DEMO_ROOMS: Record<string, RoomEntry[]> = {
   ],
   matrix: [],
 };
+
+const DEMO_SHARE_TARGETS: ShareTarget[] = [
+  { id: 'screen:0', kind: 'screen', name: '0', width: 1920, height: 1080, thumbnail: null },
+  { id: 'window:0x1a00007', kind: 'window', name: 'Editor', width: 1280, height: 800, thumbnail: null },
+];
 
 const DEMO_FEATURES: Record<string, BackendFeatures> = {
   local: { listRooms: true, raiseHand: false },
@@ -397,6 +403,22 @@ export class MemoryBackend implements Backend {
       return null;
     },
     allow_unencrypted: async ({ identity }) => this.updateParticipant(identity, { encryption: 'allowed_unencrypted' }),
+    list_share_targets: async () => structuredClone(DEMO_SHARE_TARGETS),
+    start_share: async ({ target, quality }) => {
+      const call = this.requireCall();
+      const found = DEMO_SHARE_TARGETS.find((candidate) => candidate.id === target);
+      if (!found) throw new BackendError({ code: 'not_found', message: `${target} is no longer there to share (closed?); pick another` });
+      if (!call.canShare) throw new BackendError({ code: 'forbidden', message: 'not allowed: this room does not allow screen share' });
+      if (call.sharing) throw new BackendError({ code: 'invalid_input', message: 'a screen share is already running; stop it first' });
+      const [width, height] = quality === '720p30' ? [1280, 720] : [found.width, found.height];
+      this.publish({ ...this.state, call: { ...call, sharing: { target: found.name, quality, width, height } } });
+      return null;
+    },
+    stop_share: async () => {
+      const call = this.requireCall();
+      this.publish({ ...this.state, call: { ...call, sharing: null } });
+      return null;
+    },
     watch_share: async ({ identity }) => {
       const call = this.requireCall();
       if (!call.participants.some((p) => p.identity === identity && p.sharing)) {
@@ -485,6 +507,8 @@ export class MemoryBackend implements Backend {
       localQuality: 'unknown',
       encrypted: false,
       participants: [],
+      canShare: false,
+      sharing: null,
       watching: [],
       bandwidth: null,
     };
@@ -526,6 +550,9 @@ export class MemoryBackend implements Backend {
         localQuality: 'excellent',
         encrypted: this.encrypted.includes(entry.id),
         participants: structuredClone(this.people[entry.id] ?? []),
+        // A stage room's listener may not share either.
+        canShare: !entry.stage,
+        sharing: null,
         watching: [],
         bandwidth: null,
       },

@@ -109,6 +109,14 @@ encrypted: boolean,
  */
 participants: Array<ParticipantState>, 
 /**
+ * The server lets us share a screen (the token's `canPublishSources`).
+ */
+canShare: boolean, 
+/**
+ * Our screen share, while it runs.
+ */
+sharing: LocalShare | null, 
+/**
  * Whose screen shares we watch (their viewers are open), in the order they were opened.
  */
 watching: Array<string>, 
@@ -126,6 +134,40 @@ export type CallPhase = { "phase": "joining" } | { "phase": "connecting" } | { "
  * The call's network rate both ways, kilobits per second (media, data and RTCP).
  */
 export type Bandwidth = { receivedKbps: number, sentKbps: number, };
+
+/**
+ * Our share as the window shows it (the tray and title say "sharing" too).
+ */
+export type LocalShare = { 
+/**
+ * What is shared, as people read it (`window "Editor" (1280x720)`).
+ */
+target: string, 
+/**
+ * `720p30`, `1080p30`, `1080p60` or `source`.
+ */
+quality: string, 
+/**
+ * The size it is sent at.
+ */
+width: number, height: number, };
+
+/**
+ * A screen or window the user may share.
+ */
+export type ShareTarget = { 
+/**
+ * What `start_share` takes: `screen:<index>` or `window:<id>`.
+ */
+id: string, 
+/**
+ * `screen` or `window`.
+ */
+kind: string, name: string, width: number, height: number, 
+/**
+ * A small picture of it now (`data:image/jpeg;base64,…`), when it could be taken.
+ */
+thumbnail: string | null, };
 
 /**
  * Someone else in the call.

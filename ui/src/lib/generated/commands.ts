@@ -30,6 +30,9 @@ export interface Commands {
   set_volume: { args: { identity: string; percent: number }; result: null };
   set_local_mute: { args: { identity: string; muted: boolean }; result: null };
   allow_unencrypted: { args: { identity: string }; result: null };
+  list_share_targets: { args: Record<string, never>; result: Array<T.ShareTarget> };
+  start_share: { args: { target: string; quality: string }; result: null };
+  stop_share: { args: Record<string, never>; result: null };
   watch_share: { args: { identity: string }; result: null };
   unwatch_share: { args: { identity: string }; result: null };
   fit_share: { args: { identity: string; width: number; height: number }; result: null };
@@ -69,6 +72,9 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "set_volume",
   "set_local_mute",
   "allow_unencrypted",
+  "list_share_targets",
+  "start_share",
+  "stop_share",
   "watch_share",
   "unwatch_share",
   "fit_share",

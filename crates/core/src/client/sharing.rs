@@ -1,0 +1,126 @@
+//! Our own screen share from the app: what can be shared (each screen and window, with a
+//! thumbnail), and the state the window shows while we share.
+
+use base64::Engine as _;
+use parley_capture::{CaptureError, Target, TargetKind};
+use serde::Serialize;
+use ts_rs::TS;
+
+use super::error::{ClientError, ErrorCode};
+
+/// A thumbnail's width at most (its height follows the target's aspect).
+const THUMBNAIL_WIDTH: u32 = 320;
+/// Thumbnails are small and only looked at once: a lower JPEG quality is fine.
+const THUMBNAIL_QUALITY: u8 = 70;
+
+/// A screen or window the user may share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareTarget {
+    /// What `start_share` takes: `screen:<index>` or `window:<id>`.
+    pub id: String,
+    /// `screen` or `window`.
+    pub kind: String,
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// A small picture of it now (`data:image/jpeg;base64,…`), when it could be taken.
+    pub thumbnail: Option<String>,
+}
+
+/// Our share as the window shows it (the tray and title say "sharing" too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalShare {
+    /// What is shared, as people read it (`window "Editor" (1280x720)`).
+    pub target: String,
+    /// `720p30`, `1080p30`, `1080p60` or `source`.
+    pub quality: String,
+    /// The size it is sent at.
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The id of `target` in [`ShareTarget::id`].
+fn target_id(target: &Target) -> String {
+    match target.kind {
+        TargetKind::Screen => format!("screen:{}", target.id),
+        TargetKind::Window => format!("window:{:#x}", target.id),
+    }
+}
+
+/// Every screen and named window, with thumbnails. Blocking (display round trips).
+///
+/// Errors: no display, or capture unsupported here ([`ErrorCode::Unsupported`]).
+pub(crate) fn list_targets() -> Result<Vec<ShareTarget>, ClientError> {
+    let targets = parley_capture::list_targets().map_err(capture_error)?;
+    Ok(targets
+        .iter()
+        .map(|target| ShareTarget {
+            id: target_id(target),
+            kind: target.kind.code().to_string(),
+            name: target.name.clone(),
+            width: target.width,
+            height: target.height,
+            thumbnail: thumbnail(target),
+        })
+        .collect())
+}
+
+/// The target `id` names, as it is now. Blocking.
+///
+/// Errors: [`ErrorCode::NotFound`] for a window that closed (or an id that never was).
+pub(crate) fn find_target(id: &str) -> Result<Target, ClientError> {
+    let targets = parley_capture::list_targets().map_err(capture_error)?;
+    targets.into_iter().find(|target| target_id(target) == id).ok_or_else(|| {
+        ClientError::new(ErrorCode::NotFound, format!("{id} is no longer there to share (closed?); pick another"))
+    })
+}
+
+fn capture_error(error: CaptureError) -> ClientError {
+    let code = match error {
+        CaptureError::Unsupported(_) => ErrorCode::Unsupported,
+        CaptureError::TargetGone(_) | CaptureError::NotFound(_) => ErrorCode::NotFound,
+        _ => ErrorCode::Unreachable,
+    };
+    ClientError::new(code, format!("screen capture: {error}"))
+}
+
+/// A small JPEG of `target` as a data URL; `None` when it cannot be captured now.
+fn thumbnail(target: &Target) -> Option<String> {
+    let mut capturer = parley_capture::open(target).ok()?;
+    let mut frame = parley_capture::Frame::default();
+    capturer.capture(&mut frame).ok()?;
+    if frame.width == 0 || frame.height == 0 {
+        return None;
+    }
+    let width = frame.width.min(THUMBNAIL_WIDTH);
+    let height = (u64::from(frame.height) * u64::from(width) / u64::from(frame.width)).max(1) as u32;
+    let mut small = vec![0; width as usize * height as usize * 4];
+    parley_capture::scale::scale_bgra(&frame.data, frame.width, frame.height, &mut small, width, height);
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, THUMBNAIL_QUALITY)
+        .encode(&small, u16::try_from(width).ok()?, u16::try_from(height).ok()?, jpeg_encoder::ColorType::Bgra)
+        .ok()?;
+    Some(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(jpeg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_named_by_kind_and_id() {
+        let screen = Target { kind: TargetKind::Screen, id: 1, name: "screen 1".into(), width: 1920, height: 1080 };
+        let window =
+            Target { kind: TargetKind::Window, id: 0x1a0_0007, name: "Editor".into(), width: 800, height: 600 };
+        assert_eq!(target_id(&screen), "screen:1");
+        assert_eq!(target_id(&window), "window:0x1a00007");
+    }
+
+    #[test]
+    fn capture_failures_keep_their_meaning() {
+        assert_eq!(capture_error(CaptureError::TargetGone("window".into())).code, ErrorCode::NotFound);
+        assert_eq!(capture_error(CaptureError::Unsupported("wayland".into())).code, ErrorCode::Unsupported);
+    }
+}
