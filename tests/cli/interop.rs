@@ -9,7 +9,12 @@ use parley_audio::analysis::{band_energy_fraction, tone_level_dbfs};
 use parley_core::token::{TokenRequest, mint};
 use serde_json::Value;
 
-use crate::support::{audio_lock, join, scratch, server, wait};
+use parley_capture::pattern;
+use parley_devserver::display::Xvfb;
+use parley_e2e::PatternWindow;
+
+use crate::share::{assert_bars, bars_of, saved_frames};
+use crate::support::{audio_lock, join, join_with_env, scratch, server, wait};
 
 #[test]
 fn parley_and_the_livekit_python_sdk_hear_each_other() {
@@ -59,4 +64,88 @@ fn parley_and_the_livekit_python_sdk_hear_each_other() {
     assert!((dominant - 700.0).abs() < 5.0, "the Python peer hears parley's 700 Hz, got {dominant:.1} Hz");
     // A −12 dBFS peak sine has an RMS of −15 dBFS.
     assert!((rms + 15.0).abs() <= 6.0, "at −15 ± 6 dBFS RMS, got {rms:.1}");
+}
+
+#[test]
+fn parley_and_the_livekit_python_sdk_see_each_others_screen_share() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display.env());
+    let python = parley_deps::Layout::discover().python_peer_interpreter();
+    let request = TokenRequest {
+        room: "interop-video".into(),
+        identity: "snake".into(),
+        name: None,
+        admin: false,
+        ttl: Duration::from_secs(600),
+    };
+    let token = mint(server.api_key(), server.api_secret(), &request).expect("mint");
+    let bars: Vec<String> = pattern::BARS.iter().map(|[r, g, b]| format!("{r},{g},{b}")).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/python_peer.py");
+    let mut snake = Command::new(&python)
+        .args([script, "--url", &server.url(), "--token", &token, "--share-bars", &bars.join(";"), "--watch"])
+        .args(["--seconds", "10"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Python peer");
+    let frames = dir.path().join("frames");
+    let frames_arg = frames.to_str().expect("a UTF-8 path").to_string();
+    let id = window.id.to_string();
+    let crab = join_with_env(
+        &server,
+        "interop-video",
+        "crab",
+        dir.path(),
+        &[
+            "--share-screen",
+            &id,
+            "--share-quality",
+            "720p30",
+            "--watch",
+            "snake",
+            "--save-frames",
+            &frames_arg,
+            "--save-every",
+            "30",
+        ],
+        8.0,
+        &display.env(),
+    )
+    .finish(Duration::from_secs(40));
+    crab.assert_clean();
+    let status = wait(&mut snake, Duration::from_secs(40));
+    let output = snake.wait_with_output().expect("python output");
+    assert!(status.success(), "the Python peer failed: {}", String::from_utf8_lossy(&output.stderr));
+
+    // Parley received the Python SDK's share: full size, its bars' colours.
+    let started = crab.events_named("watch_started");
+    let started = started.first().unwrap_or_else(|| panic!("crab should receive snake's share: {:?}", crab.events));
+    assert_eq!((started["width"].as_u64(), started["height"].as_u64()), (Some(1280), Some(720)), "{started}");
+    let saved = saved_frames(&frames);
+    let last = saved.iter().rev().find(|frame| frame.width == 1280).expect("a full-size picture from snake");
+    assert_bars("parley's picture of snake's share", &bars_of(last));
+
+    // The Python SDK received Parley's share: full size, the pattern window's bars.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let watched = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["event"] == "watched" && event["identity"] == "crab")
+        .unwrap_or_else(|| panic!("the Python peer reported no picture of crab's share: {stdout}"));
+    assert_eq!((watched["width"].as_u64(), watched["height"].as_u64()), (Some(1280), Some(720)), "{watched}");
+    assert!(watched["frames"].as_u64().is_some_and(|frames| frames >= 60), "snake should get crab's share: {watched}");
+    let got: Vec<[u8; 3]> = watched["bars"]
+        .as_array()
+        .expect("bars")
+        .iter()
+        .map(|bar| {
+            let channel =
+                |index: usize| bar[index].as_u64().and_then(|value| u8::try_from(value).ok()).expect("a channel");
+            [channel(0), channel(1), channel(2)]
+        })
+        .collect();
+    assert_bars("the Python SDK's picture of crab's share", &got);
 }

@@ -25,14 +25,15 @@ const TIMEOUT: Duration = Duration::from_secs(40);
 const COLOUR_TOLERANCE: i32 = 40;
 
 /// One saved picture, decoded to RGBA.
-struct Saved {
-    index: u64,
-    width: u32,
-    height: u32,
-    rgba: Vec<u8>,
+pub struct Saved {
+    pub index: u64,
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
 }
 
-fn saved_frames(dir: &Path) -> Vec<Saved> {
+/// The pictures `parley join --save-frames DIR` saved, in order.
+pub fn saved_frames(dir: &Path) -> Vec<Saved> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .expect("the frames directory")
         .map(|entry| entry.expect("an entry").path())
@@ -62,6 +63,26 @@ fn saved_frames(dir: &Path) -> Vec<Saved> {
 fn pixel(frame: &Saved, x: u32, y: u32) -> [u8; 3] {
     let at = ((y * frame.width + x) * 4) as usize;
     [frame.rgba[at], frame.rgba[at + 1], frame.rgba[at + 2]]
+}
+
+/// Asserts that `got` (the colour in the middle of each eighth of a picture, halfway down the
+/// bars) are the pattern's bars, within what video compression changes.
+pub fn assert_bars(what: &str, got: &[[u8; 3]]) {
+    assert_eq!(got.len(), pattern::BARS.len(), "{what}: eight bars");
+    for (bar, (got, expected)) in got.iter().zip(pattern::BARS).enumerate() {
+        let off = got.iter().zip(expected).map(|(&got, want)| (i32::from(got) - i32::from(want)).abs()).max();
+        assert!(
+            off.is_some_and(|off| off <= COLOUR_TOLERANCE),
+            "{what}: bar {bar} should be {expected:?}, got {got:?}"
+        );
+    }
+}
+
+/// The colour in the middle of each of `frame`'s eight bars.
+pub fn bars_of(frame: &Saved) -> Vec<[u8; 3]> {
+    let bar_width = frame.width / 8;
+    let row = frame.height * pattern::BARS_HEIGHT / pattern::HEIGHT / 2;
+    (0..8).map(|bar| pixel(frame, bar * bar_width + bar_width / 2, row)).collect()
 }
 
 /// The mean rate over the watch statistics between 1 s after the first and the last.
@@ -157,16 +178,7 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
     let mut markers = Vec::new();
     for frame in steady {
         assert_eq!((frame.width, frame.height), (1280, 720), "frame {}", frame.index);
-        let bar_width = pattern::WIDTH / 8;
-        for (bar, expected) in pattern::BARS.iter().enumerate() {
-            let got = pixel(frame, bar as u32 * bar_width + bar_width / 2, pattern::BARS_HEIGHT / 2);
-            let off = got.iter().zip(expected).map(|(&got, &want)| (i32::from(got) - i32::from(want)).abs()).max();
-            assert!(
-                off.is_some_and(|off| off <= COLOUR_TOLERANCE),
-                "frame {}: bar {bar} should be {expected:?}, got {got:?}",
-                frame.index
-            );
-        }
+        assert_bars(&format!("frame {}", frame.index), &bars_of(frame));
         counters.push(pattern::read_counter(&frame.rgba, frame.width));
         markers.push(pattern::find_marker(&frame.rgba, frame.width));
     }

@@ -40,15 +40,26 @@ pub fn list_targets(json: bool) -> Result<(), Failure> {
 }
 
 /// Saves the watched pictures it is handed as `DIR/frame-NNNNNN.png` (N: the picture's index
-/// among all received; the session hands over every `--save-every`th).
+/// among all received; the session hands over every `--save-every`th). Each is written under a
+/// `.part` name and renamed when complete: a process that exits mid-picture leaves no torn PNG.
+/// The 8x8 black picture the engine hands over as a track ends is not saved.
 pub struct PngSaver {
     pub dir: PathBuf,
 }
 
+/// Pictures smaller than this on a side are the engine's end-of-track placeholder.
+const PLACEHOLDER_SIDE: u32 = 16;
+
 impl PngSaver {
     fn save(&self, index: u64, frame: &ReceivedVideoFrame) -> Result<(), String> {
         let path = self.dir.join(format!("frame-{index:06}.png"));
-        let file = std::fs::File::create(&path).map_err(|error| format!("{}: {error}", path.display()))?;
+        let part = path.with_extension("png.part");
+        self.write(&part, frame)?;
+        std::fs::rename(&part, &path).map_err(|error| format!("{}: {error}", path.display()))
+    }
+
+    fn write(&self, path: &std::path::Path, frame: &ReceivedVideoFrame) -> Result<(), String> {
+        let file = std::fs::File::create(path).map_err(|error| format!("{}: {error}", path.display()))?;
         let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), frame.width, frame.height);
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
@@ -62,6 +73,9 @@ impl PngSaver {
 
 impl VideoSink for PngSaver {
     fn frame(&mut self, _identity: &str, index: u64, frame: &ReceivedVideoFrame) {
+        if frame.width < PLACEHOLDER_SIDE && frame.height < PLACEHOLDER_SIDE {
+            return;
+        }
         if let Err(error) = self.save(index, frame) {
             eprintln!("parley: warning: saving a watched picture: {error}");
         }
