@@ -80,6 +80,7 @@ pub fn start(app: &AppHandle, client: &Client) {
             let state = states.borrow_and_update().clone();
             forward_app.state::<StateFeed>().publish(state.clone());
             tray::show(&forward_app, &state);
+            crate::popout::sync(&forward_app, &state);
             last = last.log_change(&state);
             if states.changed().await.is_err() {
                 return;

@@ -34,6 +34,7 @@ pub const COMMANDS: &[&str] = &[
     "start_share",
     "stop_share",
     "watch_share",
+    "pop_out_share",
     "unwatch_share",
     "fit_share",
     "dismiss_link",

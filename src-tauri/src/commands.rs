@@ -213,6 +213,13 @@ pub async fn watch_share(client: State<'_, Client>, identity: String) -> Reply<(
     client.watch_share(&identity).await
 }
 
+/// Moves a watched share's viewer into a window of its own.
+#[tauri::command]
+#[tracing::instrument(skip(app, client), err(Display))]
+pub async fn pop_out_share(app: AppHandle, client: State<'_, Client>, identity: String) -> Reply<()> {
+    crate::popout::open(&app, &client, &identity)
+}
+
 /// Closes the viewer: the share is no longer received.
 #[tauri::command]
 #[tracing::instrument(skip(client), err(Display))]

@@ -14,10 +14,12 @@
 //! * [`links`] — `parley://` deep links, arguments forwarded by a second launch, and the
 //!   `parley ctl` control socket;
 //! * [`updates`] — the signed updater;
-//! * [`frames`] — the `parley-frame` URI scheme that feeds the screen-share viewers.
+//! * [`frames`] — the `parley-frame` URI scheme that feeds the screen-share viewers;
+//! * [`popout`] — screen shares in windows of their own (`share-*`, which get only
+//!   `capabilities/share-window.json`).
 //!
 //! Plugins: single-instance (+ deep-link), window-state, global-shortcut, updater,
-//! notification, autostart. The webview gets only `capabilities/main-window.json`.
+//! notification, autostart. The main webview gets only `capabilities/main-window.json`.
 
 mod bridge;
 #[cfg(test)]
@@ -26,6 +28,7 @@ mod commands;
 mod frames;
 mod links;
 mod login_item;
+mod popout;
 mod shortcuts;
 mod tray;
 mod updates;
@@ -122,6 +125,7 @@ fn run_app() -> anyhow::Result<()> {
             commands::start_share,
             commands::stop_share,
             commands::watch_share,
+            commands::pop_out_share,
             commands::unwatch_share,
             commands::fit_share,
             commands::dismiss_link,
@@ -141,14 +145,17 @@ fn run_app() -> anyhow::Result<()> {
                 tracing::info!("page loaded");
             }
         })
-        .on_window_event(|window, event| {
-            // Closing the window keeps the call and the tray; Quit is in the tray menu.
-            if let WindowEvent::CloseRequested { api, .. } = event {
+        .on_window_event(|window, event| match event {
+            // Closing the main window keeps the call and the tray; Quit is in the tray menu.
+            WindowEvent::CloseRequested { api, .. } if window.label() == MAIN_WINDOW => {
                 api.prevent_close();
                 if let Err(error) = window.hide() {
                     tracing::warn!(%error, "hiding the window failed");
                 }
             }
+            // A share's own window closed: its viewer goes back to the room view.
+            WindowEvent::Destroyed => popout::closed(window.state::<Client>().inner(), window.label()),
+            _ => {}
         })
         .build(tauri::generate_context!())
         .context("building the app")?;
@@ -208,6 +215,23 @@ mod tests {
         expected.extend(commands.iter().map(String::as_str));
         assert_eq!(granted, expected, "the webview may call only the app's commands (no fs, http, shell, shortcuts)");
         assert_eq!(capability["windows"], serde_json::json!(["main"]), "one window, named explicitly");
+    }
+
+    #[test]
+    fn a_share_window_may_only_follow_the_state_fit_and_stop_watching() {
+        let capability: serde_json::Value = serde_json::from_str(include_str!("../capabilities/share-window.json"))
+            .expect("the capability file is JSON");
+        assert_eq!(capability["windows"], serde_json::json!([format!("{}*", crate::popout::LABEL_PREFIX)]));
+        let granted: Vec<&str> =
+            capability["permissions"].as_array().expect("permissions").iter().filter_map(|p| p.as_str()).collect();
+        assert_eq!(granted, ["allow-get-state", "allow-next-state", "allow-fit-share", "allow-unwatch-share"]);
+        for permission in granted {
+            let command = permission.trim_start_matches("allow-").replace('-', "_");
+            assert!(COMMANDS.contains(&command.as_str()), "{permission} names one of the app's commands");
+        }
+        let config: serde_json::Value =
+            serde_json::from_str(include_str!("../tauri.conf.json")).expect("tauri.conf.json is JSON");
+        assert_eq!(config["app"]["security"]["capabilities"], serde_json::json!(["main-window", "share-window"]));
     }
 
     #[test]

@@ -31,8 +31,8 @@ use peer::{Peer, between, now_ms};
 use rig::{APP_IDENTITY, APP_MIC, APP_SPEAKER, AppSetup, ROOM, Rig};
 use sound::{Ear, Mouth, read_tone, tone_gain};
 use window::{
-    PictureView, click_live_mark, click_menu_item, click_viewer_button, confirm, menu_items, open_menu, received_kbps,
-    set_volume, tile, viewer_open, wait_for_picture, wait_for_tile,
+    PictureView, click_live_mark, click_menu_item, click_viewer_button, close_window_titled, confirm, menu_items,
+    open_menu, received_kbps, set_volume, tile, viewer_open, wait_for_picture, wait_for_tile,
 };
 
 /// The CLI's default `--tone-level`: a peak of −12 dBFS.
@@ -213,8 +213,32 @@ fn bars_on_screen(png: &[u8], picture: &PictureView) -> Vec<[u8; 3]> {
         .collect()
 }
 
+/// Waits for a window other than `main` to open; returns its handle.
+fn wait_for_new_window(rig: &Rig, main: &str) -> String {
+    let deadline = Instant::now() + ARRIVES;
+    loop {
+        let handles = rig.session.window_handles().unwrap_or_else(|error| panic!("listing the windows: {error}"));
+        if let Some(other) = handles.into_iter().find(|handle| handle != main) {
+            return other;
+        }
+        assert!(Instant::now() < deadline, "a window of the share's own should open");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Asserts that `bars` are the pattern's eight bars, within what video compression changes.
+fn assert_bars(what: &str, bars: &[[u8; 3]]) {
+    for (bar, (got, expected)) in bars.iter().zip(pattern::BARS).enumerate() {
+        let off = got.iter().zip(expected).map(|(got, expected)| (i32::from(*got) - i32::from(expected)).abs()).max();
+        assert!(
+            off.is_some_and(|off| off <= 48),
+            "{what}: bar {bar} should be {expected:?}, got {got:?} (all: {bars:?})"
+        );
+    }
+}
+
 #[test]
-fn a_share_is_marked_live_watched_full_screen_and_closed_and_ends_with_its_window() {
+fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_with_its_window() {
     let started = Instant::now();
     let rig = Rig::start("live", &AppSetup::default());
     // Bot shares a window on the app's own display; closing it ends the share.
@@ -253,17 +277,33 @@ fn a_share_is_marked_live_watched_full_screen_and_closed_and_ends_with_its_windo
     let watched = received_kbps(&rig.session);
     let png = rig.session.screenshot().unwrap_or_else(|error| panic!("a screenshot: {error}"));
     let shot = rig.screenshot("full");
-    let bars = bars_on_screen(&png, &full);
-    for (bar, (got, expected)) in bars.iter().zip(pattern::BARS).enumerate() {
-        let off = got.iter().zip(expected).map(|(got, expected)| (i32::from(*got) - i32::from(expected)).abs()).max();
-        assert!(
-            off.is_some_and(|off| off <= 48),
-            "bar {bar} of the shared pattern should show {expected:?} in the viewer, the screen shows {got:?} \
-             ({}; all bars {bars:?})",
-            shot.display()
-        );
-    }
+    assert_bars(&format!("the viewer, full screen ({})", shot.display()), &bars_on_screen(&png, &full));
     click_viewer_button(&rig.session, PEER, "share-expand");
+
+    // Into a window of its own, which shows the picture; closing that window brings the viewer
+    // back into the room view.
+    let main = rig.session.window_handle().unwrap_or_else(|error| panic!("the main window's handle: {error}"));
+    click_viewer_button(&rig.session, PEER, "share-popout");
+    let popout = wait_for_new_window(&rig, &main);
+    rig.session.switch_to_window(&popout).unwrap_or_else(|error| panic!("switching to the pop-out: {error}"));
+    // The new window opened over the shared one: X11 capture without a compositor reads what
+    // is on screen, so put the pattern back on top (as a user would), and let a frame pass.
+    let raised = Command::new("xdotool")
+        .args(["windowraise", &window.id.to_string()])
+        .envs(rig.display.env())
+        .status()
+        .expect("running xdotool (Debian package xdotool; run `cargo xtask setup`)");
+    assert!(raised.success(), "xdotool windowraise should succeed");
+    std::thread::sleep(Duration::from_secs(2));
+    let alone = wait_for_picture(&rig.session, PEER, ARRIVES);
+    let popout_shot = rig.screenshot("popout");
+    assert!(alone.fills_window, "the pop-out shows only the share: {alone:?} ({})", popout_shot.display());
+    let bars =
+        bars_on_screen(&rig.session.screenshot().unwrap_or_else(|error| panic!("a screenshot: {error}")), &alone);
+    assert_bars(&format!("the pop-out ({})", popout_shot.display()), &bars);
+    rig.session.switch_to_window(&main).unwrap_or_else(|error| panic!("back to the main window: {error}"));
+    close_window_titled(&rig.display.env(), &format!("{PEER}'s screen — Parley"));
+    wait_for_picture(&rig.session, PEER, ARRIVES);
 
     click_viewer_button(&rig.session, PEER, "share-close");
     let deadline = Instant::now() + ENDS;
@@ -423,15 +463,7 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
         natural_height: pattern::HEIGHT,
         fills_window: false,
     };
-    let bars = bars_on_screen(&png, &whole);
-    for (bar, (got, expected)) in bars.iter().zip(pattern::BARS).enumerate() {
-        let off = got.iter().zip(expected).map(|(got, expected)| (i32::from(*got) - i32::from(expected)).abs()).max();
-        assert!(
-            off.is_some_and(|off| off <= 48),
-            "bar {bar} should arrive as {expected:?}, got {got:?} ({})",
-            last.display()
-        );
-    }
+    assert_bars(&format!("bot's picture of the app's share ({})", last.display()), &bars_on_screen(&png, &whole));
     eprintln!("share: {}; {:.1} s", shot.display(), started.elapsed().as_secs_f64());
 }
 

@@ -86,11 +86,26 @@ fn parley_and_the_livekit_python_sdk_see_each_others_screen_share() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/python_peer.py");
     let mut snake = Command::new(&python)
         .args([script, "--url", &server.url(), "--token", &token, "--share-bars", &bars.join(";"), "--watch"])
-        .args(["--seconds", "10"])
+        .args(["--seconds", "14"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the Python peer");
+    // Its lines as they come: crab joins once snake shares (starting Python can take seconds).
+    let (lines, said) = std::sync::mpsc::channel::<String>();
+    let stdout = snake.stdout.take().expect("the Python peer's stdout");
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut early = Vec::new();
+    while !early.iter().any(|line: &String| line.contains("\"sharing\"")) {
+        let line = said.recv_timeout(Duration::from_secs(30)).expect("the Python peer should start sharing");
+        early.push(line);
+    }
     let frames = dir.path().join("frames");
     let frames_arg = frames.to_str().expect("a UTF-8 path").to_string();
     let id = window.id.to_string();
@@ -119,17 +134,22 @@ fn parley_and_the_livekit_python_sdk_see_each_others_screen_share() {
     let status = wait(&mut snake, Duration::from_secs(40));
     let output = snake.wait_with_output().expect("python output");
     assert!(status.success(), "the Python peer failed: {}", String::from_utf8_lossy(&output.stderr));
+    reader.join().expect("the Python peer's reader");
+    let stdout = early.into_iter().chain(said.try_iter()).collect::<Vec<_>>().join("\n");
 
     // Parley received the Python SDK's share: full size, its bars' colours.
-    let started = crab.events_named("watch_started");
-    let started = started.first().unwrap_or_else(|| panic!("crab should receive snake's share: {:?}", crab.events));
-    assert_eq!((started["width"].as_u64(), started["height"].as_u64()), (Some(1280), Some(720)), "{started}");
+    // (The first pictures may come from a smaller simulcast layer, until the full-size one flows.)
+    let stats = crab.events_named("watch_stats");
+    assert!(
+        stats.iter().any(|event| event["identity"] == "snake" && event["width"] == 1280 && event["height"] == 720),
+        "crab should receive snake's share at 1280x720: {stats:?}; crab saw {:?}",
+        crab.events.iter().map(|event| event["event"].as_str().unwrap_or_default()).collect::<Vec<_>>()
+    );
     let saved = saved_frames(&frames);
     let last = saved.iter().rev().find(|frame| frame.width == 1280).expect("a full-size picture from snake");
     assert_bars("parley's picture of snake's share", &bars_of(last));
 
     // The Python SDK received Parley's share: full size, the pattern window's bars.
-    let stdout = String::from_utf8_lossy(&output.stdout);
     let watched = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())

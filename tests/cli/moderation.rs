@@ -211,7 +211,7 @@ fn assert_silent(window: &Window, what: &str) {
 }
 
 /// `parley mod --profile <profile> --room <room> <action> <who>`, which must succeed.
-fn moderate(home: &Home, profile: &str, room: &str, action: &str, who: &str) {
+pub(crate) fn moderate(home: &Home, profile: &str, room: &str, action: &str, who: &str) {
     let output =
         home.command().args(["mod", "--profile", profile, "--room", room, action, who]).output().expect("parley mod");
     assert_success(&output, &format!("mod {action} {who}"));

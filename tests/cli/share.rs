@@ -18,6 +18,8 @@ use parley_devserver::DevServer;
 use parley_devserver::display::Xvfb;
 use parley_e2e::PatternWindow;
 
+use crate::moderation::moderate;
+use crate::profiles::Home;
 use crate::support::{Finished, Peer, audio_lock, join, join_with_env, now_ms, parley, scratch, server};
 
 const TIMEOUT: Duration = Duration::from_secs(40);
@@ -364,4 +366,53 @@ fn a_share_watched_while_in_the_call_flows_only_while_watched_and_audio_goes_on(
     assert!(after.len() >= SAMPLE_RATE as usize * 3, "bob should record past the watch's end");
     let level = tone_gain_dbfs(after, SAMPLE_RATE, 440.0);
     assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob after the watch, got {level:.1} dBFS");
+}
+
+#[test]
+fn a_moderator_stops_a_share_the_sharer_says_so_and_the_call_goes_on() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let home = Home::new();
+    home.add_livekit("admin", &server, "moderator", server.api_secret());
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display.env());
+    let bob = join(&server, "stop", "bob", dir.path(), &["--watch", "alice", "--record"], 120.0);
+    let id = window.id.to_string();
+    let alice = join_with_env(
+        &server,
+        "stop",
+        "alice",
+        dir.path(),
+        &["--tone", "440", "--share-screen", &id, "--share-quality", "720p30"],
+        120.0,
+        &display.env(),
+    );
+    bob.wait_for_event("bob should watch alice's share", TIMEOUT, |event| event["event"] == "watch_started");
+
+    moderate(&home, "admin", "stop", "stop-share", "alice");
+    alice.wait_for_event("alice should say a moderator stopped her share", TIMEOUT, |event| {
+        event["event"] == "warning" && event["message"].as_str().is_some_and(|text| text.contains("moderator stopped"))
+    });
+    alice.wait_for_event("alice's share should stop", TIMEOUT, |event| event["event"] == "share_stopped");
+    let ended = bob.wait_for_event("bob should see the share end", TIMEOUT, |event| {
+        event["event"] == "share_ended" && event["identity"] == "alice"
+    });
+    let ended_ms = ended["unix_ms"].as_f64().expect("unix_ms");
+    std::thread::sleep(Duration::from_secs(4));
+    alice.terminate();
+    bob.terminate();
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    // Her voice went on after her share was stopped.
+    let after = bob.recording_between(ended_ms + 500.0, ended_ms + 3000.0);
+    assert!(after.len() >= SAMPLE_RATE as usize * 2, "bob should record past the share's end");
+    let level = tone_gain_dbfs(after, SAMPLE_RATE, 440.0);
+    assert!(
+        (level + 12.0).abs() <= 6.0,
+        "alice's tone should reach bob after her share was stopped, got {level:.1} dBFS"
+    );
 }

@@ -146,6 +146,7 @@ async def main() -> None:
         )
         await room.local_participant.publish_track(track, options)
         tasks.append(asyncio.ensure_future(share(screen, bars_picture(colours), stop)))
+        say(event="sharing")
     await asyncio.sleep(args.seconds)
     stop.set()
     for identity, chunks in heard.items():

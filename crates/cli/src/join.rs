@@ -247,6 +247,7 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             event = events.recv() => {
                 let Some(stamped) = event else { break };
                 printer.print(&stamped);
+                session.on_share_muted(&stamped.event).await;
                 match stamped.event {
                     // Through a profile, the backend is asked for a fresh join first.
                     SessionEvent::Disconnected { connection_lost: true, reason, .. } => {

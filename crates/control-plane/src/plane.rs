@@ -96,10 +96,13 @@ pub enum ModerationAction {
     /// Stage rooms: make a speaker a listener.
     MoveToAudience,
     MakeModerator,
+    /// Stop their screen share (LiveKit: mute their published screen-share track; their client
+    /// ends the share).
+    StopShare,
 }
 
 impl ModerationAction {
-    pub const ALL: [ModerationAction; 11] = [
+    pub const ALL: [ModerationAction; 12] = [
         ModerationAction::Mute,
         ModerationAction::Unmute,
         ModerationAction::HardMute,
@@ -111,6 +114,7 @@ impl ModerationAction {
         ModerationAction::InviteToSpeak,
         ModerationAction::MoveToAudience,
         ModerationAction::MakeModerator,
+        ModerationAction::StopShare,
     ];
 
     /// The command-line spelling (`parley mod … hard-mute <participant>`).
@@ -127,6 +131,7 @@ impl ModerationAction {
             ModerationAction::InviteToSpeak => "invite-to-speak",
             ModerationAction::MoveToAudience => "move-to-audience",
             ModerationAction::MakeModerator => "make-moderator",
+            ModerationAction::StopShare => "stop-share",
         }
     }
 

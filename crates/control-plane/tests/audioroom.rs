@@ -385,7 +385,10 @@ async fn every_moderation_action_reaches_its_endpoint() {
     let room = forum.handle.add_room(NewRoom::stage("stage", "Stage"));
     let plane = plane(&forum, &moderator);
     let grant = plane.join("stage").await.expect("joining");
-    assert_eq!(plane.capabilities().moderation(), ModerationAction::ALL.to_vec(), "a manager on stage may do it all");
+    // All the plugin has endpoints for: stopping a share needs RoomService.
+    let plugin_actions: Vec<_> =
+        ModerationAction::ALL.into_iter().filter(|action| *action != ModerationAction::StopShare).collect();
+    assert_eq!(plane.capabilities().moderation(), plugin_actions, "a manager on stage may do it all");
     forum.handle.set_present(room, bob.id);
     let bob_id = bob.id.to_string();
     let bob_id = bob_id.as_str();

@@ -754,6 +754,24 @@ impl Client {
         answer.await.unwrap_or_else(|_| Err(ClientError::not_in_call()))
     }
 
+    /// Shows `identity`'s watched share in a window of its own (`CallState::popped_out`), or back
+    /// in the room view. Returns whether their share is watched (a pop-out needs one).
+    pub fn set_popped_out(&self, identity: &str, popped: bool) -> bool {
+        let mut watched = false;
+        self.inner.state.send_if_modified(|state| {
+            let Some(call) = state.call.as_mut() else { return false };
+            watched = call.watching.iter().any(|candidate| candidate == identity);
+            let shown = call.popped_out.iter().any(|candidate| candidate == identity);
+            match (popped && watched, shown) {
+                (true, false) => call.popped_out.push(identity.to_string()),
+                (false, true) => call.popped_out.retain(|candidate| candidate != identity),
+                _ => return false,
+            }
+            true
+        });
+        watched
+    }
+
     /// The latest pictures of the shares being watched, for the shell to serve to the viewers.
     pub fn frames(&self) -> FrameShelf {
         self.inner.frames.clone()

@@ -670,6 +670,18 @@ impl Session {
         }
     }
 
+    /// Ends our screen share when `event` says the server muted it (a moderator stopped it):
+    /// a muted share would go on capturing and sending nothing. Front ends pass each event
+    /// here; returns whether it ended the share.
+    pub async fn on_share_muted(&mut self, event: &SessionEvent) -> bool {
+        let SessionEvent::TrackMuted { identity, sid } = event else { return false };
+        let ours = identity == self.room.local_participant().identity();
+        let Some(share) = self.share.take_if(|share| ours && share.sid == *sid) else { return false };
+        self.end_share(share).await;
+        emit(&self.events, SessionEvent::Warning { message: "a moderator stopped your screen share".into() });
+        true
+    }
+
     /// Whether the server lets us share a screen (the token's `canPublishSources`, or a
     /// moderator's change).
     pub fn can_share(&self) -> bool {

@@ -197,6 +197,31 @@ impl Session {
         format!("/session/{}{rest}", self.id)
     }
 
+    /// The handles of the app's open windows (WebKitWebDriver: one per webview window).
+    pub fn window_handles(&self) -> Result<Vec<String>, WebDriverError> {
+        let answer = self.driver.get(&self.path("/window/handles"))?;
+        let handles = answer["value"].as_array().ok_or(WebDriverError::Missing("window handles"))?;
+        Ok(handles.iter().filter_map(|handle| handle.as_str().map(str::to_string)).collect())
+    }
+
+    /// The window that commands act on now.
+    pub fn window_handle(&self) -> Result<String, WebDriverError> {
+        let answer = self.driver.get(&self.path("/window"))?;
+        answer["value"].as_str().map(str::to_string).ok_or(WebDriverError::Missing("a window handle"))
+    }
+
+    /// Makes `handle`'s window the one commands act on.
+    pub fn switch_to_window(&self, handle: &str) -> Result<(), WebDriverError> {
+        self.driver.post(&self.path("/window"), &json!({ "handle": handle }))?;
+        Ok(())
+    }
+
+    /// Closes the current window (as its close button does); commands then need a switch.
+    pub fn close_window(&self) -> Result<(), WebDriverError> {
+        self.driver.delete(&self.path("/window"))?;
+        Ok(())
+    }
+
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
     pub fn execute(&self, script: &str, args: Vec<Value>) -> Result<Value, WebDriverError> {
         let answer = self.driver.post(&self.path("/execute/sync"), &json!({ "script": script, "args": args }))?;

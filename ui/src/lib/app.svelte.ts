@@ -133,6 +133,20 @@ export class AppModel {
     await Promise.all([this.loadProfiles(), this.loadSettings()]);
   }
 
+  /// For a screen share's own window: follows the state only (no servers, settings or notices).
+  async followState(): Promise<void> {
+    this.unsubscribers.push(
+      await this.backend.onStateChanged((update) => {
+        if (update.state) this.state = update.state;
+      }),
+    );
+    try {
+      this.state = await this.backend.invoke('get_state');
+    } catch (error) {
+      this.notice = toBackendError(error).message;
+    }
+  }
+
   private applyState(state: ClientState): void {
     const before = this.state.call;
     this.state = state;
@@ -376,6 +390,11 @@ export class AppModel {
   /// Closes a share's viewer: the video is no longer received.
   async unwatchShare(identity: string): Promise<void> {
     await this.run(() => this.backend.invoke('unwatch_share', { identity }));
+  }
+
+  /// Moves a share's viewer into a window of its own.
+  async popOutShare(identity: string): Promise<void> {
+    await this.run(() => this.backend.invoke('pop_out_share', { identity }));
   }
 
   /// Tells the core how large a viewer is (device pixels), for the layer that fits.

@@ -25,6 +25,7 @@ export const ACTION_TEXT: Record<ModerationAction, ActionText> = {
   invite_to_speak: { label: 'Invite to speak', confirm: (name) => `Invite ${name} to speak?` },
   move_to_audience: { label: 'Move to audience', confirm: (name) => `Move ${name} to the audience?` },
   make_moderator: { label: 'Make moderator', confirm: (name) => `Make ${name} a moderator?` },
+  stop_share: { label: 'Stop their screen share', confirm: (name) => `Stop ${name}'s screen share?` },
 };
 
 const MODERATOR_ROLES = new Set(['moderator', 'admin', 'owner', 'host']);
@@ -60,6 +61,8 @@ export function actionsFor(participant: ParticipantState, offered: readonly Mode
         return stage && isSpeaker(participant.role);
       case 'make_moderator':
         return !MODERATOR_ROLES.has(participant.role ?? '');
+      case 'stop_share':
+        return participant.sharing;
     }
   });
 }

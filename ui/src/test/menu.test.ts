@@ -26,6 +26,21 @@ describe('participant menu', () => {
     expect(actionNames(await screen.findByRole('dialog', { name: 'Alice' }))).toEqual(['Mute for everyone', 'Kick…', 'Ban…']);
   });
 
+  it("offers to stop someone's screen share only while they share, and stops it", async () => {
+    const { backend, user } = await renderInRoom('Lounge');
+    await fireEvent.contextMenu(screen.getByRole('button', { name: /^Carol/ }), { clientX: 120, clientY: 80 });
+    expect(actionNames(await screen.findByRole('dialog', { name: 'Carol' })), 'carol does not share').not.toContain('Stop their screen share');
+    await fireEvent.keyDown(screen.getByRole('dialog', { name: 'Carol' }), { key: 'Escape' });
+
+    backend.setSharing('carol', true);
+    await screen.findByRole('button', { name: "Watch Carol's screen" });
+    await fireEvent.contextMenu(screen.getByRole('button', { name: /^Carol/ }), { clientX: 120, clientY: 80 });
+    const menu = await screen.findByRole('dialog', { name: 'Carol' });
+    await user.click(within(menu).getByRole('button', { name: 'Stop their screen share' }));
+    expect(backend.callsOf('moderate_participant')).toEqual([{ identity: 'carol', action: 'stop_share' }]);
+    await waitFor(() => expect(screen.queryByRole('button', { name: "Watch Carol's screen" }), 'the Live mark goes').toBeNull());
+  });
+
   it('shows no moderation in a room the user does not manage, and stage actions only on a stage', async () => {
     await renderInRoom('Standup', {
       people: { standup: [person('zoe', 'Zoe')] },

@@ -91,13 +91,20 @@ describe('participants', () => {
     await user.keyboard('{Escape}');
     await waitFor(() => expect(carol).not.toHaveClass('expanded'));
 
+    // Into a window of its own: the room view says where it went.
+    await user.click(within(screen.getByRole('figure', { name: "Bob Marley's screen" })).getByRole('button', { name: "Open Bob Marley's screen in its own window" }));
+    expect(backend.callsOf('pop_out_share')).toEqual([{ identity: 'bob' }]);
+    await screen.findByText("Bob Marley's screen is open in its own window.");
+    expect(screen.queryByRole('figure', { name: "Bob Marley's screen" })).toBeNull();
+
     await user.click(within(carol).getByRole('button', { name: 'Stop watching Carol' }));
     await waitFor(() => expect(screen.queryByRole('figure', { name: "Carol's screen" })).toBeNull());
     expect(backend.callsOf('unwatch_share')).toEqual([{ identity: 'carol' }]);
 
-    // A share that ends closes its viewer.
+    // A share that ends closes its viewer, here its window.
     backend.setSharing('bob', false);
-    await waitFor(() => expect(screen.queryByTestId('share-viewer')).toBeNull());
+    await waitFor(() => expect(screen.queryByTestId('share-elsewhere')).toBeNull());
+    expect(screen.queryByTestId('share-viewer')).toBeNull();
   });
 
   it('splits a stage room into speakers and listeners, with raise and lower hand', async () => {

@@ -733,6 +733,8 @@ impl ControlPlane for AudioroomPlane {
                 // compile error here rather than a silent no-op.
                 return Err(self.unsupported("this moderation action"));
             }
+            // The plugin has no endpoint for it (a RoomService admin token would).
+            ModerationAction::StopShare => return Err(self.unsupported("stopping a screen share")),
         };
         self.room_action(method, room, path, body, call).await
     }

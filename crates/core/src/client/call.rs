@@ -252,7 +252,7 @@ impl Call {
                     }
                 },
                 event = self.events.recv() => match event {
-                    Some(stamped) => match self.on_session_event(&stamped.event) {
+                    Some(stamped) => match self.on_session_event(&stamped.event).await {
                         Next::Go => {}
                         Next::End => break End::Ended,
                         Next::Rejoin => {
@@ -369,20 +369,17 @@ impl Call {
             }),
             Control::Unwatch { identity } => {
                 self.shared.frames.remove(identity);
-                self.shared.state.send_if_modified(|state| match state.call.as_mut() {
-                    Some(call) if call.watching.contains(identity) => {
-                        call.watching.retain(|watched| watched != identity);
-                        true
-                    }
-                    _ => false,
-                })
+                self.shared
+                    .state
+                    .send_if_modified(|state| state.call.as_mut().is_some_and(|call| call.stop_watching(identity)))
             }
             _ => false,
         };
     }
 
     /// Folds a session event; says whether the call goes on, is over, or must join again.
-    fn on_session_event(&mut self, event: &SessionEvent) -> Next {
+    async fn on_session_event(&mut self, event: &SessionEvent) -> Next {
+        self.session.on_share_muted(event).await;
         // A share that ends (or whose sharer leaves) closes its viewer.
         if let SessionEvent::ShareEnded { identity, .. } | SessionEvent::ParticipantLeft { identity, .. } = event
             && self.session.watched().any(|watched| watched == identity)

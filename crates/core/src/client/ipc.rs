@@ -127,6 +127,7 @@ pub fn commands() -> Vec<CommandSpec> {
         command("start_share", vec![("target", ts::<String>()), ("quality", ts::<String>())], ts::<()>()),
         command("stop_share", vec![], ts::<()>()),
         command("watch_share", vec![("identity", ts::<String>())], ts::<()>()),
+        command("pop_out_share", vec![("identity", ts::<String>())], ts::<()>()),
         command("unwatch_share", vec![("identity", ts::<String>())], ts::<()>()),
         command(
             "fit_share",

@@ -138,6 +138,7 @@ pub enum ModerationAction {
     InviteToSpeak,
     MoveToAudience,
     MakeModerator,
+    StopShare,
 }
 
 impl ModerationAction {
@@ -155,6 +156,7 @@ impl ModerationAction {
             ModerationAction::InviteToSpeak => Plane::InviteToSpeak,
             ModerationAction::MoveToAudience => Plane::MoveToAudience,
             ModerationAction::MakeModerator => Plane::MakeModerator,
+            ModerationAction::StopShare => Plane::StopShare,
         }
     }
 
@@ -172,6 +174,7 @@ impl ModerationAction {
             Plane::InviteToSpeak => ModerationAction::InviteToSpeak,
             Plane::MoveToAudience => ModerationAction::MoveToAudience,
             Plane::MakeModerator => ModerationAction::MakeModerator,
+            Plane::StopShare => ModerationAction::StopShare,
         }
     }
 }
@@ -240,6 +243,8 @@ pub struct CallState {
     pub sharing: Option<LocalShare>,
     /// Whose screen shares we watch (their viewers are open), in the order they were opened.
     pub watching: Vec<String>,
+    /// Which of those are shown in a window of their own (popped out of the room view).
+    pub popped_out: Vec<String>,
     /// What the call's connections carry now (over the last report interval), once known.
     pub bandwidth: Option<Bandwidth>,
     /// The last traffic counters and when they came, to turn the next into a rate.
@@ -367,9 +372,18 @@ impl CallState {
             can_share: false,
             sharing: None,
             watching: Vec::new(),
+            popped_out: Vec::new(),
             bandwidth: None,
             last_traffic: None,
         }
+    }
+
+    /// Closes `identity`'s viewer (in the room view or its own window); whether one was open.
+    pub fn stop_watching(&mut self, identity: &str) -> bool {
+        let open = self.watching.len();
+        self.watching.retain(|watched| watched != identity);
+        self.popped_out.retain(|popped| popped != identity);
+        self.watching.len() != open
     }
 
     pub fn participant_mut(&mut self, identity: &str) -> Option<&mut ParticipantState> {
@@ -476,7 +490,7 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
         },
         SessionEvent::ParticipantLeft { identity, .. } => {
             call.participants.retain(|participant| participant.identity != *identity);
-            call.watching.retain(|watched| watched != identity);
+            call.stop_watching(identity);
         }
         SessionEvent::TrackMuted { identity, .. } | SessionEvent::TrackUnmuted { identity, .. } => {
             let muted = matches!(event, SessionEvent::TrackMuted { .. });
@@ -489,12 +503,8 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
         | SessionEvent::TrackSubscribed { identity, kind: MediaKind::Video, .. }
         | SessionEvent::ShareEnded { identity, .. } => {
             let sharing = !matches!(event, SessionEvent::ShareEnded { .. });
-            let watched = call.watching.len();
-            if !sharing {
-                // Their viewer closes with the share.
-                call.watching.retain(|watched| watched != identity);
-            }
-            let closed = call.watching.len() != watched;
+            // Their viewer closes with the share.
+            let closed = !sharing && call.stop_watching(identity);
             match call.participant_mut(identity) {
                 Some(participant) if participant.sharing != sharing => participant.sharing = sharing,
                 _ => return closed,

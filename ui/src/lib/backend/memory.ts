@@ -147,7 +147,7 @@ const DEMO_PEOPLE: Record<string, ParticipantState[]> = {
 };
 
 const DEMO_MODERATION: Record<string, ModerationOption[]> = {
-  local: (['mute', 'kick', 'ban'] as const).map(option),
+  local: (['mute', 'kick', 'ban', 'stop_share'] as const).map(option),
   forum: (['mute', 'hard_mute', 'restore', 'kick', 'ban', 'invite_to_speak', 'move_to_audience', 'make_moderator'] as const).map(option),
 };
 
@@ -236,7 +236,8 @@ export class MemoryBackend implements Backend {
     // As in the core: a share that ends closes its viewer.
     const call = this.state.call;
     if (!sharing && call?.watching.includes(identity)) {
-      this.publish({ ...this.state, call: { ...call, watching: call.watching.filter((watched) => watched !== identity) } });
+      const others = (list: string[]): string[] => list.filter((watched) => watched !== identity);
+      this.publish({ ...this.state, call: { ...call, watching: others(call.watching), poppedOut: others(call.poppedOut) } });
     }
   }
 
@@ -429,7 +430,14 @@ export class MemoryBackend implements Backend {
     },
     unwatch_share: async ({ identity }) => {
       const call = this.requireCall();
-      this.publish({ ...this.state, call: { ...call, watching: call.watching.filter((watched) => watched !== identity) } });
+      const others = (list: string[]): string[] => list.filter((watched) => watched !== identity);
+      this.publish({ ...this.state, call: { ...call, watching: others(call.watching), poppedOut: others(call.poppedOut) } });
+      return null;
+    },
+    pop_out_share: async ({ identity }) => {
+      const call = this.requireCall();
+      if (!call.watching.includes(identity)) throw new BackendError({ code: 'invalid_input', message: `${identity}'s screen is not being watched` });
+      if (!call.poppedOut.includes(identity)) this.publish({ ...this.state, call: { ...call, poppedOut: [...call.poppedOut, identity] } });
       return null;
     },
     fit_share: async () => {
@@ -453,6 +461,7 @@ export class MemoryBackend implements Backend {
         invite_to_speak: { role: 'speaker', handRaised: false, canSpeak: true },
         move_to_audience: { role: 'listener', canSpeak: false },
         make_moderator: { role: 'moderator' },
+        stop_share: { sharing: false },
       };
       return this.updateParticipant(identity, effects[action] ?? {});
     },
@@ -510,6 +519,7 @@ export class MemoryBackend implements Backend {
       canShare: false,
       sharing: null,
       watching: [],
+      poppedOut: [],
       bandwidth: null,
     };
   }
@@ -554,6 +564,7 @@ export class MemoryBackend implements Backend {
         canShare: !entry.stage,
         sharing: null,
         watching: [],
+        poppedOut: [],
         bandwidth: null,
       },
     });

@@ -121,6 +121,10 @@ sharing: LocalShare | null,
  */
 watching: Array<string>, 
 /**
+ * Which of those are shown in a window of their own (popped out of the room view).
+ */
+poppedOut: Array<string>, 
+/**
  * What the call's connections carry now (over the last report interval), once known.
  */
 bandwidth: Bandwidth | null, };
@@ -229,7 +233,7 @@ export type ConnectionQuality = "unknown" | "excellent" | "good" | "poor" | "los
 /**
  * A moderation action as the UI offers it (mirrors the control plane's set).
  */
-export type ModerationAction = "mute" | "unmute" | "hard_mute" | "restore" | "kick" | "unkick" | "ban" | "unban" | "invite_to_speak" | "move_to_audience" | "make_moderator";
+export type ModerationAction = "mute" | "unmute" | "hard_mute" | "restore" | "kick" | "unkick" | "ban" | "unban" | "invite_to_speak" | "move_to_audience" | "make_moderator" | "stop_share";
 
 /**
  * One offered moderation action and whether the UI must confirm it first.

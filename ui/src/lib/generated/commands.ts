@@ -34,6 +34,7 @@ export interface Commands {
   start_share: { args: { target: string; quality: string }; result: null };
   stop_share: { args: Record<string, never>; result: null };
   watch_share: { args: { identity: string }; result: null };
+  pop_out_share: { args: { identity: string }; result: null };
   unwatch_share: { args: { identity: string }; result: null };
   fit_share: { args: { identity: string; width: number; height: number }; result: null };
   dismiss_link: { args: Record<string, never>; result: null };
@@ -76,6 +77,7 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "start_share",
   "stop_share",
   "watch_share",
+  "pop_out_share",
   "unwatch_share",
   "fit_share",
   "dismiss_link",

@@ -120,7 +120,7 @@ pub struct RoomAdmin {
 impl RoomAdmin {
     /// What RoomService can do to another participant. Unkick, ban and unban have no LiveKit
     /// equivalent (the server keeps no ban list), making a moderator is a backend matter.
-    pub const ACTIONS: [ModerationAction; 7] = [
+    pub const ACTIONS: [ModerationAction; 8] = [
         ModerationAction::Mute,
         ModerationAction::Unmute,
         ModerationAction::HardMute,
@@ -128,6 +128,7 @@ impl RoomAdmin {
         ModerationAction::Kick,
         ModerationAction::InviteToSpeak,
         ModerationAction::MoveToAudience,
+        ModerationAction::StopShare,
     ];
 
     /// Moderation of `room` signed with the server's API key and secret. `url` is the signalling
@@ -192,17 +193,22 @@ impl RoomAdmin {
     pub async fn moderate(&self, action: ModerationAction, identity: &str) -> Result<(), PlaneError> {
         let who = format!("participant {identity:?}");
         match action {
-            ModerationAction::Mute | ModerationAction::Unmute => {
+            ModerationAction::Mute | ModerationAction::Unmute | ModerationAction::StopShare => {
                 let participant = self.participant(identity).await?;
-                let track = microphone_track(&participant).ok_or_else(|| PlaneError::NotFound {
-                    what: format!("a microphone track of {identity:?}"),
+                let (track, what) = if action == ModerationAction::StopShare {
+                    (screen_share_track(&participant), "a screen share")
+                } else {
+                    (microphone_track(&participant), "a microphone track")
+                };
+                let track = track.ok_or_else(|| PlaneError::NotFound {
+                    what: format!("{what} of {identity:?}"),
                     message: String::new(),
                 })?;
                 let request = proto::MuteRoomTrackRequest {
                     room: self.room.clone(),
                     identity: identity.to_string(),
                     track_sid: track.sid.clone(),
-                    muted: action == ModerationAction::Mute,
+                    muted: action != ModerationAction::Unmute,
                 };
                 let _track: proto::MuteRoomTrackResponse =
                     self.service.call("MutePublishedTrack", &request, admin_grants(&self.room), &who).await?;
@@ -271,6 +277,11 @@ fn default_permission() -> proto::ParticipantPermission {
         can_publish_data: true,
         ..Default::default()
     }
+}
+
+/// The participant's screen-share video track, if they share.
+fn screen_share_track(participant: &proto::ParticipantInfo) -> Option<&proto::TrackInfo> {
+    participant.tracks.iter().find(|track| track.source == proto::TrackSource::ScreenShare as i32)
 }
 
 fn microphone_track(participant: &proto::ParticipantInfo) -> Option<&proto::TrackInfo> {
