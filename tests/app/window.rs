@@ -225,28 +225,3 @@ pub fn received_kbps(session: &Session) -> f64 {
         .and_then(|text| text.parse().ok())
         .unwrap_or_else(|| panic!("the header should show the bandwidth: {value}"))
 }
-
-/// Closes the top-level window titled `title` on the display `env` names as a window manager's
-/// close button does: a `WM_DELETE_WINDOW` message (the private Xvfb runs no window manager).
-pub fn close_window_titled(env: &[(String, String)], title: &str) {
-    use x11rb::connection::Connection as _;
-    use x11rb::protocol::xproto::{ClientMessageEvent, ConnectionExt as _, EventMask};
-    let display = env.iter().find(|(key, _)| key == "DISPLAY").map(|(_, value)| value.as_str());
-    let found = std::process::Command::new("xdotool")
-        .args(["search", "--name", title])
-        .envs(env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
-        .output()
-        .expect("running xdotool (Debian package xdotool; run `cargo xtask setup`)");
-    let ids = String::from_utf8_lossy(&found.stdout);
-    let window: u32 = ids
-        .lines()
-        .find_map(|line| line.trim().parse().ok())
-        .unwrap_or_else(|| panic!("a window titled {title:?} should be open"));
-    let (connection, _) = x11rb::connect(display).expect("connecting to the test's X display");
-    let atom =
-        |name: &[u8]| connection.intern_atom(false, name).expect("intern an atom").reply().expect("an atom").atom;
-    let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
-    let message = ClientMessageEvent::new(32, window, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
-    connection.send_event(false, window, EventMask::NO_EVENT, message).expect("sending WM_DELETE_WINDOW");
-    connection.flush().expect("flushing the X connection");
-}

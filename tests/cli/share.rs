@@ -276,10 +276,16 @@ fn closing_the_shared_window_ends_the_share_clearly_and_audio_goes_on() {
     bob.assert_clean();
 
     // The call goes on: bob hears alice's tone for a second after her share ended.
-    let after = bob.recording_between(failed_ms + 500.0, failed_ms + 1500.0);
-    assert!(after.len() >= SAMPLE_RATE as usize * 9 / 10, "bob should record past the share's end");
-    let level = tone_level_dbfs(after, SAMPLE_RATE, 440.0);
-    assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob after the share ended, got {level:.1} dBFS");
+    assert_tone_after(&bob, failed_ms, 1.0, "after the share ended");
+}
+
+/// Asserts that bob heard alice's 440 Hz tone at −12 ± 6 dBFS (its level as it plays) for
+/// `seconds` from half a second after `from_ms`: the call went on.
+fn assert_tone_after(bob: &Finished, from_ms: f64, seconds: f64, what: &str) {
+    let after = bob.recording_between(from_ms + 500.0, from_ms + 500.0 + seconds * 1000.0);
+    assert!(after.len() as f64 >= f64::from(SAMPLE_RATE) * seconds * 0.9, "bob should record {what}");
+    let level = tone_gain_dbfs(after, SAMPLE_RATE, 440.0);
+    assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob {what}, got {level:.1} dBFS");
 }
 
 /// The peer's receive rate (bytes/s) over `window` from now, read from its `traffic` events.
@@ -362,10 +368,7 @@ fn a_share_watched_while_in_the_call_flows_only_while_watched_and_audio_goes_on(
     assert!(shares.len() >= 2, "after unwatching, alice's share should be on offer again: {shares:?}");
 
     // The call went on throughout: alice's tone reached bob while he watched and after.
-    let after = bob.recording_between(ended_ms + 500.0, ended_ms + 4500.0);
-    assert!(after.len() >= SAMPLE_RATE as usize * 3, "bob should record past the watch's end");
-    let level = tone_gain_dbfs(after, SAMPLE_RATE, 440.0);
-    assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob after the watch, got {level:.1} dBFS");
+    assert_tone_after(&bob, ended_ms, 4.0, "after the watch");
 }
 
 #[test]
@@ -408,11 +411,5 @@ fn a_moderator_stops_a_share_the_sharer_says_so_and_the_call_goes_on() {
     bob.assert_clean();
 
     // Her voice went on after her share was stopped.
-    let after = bob.recording_between(ended_ms + 500.0, ended_ms + 3000.0);
-    assert!(after.len() >= SAMPLE_RATE as usize * 2, "bob should record past the share's end");
-    let level = tone_gain_dbfs(after, SAMPLE_RATE, 440.0);
-    assert!(
-        (level + 12.0).abs() <= 6.0,
-        "alice's tone should reach bob after her share was stopped, got {level:.1} dBFS"
-    );
+    assert_tone_after(&bob, ended_ms, 2.5, "after her share was stopped");
 }

@@ -61,6 +61,7 @@ use event::{can_publish_microphone, emit};
 use follow::LocalPublishing;
 pub use meter::SILENCE_DBFS;
 use publisher::{MicrophoneTrack, PublishCommand, Publisher, SharedTrack, lock_track};
+use share::Share;
 pub use share::{encoding as share_encoding, failure_code as share_failure_code};
 pub use watch::{VideoSink, ViewerFactory, WatchRequest};
 
@@ -183,15 +184,6 @@ pub struct Session {
     view_commands: mpsc::UnboundedSender<watch::ViewCommand>,
     /// Makes the sink of a share watched by [`Control::Watch`].
     viewer: Option<ViewerFactory>,
-}
-
-/// A running screen share: its thread and its publication.
-struct Share {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-    sid: String,
-    /// Kept alive while published; the thread holds the source.
-    _track: ffi::LocalVideoTrack,
 }
 
 struct Microphone {
@@ -569,149 +561,6 @@ impl Session {
     fn lock_mixer(&self) -> std::sync::MutexGuard<'_, Mixer> {
         // The mixer holds plain values; a panic elsewhere cannot leave it half-updated.
         self.mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Shares `target` at `quality`: captures its first picture, publishes a screen-share track
-    /// sized for it, and starts the `parley-share` thread ([`share`]). Reports
-    /// [`SessionEvent::ShareStarted`], or [`SessionEvent::ShareFailed`] as well as the error.
-    /// Later failures (the window closed) end the share with `ShareFailed`. Call from a tokio
-    /// runtime.
-    ///
-    /// Errors: [`SessionError::Capture`] (no display, no such target), engine errors
-    /// ([`ffi::Error::NotAllowed`] when the token does not allow screen share),
-    /// [`SessionError::AlreadySharing`].
-    pub async fn start_share(
-        &mut self,
-        target: &parley_capture::Target,
-        quality: parley_capture::Quality,
-    ) -> Result<(), SessionError> {
-        let started = self.begin_share(target, quality).await;
-        if let Err(error) = &started {
-            emit(
-                &self.events,
-                SessionEvent::ShareFailed { code: share::failure_code(error).into(), reason: error.to_string() },
-            );
-        }
-        started
-    }
-
-    async fn begin_share(
-        &mut self,
-        target: &parley_capture::Target,
-        quality: parley_capture::Quality,
-    ) -> Result<(), SessionError> {
-        if self.share.as_ref().is_some_and(|share| !share.thread.is_finished()) {
-            return Err(SessionError::AlreadySharing);
-        }
-        if let Some(ended) = self.share.take() {
-            self.end_share(ended).await;
-        }
-        // Opening and the first capture are display round trips: off the runtime's threads.
-        let opening = target.clone();
-        let (capturer, first) = tokio::task::spawn_blocking(move || {
-            let mut capturer = parley_capture::open(&opening)?;
-            let mut first = parley_capture::Frame::default();
-            capturer.capture(&mut first)?;
-            Ok::<_, parley_capture::CaptureError>((capturer, first))
-        })
-        .await
-        .map_err(|error| SessionError::Audio(format!("the capture opener failed: {error}")))??;
-        let (width, height) = quality.fit(first.width, first.height);
-        let source = Arc::new(ffi::VideoSource::new(self.engine, width, height, ffi::VideoContent::Screen)?);
-        let track = ffi::LocalVideoTrack::new("screen", &source)?;
-        let options = ffi::VideoPublishOptions {
-            encoding: Some(share::encoding(quality, width, height)),
-            ..ffi::VideoPublishOptions::default()
-        };
-        let publication = self.room.local_participant().publish_video_track(&track, &options).await?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (participant, sid, runtime) =
-            (self.room.local_participant().clone(), publication.sid.clone(), tokio::runtime::Handle::current());
-        let unpublish = Box::new(move || {
-            runtime.spawn(async move {
-                if let Err(error) = participant.unpublish_track(&sid).await {
-                    tracing::debug!(%error, "unpublishing a failed share");
-                }
-            });
-        });
-        let share_loop = share::ShareLoop {
-            capturer,
-            source,
-            quality,
-            first,
-            stop: Arc::clone(&stop),
-            events: self.events.clone(),
-            unpublish,
-        };
-        let thread = std::thread::Builder::new()
-            .name("parley-share".to_string())
-            .spawn(move || share::run(share_loop))
-            .map_err(|error| SessionError::Audio(format!("cannot start the share thread: {error}")))?;
-        emit(
-            &self.events,
-            SessionEvent::ShareStarted {
-                sid: publication.sid.clone(),
-                target: target.to_string(),
-                quality: quality.code().into(),
-                width,
-                height,
-                fps: quality.fps(),
-            },
-        );
-        self.share = Some(Share { stop, thread, sid: publication.sid, _track: track });
-        Ok(())
-    }
-
-    /// Stops our screen share, if any: ends the thread and unpublishes the track
-    /// ([`SessionEvent::ShareStopped`]).
-    pub async fn stop_share(&mut self) {
-        if let Some(share) = self.share.take() {
-            self.end_share(share).await;
-        }
-    }
-
-    /// Ends our screen share when `event` says the server muted it (a moderator stopped it):
-    /// a muted share would go on capturing and sending nothing. Front ends pass each event
-    /// here; returns whether it ended the share.
-    pub async fn on_share_muted(&mut self, event: &SessionEvent) -> bool {
-        let SessionEvent::TrackMuted { identity, sid } = event else { return false };
-        let ours = identity == self.room.local_participant().identity();
-        let Some(share) = self.share.take_if(|share| ours && share.sid == *sid) else { return false };
-        self.end_share(share).await;
-        emit(&self.events, SessionEvent::Warning { message: "a moderator stopped your screen share".into() });
-        true
-    }
-
-    /// Whether the server lets us share a screen (the token's `canPublishSources`, or a
-    /// moderator's change).
-    pub fn can_share(&self) -> bool {
-        self.room
-            .local_permission()
-            .is_none_or(|permission| permission.allows_publishing(ffi::TrackSource::ScreenShare))
-    }
-
-    /// Whether our screen share is running (false once it failed).
-    pub fn is_sharing(&self) -> bool {
-        self.share.as_ref().is_some_and(|share| !share.thread.is_finished())
-    }
-
-    async fn end_share(&self, share: Share) {
-        share.stop.store(true, Ordering::Relaxed);
-        let thread = share.thread;
-        // The thread ends within a frame; it holds the source, so wait before unpublishing.
-        match leave_step("stopping the screen share", tokio::task::spawn_blocking(move || thread.join().is_ok())).await
-        {
-            Ok(Ok(true)) => {}
-            Err(_) => {}
-            Ok(_) => tracing::warn!("the share thread ended abnormally"),
-        }
-        match leave_step("unpublishing the screen share", self.room.local_participant().unpublish_track(&share.sid))
-            .await
-        {
-            Ok(Ok(())) | Err(_) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "unpublishing the share (a failed share is unpublished already)"),
-        }
-        emit(&self.events, SessionEvent::ShareStopped { sid: share.sid });
     }
 
     /// Leaves the room, stops the audio tasks and closes the output.

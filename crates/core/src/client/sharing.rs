@@ -1,12 +1,17 @@
-//! Our own screen share from the app: what can be shared (each screen and window, with a
-//! thumbnail), and the state the window shows while we share.
+//! Screen share in the client: what can be shared (each screen and window, with a thumbnail),
+//! our own share and the state the window shows while we share, and the [`Client`] methods
+//! that share, watch, pop out and fit others' shares.
 
 use base64::Engine as _;
 use parley_capture::{CaptureError, Target, TargetKind};
 use serde::Serialize;
 use ts_rs::TS;
 
+use super::call::CallCommand;
 use super::error::{ClientError, ErrorCode};
+use super::frames::FrameShelf;
+use super::{Client, blocking};
+use crate::control::Control;
 
 /// A thumbnail's width at most (its height follows the target's aspect).
 const THUMBNAIL_WIDTH: u32 = 320;
@@ -103,6 +108,90 @@ fn thumbnail(target: &Target) -> Option<String> {
         .encode(&small, u16::try_from(width).ok()?, u16::try_from(height).ok()?, jpeg_encoder::ColorType::Bgra)
         .ok()?;
     Some(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(jpeg)))
+}
+
+impl Client {
+    /// The screens and windows there are to share, with thumbnails.
+    ///
+    /// Errors: [`ErrorCode::Unsupported`] where capture is not available (no display).
+    pub async fn list_share_targets(&self) -> Result<Vec<ShareTarget>, ClientError> {
+        blocking(list_targets).await
+    }
+
+    /// Shares the screen or window `target` (a [`ShareTarget::id`]) at `quality` (`720p30`,
+    /// `1080p30`, `1080p60`, `source`) in the call. `CallState::sharing` shows it while it runs.
+    ///
+    /// Errors: [`ErrorCode::NotInCall`]; [`ErrorCode::InvalidInput`] (unknown quality, already
+    /// sharing); [`ErrorCode::NotFound`] (the window closed); [`ErrorCode::Forbidden`] (the
+    /// room does not allow screen share); capture and engine errors. The call goes on.
+    pub async fn start_share(&self, target: &str, quality: &str) -> Result<(), ClientError> {
+        let quality = quality
+            .parse::<parley_capture::Quality>()
+            .map_err(|message| ClientError::new(ErrorCode::InvalidInput, message))?;
+        let id = target.to_string();
+        let target = blocking(move || find_target(&id)).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(CallCommand::Share { target, quality, reply }).await?;
+        answer.await.unwrap_or_else(|_| Err(ClientError::not_in_call()))
+    }
+
+    /// Stops our screen share (nothing to do when there is none).
+    pub async fn stop_share(&self) -> Result<(), ClientError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(CallCommand::StopShare { reply }).await?;
+        answer.await.unwrap_or_else(|_| Err(ClientError::not_in_call()))
+    }
+
+    /// Shows `identity`'s watched share in a window of its own (`CallState::popped_out`), or back
+    /// in the room view. Returns whether their share is watched (a pop-out needs one).
+    pub fn set_popped_out(&self, identity: &str, popped: bool) -> bool {
+        let mut watched = false;
+        self.inner.state.send_if_modified(|state| {
+            let Some(call) = state.call.as_mut() else { return false };
+            watched = call.watching.iter().any(|candidate| candidate == identity);
+            let shown = call.popped_out.iter().any(|candidate| candidate == identity);
+            match (popped && watched, shown) {
+                (true, false) => call.popped_out.push(identity.to_string()),
+                (false, true) => call.popped_out.retain(|candidate| candidate != identity),
+                _ => return false,
+            }
+            true
+        });
+        watched
+    }
+
+    /// The latest pictures of the shares being watched, for the shell to serve to the viewers.
+    pub fn frames(&self) -> FrameShelf {
+        self.inner.frames.clone()
+    }
+
+    /// Opens a viewer on `identity`'s screen share: their video is received and its pictures
+    /// land on [`Client::frames`]; `CallState::watching` lists them. Several at once.
+    ///
+    /// Errors: [`ErrorCode::NotInCall`]; [`ErrorCode::InvalidInput`] when they do not share.
+    pub async fn watch_share(&self, identity: &str) -> Result<(), ClientError> {
+        let sharing = match &self.inner.state.borrow().call {
+            Some(call) => {
+                call.participants.iter().any(|participant| participant.identity == identity && participant.sharing)
+            }
+            None => return Err(ClientError::not_in_call()),
+        };
+        if !sharing {
+            return Err(ClientError::new(ErrorCode::InvalidInput, format!("{identity} is not sharing their screen")));
+        }
+        self.send_control(Control::Watch { identity: identity.to_string() }).await
+    }
+
+    /// Closes the viewer on `identity`'s share: the server stops sending it.
+    pub async fn unwatch_share(&self, identity: &str) -> Result<(), ClientError> {
+        self.send_control(Control::Unwatch { identity: identity.to_string() }).await
+    }
+
+    /// The viewer of `identity`'s share is `width`×`height` device pixels: receive the layer
+    /// that fits.
+    pub async fn fit_share(&self, identity: &str, width: u32, height: u32) -> Result<(), ClientError> {
+        self.send(CallCommand::Fit { identity: identity.to_string(), width, height }).await
+    }
 }
 
 #[cfg(test)]
