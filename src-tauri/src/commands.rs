@@ -196,8 +196,8 @@ pub async fn list_share_targets(client: State<'_, Client>) -> Reply<Vec<ShareTar
 /// Shares a screen or window in the call.
 #[tauri::command]
 #[tracing::instrument(skip(client), err(Display))]
-pub async fn start_share(client: State<'_, Client>, target: String, quality: String) -> Reply<()> {
-    client.start_share(&target, &quality).await
+pub async fn start_share(client: State<'_, Client>, target: String, quality: String, priority: String) -> Reply<()> {
+    client.start_share(&target, &quality, &priority).await
 }
 
 #[tauri::command]

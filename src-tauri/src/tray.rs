@@ -215,6 +215,7 @@ mod tests {
             call.sharing = Some(parley_core::client::LocalShare {
                 target: "screen 0 (1920x1080)".into(),
                 quality: "720p30".into(),
+                priority: "detail".into(),
                 width: 1280,
                 height: 720,
             });

@@ -21,7 +21,7 @@ use parley_devserver::DevServer;
 use serde_json::Value;
 
 use crate::profiles::{Home, TIMEOUT, assert_success, contract_runtime, keys_of, text};
-use crate::support::{Finished, audio_lock, now_ms, parley, scratch, server, wait};
+use crate::support::{Finished, audio_lock, hung, now_ms, parley, scratch, server, wait_or_kill};
 
 /// How long a change may take to reach the recorder's ears before the test fails.
 const CHANGE_DEADLINE: Duration = Duration::from_secs(20);
@@ -138,9 +138,10 @@ impl LivePeer {
 
     /// Waits for the process to end by itself and collects what it reported.
     fn finish(mut self) -> Finished {
-        let status = wait(&mut self.child, TIMEOUT);
+        let status = wait_or_kill(&mut self.child, TIMEOUT);
         self.stdout.take().expect("stdout reader").join().expect("stdout thread");
         let stderr = self.stderr.take().expect("stderr reader").join().expect("stderr thread");
+        let status = status.unwrap_or_else(|_| hung(&self.name, TIMEOUT, &self.events(), &stderr));
         let recording = self.recording.as_ref().map(|path| {
             parley_audio::wav::read_mono_48k(path).unwrap_or_else(|error| panic!("{}: recording: {error}", self.name))
         });

@@ -3,8 +3,10 @@
 //! LiveKit server and bob watches (`--watch alice --save-frames DIR`). What bob saved is read
 //! back: the size, the bar colours, the marker moving and the counter advancing; his watch
 //! statistics give the frame rate. Carol, in the same room watching nobody, is told of the share
-//! and receives no video. A share the token forbids fails clearly while alice's tone
-//! keeps reaching bob.
+//! and receives no video. A share the token forbids, a shared window that closes and a display
+//! that goes away each fail clearly while alice's tone keeps reaching bob; a viewer of someone
+//! who leaves closes and the call goes on. With the upload capped, a `detail` share keeps its
+//! resolution and a `motion` share its frame rate.
 
 use std::path::Path;
 
@@ -29,6 +31,8 @@ const COLOUR_TOLERANCE: i32 = 40;
 /// One saved picture, decoded to RGBA.
 pub struct Saved {
     pub index: u64,
+    /// When the viewer received it (Unix ms, the PNG's `Received` chunk).
+    pub received_ms: f64,
     pub width: u32,
     pub height: u32,
     pub rgba: Vec<u8>,
@@ -53,11 +57,18 @@ pub fn saved_frames(dir: &Path) -> Vec<Saved> {
                 .unwrap_or_else(|| panic!("unexpected file {}", path.display()));
             let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).expect("open a png")));
             let mut reader = decoder.read_info().expect("a png header");
+            let received_ms = reader
+                .info()
+                .uncompressed_latin1_text
+                .iter()
+                .find(|chunk| chunk.keyword == "Received")
+                .and_then(|chunk| chunk.text.parse().ok())
+                .unwrap_or_else(|| panic!("{} should say when it was received", path.display()));
             let mut rgba = vec![0; reader.output_buffer_size().expect("a png size")];
             let info = reader.next_frame(&mut rgba).expect("png pixels");
             assert_eq!(info.color_type, png::ColorType::Rgba, "{} should be RGBA", path.display());
             rgba.truncate(info.buffer_size());
-            Saved { index, width: info.width, height: info.height, rgba }
+            Saved { index, received_ms, width: info.width, height: info.height, rgba }
         })
         .collect()
 }
@@ -108,6 +119,7 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
     let window = PatternWindow::open(&display.env());
     let frames = dir.path().join("frames");
     let frames_arg = frames.to_str().expect("a UTF-8 path").to_string();
+    let joined_ms = now_ms();
     let bob = join(
         &server,
         "share",
@@ -175,6 +187,11 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
     let saved = saved_frames(&frames);
     assert!(saved.len() >= 8, "bob should save a picture every 15 received, got {}", saved.len());
     // The first pictures of a stream can be blurry while the encoder ramps up.
+    let stamps: Vec<f64> = saved.iter().map(|frame| frame.received_ms).collect();
+    assert!(
+        stamps.windows(2).all(|pair| pair[0] < pair[1]) && stamps[0] > joined_ms && stamps[stamps.len() - 1] < now_ms(),
+        "each saved picture says when, during the call, it was received: {stamps:?}"
+    );
     let steady = &saved[2..];
     let mut counters = Vec::new();
     let mut markers = Vec::new();
@@ -193,6 +210,57 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
     let found: Vec<u32> = markers.iter().flatten().copied().collect();
     assert!(found.len() >= steady.len() - 1, "the marker should be visible: {markers:?}");
     assert!(found.windows(2).all(|pair| pair[0] != pair[1]), "the marker should move: {markers:?}");
+}
+
+/// The size and rate bob's last `count` watch statistics agree on: (width, height, mean fps).
+fn steady_watch(bob: &Finished, count: usize) -> (u64, u64, f64) {
+    let stats = bob.events_named("watch_stats");
+    assert!(stats.len() >= count + 3, "bob should report watch statistics every second: {:?}", bob.events);
+    let last = &stats[stats.len() - count..];
+    let size =
+        |event: &serde_json::Value| (event["width"].as_u64().unwrap_or(0), event["height"].as_u64().unwrap_or(0));
+    let widths: Vec<(u64, u64)> = last.iter().map(|event| size(event)).collect();
+    let fps: Vec<f64> = last.iter().filter_map(|event| event["fps"].as_f64()).collect();
+    eprintln!("bob's last watch statistics: sizes {widths:?}, fps {fps:?}");
+    let (width, height) = widths[widths.len() - 1];
+    (width, height, fps.iter().sum::<f64>() / fps.len() as f64)
+}
+
+#[test]
+fn short_of_bandwidth_a_detail_share_keeps_its_resolution_and_a_motion_share_its_frame_rate() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display.env());
+    let id = window.id.to_string();
+    // An upload capped at 100 kbit/s: far too little for the moving pattern at 720p30.
+    let mut measured = Vec::new();
+    for priority in ["detail", "motion"] {
+        let room = format!("short-{priority}");
+        let bob = join(&server, &room, "bob", dir.path(), &["--watch", "alice"], 16.0);
+        let alice = join_with_env(
+            &server,
+            &room,
+            "alice",
+            dir.path(),
+            &["--share-screen", &id, "--share-priority", priority, "--share-max-bitrate", "100"],
+            14.0,
+            &display.env(),
+        );
+        let alice = alice.finish(TIMEOUT);
+        let bob = bob.finish(TIMEOUT);
+        alice.assert_clean();
+        bob.assert_clean();
+        let started = alice.events_named("share_started");
+        assert_eq!(started.first().map(|event| event["priority"].clone()), Some(priority.into()), "{:?}", alice.events);
+        measured.push(steady_watch(&bob, 5));
+    }
+    let (detail, motion) = (measured[0], measured[1]);
+    assert_eq!((detail.0, detail.1), (1280, 720), "a detail share keeps its resolution: {detail:?}");
+    assert!(detail.2 < 20.0, "…and drops frames to fit 100 kbit/s: {detail:?}");
+    assert!(motion.0 < 1280 && motion.1 < 720, "a motion share lowers its resolution: {motion:?}");
+    assert!(motion.2 >= 20.0, "…and keeps its frame rate: {motion:?}");
 }
 
 fn token_without_screen_share(server: &DevServer, room: &str, identity: &str) -> String {
@@ -282,10 +350,85 @@ fn closing_the_shared_window_ends_the_share_clearly_and_audio_goes_on() {
 /// Asserts that bob heard alice's 440 Hz tone at −12 ± 6 dBFS (its level as it plays) for
 /// `seconds` from half a second after `from_ms`: the call went on.
 fn assert_tone_after(bob: &Finished, from_ms: f64, seconds: f64, what: &str) {
+    assert_tone_of_after("alice", bob, from_ms, seconds, what);
+}
+
+/// [`assert_tone_after`] for a 440 Hz tone from `speaker`.
+fn assert_tone_of_after(speaker: &str, bob: &Finished, from_ms: f64, seconds: f64, what: &str) {
     let after = bob.recording_between(from_ms + 500.0, from_ms + 500.0 + seconds * 1000.0);
     assert!(after.len() as f64 >= f64::from(SAMPLE_RATE) * seconds * 0.9, "bob should record {what}");
     let level = tone_gain_dbfs(after, SAMPLE_RATE, 440.0);
-    assert!((level + 12.0).abs() <= 6.0, "alice's tone should reach bob {what}, got {level:.1} dBFS");
+    assert!((level + 12.0).abs() <= 6.0, "{speaker}'s tone should reach bob {what}, got {level:.1} dBFS");
+}
+
+#[test]
+fn a_display_that_goes_away_ends_the_share_clearly_and_audio_goes_on() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let bob = join(&server, "display-gone", "bob", dir.path(), &["--record", "--watch", "alice"], 10.0);
+    let alice = join_with_env(
+        &server,
+        "display-gone",
+        "alice",
+        dir.path(),
+        &["--tone", "440", "--share-screen", "0"],
+        9.0,
+        &display.env(),
+    );
+    bob.wait_for_event("bob should watch alice's screen", TIMEOUT, |event| event["event"] == "watch_started");
+    // The X server ends (a session logging out, a crashed Xvfb).
+    drop(display);
+    let failed = alice.wait_for_event("the share should end when its display goes away", TIMEOUT, |event| {
+        event["event"] == "share_failed"
+    });
+    assert_eq!(failed["code"], "no_display", "{failed}");
+    assert!(failed["reason"].as_str().is_some_and(|reason| reason.contains("X server")), "{failed}");
+    let failed_ms = failed["unix_ms"].as_f64().expect("unix_ms");
+    bob.wait_for_event("bob's viewer should close", TIMEOUT, |event| {
+        event["event"] == "watch_ended" && event["identity"] == "alice"
+    });
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+
+    assert_tone_after(&bob, failed_ms, 1.0, "after her display went away");
+}
+
+#[test]
+fn a_viewer_of_someone_who_leaves_closes_and_the_call_goes_on() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display.env());
+    let bob = join(&server, "leaver", "bob", dir.path(), &["--record", "--watch", "alice"], 120.0);
+    let carol = join(&server, "leaver", "carol", dir.path(), &["--tone", "440"], 120.0);
+    let id = window.id.to_string();
+    let alice = join_with_env(&server, "leaver", "alice", dir.path(), &["--share-screen", &id], 120.0, &display.env());
+    bob.wait_for_event("bob should watch alice's share", TIMEOUT, |event| event["event"] == "watch_started");
+    // Alice quits Parley while sharing.
+    alice.terminate();
+    let alice = alice.finish(TIMEOUT);
+    let ended = bob.wait_for_event("bob's viewer should close when alice leaves", TIMEOUT, |event| {
+        event["event"] == "watch_ended" && event["identity"] == "alice"
+    });
+    bob.wait_for_event("bob should see alice leave", TIMEOUT, |event| {
+        event["event"] == "participant_left" && event["identity"] == "alice"
+    });
+    let ended_ms = ended["unix_ms"].as_f64().expect("unix_ms");
+    std::thread::sleep(Duration::from_secs(3));
+    bob.terminate();
+    carol.terminate();
+    let bob = bob.finish(TIMEOUT);
+    let carol = carol.finish(TIMEOUT);
+    alice.assert_clean();
+    bob.assert_clean();
+    carol.assert_clean();
+
+    assert_tone_of_after("carol", &bob, ended_ms, 2.0, "after alice left");
 }
 
 /// The peer's receive rate (bytes/s) over `window` from now, read from its `traffic` events.

@@ -173,10 +173,11 @@ impl Peer {
 
     /// Waits for the process (killing it after `timeout`) and collects what it reported.
     pub fn finish(mut self, timeout: Duration) -> Finished {
-        let status = wait(&mut self.child, timeout);
+        let status = wait_or_kill(&mut self.child, timeout);
         self.stdout.take().expect("stdout reader").join().expect("stdout thread");
         let events = std::mem::take(&mut *self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let stderr = self.stderr.take().expect("stderr reader").join().expect("stderr thread");
+        let status = status.unwrap_or_else(|_| hung(&self.identity, timeout, &events, &stderr));
         let recording = self.recording.as_ref().map(|path| {
             parley_audio::wav::read_mono_48k(path)
                 .unwrap_or_else(|error| panic!("{}: recording: {error}", self.identity))
@@ -192,17 +193,33 @@ pub fn now_ms() -> f64 {
 
 /// Waits for a child, killing it after `timeout`.
 pub fn wait(child: &mut Child, timeout: Duration) -> ExitStatus {
+    wait_or_kill(child, timeout).unwrap_or_else(|_| panic!("parley did not finish within {timeout:?}"))
+}
+
+/// Waits for a child; after `timeout` kills it and gives `Err` with the killed one's status, so
+/// that the caller can show what it printed before failing.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Result<ExitStatus, ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
+            return Ok(status);
         }
         if Instant::now() > deadline {
             child.kill().expect("kill a hung parley");
-            panic!("parley did not finish within {timeout:?}");
+            return Err(child.wait().expect("wait for a killed parley"));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Fails a test for a process that had to be killed, with what it printed last.
+pub fn hung(identity: &str, timeout: Duration, events: &[serde_json::Value], stderr: &str) -> ! {
+    let last: Vec<&serde_json::Value> = events.iter().rev().take(5).collect();
+    let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+    panic!(
+        "{identity}: parley did not finish within {timeout:?}; last events (newest first): {last:?}; stderr:\n{}",
+        tail.join("\n")
+    )
 }
 
 impl Finished {

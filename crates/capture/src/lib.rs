@@ -29,7 +29,7 @@ mod windows;
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 use windows as platform;
 
-pub use quality::Quality;
+pub use quality::{Priority, Quality};
 
 /// Why capture failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,5 @@
-//! The share qualities a user picks: how large a shared picture may be and how often it is sent.
+//! The share qualities a user picks: how large a shared picture may be and how often it is sent,
+//! and what it keeps when bandwidth is short ([`Priority`]).
 
 use std::str::FromStr;
 
@@ -62,6 +63,47 @@ impl Quality {
     }
 }
 
+/// What a share keeps when bandwidth is short: its sharpness or its smoothness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Text stays sharp: the resolution is kept and frames are dropped instead (slides, code,
+    /// documents; what most shares are).
+    #[default]
+    Detail,
+    /// Motion stays smooth: the frame rate is kept and the resolution lowered instead (video,
+    /// games).
+    Motion,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 2] = [Priority::Detail, Priority::Motion];
+
+    /// The name users type (`detail`, `motion`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Priority::Detail => "detail",
+            Priority::Motion => "motion",
+        }
+    }
+}
+
+impl FromStr for Priority {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Priority, String> {
+        Priority::ALL
+            .into_iter()
+            .find(|priority| priority.code().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| format!("unknown share priority {text:?} (detail or motion)"))
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.code())
+    }
+}
+
 impl FromStr for Quality {
     type Err = String;
 
@@ -92,5 +134,8 @@ mod tests {
         assert_eq!(Quality::Source.fit(3841, 2161), (3840, 2160), "even sides");
         assert_eq!("1080P60".parse::<Quality>(), Ok(Quality::P1080Fps60));
         assert!("4k".parse::<Quality>().is_err());
+        assert_eq!("Motion".parse::<Priority>(), Ok(Priority::Motion));
+        assert_eq!(Priority::default(), Priority::Detail, "text stays sharp unless asked");
+        assert!("fast".parse::<Priority>().is_err());
     }
 }

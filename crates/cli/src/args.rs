@@ -226,6 +226,14 @@ pub struct JoinArgs {
     /// The share's quality: 720p30, 1080p30, 1080p60 or source.
     #[arg(long, default_value = "720p30", requires = "share_screen")]
     pub share_quality: parley_core::capture::Quality,
+    /// What the share keeps when bandwidth is short: `detail` (the resolution: text stays
+    /// sharp) or `motion` (the frame rate: motion stays smooth).
+    #[arg(long, default_value = "detail", requires = "share_screen")]
+    pub share_priority: parley_core::capture::Priority,
+    /// Cap the share's upload at this many kbit/s (below what the quality sets), e.g. on a slow
+    /// uplink.
+    #[arg(long, value_name = "KBIT_S", requires = "share_screen", value_parser = clap::value_parser!(u64).range(50..))]
+    pub share_max_bitrate: Option<u64>,
     /// Watch this participant's screen share (prints watch statistics every second).
     #[arg(long, value_name = "IDENTITY")]
     pub watch: Option<String>,
@@ -236,6 +244,17 @@ pub struct JoinArgs {
     #[arg(long, value_name = "N", default_value_t = 1, requires = "save_frames",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub save_every: u64,
+}
+
+impl JoinArgs {
+    /// How `--share-screen` sends.
+    pub fn share_settings(&self) -> parley_core::ShareSettings {
+        parley_core::ShareSettings {
+            quality: self.share_quality,
+            priority: self.share_priority,
+            max_bitrate: self.share_max_bitrate.map(|kbps| kbps * 1000),
+        }
+    }
 }
 
 #[derive(Args)]

@@ -199,7 +199,7 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         let found = tokio::task::spawn_blocking(move || parley_core::capture::find_target(&wanted)).await;
         match found {
             Ok(Ok(target)) => {
-                if let Err(error) = session.start_share(&target, args.share_quality).await {
+                if let Err(error) = session.start_share(&target, args.share_settings()).await {
                     tracing::debug!(%error, "the share did not start");
                 }
             }

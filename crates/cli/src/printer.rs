@@ -103,8 +103,8 @@ fn session_text(event: &SessionEvent) -> Option<String> {
         SessionEvent::PublishPermission { can_publish: true } => "allowed to speak".into(),
         SessionEvent::PublishingStopped { .. } => "no longer allowed to speak: microphone unpublished".into(),
         SessionEvent::Warning { message } => format!("warning: {message}"),
-        SessionEvent::ShareStarted { target, quality, width, height, .. } => {
-            format!("sharing {target} at {width}x{height} ({quality})")
+        SessionEvent::ShareStarted { target, quality, priority, width, height, .. } => {
+            format!("sharing {target} at {width}x{height} ({quality}, {priority} first)")
         }
         SessionEvent::ShareStopped { .. } => "screen share stopped".into(),
         SessionEvent::ShareFailed { reason, .. } => format!("screen share failed: {reason}"),

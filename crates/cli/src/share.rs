@@ -42,27 +42,39 @@ pub fn list_targets(json: bool) -> Result<(), Failure> {
 /// Saves the watched pictures it is handed as `DIR/frame-NNNNNN.png` (N: the picture's index
 /// among all received; the session hands over every `--save-every`th). Each is written under a
 /// `.part` name and renamed when complete: a process that exits mid-picture leaves no torn PNG.
-/// The 8x8 black picture the engine hands over as a track ends is not saved.
+/// The 8x8 black picture the engine hands over as a track ends is not saved. Each file says
+/// when the picture was handed over, in a `Received` text chunk (Unix time in ms), for
+/// benchmarks that time pictures from glass to glass.
 pub struct PngSaver {
     pub dir: PathBuf,
 }
+
+/// The PNG text chunk that says when a saved picture was received.
+pub const RECEIVED_KEYWORD: &str = "Received";
 
 /// Pictures smaller than this on a side are the engine's end-of-track placeholder.
 const PLACEHOLDER_SIDE: u32 = 16;
 
 impl PngSaver {
     fn save(&self, index: u64, frame: &ReceivedVideoFrame) -> Result<(), String> {
+        let received = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_secs_f64() * 1000.0)
+            .unwrap_or_default();
         let path = self.dir.join(format!("frame-{index:06}.png"));
         let part = path.with_extension("png.part");
-        self.write(&part, frame)?;
+        self.write(&part, frame, received)?;
         std::fs::rename(&part, &path).map_err(|error| format!("{}: {error}", path.display()))
     }
 
-    fn write(&self, path: &std::path::Path, frame: &ReceivedVideoFrame) -> Result<(), String> {
+    fn write(&self, path: &std::path::Path, frame: &ReceivedVideoFrame, received_ms: f64) -> Result<(), String> {
         let file = std::fs::File::create(path).map_err(|error| format!("{}: {error}", path.display()))?;
         let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), frame.width, frame.height);
         encoder.set_color(png::ColorType::Rgba);
         encoder.set_depth(png::BitDepth::Eight);
+        encoder
+            .add_text_chunk(RECEIVED_KEYWORD.into(), format!("{received_ms:.1}"))
+            .map_err(|error| format!("{}: {error}", path.display()))?;
         // Saving keeps up with the stream better than it compresses.
         encoder.set_compression(png::Compression::Fast);
         let mut writer = encoder.write_header().map_err(|error| format!("{}: {error}", path.display()))?;

@@ -31,5 +31,6 @@ pub use control::Control;
 pub use parley_capture as capture;
 pub use parley_livekit_ffi::{Engine, LibrarySearch, RoomOptions};
 pub use session::{
-    JoinRequest, Participant, Session, SessionError, SessionEvent, SessionState, StampedEvent, VideoSink, WatchRequest,
+    JoinRequest, Participant, Session, SessionError, SessionEvent, SessionState, ShareSettings, StampedEvent,
+    VideoSink, WatchRequest,
 };

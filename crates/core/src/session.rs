@@ -62,7 +62,7 @@ use follow::LocalPublishing;
 pub use meter::SILENCE_DBFS;
 use publisher::{MicrophoneTrack, PublishCommand, Publisher, SharedTrack, lock_track};
 use share::Share;
-pub use share::{encoding as share_encoding, failure_code as share_failure_code};
+pub use share::{ShareSettings, encoding as share_encoding, failure_code as share_failure_code};
 pub use watch::{VideoSink, ViewerFactory, WatchRequest};
 
 /// Errors a session reports to its front end.

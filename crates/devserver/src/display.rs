@@ -49,6 +49,11 @@ impl Xvfb {
     ///
     /// Errors: Xvfb missing (`apt install xvfb`, `cargo xtask setup`), or it failed to start.
     pub fn start() -> Result<Xvfb, DisplayError> {
+        Xvfb::start_sized(1280, 800)
+    }
+
+    /// [`Xvfb::start`] with a `width` × `height` screen.
+    pub fn start_sized(width: u32, height: u32) -> Result<Xvfb, DisplayError> {
         let binary = find_on_path("Xvfb").ok_or_else(|| DisplayError::Missing {
             tool: "Xvfb".into(),
             hint: "Debian package xvfb; run `cargo xtask setup`".into(),
@@ -57,7 +62,7 @@ impl Xvfb {
         let log = std::fs::File::create(dir.path().join("xvfb.log")).map_err(DisplayError::Files)?;
         // `-displayfd 1`: Xvfb picks a free display and writes its number to our pipe when ready.
         let mut child = Command::new(binary)
-            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp", "-noreset"])
+            .args(["-displayfd", "1", "-screen", "0", &format!("{width}x{height}x24"), "-nolisten", "tcp", "-noreset"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -57,6 +57,6 @@ pub use subscription::{Subscriptions, VideoQuality};
 pub use track::{RemoteAudioTrack, RemoteVideoTrack, TrackKind, TrackPublication, TrackSource};
 pub use traffic::{RoomTraffic, Traffic};
 pub use video::{
-    LocalVideoTrack, PixelFormat, ReceivedVideoFrame, VideoCodec, VideoContent, VideoEncoding, VideoFrame,
+    Degradation, LocalVideoTrack, PixelFormat, ReceivedVideoFrame, VideoCodec, VideoContent, VideoEncoding, VideoFrame,
     VideoPublishOptions, VideoSource, VideoStream,
 };

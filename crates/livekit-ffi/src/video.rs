@@ -317,6 +317,27 @@ pub struct VideoEncoding {
     pub max_framerate: f64,
 }
 
+/// What the encoder gives up first when the bandwidth (or the CPU) is short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Degradation {
+    /// Lower both a little (the engine's choice).
+    Balanced,
+    /// Keep the frame rate, lower the resolution: smooth motion.
+    MaintainFramerate,
+    /// Keep the resolution, drop frames: sharp text.
+    MaintainResolution,
+}
+
+impl Degradation {
+    fn to_proto(self) -> proto::DegradationPreference {
+        match self {
+            Degradation::Balanced => proto::DegradationPreference::Balanced,
+            Degradation::MaintainFramerate => proto::DegradationPreference::MaintainFramerate,
+            Degradation::MaintainResolution => proto::DegradationPreference::MaintainResolution,
+        }
+    }
+}
+
 /// How to publish a video track.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VideoPublishOptions {
@@ -327,6 +348,8 @@ pub struct VideoPublishOptions {
     pub encoding: Option<VideoEncoding>,
     /// Also send lower-resolution layers, for viewers with less bandwidth.
     pub simulcast: bool,
+    /// `None` leaves it to the engine (which keeps a screen's resolution).
+    pub degradation: Option<Degradation>,
 }
 
 impl Default for VideoPublishOptions {
@@ -336,6 +359,7 @@ impl Default for VideoPublishOptions {
             codec: VideoCodec::Vp8,
             encoding: None,
             simulcast: true,
+            degradation: None,
         }
     }
 }
@@ -360,6 +384,7 @@ impl LocalParticipant {
                 max_bitrate: encoding.max_bitrate,
                 max_framerate: encoding.max_framerate,
             }),
+            degradation_preference: options.degradation.map(|degradation| degradation.to_proto() as i32),
             ..Default::default()
         };
         self.publish(track.handle.id(), options.source, publish).await

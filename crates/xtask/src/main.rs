@@ -14,6 +14,7 @@ mod app;
 mod bench;
 mod bench_app;
 mod bench_audio;
+mod bench_share;
 mod demo;
 mod setup;
 
@@ -58,7 +59,7 @@ enum Task {
     },
     /// Measure (not test) through the real server.
     Bench {
-        /// What to measure: `engine`, `audio` or `app`.
+        /// What to measure: `engine`, `audio`, `app` or `share`.
         suite: String,
         /// Where to write the JSON report (default: bench-results/<suite>.json).
         #[arg(long)]
@@ -110,7 +111,8 @@ fn run(cli: Cli) -> Result<()> {
                 "engine" => bench::engine(out),
                 "audio" => bench_audio::audio(out, soak_minutes.unwrap_or(10.0)),
                 "app" => bench_app::app(out, soak_minutes.unwrap_or(0.0)),
-                other => bail!("unknown benchmark suite {other:?}; available: engine, audio, app"),
+                "share" => bench_share::share(out),
+                other => bail!("unknown benchmark suite {other:?}; available: engine, audio, app, share"),
             }
         }
         Task::App { release, smoke } => {

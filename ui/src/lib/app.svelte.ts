@@ -367,10 +367,11 @@ export class AppModel {
     }
   }
 
-  /// Shares a screen or window (`call.sharing` shows it); `false` when it could not start.
-  async startShare(target: string, quality: string): Promise<boolean> {
+  /// Shares a screen or window (`call.sharing` shows it) at `quality`, keeping `priority`
+  /// (`detail` or `motion`) when bandwidth is short; `false` when it could not start.
+  async startShare(target: string, quality: string, priority: string): Promise<boolean> {
     try {
-      await this.backend.invoke('start_share', { target, quality });
+      await this.backend.invoke('start_share', { target, quality, priority });
       return true;
     } catch (error) {
       this.notice = toBackendError(error).message;

@@ -102,10 +102,13 @@ describe('control bar', () => {
     await user.click(editor);
     expect(editor).toHaveAttribute('aria-checked', 'true');
     await user.selectOptions(within(dialog).getByRole('combobox', { name: 'Quality' }), '1080p30');
+    const priority = within(dialog).getByRole('combobox', { name: 'When bandwidth is short' });
+    expect(priority, 'text stays sharp unless asked').toHaveValue('detail');
+    await user.selectOptions(priority, 'motion');
     await user.click(within(dialog).getByRole('button', { name: 'Share' }));
 
     await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Share your screen' })).toBeNull());
-    expect(backend.callsOf('start_share')).toEqual([{ target: 'window:0x1a00007', quality: '1080p30' }]);
+    expect(backend.callsOf('start_share')).toEqual([{ target: 'window:0x1a00007', quality: '1080p30', priority: 'motion' }]);
     expect(screen.getByRole('group', { name: /^You/ }), 'our tile says we share').toHaveAccessibleName('You, sharing your screen');
     const stop = within(bar).getByRole('button', { name: 'Stop sharing' });
     await user.click(stop);

@@ -1,7 +1,9 @@
 //! `parley-pattern-window`: a 1280 × 720 X11 window showing the test pattern of
 //! [`parley_capture::pattern`] (colour bars, a frame counter, a moving marker), redrawn at
 //! 30 fps, for the screen-share tests. Prints `{"window": <id>}` once the window is mapped,
-//! then draws until killed (or for `--frames N` frames).
+//! then draws until killed (or for `--frames N` frames). With `--log` it also prints
+//! `{"drawn": <counter>, "unix_ms": <ms>}` as each frame reaches the X server, for benchmarks that
+//! time pictures from glass to glass.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -39,10 +41,12 @@ fn rectangle(x: u32, y: u32, width: u32, height: u32) -> Rectangle {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut arguments = std::env::args().skip(1);
     let mut frames: Option<u64> = None;
+    let mut log = false;
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
             "--frames" => frames = Some(arguments.next().ok_or("--frames needs a number")?.parse()?),
-            other => return Err(format!("unknown argument {other:?} (only --frames N)").into()),
+            "--log" => log = true,
+            other => return Err(format!("unknown argument {other:?} (--frames N, --log)").into()),
         }
     }
     let (connection, screen_number) = x11rb::connect(None)?;
@@ -95,7 +99,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         fill([255; 3], &ones.into_iter().map(|(_, block)| block).collect::<Vec<_>>())?;
         fill([0; 3], &zeros.into_iter().map(|(_, block)| block).collect::<Vec<_>>())?;
         fill([255; 3], &[rectangle(marker_left(frame), MARKER_TOP, MARKER, MARKER)])?;
-        connection.flush()?;
+        if log {
+            // A round trip: the frame has been drawn when the X server answers.
+            connection.sync()?;
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|since| since.as_secs_f64() * 1000.0)
+                .unwrap_or_default();
+            println!("{{\"drawn\": {counter}, \"unix_ms\": {unix_ms:.1}}}");
+        } else {
+            connection.flush()?;
+        }
         frame += 1;
         let next = started + Duration::from_nanos(frame * 1_000_000_000 / FPS);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));

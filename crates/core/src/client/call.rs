@@ -44,6 +44,7 @@ pub(crate) enum CallCommand {
     Share {
         target: parley_capture::Target,
         quality: parley_capture::Quality,
+        priority: parley_capture::Priority,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     StopShare {
@@ -237,8 +238,9 @@ impl Call {
                     None => break End::Left(None),
                     // Starting and stopping a share wait on the engine (publishing, the capture
                     // thread's end): events queue meanwhile, as during a join.
-                    Some(CallCommand::Share { target, quality, reply }) => {
-                        let result = self.session.start_share(&target, quality).await.map_err(ClientError::from);
+                    Some(CallCommand::Share { target, quality, priority, reply }) => {
+                        let result =
+                            self.session.start_share(&target, crate::ShareSettings { quality, priority, max_bitrate: None }).await.map_err(ClientError::from);
                         answer(reply, result);
                     }
                     Some(CallCommand::StopShare { reply }) => {

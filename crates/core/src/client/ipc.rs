@@ -124,7 +124,11 @@ pub fn commands() -> Vec<CommandSpec> {
         command("set_local_mute", vec![("identity", ts::<String>()), ("muted", ts::<bool>())], ts::<()>()),
         command("allow_unencrypted", vec![("identity", ts::<String>())], ts::<()>()),
         command("list_share_targets", vec![], ts::<Vec<ShareTarget>>()),
-        command("start_share", vec![("target", ts::<String>()), ("quality", ts::<String>())], ts::<()>()),
+        command(
+            "start_share",
+            vec![("target", ts::<String>()), ("quality", ts::<String>()), ("priority", ts::<String>())],
+            ts::<()>(),
+        ),
         command("stop_share", vec![], ts::<()>()),
         command("watch_share", vec![("identity", ts::<String>())], ts::<()>()),
         command("pop_out_share", vec![("identity", ts::<String>())], ts::<()>()),

@@ -41,6 +41,8 @@ pub struct LocalShare {
     pub target: String,
     /// `720p30`, `1080p30`, `1080p60` or `source`.
     pub quality: String,
+    /// `detail` (text stays sharp) or `motion` (motion stays smooth).
+    pub priority: String,
     /// The size it is sent at.
     pub width: u32,
     pub height: u32,
@@ -119,19 +121,21 @@ impl Client {
     }
 
     /// Shares the screen or window `target` (a [`ShareTarget::id`]) at `quality` (`720p30`,
-    /// `1080p30`, `1080p60`, `source`) in the call. `CallState::sharing` shows it while it runs.
+    /// `1080p30`, `1080p60`, `source`) in the call, keeping what `priority` says when bandwidth
+    /// is short (`detail`: the resolution; `motion`: the frame rate). `CallState::sharing` shows
+    /// it while it runs.
     ///
-    /// Errors: [`ErrorCode::NotInCall`]; [`ErrorCode::InvalidInput`] (unknown quality, already
-    /// sharing); [`ErrorCode::NotFound`] (the window closed); [`ErrorCode::Forbidden`] (the
+    /// Errors: [`ErrorCode::NotInCall`]; [`ErrorCode::InvalidInput`] (unknown quality or
+    /// priority, already sharing); [`ErrorCode::NotFound`] (the window closed); [`ErrorCode::Forbidden`] (the
     /// room does not allow screen share); capture and engine errors. The call goes on.
-    pub async fn start_share(&self, target: &str, quality: &str) -> Result<(), ClientError> {
-        let quality = quality
-            .parse::<parley_capture::Quality>()
-            .map_err(|message| ClientError::new(ErrorCode::InvalidInput, message))?;
+    pub async fn start_share(&self, target: &str, quality: &str, priority: &str) -> Result<(), ClientError> {
+        let invalid = |message| ClientError::new(ErrorCode::InvalidInput, message);
+        let quality = quality.parse::<parley_capture::Quality>().map_err(invalid)?;
+        let priority = priority.parse::<parley_capture::Priority>().map_err(invalid)?;
         let id = target.to_string();
         let target = blocking(move || find_target(&id)).await?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(CallCommand::Share { target, quality, reply }).await?;
+        self.send(CallCommand::Share { target, quality, priority, reply }).await?;
         answer.await.unwrap_or_else(|_| Err(ClientError::not_in_call()))
     }
 

@@ -510,9 +510,14 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
                 _ => return closed,
             }
         }
-        SessionEvent::ShareStarted { target, quality, width, height, .. } => {
-            call.sharing =
-                Some(LocalShare { target: target.clone(), quality: quality.clone(), width: *width, height: *height });
+        SessionEvent::ShareStarted { target, quality, priority, width, height, .. } => {
+            call.sharing = Some(LocalShare {
+                target: target.clone(),
+                quality: quality.clone(),
+                priority: priority.clone(),
+                width: *width,
+                height: *height,
+            });
         }
         SessionEvent::ShareStopped { .. } | SessionEvent::ShareFailed { .. } => {
             if call.sharing.take().is_none() {

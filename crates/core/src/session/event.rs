@@ -237,6 +237,8 @@ pub enum SessionEvent {
         sid: String,
         target: String,
         quality: String,
+        /// `detail` (the resolution is kept) or `motion` (the frame rate is kept).
+        priority: String,
         width: u32,
         height: u32,
         fps: u32,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use parley_capture::{CaptureError, Capturer, Frame, Quality, scale::scale_bgra};
+use parley_capture::{CaptureError, Capturer, Frame, Priority, Quality, scale::scale_bgra};
 use parley_livekit_ffi as ffi;
 use tokio::sync::mpsc;
 
@@ -39,6 +39,51 @@ pub fn encoding(quality: Quality, width: u32, height: u32) -> ffi::VideoEncoding
         }
     };
     ffi::VideoEncoding { max_bitrate, max_framerate: f64::from(quality.fps()) }
+}
+
+/// How a share is sent: its quality, what it keeps when bandwidth is short, and an optional
+/// cap on its upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShareSettings {
+    pub quality: Quality,
+    pub priority: Priority,
+    /// At most this many bits per second (the top layer's bound), below what the quality sets.
+    pub max_bitrate: Option<u64>,
+}
+
+impl ShareSettings {
+    /// The publish options for a share sent at `width` × `height`.
+    ///
+    /// Measured on loopback with the top layer capped at 100 kbit/s (a 720p30 pattern):
+    /// * `detail`: a screen source, resolution kept, with simulcast (viewers with a small
+    ///   viewer take a smaller layer): 1280x720 arrived at 8–11 fps;
+    /// * `motion`: a camera-like source, frame rate kept, one layer: the encoder lowers the
+    ///   resolution itself (480x264–640x360 arrived at 23–30 fps). With simulcast the engine
+    ///   does not rescale a layer (it dropped frames at 1280x720, 8–11 fps, whatever the
+    ///   preference), so a motion share sends one layer; viewers then all get the same size.
+    pub fn publish(&self, width: u32, height: u32) -> ffi::VideoPublishOptions {
+        let mut encoding = encoding(self.quality, width, height);
+        if let Some(cap) = self.max_bitrate {
+            encoding.max_bitrate = encoding.max_bitrate.min(cap);
+        }
+        ffi::VideoPublishOptions {
+            encoding: Some(encoding),
+            simulcast: self.priority == Priority::Detail,
+            degradation: Some(match self.priority {
+                Priority::Detail => ffi::Degradation::MaintainResolution,
+                Priority::Motion => ffi::Degradation::MaintainFramerate,
+            }),
+            ..ffi::VideoPublishOptions::default()
+        }
+    }
+}
+
+/// What the engine is told a share carries (it tunes the encoder to it).
+fn content(priority: Priority) -> ffi::VideoContent {
+    match priority {
+        Priority::Detail => ffi::VideoContent::Screen,
+        Priority::Motion => ffi::VideoContent::Camera,
+    }
 }
 
 /// A machine-readable reason for a failed share, for front ends to branch on.
@@ -178,9 +223,9 @@ impl Session {
     pub async fn start_share(
         &mut self,
         target: &parley_capture::Target,
-        quality: parley_capture::Quality,
+        settings: ShareSettings,
     ) -> Result<(), SessionError> {
-        let started = self.begin_share(target, quality).await;
+        let started = self.begin_share(target, settings).await;
         if let Err(error) = &started {
             emit(
                 &self.events,
@@ -193,8 +238,9 @@ impl Session {
     async fn begin_share(
         &mut self,
         target: &parley_capture::Target,
-        quality: parley_capture::Quality,
+        settings: ShareSettings,
     ) -> Result<(), SessionError> {
+        let quality = settings.quality;
         if self.share.as_ref().is_some_and(|share| !share.thread.is_finished()) {
             return Err(SessionError::AlreadySharing);
         }
@@ -212,13 +258,10 @@ impl Session {
         .await
         .map_err(|error| SessionError::Audio(format!("the capture opener failed: {error}")))??;
         let (width, height) = quality.fit(first.width, first.height);
-        let source = Arc::new(ffi::VideoSource::new(self.engine, width, height, ffi::VideoContent::Screen)?);
+        let source = Arc::new(ffi::VideoSource::new(self.engine, width, height, content(settings.priority))?);
         let track = ffi::LocalVideoTrack::new("screen", &source)?;
-        let options = ffi::VideoPublishOptions {
-            encoding: Some(encoding(quality, width, height)),
-            ..ffi::VideoPublishOptions::default()
-        };
-        let publication = self.room.local_participant().publish_video_track(&track, &options).await?;
+        let publication =
+            self.room.local_participant().publish_video_track(&track, &settings.publish(width, height)).await?;
         let stop = Arc::new(AtomicBool::new(false));
         let (participant, sid, runtime) =
             (self.room.local_participant().clone(), publication.sid.clone(), tokio::runtime::Handle::current());
@@ -248,6 +291,7 @@ impl Session {
                 sid: publication.sid.clone(),
                 target: target.to_string(),
                 quality: quality.code().into(),
+                priority: settings.priority.code().into(),
                 width,
                 height,
                 fps: quality.fps(),
@@ -321,5 +365,21 @@ mod tests {
         assert_eq!(encoding(Quality::Source, 1920, 1080).max_bitrate, 3_000_000);
         assert_eq!(encoding(Quality::Source, 640, 480).max_bitrate, 1_700_000);
         assert_eq!(encoding(Quality::Source, 5120, 2880).max_bitrate, 8_000_000);
+    }
+
+    #[test]
+    fn detail_keeps_the_resolution_and_layers_motion_the_frame_rate() {
+        let detail = ShareSettings::default().publish(1280, 720);
+        assert_eq!(detail.degradation, Some(ffi::Degradation::MaintainResolution));
+        assert!(detail.simulcast, "viewers of a detail share can take a smaller layer");
+        assert_eq!(content(Priority::Detail), ffi::VideoContent::Screen);
+        let motion = ShareSettings { priority: Priority::Motion, ..ShareSettings::default() }.publish(1280, 720);
+        assert_eq!(motion.degradation, Some(ffi::Degradation::MaintainFramerate));
+        assert!(!motion.simulcast, "the engine rescales only a single layer");
+        assert_eq!(content(Priority::Motion), ffi::VideoContent::Camera);
+        let capped = ShareSettings { max_bitrate: Some(100_000), ..ShareSettings::default() }.publish(1280, 720);
+        assert_eq!(capped.encoding.map(|encoding| encoding.max_bitrate), Some(100_000));
+        let loose = ShareSettings { max_bitrate: Some(9_000_000), ..ShareSettings::default() }.publish(1280, 720);
+        assert_eq!(loose.encoding.map(|encoding| encoding.max_bitrate), Some(1_700_000), "a cap never raises");
     }
 }

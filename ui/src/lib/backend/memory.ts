@@ -405,14 +405,14 @@ export class MemoryBackend implements Backend {
     },
     allow_unencrypted: async ({ identity }) => this.updateParticipant(identity, { encryption: 'allowed_unencrypted' }),
     list_share_targets: async () => structuredClone(DEMO_SHARE_TARGETS),
-    start_share: async ({ target, quality }) => {
+    start_share: async ({ target, quality, priority }) => {
       const call = this.requireCall();
       const found = DEMO_SHARE_TARGETS.find((candidate) => candidate.id === target);
       if (!found) throw new BackendError({ code: 'not_found', message: `${target} is no longer there to share (closed?); pick another` });
       if (!call.canShare) throw new BackendError({ code: 'forbidden', message: 'not allowed: this room does not allow screen share' });
       if (call.sharing) throw new BackendError({ code: 'invalid_input', message: 'a screen share is already running; stop it first' });
       const [width, height] = quality === '720p30' ? [1280, 720] : [found.width, found.height];
-      this.publish({ ...this.state, call: { ...call, sharing: { target: found.name, quality, width, height } } });
+      this.publish({ ...this.state, call: { ...call, sharing: { target: found.name, quality, priority, width, height } } });
       return null;
     },
     stop_share: async () => {

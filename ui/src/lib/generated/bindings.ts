@@ -152,6 +152,10 @@ target: string,
  */
 quality: string, 
 /**
+ * `detail` (text stays sharp) or `motion` (motion stays smooth).
+ */
+priority: string, 
+/**
  * The size it is sent at.
  */
 width: number, height: number, };

@@ -31,7 +31,7 @@ export interface Commands {
   set_local_mute: { args: { identity: string; muted: boolean }; result: null };
   allow_unencrypted: { args: { identity: string }; result: null };
   list_share_targets: { args: Record<string, never>; result: Array<T.ShareTarget> };
-  start_share: { args: { target: string; quality: string }; result: null };
+  start_share: { args: { target: string; quality: string; priority: string }; result: null };
   stop_share: { args: Record<string, never>; result: null };
   watch_share: { args: { identity: string }; result: null };
   pop_out_share: { args: { identity: string }; result: null };
