@@ -87,39 +87,31 @@ impl Priority {
     }
 }
 
-impl FromStr for Priority {
-    type Err = String;
+/// The choices a user types by name (`720p30`, `detail`): parsed case-insensitively from their
+/// codes, shown as them.
+macro_rules! named_choice {
+    ($choice:ident, $what:literal, $names:literal) => {
+        impl FromStr for $choice {
+            type Err = String;
 
-    fn from_str(text: &str) -> Result<Priority, String> {
-        Priority::ALL
-            .into_iter()
-            .find(|priority| priority.code().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| format!("unknown share priority {text:?} (detail or motion)"))
-    }
+            fn from_str(text: &str) -> Result<$choice, String> {
+                $choice::ALL
+                    .into_iter()
+                    .find(|choice| choice.code().eq_ignore_ascii_case(text.trim()))
+                    .ok_or_else(|| format!(concat!("unknown share ", $what, " {:?} (", $names, ")"), text))
+            }
+        }
+
+        impl std::fmt::Display for $choice {
+            fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str(self.code())
+            }
+        }
+    };
 }
 
-impl std::fmt::Display for Priority {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(self.code())
-    }
-}
-
-impl FromStr for Quality {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Quality, String> {
-        Quality::ALL
-            .into_iter()
-            .find(|quality| quality.code().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| format!("unknown share quality {text:?} (720p30, 1080p30, 1080p60 or source)"))
-    }
-}
-
-impl std::fmt::Display for Quality {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(self.code())
-    }
-}
+named_choice!(Quality, "quality", "720p30, 1080p30, 1080p60 or source");
+named_choice!(Priority, "priority", "detail or motion");
 
 #[cfg(test)]
 mod tests {
@@ -136,6 +128,7 @@ mod tests {
         assert!("4k".parse::<Quality>().is_err());
         assert_eq!("Motion".parse::<Priority>(), Ok(Priority::Motion));
         assert_eq!(Priority::default(), Priority::Detail, "text stays sharp unless asked");
-        assert!("fast".parse::<Priority>().is_err());
+        assert_eq!("fast".parse::<Priority>(), Err("unknown share priority \"fast\" (detail or motion)".into()));
+        assert_eq!(Priority::Motion.to_string(), "motion");
     }
 }
