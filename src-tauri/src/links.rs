@@ -146,7 +146,6 @@ fn percent_decode(text: &str) -> Option<String> {
 /// Listens on the `parley ctl` socket and applies its commands to the client. A `parley join`
 /// already listening keeps its socket (logged); the app then takes commands through
 /// `parley-app ctl …` instead.
-#[cfg(unix)]
 pub fn start_control_socket(_app: &AppHandle, client: &Client) {
     let client = client.clone();
     tauri::async_runtime::spawn(async move {
@@ -167,11 +166,6 @@ pub fn start_control_socket(_app: &AppHandle, client: &Client) {
             }
         }
     });
-}
-
-#[cfg(not(unix))]
-pub fn start_control_socket(_app: &AppHandle, _client: &Client) {
-    tracing::info!("no control socket on this platform; use `parley-app ctl …`");
 }
 
 #[cfg(test)]

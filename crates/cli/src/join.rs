@@ -310,7 +310,6 @@ impl VideoSink for Discard {
 }
 
 /// Opens the control socket unless disabled; failing to is a warning, not a reason to leave.
-#[cfg(unix)]
 async fn open_control_socket(
     wanted: Option<&str>,
     requests: mpsc::Sender<control_socket::ControlRequest>,

@@ -4,10 +4,14 @@
 //!
 //! [`ControlSocket::listen`] takes where to forward requests, so that the CLI (one session) and
 //! the app (a [`crate::client::Client`]) answer the same protocol.
+//!
+//! The transport is per OS behind this facade: a Unix socket in a private directory (`unix`:
+//! Linux, macOS), a named pipe that refuses remote clients (`windows`). The protocol
+//! ([`serve`]) is shared.
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Control;
@@ -40,110 +44,48 @@ pub enum ControlSocketError {
     Parse(#[from] crate::control::ParseControlError),
 }
 
-/// The socket path `parley join`, the app and `parley ctl` agree on:
-/// `$XDG_RUNTIME_DIR/parley/control.sock`, else a per-user directory in the temp dir.
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as platform;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
+
+pub use platform::ControlSocket;
+
+/// Where `parley join`, the app and `parley ctl` meet by default: on Unix
+/// `$XDG_RUNTIME_DIR/parley/control.sock`, else a per-user directory in the temp dir; on Windows
+/// the named pipe `\\.\pipe\parley-<user>-control`.
 pub fn default_socket() -> PathBuf {
-    let base = std::env::var_os("XDG_RUNTIME_DIR").filter(|value| !value.is_empty()).map(PathBuf::from);
-    match base {
-        Some(runtime) => runtime.join("parley").join("control.sock"),
-        None => {
-            let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
-            std::env::temp_dir().join(format!("parley-{user}")).join("control.sock")
-        }
-    }
+    platform::default_socket()
 }
 
-/// Whether `dir` belongs to the effective user.
-#[cfg(unix)]
-fn is_ours(dir: &Path) -> Result<bool, ControlSocketError> {
-    use std::os::unix::fs::MetadataExt as _;
-    let metadata = std::fs::symlink_metadata(dir).map_err(|source| ControlSocketError::Io {
-        action: "checking",
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    Ok(metadata.uid() == rustix::process::geteuid().as_raw())
-}
-
-/// `dir` is a real directory (not a link), ours, and closed to group and others (0700).
+/// Sends one command to whatever listens on `socket` and returns its answer (`ok`).
 ///
-/// Errors: [`ControlSocketError::NotPrivate`], or `Io` when it cannot be read.
-#[cfg(unix)]
-fn ensure_private(dir: &Path) -> Result<(), ControlSocketError> {
-    use std::os::unix::fs::MetadataExt as _;
-    let metadata = std::fs::symlink_metadata(dir).map_err(|source| ControlSocketError::Io {
-        action: "checking",
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let private = metadata.is_dir() && is_ours(dir)? && metadata.mode() & 0o077 == 0;
-    if private { Ok(()) } else { Err(ControlSocketError::NotPrivate(dir.to_path_buf())) }
-}
-
-/// A listening control socket; the file is removed and the task stopped on drop.
-#[cfg(unix)]
-pub struct ControlSocket {
-    path: PathBuf,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[cfg(unix)]
-impl ControlSocket {
-    /// Listens on `path` (creating its directory, owner-only) and forwards each command to
-    /// `requests`. A socket left by a dead process is replaced; a live one is
-    /// [`ControlSocketError::InUse`]. Call from a tokio runtime.
-    pub async fn listen(
-        path: &Path,
-        requests: mpsc::Sender<ControlRequest>,
-    ) -> Result<ControlSocket, ControlSocketError> {
-        use std::os::unix::fs::PermissionsExt;
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ControlSocketError::Io { action, path, source }
-        };
-        if let Some(dir) = path.parent() {
-            parley_control_plane::profile::create_private_dir(dir).map_err(io("creating", dir))?;
-            // Ours but loose (an older version, a umask): tighten it. Another user's: refused.
-            if is_ours(dir)? {
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                    .map_err(io("restricting", dir))?;
-            }
-            ensure_private(dir)?;
-        }
-        if path.exists() {
-            if tokio::net::UnixStream::connect(path).await.is_ok() {
-                return Err(ControlSocketError::InUse(path.to_path_buf()));
-            }
-            std::fs::remove_file(path).map_err(io("removing the stale", path))?;
-        }
-        let listener = tokio::net::UnixListener::bind(path).map_err(io("listening on", path))?;
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, requests.clone()));
-            }
-        });
-        Ok(ControlSocket { path: path.to_path_buf(), task })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-#[cfg(unix)]
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        self.task.abort();
-        if let Err(error) = std::fs::remove_file(&self.path) {
-            tracing::debug!(%error, "control socket already gone");
-        }
+/// Errors: [`ControlSocketError::Parse`] for a bad line, [`ControlSocketError::NotRunning`],
+/// [`ControlSocketError::Refused`] with the listener's message; on Unix
+/// [`ControlSocketError::NotPrivate`] for a socket in a directory others can enter.
+pub async fn send(socket: &Path, line: &str) -> Result<String, ControlSocketError> {
+    let control: Control = line.parse()?;
+    let stream = platform::connect(socket).await?;
+    let (reader, mut writer) = tokio::io::split(stream);
+    let io = |source| ControlSocketError::Io { action: "talking to", path: socket.to_path_buf(), source };
+    writer.write_all(format!("{control}\n").as_bytes()).await.map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(reader).read_line(&mut answer).await.map_err(io)?;
+    let answer = answer.trim().to_string();
+    match answer.strip_prefix("error: ") {
+        Some(error) => Err(ControlSocketError::Refused(error.to_string())),
+        None if answer.is_empty() => Err(ControlSocketError::Closed),
+        None => Ok(answer),
     }
 }
 
 /// Answers one client: a line in, `ok` or `error: …` out, until it hangs up.
-#[cfg(unix)]
-async fn serve(stream: tokio::net::UnixStream, requests: mpsc::Sender<ControlRequest>) {
-    let (reader, mut writer) = stream.into_split();
+async fn serve(stream: impl AsyncRead + AsyncWrite, requests: mpsc::Sender<ControlRequest>) {
+    let (reader, mut writer) = tokio::io::split(stream);
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let answer = match line.parse::<Control>() {
@@ -165,36 +107,6 @@ async fn serve(stream: tokio::net::UnixStream, requests: mpsc::Sender<ControlReq
         if writer.write_all(format!("{answer}\n").as_bytes()).await.is_err() {
             return;
         }
-    }
-}
-
-/// Sends one command to whatever listens on `socket` and returns its answer (`ok`).
-///
-/// Errors: [`ControlSocketError::Parse`] for a bad line, [`ControlSocketError::NotRunning`],
-/// [`ControlSocketError::Refused`] with the listener's message.
-#[cfg(unix)]
-pub async fn send(socket: &Path, line: &str) -> Result<String, ControlSocketError> {
-    let control: Control = line.parse()?;
-    // Only to a listener in a directory of ours that nobody else can enter: the fallback in
-    // the shared temp dir could have been created by another user, who would get our commands.
-    if let Some(dir) = socket.parent()
-        && dir.exists()
-    {
-        ensure_private(dir)?;
-    }
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|source| ControlSocketError::NotRunning { path: socket.to_path_buf(), source })?;
-    let (reader, mut writer) = stream.into_split();
-    let io = |source| ControlSocketError::Io { action: "talking to", path: socket.to_path_buf(), source };
-    writer.write_all(format!("{control}\n").as_bytes()).await.map_err(io)?;
-    let mut answer = String::new();
-    BufReader::new(reader).read_line(&mut answer).await.map_err(io)?;
-    let answer = answer.trim().to_string();
-    match answer.strip_prefix("error: ") {
-        Some(error) => Err(ControlSocketError::Refused(error.to_string())),
-        None if answer.is_empty() => Err(ControlSocketError::Closed),
-        None => Ok(answer),
     }
 }
 
