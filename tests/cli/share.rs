@@ -471,7 +471,11 @@ fn a_share_watched_while_in_the_call_flows_only_while_watched_and_audio_goes_on(
 
     bob.command("watch alice");
     bob.wait_for_event("bob's watch should start", TIMEOUT, |event| event["event"] == "watch_started");
-    std::thread::sleep(Duration::from_secs(1));
+    // The server starts a new subscriber on a low layer and climbs as its estimate of bob's
+    // bandwidth grows: measure once the 720p layer arrives.
+    bob.wait_for_event("bob should get alice's share at 720p", TIMEOUT, |event| {
+        event["event"] == "watch_stats" && event["width"].as_u64().is_some_and(|width| width >= 1280)
+    });
     let watched = receive_rate(&bob, window);
 
     bob.command("unwatch alice");
