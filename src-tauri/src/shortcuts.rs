@@ -48,6 +48,7 @@ struct Registered {
     bindings: Vec<(Shortcut, Action)>,
     support: Option<ShortcutSupport>,
     /// What binds the keys where key grabs cannot (the portal session on Wayland).
+    #[cfg_attr(not(target_os = "linux"), expect(dead_code, reason = "Windows and macOS need no fallback"))]
     fallback: platform::Fallback,
 }
 

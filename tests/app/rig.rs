@@ -274,10 +274,9 @@ fn add_profile(config: &Path, keyring: &TestKeyring, server: &DevServer) {
 }
 
 fn private_dir(path: &Path) {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .unwrap_or_else(|error| panic!("creating {}: {error}", path.display()));
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).unwrap_or_else(|error| panic!("creating {}: {error}", path.display()));
 }

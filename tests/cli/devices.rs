@@ -62,7 +62,7 @@ fn a_missing_device_is_named_with_the_available_ones() {
 }
 
 /// Plays `samples` (48 kHz mono) into a sink with `pacat`, as a person speaking into a microphone.
-fn speak_into(pulse: &PulseServer, sink: &str, samples: &[i16]) -> std::process::Child {
+pub(crate) fn speak_into(pulse: &PulseServer, sink: &str, samples: &[i16]) -> std::process::Child {
     let mut child = Command::new("pacat")
         .args(["--playback", "--device", sink, "--rate=48000", "--channels=1", "--format=s16le", "--latency-msec=20"])
         .envs(pulse.env())

@@ -14,3 +14,4 @@ mod profiles;
 mod share;
 mod support;
 mod talk;
+mod windows;

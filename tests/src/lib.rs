@@ -22,27 +22,37 @@ use std::sync::{Mutex, OnceLock};
 ///
 /// Panics (fails the test) when the build fails or the binary is not where cargo puts it.
 pub fn binary(package: &str, name: &str) -> PathBuf {
+    binary_for(package, name, None)
+}
+
+/// [`binary`] built for another Rust target (`Some("x86_64-pc-windows-gnu")`), into
+/// `<target dir>/<triple>/<profile>/`; `PARLEY_BIN_<NAME>_<TRIPLE>` overrides it.
+pub fn binary_for(package: &str, name: &str, triple: Option<&str>) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(Mutex::default);
     // Held across the build: two tests asking at once wait for one build.
     let mut built = built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(path) = built.get(name) {
+    let key = format!("{name}@{}", triple.unwrap_or("host"));
+    if let Some(path) = built.get(&key) {
         return path.clone();
     }
-    let variable = format!("PARLEY_BIN_{}", name.to_uppercase().replace('-', "_"));
+    let mut variable = format!("PARLEY_BIN_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(triple) = triple {
+        variable.push_str(&format!("_{}", triple.to_uppercase().replace('-', "_")));
+    }
     let path = match std::env::var_os(&variable).filter(|value| !value.is_empty()) {
         Some(path) => {
             let path = PathBuf::from(path);
             assert!(path.is_file(), "{variable}={} should be the {name} binary", path.display());
             path
         }
-        None => build(package, name),
+        None => build(package, name, triple),
     };
-    built.insert(name.to_string(), path.clone());
+    built.insert(key, path.clone());
     path
 }
 
-fn build(package: &str, name: &str) -> PathBuf {
+fn build(package: &str, name: &str, triple: Option<&str>) -> PathBuf {
     // This test runs as <target>/<profile dir>/deps/<test>-<hash>.
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("the test binary lives in <profile>/deps");
@@ -71,11 +81,20 @@ fn build(package: &str, name: &str) -> PathBuf {
     if profile != "debug" {
         command.args(["--profile", profile]);
     }
+    if let Some(triple) = triple {
+        command.args(["--target", triple]);
+    }
     let started = std::time::Instant::now();
     let status = command.status().unwrap_or_else(|error| panic!("running cargo build for {name}: {error}"));
     eprintln!("built {name} in {:.1} s", started.elapsed().as_secs_f64());
     assert!(status.success(), "building {name} (package {package}) should succeed ({status})");
-    let binary = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let binary = match triple {
+        Some(triple) => {
+            let suffix = if triple.contains("windows") { ".exe" } else { "" };
+            target.join(triple).join(profile).join(format!("{name}{suffix}"))
+        }
+        None => profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)),
+    };
     assert!(binary.is_file(), "cargo built {package}, so {} should exist", binary.display());
     binary
 }
@@ -83,6 +102,14 @@ fn build(package: &str, name: &str) -> PathBuf {
 /// The `parley` CLI.
 pub fn parley_binary() -> PathBuf {
     binary("parley-cli", "parley")
+}
+
+/// The Rust target of the Windows build the rig runs under Wine.
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// `parley.exe`, cross-built for Windows (mingw), to run under Wine.
+pub fn windows_parley_binary() -> PathBuf {
+    binary_for("parley-cli", "parley", Some(WINDOWS_TARGET))
 }
 
 /// The desktop app.

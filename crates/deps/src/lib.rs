@@ -27,6 +27,7 @@ pub struct Pinned {
     pub livekit_ffi: LiveKitFfiPin,
     pub livekit_server: GoPackagePin,
     pub python_peer: PythonPeerPin,
+    pub actionlint: GoPackagePin,
 }
 
 /// The Python environment of the independent test peer (LiveKit's Python SDK).
@@ -81,6 +82,34 @@ pub fn host_wheel_platform() -> Option<&'static str> {
     }
 }
 
+/// The FFI library LiveKit ships for a Rust target triple: the wheel's platform tag and the
+/// library's file name there. `None` for a target LiveKit publishes no library for.
+pub fn ffi_library_for_target(triple: &str) -> Option<FfiLibraryKind> {
+    let (wheel_platform, file_name) = match triple {
+        "x86_64-unknown-linux-gnu" => ("manylinux_2_28_x86_64", "liblivekit_ffi.so"),
+        "aarch64-unknown-linux-gnu" => ("manylinux_2_28_aarch64", "liblivekit_ffi.so"),
+        "x86_64-pc-windows-msvc" | "x86_64-pc-windows-gnu" => ("win_amd64", "livekit_ffi.dll"),
+        "aarch64-apple-darwin" => ("macosx_11_0_arm64", "liblivekit_ffi.dylib"),
+        "x86_64-apple-darwin" => ("macosx_10_15_x86_64", "liblivekit_ffi.dylib"),
+        _ => return None,
+    };
+    Some(FfiLibraryKind { wheel_platform, file_name })
+}
+
+/// Which wheel carries a target's FFI library, and under what file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FfiLibraryKind {
+    pub wheel_platform: &'static str,
+    pub file_name: &'static str,
+}
+
+/// Directories, relative to the executable's (`""`: its own), where a bundle keeps the FFI
+/// library: beside it (Windows installers, a plain build), in `resources/`, and on macOS in the
+/// app bundle's `Contents/Frameworks` (signed with the app).
+pub fn bundled_library_dirs() -> &'static [&'static str] {
+    if cfg!(target_os = "macos") { &["", "resources", "../Frameworks"] } else { &["", "resources"] }
+}
+
 /// File name of the FFI library on this platform.
 pub fn ffi_library_file_name() -> &'static str {
     if cfg!(target_os = "windows") {
@@ -127,6 +156,13 @@ impl Layout {
         self.root.join("livekit-ffi").join(&pinned().livekit_ffi.version).join(ffi_library_file_name())
     }
 
+    /// The FFI library of another target (e.g. the Windows DLL a cross-built `parley.exe` runs
+    /// with under Wine), extracted from that target's pinned wheel.
+    pub fn ffi_library_of(&self, kind: FfiLibraryKind) -> PathBuf {
+        let version = &pinned().livekit_ffi.version;
+        self.root.join("livekit-ffi").join(version).join(kind.wheel_platform).join(kind.file_name)
+    }
+
     /// The virtual environment of the Python test peer.
     pub fn python_peer_env(&self) -> PathBuf {
         self.root.join("python-peer")
@@ -150,6 +186,12 @@ impl Layout {
     /// through (`cargo install --locked tauri-driver --root <tools>`).
     pub fn tauri_driver(&self) -> PathBuf {
         self.tools_dir().join("bin").join(format!("tauri-driver{}", std::env::consts::EXE_SUFFIX))
+    }
+
+    /// The pinned actionlint, which lints the GitHub workflows.
+    pub fn actionlint(&self) -> PathBuf {
+        let version = &pinned().actionlint.version;
+        self.root.join("bin").join(format!("actionlint-{version}{}", std::env::consts::EXE_SUFFIX))
     }
 
     /// The pinned LiveKit server binary.
@@ -182,6 +224,21 @@ mod tests {
             assert!(hash.is_some_and(|h| h.len() == 64), "pinned.toml must carry a sha256 for {tag}");
         }
         assert!(pinned.livekit_server.version.starts_with('v'));
+        assert!(pinned.actionlint.version.starts_with('v'));
+    }
+
+    #[test]
+    fn every_release_target_has_a_pinned_wheel() {
+        for triple in
+            ["x86_64-unknown-linux-gnu", "x86_64-pc-windows-msvc", "aarch64-apple-darwin", "x86_64-apple-darwin"]
+        {
+            let kind = ffi_library_for_target(triple).unwrap_or_else(|| panic!("{triple} has an FFI library"));
+            let hash = pinned().livekit_ffi.wheels.get(kind.wheel_platform);
+            assert!(hash.is_some_and(|h| h.len() == 64), "pinned.toml must carry a sha256 for {triple}");
+        }
+        assert_eq!(ffi_library_for_target("riscv64gc-unknown-linux-gnu"), None);
+        let windows = ffi_library_for_target("x86_64-pc-windows-gnu").expect("windows");
+        assert!(Layout::at("/x").ffi_library_of(windows).ends_with("win_amd64/livekit_ffi.dll"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! ([`DevServer`]), a private PulseAudio daemon with null sinks ([`pulse::PulseServer`]), a
 //! private keyring on a private D-Bus session bus ([`keyring::TestKeyring`]), and for the desktop
 //! app a virtual X display and tauri-driver ([`display::Xvfb`], [`display::TauriDriver`]) with a
-//! small blocking WebDriver client ([`webdriver::WebDriver`]).
+//! small blocking WebDriver client ([`webdriver::WebDriver`]), and a Wine prefix that runs
+//! Parley's Windows build ([`wine::WinePrefix`]).
 //!
 //! [`DevServer::start`] runs the pinned `livekit-server` binary (installed by `cargo xtask
 //! setup`, found through [`parley_deps::Layout`]) with freshly generated keys, on free ports of
@@ -17,6 +18,7 @@ pub mod display;
 pub mod keyring;
 pub mod pulse;
 pub mod webdriver;
+pub mod wine;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

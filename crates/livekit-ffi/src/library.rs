@@ -28,8 +28,7 @@ impl LibrarySearch {
         let file = parley_deps::ffi_library_file_name();
         let mut candidates: Vec<PathBuf> = self.extra_dirs.iter().map(|dir| dir.join(file)).collect();
         if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) {
-            candidates.push(dir.join(file));
-            candidates.push(dir.join("resources").join(file));
+            candidates.extend(parley_deps::bundled_library_dirs().iter().map(|sub| dir.join(sub).join(file)));
         }
         candidates.push(parley_deps::Layout::discover().ffi_library());
         candidates

@@ -64,7 +64,8 @@ pub fn build_ui(ui: &Path, say: &dyn Fn(String)) -> Result<()> {
 /// Runs npm in `dir`; its output goes to stderr, so that `setup --print-env` prints only its
 /// `KEY=value` lines on stdout.
 pub fn npm(dir: &Path, args: &[&str]) -> Result<()> {
-    let status = Command::new("npm")
+    // On Windows npm is a script, `npm.cmd`, which Command finds only by its full name.
+    let status = Command::new(if cfg!(windows) { "npm.cmd" } else { "npm" })
         .args(args)
         .stdout(std::io::stderr())
         .current_dir(dir)

@@ -317,6 +317,7 @@ impl Desktop {
     fn launch(&self, binary: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Result<Running> {
         let mut command = Command::new(binary);
         // Its own process group, so that stopping it reaches WebKit's processes too.
+        #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command
             .args(args)
@@ -455,9 +456,15 @@ impl Desktop {
 
 /// Makes a directory readable by its owner only (`XDG_RUNTIME_DIR` must be).
 fn set_private(path: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("making {} private", path.display()))
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The `participants=N` of a `call state` log line (0 when absent).

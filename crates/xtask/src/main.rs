@@ -3,18 +3,22 @@
 //! * `setup` — installs what the workspace needs outside Cargo (idempotent; seconds when done);
 //! * `demo` — the newcomer's first run: a local LiveKit server, a bot speaking in a room, and the
 //!   desktop app joined to it (`--cli`: two CLI clients that hear each other);
-//! * `test` — setup, then formatting, lints and every test (Rust and the UI's);
+//! * `test` — setup, then formatting, lints and every test (Rust and the UI's), and on Linux the
+//!   Windows and macOS cross checks (clippy for both, Windows unit tests under Wine, actionlint);
 //! * `bench engine|audio|app` — measurements through the real server and real sound devices, and
 //!   of the desktop app against an empty Tauri window (table + JSON, never a test);
 //! * `app` — builds the desktop app (UI, then the Tauri shell); `--smoke` starts it through
 //!   WebDriver and saves a screenshot;
-//! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel.
+//! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel;
+//! * `stage-ffi --target T` — stages a release target's FFI library for the installers.
 
 mod app;
 mod bench;
 mod bench_app;
 mod bench_audio;
 mod bench_share;
+mod bundle;
+mod cross;
 mod demo;
 mod setup;
 
@@ -81,6 +85,13 @@ enum Task {
     },
     /// Regenerate crates/livekit-ffi/proto/livekit_ffi.binpb from the pinned wheel.
     GenProto,
+    /// Put a release target's FFI library and the Tauri config overlay that bundles it into
+    /// src-tauri/ffi/ (the release workflow runs it before `tauri build`).
+    StageFfi {
+        /// A Rust target triple, or `universal-apple-darwin` (needs `lipo`, i.e. a Mac).
+        #[arg(long)]
+        target: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -120,6 +131,7 @@ fn run(cli: Cli) -> Result<()> {
             app::run(release, smoke).map(|_| ())
         }
         Task::GenProto => setup::generate_proto(),
+        Task::StageFfi { target } => bundle::stage_ffi(&target).map(|_| ()),
     }
 }
 
@@ -131,6 +143,10 @@ fn test(cargo_args: &[String]) -> Result<()> {
     app::npm(&ui, &["run", "--silent", "lint"]).context("the UI's lint (cd ui && npm run lint)")?;
     app::npm(&ui, &["run", "--silent", "test"]).context("the UI's tests (cd ui && npm test)")?;
     cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).context("clippy")?;
+    if cfg!(target_os = "linux") {
+        // Windows and macOS from here: clippy for both, Windows unit tests under Wine, actionlint.
+        cross::check()?;
+    }
     let mut args = vec!["test", "--workspace"];
     args.extend(cargo_args.iter().map(String::as_str));
     if !cargo_args.iter().any(|arg| arg == "--") {

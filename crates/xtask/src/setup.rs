@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use parley_deps::{Layout, pinned};
+use parley_deps::{FfiLibraryKind, GoPackagePin, Layout, pinned};
 use sha2::{Digest, Sha256};
 
 /// Where the wheel keeps the FFI library.
@@ -28,6 +28,7 @@ pub fn run(print_env: bool) -> Result<()> {
     let server = install_livekit_server(&layout, &say)?;
     let peer = install_python_peer(&layout, &say)?;
     let driver = install_tauri_driver(&layout, &say)?;
+    crate::cross::setup(&layout, &say)?;
     report_lk_cli(&say);
     if print_env {
         println!("{}={}", parley_deps::DEPS_DIR_ENV, layout.root().display());
@@ -43,17 +44,33 @@ pub fn run(print_env: bool) -> Result<()> {
 
 /// Downloads (or reuses) the pinned wheel, verifies it, and extracts the library.
 fn install_ffi_library(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf> {
-    let pin = &pinned().livekit_ffi;
     let tag = parley_deps::host_wheel_platform().context("LiveKit publishes no FFI library for this platform")?;
-    let expected = pin.wheels.get(tag).with_context(|| format!("pinned.toml has no sha256 for platform {tag}"))?;
+    let kind = FfiLibraryKind { wheel_platform: tag, file_name: parley_deps::ffi_library_file_name() };
     let library = layout.ffi_library();
+    if let Some(wheel) = install_library_from_wheel(layout, kind, &library, say)? {
+        check_descriptors(&wheel)?;
+    }
+    Ok(library)
+}
+
+/// Puts the FFI library of the pinned wheel for `kind` at `library`, unless a stamp beside it
+/// says it came from that very wheel. Returns the wheel when it extracted anything.
+pub(crate) fn install_library_from_wheel(
+    layout: &Layout,
+    kind: FfiLibraryKind,
+    library: &Path,
+    say: &dyn Fn(String),
+) -> Result<Option<PathBuf>> {
+    let pin = &pinned().livekit_ffi;
+    let tag = kind.wheel_platform;
+    let expected = pin.wheels.get(tag).with_context(|| format!("pinned.toml has no sha256 for platform {tag}"))?;
     let stamp = library.with_extension("wheel-sha256");
     if library.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|recorded| recorded.trim() == expected) {
-        say(format!("setup: LiveKit FFI library {} present: {}", pin.version, library.display()));
-        return Ok(library);
+        say(format!("setup: LiveKit FFI library {} ({tag}) present: {}", pin.version, library.display()));
+        return Ok(None);
     }
     let wheel = fetch_wheel(layout, tag, expected, say)?;
-    let name = format!("{WHEEL_LIBRARY_DIR}{}", parley_deps::ffi_library_file_name());
+    let name = format!("{WHEEL_LIBRARY_DIR}{}", kind.file_name);
     let file = std::fs::File::open(&wheel).with_context(|| format!("opening {}", wheel.display()))?;
     let mut archive = zip::ZipArchive::new(file).with_context(|| format!("reading {}", wheel.display()))?;
     let mut entry = archive.by_name(&name).with_context(|| format!("{} has no {name}", wheel.display()))?;
@@ -63,11 +80,10 @@ fn install_ffi_library(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf>
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let partial = library.with_extension("partial");
     std::fs::write(&partial, &bytes).with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &library).with_context(|| format!("installing {}", library.display()))?;
+    std::fs::rename(&partial, library).with_context(|| format!("installing {}", library.display()))?;
     std::fs::write(&stamp, expected).with_context(|| format!("writing {}", stamp.display()))?;
-    check_descriptors(&wheel)?;
-    say(format!("setup: installed LiveKit FFI library {} at {}", pin.version, library.display()));
-    Ok(library)
+    say(format!("setup: installed LiveKit FFI library {} ({tag}) at {}", pin.version, library.display()));
+    Ok(Some(wheel))
 }
 
 /// The pinned wheel in the cache, downloaded with pip when missing; always hash-checked.
@@ -126,6 +142,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("xvfb", "a virtual display the desktop app's tests run on"),
     ("xdotool", "presses the push-to-talk key in the desktop app's tests"),
     ("webkit2gtk-driver", "WebKitWebDriver, which drives the desktop app's webview in its tests"),
+    ("gcc-mingw-w64-x86-64", "links the Windows build (parley.exe) and the stand-in DLL Wine lacks"),
+    ("wine", "runs the Windows build's tests and parley.exe in a call"),
+    ("wine64", "Wine for 64-bit programs"),
+    ("clang", "compiles ring's C for the macOS clippy check (gcc has no Apple target)"),
+    ("shellcheck", "lints the workflows' shell steps (through actionlint)"),
 ];
 
 fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {
@@ -224,6 +245,13 @@ fn install_livekit_server(layout: &Layout, say: &dyn Fn(String)) -> Result<PathB
         return Ok(binary);
     }
     say(format!("setup: building LiveKit server {} with go install (a few minutes the first time)", pin.version));
+    go_install(pin, &binary)?;
+    say(format!("setup: installed LiveKit server {} at {}", pin.version, binary.display()));
+    Ok(binary)
+}
+
+/// Builds the pinned Go command `pin` (without cgo) and installs it as `binary`.
+pub(crate) fn go_install(pin: &GoPackagePin, binary: &Path) -> Result<()> {
     let staging = tempfile::tempdir().context("temp dir")?;
     run_command(
         Command::new("go")
@@ -233,12 +261,12 @@ fn install_livekit_server(layout: &Layout, say: &dyn Fn(String)) -> Result<PathB
             .env("CGO_ENABLED", "0"),
     )
     .with_context(|| format!("go install {}@{} (is Go installed?)", pin.package, pin.version))?;
-    let built = staging.path().join(format!("server{}", std::env::consts::EXE_SUFFIX));
-    let parent = binary.parent().context("server path has a parent")?;
+    let name = pin.package.rsplit('/').next().unwrap_or(&pin.package);
+    let built = staging.path().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let parent = binary.parent().context("the install path has a parent")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    std::fs::copy(&built, &binary).with_context(|| format!("installing {}", binary.display()))?;
-    say(format!("setup: installed LiveKit server {} at {}", pin.version, binary.display()));
-    Ok(binary)
+    std::fs::copy(&built, binary).with_context(|| format!("installing {}", binary.display()))?;
+    Ok(())
 }
 
 /// A virtual environment with LiveKit's Python SDK for the interop tests, reinstalled only when
@@ -302,7 +330,7 @@ fn report_lk_cli(say: &dyn Fn(String)) {
     say("setup: lk CLI not installed: the Go module proxy refuses github.com/livekit/livekit-cli (403); benchmarks use parley peers".into());
 }
 
-fn run_command(command: &mut Command) -> Result<()> {
+pub(crate) fn run_command(command: &mut Command) -> Result<()> {
     let status = command.status().with_context(|| format!("starting {:?}", command.get_program()))?;
     if !status.success() {
         bail!("{:?} failed ({status})", command.get_program());
