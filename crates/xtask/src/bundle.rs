@@ -10,8 +10,16 @@
 //!   x86_64 libraries with `lipo`, which only a Mac has.
 //!
 //! The release workflow runs it before `tauri build --config src-tauri/ffi/bundle.conf.json`.
+//!
+//! `cargo xtask bundle` (Linux) builds the deb and rpm that way and checks them as a user would
+//! meet them: the deb holds the app, its FFI library and a `parley://` handler; it installs with
+//! `apt-get install ./….deb`; the installed app starts under Xvfb and joins a room with only the
+//! installed files (the demo's headless run, with setup's FFI library out of reach) and plays
+//! what the room says; and `apt-get remove` leaves none of its files behind. The AppImage is
+//! built only by the release workflow: its bundler downloads linuxdeploy from GitHub, which this
+//! machine cannot reach.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -57,6 +65,109 @@ pub fn stage_ffi(target: &str) -> Result<PathBuf> {
         .with_context(|| format!("writing {}", overlay.display()))?;
     println!("stage-ffi: {} and {} ready for {target}", staging.join(file_name).display(), overlay.display());
     Ok(overlay)
+}
+
+/// The installed app, as the deb puts it.
+const INSTALLED_APP: &str = "/usr/bin/parley-app";
+/// Where the deb puts the app's resources (Tauri: `/usr/lib/<productName>`).
+const INSTALLED_LIBRARY: &str = "/usr/lib/Parley/liblivekit_ffi.so";
+
+/// `cargo xtask bundle`: builds, inspects, installs, runs and removes the Linux packages.
+pub fn bundle(release: bool) -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        bail!("cargo xtask bundle builds the Linux packages; Windows and macOS installers come from release.yml");
+    }
+    let root = crate::workspace_root();
+    let overlay = stage_ffi("x86_64-unknown-linux-gnu")?;
+    // Updater artifacts need the release key, which only the release workflow has.
+    let no_updater = r#"{"bundle":{"createUpdaterArtifacts":false}}"#;
+    let mut tauri = Command::new("npx");
+    tauri.args(["--prefix", "ui", "tauri", "build", "--bundles", "deb,rpm", "--config"]).arg(&overlay);
+    tauri.args(["--config", no_updater]).arg("--ci").current_dir(&root);
+    if !release {
+        tauri.arg("--debug");
+    }
+    crate::setup::run_command(&mut tauri).context("tauri build (deb, rpm)")?;
+    let bundles = crate::app::target_dir(&root).join(if release { "release" } else { "debug" }).join("bundle");
+    let deb = only_file(&bundles.join("deb"), "deb")?;
+    let rpm = only_file(&bundles.join("rpm"), "rpm")?;
+    check_deb_contents(&deb)?;
+    println!("bundle: {} holds the app, its FFI library and the parley:// handler", deb.display());
+    let rpm_size = std::fs::metadata(&rpm).with_context(|| format!("reading {}", rpm.display()))?.len();
+    println!("bundle: {} ({:.1} MB)", rpm.display(), rpm_size as f64 / 1e6);
+
+    apt(&[std::ffi::OsStr::new("install"), "-y".as_ref(), "--no-install-recommends".as_ref(), deb.as_os_str()])
+        .context("apt-get install of the deb")?;
+    let ran = (|| {
+        for path in [INSTALLED_APP, INSTALLED_LIBRARY] {
+            if !Path::new(path).is_file() {
+                bail!("the installed package has no {path}");
+            }
+        }
+        // Setup's FFI library out of reach: the app must load the one the package installed.
+        let env = [("PARLEY_DEPS_DIR".to_string(), "/nonexistent/parley-deps".to_string())];
+        crate::demo::app_from(Path::new(INSTALLED_APP), 8.0, None, &env)
+    })();
+    apt(&["remove".as_ref(), "-y".as_ref(), "parley".as_ref()]).context("apt-get remove parley")?;
+    ran.context("the installed app")?;
+    for path in [INSTALLED_APP, INSTALLED_LIBRARY] {
+        if Path::new(path).exists() {
+            bail!("apt-get remove left {path} behind");
+        }
+    }
+    println!("bundle: the deb installs, its app joins a room from the installed files, and it removes cleanly");
+    Ok(())
+}
+
+/// The one `*.ext` file in `dir`.
+fn only_file(dir: &Path, ext: &str) -> Result<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|found| found == ext))
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        count => bail!("{} holds {count} .{ext} files; expected one", dir.display()),
+    }
+}
+
+/// The deb must carry the app, the FFI library in its resources and a desktop entry that
+/// handles `parley://` links.
+fn check_deb_contents(deb: &Path) -> Result<()> {
+    let listing = Command::new("dpkg-deb").arg("--contents").arg(deb).output().context("dpkg-deb --contents")?;
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for wanted in [INSTALLED_APP, INSTALLED_LIBRARY] {
+        // dpkg-deb lists `usr/bin/…` (older versions `./usr/bin/…`) last on each line.
+        let listed = |line: &str| {
+            line.split_whitespace()
+                .last()
+                .is_some_and(|path| path.trim_start_matches('.').trim_start_matches('/') == &wanted[1..])
+        };
+        if !listing.lines().any(listed) {
+            bail!("{} does not contain {wanted}:\n{listing}", deb.display());
+        }
+    }
+    let extracted = tempfile::tempdir().context("temp dir")?;
+    crate::setup::run_command(Command::new("dpkg-deb").arg("--extract").arg(deb).arg(extracted.path()))?;
+    let desktop = extracted.path().join("usr/share/applications/Parley.desktop");
+    let entry = std::fs::read_to_string(&desktop).with_context(|| format!("reading {}", desktop.display()))?;
+    // The link reaches the app only as the `%u` of its command line.
+    let exec = entry.lines().find_map(|line| line.strip_prefix("Exec=")).unwrap_or_default();
+    if !entry.contains("MimeType=x-scheme-handler/parley") || !exec.ends_with(" %u") {
+        bail!("{} does not hand parley:// links to the app:\n{entry}", desktop.display());
+    }
+    Ok(())
+}
+
+/// apt-get as root, or through passwordless sudo.
+fn apt(args: &[&std::ffi::OsStr]) -> Result<()> {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"));
+    let mut command = if root { Command::new("apt-get") } else { Command::new("sudo") };
+    if !root {
+        command.args(["-n", "apt-get"]);
+    }
+    crate::setup::run_command(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn kind_of(target: &str) -> Result<FfiLibraryKind> {

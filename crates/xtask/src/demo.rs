@@ -80,8 +80,19 @@ const BOT_NOTES: [f64; 3] = [440.0, 554.37, 659.25];
 /// the bot is listed and heard, and saves a screenshot (`screenshot`, default
 /// `target/demo/parley.png`).
 pub fn app(seconds: f64, screenshot: Option<PathBuf>) -> Result<()> {
-    let parley = crate::parley_binary()?;
     let app = crate::app::run(false, false)?;
+    app_from(&app, seconds, screenshot, &[])
+}
+
+/// The app demo with the app binary `app` (e.g. one a package installed), which runs with
+/// `app_env` besides the demo's own environment.
+pub fn app_from(
+    app: &std::path::Path,
+    seconds: f64,
+    screenshot: Option<PathBuf>,
+    app_env: &[(String, String)],
+) -> Result<()> {
+    let parley = crate::parley_binary()?;
     let server = DevServer::start(&DevServerConfig::default()).context("starting the LiveKit dev server")?;
     println!("demo: LiveKit server running at {} (log: {})", server.url(), server.log_path().display());
     let dir = tempfile::Builder::new().prefix("parley-demo-").tempdir().context("temp dir")?;
@@ -134,9 +145,9 @@ pub fn app(seconds: f64, screenshot: Option<PathBuf>) -> Result<()> {
             "demo: opening the app on room \"demo\": click Join (a link never joins by itself); quit it from the \
              tray (Parley → Quit) to end the demo"
         );
-        let status = Command::new(&app)
+        let status = Command::new(app)
             .arg(link)
-            .envs(env.iter().map(|(key, value)| (key, value)))
+            .envs(env.iter().chain(app_env).map(|(key, value)| (key, value)))
             .status()
             .with_context(|| format!("starting {}", app.display()))?;
         println!("demo: the app exited ({status})");
@@ -146,6 +157,7 @@ pub fn app(seconds: f64, screenshot: Option<PathBuf>) -> Result<()> {
     // WebKitWebDriver's screenshot never finishes without WebKit's compositing, which the app
     // turns off for itself unless told otherwise.
     env.push(("WEBKIT_DISABLE_COMPOSITING_MODE".into(), "0".into()));
+    env.extend(app_env.iter().cloned());
     let driver = TauriDriver::start(&env).context("starting tauri-driver")?;
     let session = driver
         .webdriver()

@@ -10,7 +10,8 @@
 //! * `app` — builds the desktop app (UI, then the Tauri shell); `--smoke` starts it through
 //!   WebDriver and saves a screenshot;
 //! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel;
-//! * `stage-ffi --target T` — stages a release target's FFI library for the installers.
+//! * `stage-ffi --target T` — stages a release target's FFI library for the installers;
+//! * `bundle` — builds the Linux packages and checks them installed.
 
 mod app;
 mod bench;
@@ -85,6 +86,13 @@ enum Task {
     },
     /// Regenerate crates/livekit-ffi/proto/livekit_ffi.binpb from the pinned wheel.
     GenProto,
+    /// Build the Linux packages (deb, rpm) and check them: contents, install, the installed
+    /// app joining a room, removal (needs root or passwordless sudo).
+    Bundle {
+        /// Package the optimised build (what releases ship; slower to build).
+        #[arg(long)]
+        release: bool,
+    },
     /// Put a release target's FFI library and the Tauri config overlay that bundles it into
     /// src-tauri/ffi/ (the release workflow runs it before `tauri build`).
     StageFfi {
@@ -131,6 +139,10 @@ fn run(cli: Cli) -> Result<()> {
             app::run(release, smoke).map(|_| ())
         }
         Task::GenProto => setup::generate_proto(),
+        Task::Bundle { release } => {
+            setup::run(false)?;
+            bundle::bundle(release)
+        }
         Task::StageFfi { target } => bundle::stage_ffi(&target).map(|_| ()),
     }
 }
