@@ -96,8 +96,13 @@ pub fn bundle(release: bool) -> Result<()> {
     let rpm_size = std::fs::metadata(&rpm).with_context(|| format!("reading {}", rpm.display()))?.len();
     println!("bundle: {} ({:.1} MB)", rpm.display(), rpm_size as f64 / 1e6);
 
-    apt(&[std::ffi::OsStr::new("install"), "-y".as_ref(), "--no-install-recommends".as_ref(), deb.as_os_str()])
-        .context("apt-get install of the deb")?;
+    crate::setup::apt_get(&[
+        std::ffi::OsStr::new("install"),
+        "-y".as_ref(),
+        "--no-install-recommends".as_ref(),
+        deb.as_os_str(),
+    ])
+    .context("apt-get install of the deb")?;
     let ran = (|| {
         for path in [INSTALLED_APP, INSTALLED_LIBRARY] {
             if !Path::new(path).is_file() {
@@ -108,7 +113,7 @@ pub fn bundle(release: bool) -> Result<()> {
         let env = [("PARLEY_DEPS_DIR".to_string(), "/nonexistent/parley-deps".to_string())];
         crate::demo::app_from(Path::new(INSTALLED_APP), 8.0, None, &env)
     })();
-    apt(&["remove".as_ref(), "-y".as_ref(), "parley".as_ref()]).context("apt-get remove parley")?;
+    crate::setup::apt_get(&["remove", "-y", "parley"]).context("apt-get remove parley")?;
     ran.context("the installed app")?;
     for path in [INSTALLED_APP, INSTALLED_LIBRARY] {
         if Path::new(path).exists() {
@@ -158,16 +163,6 @@ fn check_deb_contents(deb: &Path) -> Result<()> {
         bail!("{} does not hand parley:// links to the app:\n{entry}", desktop.display());
     }
     Ok(())
-}
-
-/// apt-get as root, or through passwordless sudo.
-fn apt(args: &[&std::ffi::OsStr]) -> Result<()> {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"));
-    let mut command = if root { Command::new("apt-get") } else { Command::new("sudo") };
-    if !root {
-        command.args(["-n", "apt-get"]);
-    }
-    crate::setup::run_command(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn kind_of(target: &str) -> Result<FfiLibraryKind> {

@@ -96,18 +96,9 @@ fn clippy_macos() -> Result<()> {
         args.extend(["--exclude", name]);
     }
     args.extend(["--", "-D", "warnings"]);
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(&args)
-        .current_dir(crate::workspace_root())
-        .env("CC_aarch64_apple_darwin", "clang")
-        .env("CFLAGS_aarch64_apple_darwin", flags)
-        .status()
-        .context("running cargo clippy")?;
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
+    let env =
+        [("CC_aarch64_apple_darwin".to_string(), "clang".to_string()), ("CFLAGS_aarch64_apple_darwin".into(), flags)];
+    crate::cargo_with_env(&args, &env)
 }
 
 fn actionlint(layout: &Layout) -> Result<()> {
@@ -145,17 +136,9 @@ fn windows_unit_tests(layout: &Layout) -> Result<()> {
         args.extend(["--skip", filter]);
     }
     let runner = format!("CARGO_TARGET_{}_RUNNER", WINDOWS.to_uppercase().replace('-', "_"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(&args)
-        .current_dir(crate::workspace_root())
-        .env(runner, "wine")
-        .envs(prefix.env())
-        .status()
-        .context("running cargo test under Wine")?;
+    let mut env = prefix.env();
+    env.push((runner, "wine".into()));
+    let result = crate::cargo_with_env(&args, &env);
     prefix.shut_down();
-    if !status.success() {
-        bail!("cargo {} failed ({status})", args.join(" "));
-    }
-    Ok(())
+    result
 }

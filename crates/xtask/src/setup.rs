@@ -167,18 +167,20 @@ fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {
         return Ok(());
     }
     say(format!("setup: installing {} with apt-get", missing.join(", ")));
+    apt_get(&["update", "-qq"]).context("apt-get update (as root, or with passwordless sudo)")?;
+    let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    install.extend(&missing);
+    apt_get(&install).with_context(|| format!("apt-get install {}", missing.join(" ")))
+}
+
+/// Runs apt-get with `args`, as root or through passwordless sudo.
+pub(crate) fn apt_get<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<()> {
     let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"));
-    let apt = |args: &[&str]| {
-        let mut command = if root { Command::new("apt-get") } else { Command::new("sudo") };
-        if !root {
-            command.args(["-n", "apt-get"]);
-        }
-        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        command
-    };
-    run_command(&mut apt(&["update", "-qq"])).context("apt-get update (as root, or with passwordless sudo)")?;
-    run_command(apt(&["install", "-y", "-qq", "--no-install-recommends"]).args(&missing))
-        .with_context(|| format!("apt-get install {}", missing.join(" ")))
+    let mut command = if root { Command::new("apt-get") } else { Command::new("sudo") };
+    if !root {
+        command.args(["-n", "apt-get"]);
+    }
+    run_command(command.args(args).env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 /// The tools setup itself needs.
