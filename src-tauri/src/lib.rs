@@ -168,6 +168,9 @@ fn run_app() -> anyhow::Result<()> {
 }
 
 fn setup(app: &tauri::AppHandle) -> anyhow::Result<()> {
+    // The first line of a bug report's log, and how `cargo xtask bundle` sees which version an
+    // update relaunched.
+    tracing::info!("Parley {} starting", app.package_info().version);
     let mut library = LibrarySearch::default();
     // A bundled app carries the LiveKit FFI library among its resources.
     if let Ok(resources) = app.path().resource_dir() {

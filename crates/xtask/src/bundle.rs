@@ -15,7 +15,9 @@
 //! meet them: the deb holds the app, its FFI library and a `parley://` handler; it installs with
 //! `apt-get install ./….deb`; the installed app starts under Xvfb and joins a room with only the
 //! installed files (the demo's headless run, with setup's FFI library out of reach) and plays
-//! what the room says; and `apt-get remove` leaves none of its files behind. The AppImage is
+//! what the room says; it updates itself to a newer signed build from a loopback release site,
+//! refusing a tampered one first (see [`crate::updates`]); and `apt-get remove` leaves none of
+//! its files behind. The AppImage is
 //! built only by the release workflow: its bundler downloads linuxdeploy from GitHub, which this
 //! machine cannot reach.
 
@@ -24,6 +26,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use parley_deps::{FfiLibraryKind, Layout};
+
+use crate::updates;
 
 /// The universal macOS target of Tauri (both architectures in one bundle).
 const UNIVERSAL_MACOS: &str = "universal-apple-darwin";
@@ -79,16 +83,35 @@ pub fn bundle(release: bool) -> Result<()> {
     }
     let root = crate::workspace_root();
     let overlay = stage_ffi("x86_64-unknown-linux-gnu")?;
-    // Updater artifacts need the release key, which only the release workflow has.
-    let no_updater = r#"{"bundle":{"createUpdaterArtifacts":false}}"#;
-    let mut tauri = Command::new("npx");
-    tauri.args(["--prefix", "ui", "tauri", "build", "--bundles", "deb,rpm", "--config"]).arg(&overlay);
-    tauri.args(["--config", no_updater]).arg("--ci").current_dir(&root);
-    if !release {
-        tauri.arg("--debug");
-    }
-    crate::setup::run_command(&mut tauri).context("tauri build (deb, rpm)")?;
     let bundles = crate::app::target_dir(&root).join(if release { "release" } else { "debug" }).join("bundle");
+    // The packages trust a key made for this check and look for updates on a loopback site.
+    let key = updates::UpdateKey::generate(&root)?;
+    let site = updates::UpdateSite::start()?;
+    let updater = updates::overlay(&key, &site);
+    let conf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("src-tauri/tauri.conf.json"))
+            .context("reading src-tauri/tauri.conf.json")?,
+    )
+    .context("parsing src-tauri/tauri.conf.json")?;
+    let old = conf["version"].as_str().context("tauri.conf.json has no version")?.to_string();
+    let new = updates::next_version(&old)?;
+
+    // The newer release first, signed as release.yml signs (TAURI_SIGNING_PRIVATE_KEY); kept
+    // aside, since the next build writes into the same folder.
+    let newer = serde_json::json!({ "version": new, "bundle": { "createUpdaterArtifacts": true } }).to_string();
+    let mut tauri = tauri_build(&root, &overlay, &updater, &newer, release, &bundles)?;
+    tauri.args(["--bundles", "deb"]).envs(key.signing_env());
+    crate::setup::run_command(&mut tauri).context("tauri build of the newer version (deb)")?;
+    let kept = tempfile::Builder::new().prefix("parley-newer-").tempdir().context("temp dir")?;
+    let built = only_file(&bundles.join("deb"), "deb")?;
+    let new_deb = kept.path().join(built.file_name().context("a file name")?);
+    std::fs::copy(&built, &new_deb).context("keeping the newer deb")?;
+    let signature = updates::signature_of(&built)?;
+
+    let current = r#"{"bundle":{"createUpdaterArtifacts":false}}"#;
+    let mut tauri = tauri_build(&root, &overlay, &updater, current, release, &bundles)?;
+    tauri.args(["--bundles", "deb,rpm"]);
+    crate::setup::run_command(&mut tauri).context("tauri build (deb, rpm)")?;
     let deb = only_file(&bundles.join("deb"), "deb")?;
     let rpm = only_file(&bundles.join("rpm"), "rpm")?;
     check_deb_contents(&deb)?;
@@ -111,7 +134,8 @@ pub fn bundle(release: bool) -> Result<()> {
         }
         // Setup's FFI library out of reach: the app must load the one the package installed.
         let env = [("PARLEY_DEPS_DIR".to_string(), "/nonexistent/parley-deps".to_string())];
-        crate::demo::app_from(Path::new(INSTALLED_APP), 8.0, None, &env)
+        crate::demo::app_from(Path::new(INSTALLED_APP), 8.0, None, &env)?;
+        updates::check(&site, &old, &new, &new_deb, &signature)
     })();
     crate::setup::apt_get(&["remove", "-y", "parley"]).context("apt-get remove parley")?;
     ran.context("the installed app")?;
@@ -122,6 +146,21 @@ pub fn bundle(release: bool) -> Result<()> {
     }
     println!("bundle: the deb installs, its app joins a room from the installed files, and it removes cleanly");
     Ok(())
+}
+
+/// `tauri build` of the deb (add `--bundles` for more) with the FFI library, the updater's test
+/// key and site, and `extra` (a config overlay); the bundle folder emptied first.
+fn tauri_build(root: &Path, ffi: &Path, updater: &str, extra: &str, release: bool, bundles: &Path) -> Result<Command> {
+    if bundles.exists() {
+        std::fs::remove_dir_all(bundles).with_context(|| format!("emptying {}", bundles.display()))?;
+    }
+    let mut tauri = Command::new("npx");
+    tauri.args(["--prefix", "ui", "tauri", "build", "--ci", "--config"]).arg(ffi);
+    tauri.args(["--config", updater, "--config", extra]).current_dir(root);
+    if !release {
+        tauri.arg("--debug");
+    }
+    Ok(tauri)
 }
 
 /// The one `*.ext` file in `dir`.

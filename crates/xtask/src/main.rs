@@ -22,6 +22,7 @@ mod bundle;
 mod cross;
 mod demo;
 mod setup;
+mod updates;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -87,7 +88,8 @@ enum Task {
     /// Regenerate crates/livekit-ffi/proto/livekit_ffi.binpb from the pinned wheel.
     GenProto,
     /// Build the Linux packages (deb, rpm) and check them: contents, install, the installed
-    /// app joining a room, removal (needs root or passwordless sudo).
+    /// app joining a room, its signed update (a tampered one refused), removal (needs root or
+    /// passwordless sudo).
     Bundle {
         /// Package the optimised build (what releases ship; slower to build).
         #[arg(long)]

@@ -23,6 +23,13 @@ describe('add server', () => {
     expect(screen.getByText('Server URL is required.'), 'the others stay until fixed').toBeInTheDocument();
   });
 
+  it('reaches Settings (devices, shortcuts, updates) before any server is added', async () => {
+    const { user } = await renderApp({ profiles: [], rooms: {} });
+    await user.click(screen.getByRole('button', { name: 'Settings' }));
+    expect(screen.getByRole('dialog', { name: 'Settings' }), 'the first-run screen should open Settings').toBeInTheDocument();
+    expect(screen.getByRole('button', { name: 'Check for updates' })).toBeInTheDocument();
+  });
+
   it('rejects a bad profile name and a URL with the wrong scheme', async () => {
     const { backend, user } = await renderApp({ profiles: [], rooms: {} });
     await user.type(screen.getByLabelText('Name'), 'my server');
