@@ -72,7 +72,7 @@ pub fn stage_ffi(target: &str) -> Result<PathBuf> {
 }
 
 /// The installed app, as the deb puts it.
-const INSTALLED_APP: &str = "/usr/bin/parley-app";
+pub(crate) const INSTALLED_APP: &str = "/usr/bin/parley-app";
 /// Where the deb puts the app's resources (Tauri: `/usr/lib/<productName>`).
 const INSTALLED_LIBRARY: &str = "/usr/lib/Parley/liblivekit_ffi.so";
 

@@ -22,8 +22,8 @@ use parley_devserver::keyring::TestKeyring;
 use parley_devserver::pulse::{NullSink, PulseServer};
 use parley_devserver::webdriver::Session;
 
-/// The installed app, as the deb puts it.
-const INSTALLED_APP: &str = "/usr/bin/parley-app";
+use crate::bundle::INSTALLED_APP;
+
 /// How long a download, verification and `dpkg -i` may take before the relaunch.
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(180);
 
