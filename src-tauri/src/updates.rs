@@ -5,9 +5,7 @@
 use parley_core::client::ipc::UpdateStatus;
 use parley_core::client::{ClientError, ErrorCode};
 use tauri::AppHandle;
-use tauri_plugin_updater::UpdaterExt as _;
-
-use tauri_plugin_updater::Error as UpdaterError;
+use tauri_plugin_updater::{Error as UpdaterError, UpdaterExt as _};
 
 fn check_error(error: UpdaterError) -> ClientError {
     ClientError::new(ErrorCode::Update, format!("checking for updates failed: {error}"))

@@ -17,9 +17,8 @@
 //! installed files (the demo's headless run, with setup's FFI library out of reach) and plays
 //! what the room says; it updates itself to a newer signed build from a loopback release site,
 //! refusing a tampered one first (see [`crate::updates`]); and `apt-get remove` leaves none of
-//! its files behind. The AppImage is
-//! built only by the release workflow: its bundler downloads linuxdeploy from GitHub, which this
-//! machine cannot reach.
+//! its files behind. The AppImage is built only by the release workflow: its bundler downloads
+//! linuxdeploy from GitHub, which this machine cannot reach.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -148,8 +147,8 @@ pub fn bundle(release: bool) -> Result<()> {
     Ok(())
 }
 
-/// `tauri build` of the deb (add `--bundles` for more) with the FFI library, the updater's test
-/// key and site, and `extra` (a config overlay); the bundle folder emptied first.
+/// `tauri build` (the caller picks `--bundles`) with the FFI library, the updater's test key and
+/// site, and `extra` (a config overlay); the bundle folder emptied first.
 fn tauri_build(root: &Path, ffi: &Path, updater: &str, extra: &str, release: bool, bundles: &Path) -> Result<Command> {
     if bundles.exists() {
         std::fs::remove_dir_all(bundles).with_context(|| format!("emptying {}", bundles.display()))?;
