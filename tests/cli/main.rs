@@ -14,4 +14,6 @@ mod profiles;
 mod share;
 mod support;
 mod talk;
+#[cfg(target_os = "linux")]
+mod wayland;
 mod windows;

@@ -6,7 +6,7 @@
 //! and receives no video. A share the token forbids, a shared window that closes and a display
 //! that goes away each fail clearly while alice's tone keeps reaching bob; a viewer of someone
 //! who leaves closes and the call goes on. With the upload capped, a `detail` share keeps its
-//! resolution and a `motion` share its frame rate.
+//! resolution and a `motion` share its frame rate. (Wayland's portal path: `wayland.rs`.)
 
 use std::path::Path;
 
@@ -349,7 +349,7 @@ fn closing_the_shared_window_ends_the_share_clearly_and_audio_goes_on() {
 
 /// Asserts that bob heard alice's 440 Hz tone at −12 ± 6 dBFS (its level as it plays) for
 /// `seconds` from half a second after `from_ms`: the call went on.
-fn assert_tone_after(bob: &Finished, from_ms: f64, seconds: f64, what: &str) {
+pub fn assert_tone_after(bob: &Finished, from_ms: f64, seconds: f64, what: &str) {
     assert_tone_of_after("alice", bob, from_ms, seconds, what);
 }
 

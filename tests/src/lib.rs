@@ -7,8 +7,10 @@
 //! (`CARGO_BIN_EXE_…`), so [`binary`] builds the one it needs with the cargo that runs the tests.
 
 mod pattern_window;
+mod screencast_feed;
 
 pub use pattern_window::PatternWindow;
+pub use screencast_feed::ScreenCastFeed;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -9,8 +9,9 @@
 //! * [`pattern`] — the test pattern `parley-pattern-window` draws, and how tests read it back.
 //!
 //! The platform code lives in one module per OS behind this facade (STYLE.md 4): `linux`
-//! (X11 through `x11rb`), and `windows` / `macos`, which say capture is not supported there
-//! yet. Wayland (the ScreenCast portal) is still to come.
+//! (X11 through `x11rb`; on Wayland the ScreenCast portal and PipeWire, where the desktop's
+//! dialog picks the screen or window), and `windows` / `macos`, which say capture is not
+//! supported there yet.
 
 pub mod pattern;
 mod quality;
@@ -47,6 +48,9 @@ pub enum CaptureError {
     /// No target matches what the user asked for.
     #[error("no screen or window matches {0:?} (see `parley share-targets`)")]
     NotFound(String),
+    /// The user or the desktop declined (the portal's dialog was cancelled, permission refused).
+    #[error("the screen share was not allowed: {0}")]
+    Refused(String),
     /// Capture is not implemented on this platform or display.
     #[error("screen capture is not supported yet on this platform ({0})")]
     Unsupported(String),
@@ -81,6 +85,10 @@ pub struct Target {
 
 impl std::fmt::Display for Target {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.width == 0 {
+            // A choice the desktop's dialog makes: no size to tell yet.
+            return write!(formatter, "{}", self.name);
+        }
         match self.kind {
             TargetKind::Screen => write!(formatter, "screen {} ({}x{})", self.id, self.width, self.height),
             TargetKind::Window => {
@@ -127,6 +135,13 @@ pub fn list_targets() -> Result<Vec<Target>, CaptureError> {
     platform::list_targets()
 }
 
+/// Whether the desktop, not Parley, picks what is shared (Wayland's portal dialog): the targets
+/// are then only "a screen" and "a window", without sizes or thumbnails, and opening one asks
+/// the user.
+pub fn desktop_picks() -> bool {
+    platform::desktop_picks()
+}
+
 /// Opens a capturer on `target`.
 ///
 /// Errors: as [`list_targets`]; [`CaptureError::TargetGone`] for a window that no longer exists.
@@ -135,11 +150,23 @@ pub fn open(target: &Target) -> Result<Box<dyn Capturer>, CaptureError> {
 }
 
 /// Finds the target a user means: a screen index (`0`), a window id (`0x1a00007` or decimal),
-/// or else a case-insensitive part of a window's name.
+/// or else a case-insensitive part of a window's name. Where the desktop picks
+/// ([`desktop_picks`]), `screen` or a number means "a screen" and anything else "a window";
+/// the desktop's dialog then asks which.
 ///
 /// Errors: [`CaptureError::NotFound`]; as [`list_targets`].
 pub fn find_target(wanted: &str) -> Result<Target, CaptureError> {
-    choose(&list_targets()?, wanted)
+    let targets = list_targets()?;
+    if desktop_picks() {
+        let wanted = wanted.trim();
+        let screen = wanted.eq_ignore_ascii_case("screen") || wanted.parse::<u64>().is_ok();
+        let kind = if screen { TargetKind::Screen } else { TargetKind::Window };
+        return targets
+            .into_iter()
+            .find(|target| target.kind == kind)
+            .ok_or_else(|| CaptureError::NotFound(wanted.into()));
+    }
+    choose(&targets, wanted)
 }
 
 fn choose(targets: &[Target], wanted: &str) -> Result<Target, CaptureError> {

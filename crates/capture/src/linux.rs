@@ -1,14 +1,38 @@
-//! Capture on Linux: X11 today ([`x11`]); the Wayland ScreenCast portal is still to come, so
-//! a Wayland session without `DISPLAY` (XWayland) is told so.
+//! Capture on Linux: X11 ([`x11`]), or on Wayland the ScreenCast portal and PipeWire
+//! ([`portal`]), where the desktop's dialog picks the screen or window.
 
+#[cfg(feature = "wayland")]
+mod portal;
 mod x11;
 
 use crate::{CaptureError, Capturer, Target};
 
+/// Without the `wayland` feature (tools that only draw the test pattern) X11 is the only way.
+#[cfg(not(feature = "wayland"))]
+mod portal {
+    use crate::{CaptureError, Capturer, Target};
+
+    pub(super) fn active() -> bool {
+        false
+    }
+
+    pub(super) fn list_targets() -> Vec<Target> {
+        Vec::new()
+    }
+
+    pub(super) fn open(_target: &Target) -> Result<Box<dyn Capturer>, CaptureError> {
+        Err(CaptureError::Unsupported("this build has no Wayland capture".into()))
+    }
+}
+
+pub(crate) fn desktop_picks() -> bool {
+    portal::active()
+}
+
 pub(crate) fn list_targets() -> Result<Vec<Target>, CaptureError> {
-    x11::list_targets()
+    if portal::active() { Ok(portal::list_targets()) } else { x11::list_targets() }
 }
 
 pub(crate) fn open(target: &Target) -> Result<Box<dyn Capturer>, CaptureError> {
-    x11::open(target)
+    if portal::active() { portal::open(target) } else { x11::open(target) }
 }

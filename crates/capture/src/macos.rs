@@ -7,6 +7,10 @@ fn unsupported() -> CaptureError {
     CaptureError::Unsupported(std::env::consts::OS.to_string())
 }
 
+pub(crate) fn desktop_picks() -> bool {
+    false
+}
+
 pub(crate) fn list_targets() -> Result<Vec<Target>, CaptureError> {
     Err(unsupported())
 }

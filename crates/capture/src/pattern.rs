@@ -30,6 +30,40 @@ pub fn marker_left(frame: u64) -> u32 {
     ((frame * u64::from(MARKER_STEP)) % u64::from(WIDTH - MARKER)) as u32
 }
 
+/// Frame `frame` of the pattern as filled rectangles, in drawing order: `(colour, [x, y, width,
+/// height])`. The counter shows `frame` modulo 2^`COUNTER_BITS`.
+pub fn shapes(frame: u64) -> Vec<([u8; 3], [u32; 4])> {
+    let bar_width = WIDTH / BARS.len() as u32;
+    let mut shapes: Vec<([u8; 3], [u32; 4])> = BARS
+        .iter()
+        .enumerate()
+        .map(|(index, colour)| (*colour, [index as u32 * bar_width, 0, bar_width, BARS_HEIGHT]))
+        .collect();
+    shapes.push(([BACKGROUND; 3], [0, BARS_HEIGHT, WIDTH, HEIGHT - BARS_HEIGHT]));
+    let counter = frame % (1 << COUNTER_BITS);
+    for bit in 0..COUNTER_BITS {
+        let set = counter >> (COUNTER_BITS - 1 - bit) & 1 == 1;
+        let colour = if set { [255; 3] } else { [0; 3] };
+        shapes.push((colour, [COUNTER_LEFT + bit * COUNTER_BLOCK, COUNTER_TOP, COUNTER_BLOCK, COUNTER_HEIGHT]));
+    }
+    shapes.push(([255; 3], [marker_left(frame), MARKER_TOP, MARKER, MARKER]));
+    shapes
+}
+
+/// Paints frame `frame` into a `WIDTH` × `HEIGHT` BGRx picture whose rows are `stride` bytes
+/// apart.
+pub fn paint_bgrx(frame: u64, picture: &mut [u8], stride: usize) {
+    for ([red, green, blue], [x, y, width, height]) in shapes(frame) {
+        for row in y..y + height {
+            let start = row as usize * stride + x as usize * 4;
+            let Some(span) = picture.get_mut(start..start + width as usize * 4) else { continue };
+            for pixel in span.chunks_exact_mut(4) {
+                pixel.copy_from_slice(&[blue, green, red, 255]);
+            }
+        }
+    }
+}
+
 /// Reads the frame counter back from an RGBA picture of the pattern at its own size.
 pub fn read_counter(rgba: &[u8], width: u32) -> u32 {
     let row = (COUNTER_TOP + COUNTER_HEIGHT / 2) as usize;
@@ -55,4 +89,24 @@ pub fn find_marker(rgba: &[u8], width: u32) -> Option<u32> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_painted_frame_reads_back_as_its_counter_and_marker() {
+        let stride = WIDTH as usize * 4;
+        let mut picture = vec![0; stride * HEIGHT as usize];
+        paint_bgrx(1234, &mut picture, stride);
+        // BGRx → RGBA, as a viewer saves it.
+        for pixel in picture.chunks_exact_mut(4) {
+            pixel.swap(0, 2);
+        }
+        assert_eq!(read_counter(&picture, WIDTH), 1234);
+        assert_eq!(find_marker(&picture, WIDTH), Some(marker_left(1234)));
+        let at = ((BARS_HEIGHT / 2) as usize * WIDTH as usize + (WIDTH / 16) as usize * 3) * 4;
+        assert_eq!(&picture[at..at + 3], &BARS[1][..], "the second bar");
+    }
 }

@@ -20,8 +20,9 @@
 //!
 //! [`untrusted_tls`] serves TLS with a self-signed certificate, for certificate errors.
 //!
-//! [`portal`] is the odd one out: not HTTP but the desktop's GlobalShortcuts portal on a D-Bus
-//! session bus, for the app's Wayland shortcuts.
+//! [`portal`] and [`screencast`] are the odd ones out: not HTTP but the desktop's GlobalShortcuts
+//! and ScreenCast portals on a D-Bus session bus, for the app's Wayland shortcuts and Wayland
+//! screen share.
 //!
 //! Every HTTP server binds `127.0.0.1:0` and returns a [`Running`] handle: its base URL, and shutdown
 //! on drop.
@@ -38,6 +39,8 @@ pub mod lk_jwt;
 pub mod meet;
 pub mod nip29;
 pub mod portal;
+#[cfg(unix)]
+pub mod screencast;
 pub mod token_endpoint;
 pub mod untrusted_tls;
 

@@ -22,7 +22,7 @@ use zbus::message::Header;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zbus::{Connection, fdo, interface};
 
-const DESKTOP_PATH: &str = "/org/freedesktop/portal/desktop";
+pub(crate) const DESKTOP_PATH: &str = "/org/freedesktop/portal/desktop";
 const INTERFACE: &str = "org.freedesktop.portal.GlobalShortcuts";
 
 /// A shortcut an app bound, as it asked for it.
@@ -123,18 +123,18 @@ impl ShortcutsPortal {
 }
 
 /// `<prefix>/<sender without ':' and with '.' as '_'>/<token>`, as the frontend builds it.
-fn object_path(prefix: &str, sender: &str, token: &str) -> fdo::Result<OwnedObjectPath> {
+pub(crate) fn object_path(prefix: &str, sender: &str, token: &str) -> fdo::Result<OwnedObjectPath> {
     let sender = sender.trim_start_matches(':').replace('.', "_");
     OwnedObjectPath::try_from(format!("{DESKTOP_PATH}/{prefix}/{sender}/{token}"))
         .map_err(|error| fdo::Error::InvalidArgs(format!("invalid token {token:?}: {error}")))
 }
 
-fn sender(header: &Header<'_>) -> fdo::Result<String> {
+pub(crate) fn sender(header: &Header<'_>) -> fdo::Result<String> {
     header.sender().map(|sender| sender.to_string()).ok_or_else(|| fdo::Error::Failed("no sender".into()))
 }
 
 /// A string option, if present; a wrong type is an error, as in the real portal.
-fn string_option(options: &HashMap<String, OwnedValue>, key: &str) -> fdo::Result<Option<String>> {
+pub(crate) fn string_option(options: &HashMap<String, OwnedValue>, key: &str) -> fdo::Result<Option<String>> {
     options
         .get(key)
         .map(|value| {
@@ -144,7 +144,7 @@ fn string_option(options: &HashMap<String, OwnedValue>, key: &str) -> fdo::Resul
         .transpose()
 }
 
-fn token(options: &HashMap<String, OwnedValue>, key: &str) -> fdo::Result<String> {
+pub(crate) fn token(options: &HashMap<String, OwnedValue>, key: &str) -> fdo::Result<String> {
     let token = string_option(options, key)?.unwrap_or_else(|| format!("t{}", uuid::Uuid::new_v4().simple()));
     if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(fdo::Error::InvalidArgs(format!("invalid {key} {token:?}")));
@@ -153,12 +153,28 @@ fn token(options: &HashMap<String, OwnedValue>, key: &str) -> fdo::Result<String
 }
 
 /// Sends `Response(0, results)` on `request` to `owner`, once the method's reply has left.
-fn respond(connection: &Connection, owner: String, request: OwnedObjectPath, results: HashMap<String, OwnedValue>) {
+pub(crate) fn respond(
+    connection: &Connection,
+    owner: String,
+    request: OwnedObjectPath,
+    results: HashMap<String, OwnedValue>,
+) {
+    respond_with(connection, owner, request, 0, results);
+}
+
+/// Sends `Response(code, results)`: 0 granted, 1 cancelled by the user, 2 ended otherwise.
+pub(crate) fn respond_with(
+    connection: &Connection,
+    owner: String,
+    request: OwnedObjectPath,
+    code: u32,
+    results: HashMap<String, OwnedValue>,
+) {
     let connection = connection.clone();
     tokio::spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         let sent = connection
-            .emit_signal(Some(owner.as_str()), &request, "org.freedesktop.portal.Request", "Response", &(0u32, results))
+            .emit_signal(Some(owner.as_str()), &request, "org.freedesktop.portal.Request", "Response", &(code, results))
             .await;
         if let Err(error) = sent {
             tracing::warn!(%error, "the portal stand-in could not send a response");

@@ -16,6 +16,7 @@
 pub mod browser;
 pub mod display;
 pub mod keyring;
+pub mod pipewire;
 pub mod pulse;
 pub mod webdriver;
 pub mod wine;

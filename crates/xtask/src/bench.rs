@@ -149,13 +149,25 @@ impl Peer {
 
 impl Bench {
     pub(crate) fn peer(&self, room: &str, identity: &str, seconds: f64, extra: &[&str]) -> Result<Peer> {
+        self.peer_with_env(room, identity, seconds, extra, &[])
+    }
+
+    /// [`Bench::peer`] with `env` added to the bench's environment.
+    pub(crate) fn peer_with_env(
+        &self,
+        room: &str,
+        identity: &str,
+        seconds: f64,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Result<Peer> {
         let mut child = Command::new(&self.parley)
             .args(["join", "--json", "--control-socket", "none", "--url", &self.server.url()])
             .args(["--room", room, "--identity", identity, "--duration", &seconds.to_string()])
             .args(extra)
             .env("LIVEKIT_API_KEY", self.server.api_key())
             .env("LIVEKIT_API_SECRET", self.server.api_secret())
-            .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .envs(self.env.iter().chain(env).map(|(key, value)| (key.as_str(), value.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -5,6 +5,10 @@
 //! what alice's microphone receives (we play chirps into it) and, on its right channel, what
 //! bob's speaker plays. PulseAudio's remap modules expose those channels as alice's mono input
 //! and bob's mono output, and one `parec` of `probe.monitor` records both, sample-aligned.
+//!
+//! The same chirps are measured again while alice shares a 1920×1080 screen at 1080p30 (a
+//! private Xvfb with the moving test pattern on it) and bob watches it: what screen share costs
+//! the voice path on this machine.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -15,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use parley_audio::SAMPLE_RATE;
 use parley_audio::analysis::{find_reference, first_onset};
 use parley_audio::signal::chirp;
+use parley_devserver::display::Xvfb;
 use parley_devserver::pulse::{NullSink, PulseServer};
 use parley_devserver::{DevServer, DevServerConfig};
 use serde_json::json;
@@ -50,6 +55,12 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let jitter_buffer = call.mean_stat("jitter_buffer_ms");
     let jitter_target = call.mean_stat("jitter_buffer_target_ms");
     let mixer_queue = call.mean_stat("mixer_queue_ms");
+    println!("bench audio: the same chirps while alice shares her screen at 1080p30 and bob watches…");
+    let display = Xvfb::start_sized(1920, 1080).context("starting Xvfb")?;
+    let pattern = open_pattern(&bench, &display)?;
+    let sharing = chirp_trials(&bench, &pulse, "m2e-sharing", Carrier::CallSharing(display.env()));
+    drop(pattern);
+    let sharing = sharing?.latencies;
 
     println!("bench audio: push-to-talk press → first audible sample ({PTT_TRIALS} presses)…");
     let (press_to_ear, open_mic) = push_to_talk(&bench)?;
@@ -93,6 +104,12 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "",
         ),
         ("    in it: bob's mixer queue, mean standing delay", ms(mixer_queue), ""),
+        ("mouth-to-ear p50 while sharing 1080p30", format!("{:.1} ms", percentile(&sharing, 50.0)), ""),
+        (
+            "  sharing adds, p50",
+            format!("{:+.1} ms", percentile(&sharing, 50.0) - percentile(&mouth_to_ear, 50.0)),
+            "≤ 10 ms",
+        ),
         ("PTT press → first audible at B, p50", format!("{:.1} ms", percentile(&press_to_ear, 50.0)), ""),
         ("open-mic sender → B (same path), p50", format!("{:.1} ms", percentile(&open_mic, 50.0)), ""),
         (
@@ -135,6 +152,7 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
         "suite": "audio",
         "mouth_to_ear_ms": { "samples": mouth_to_ear, "p50": percentile(&mouth_to_ear, 50.0), "p95": percentile(&mouth_to_ear, 95.0), "target_p50": 80, "target_p95": 100 },
         "stages_p50_ms": { "sound_server": percentile(&sound_server, 50.0), "device_ends_total": percentile(&device_ends, 50.0), "sound_server_samples": sound_server, "device_ends_samples": device_ends, "jitter_buffer_mean": jitter_buffer, "jitter_buffer_target_mean": jitter_target, "mixer_queue_mean": mixer_queue },
+        "mouth_to_ear_sharing_1080p30_ms": { "samples": sharing, "p50": percentile(&sharing, 50.0), "p95": percentile(&sharing, 95.0), "added_p50": percentile(&sharing, 50.0) - percentile(&mouth_to_ear, 50.0), "target_added_p50": 10 },
         "ptt_press_to_ear_ms": { "samples": press_to_ear, "p50": percentile(&press_to_ear, 50.0) },
         "open_mic_ms": { "samples": open_mic, "p50": percentile(&open_mic, 50.0) },
         "ptt_added_ms": { "p50": percentile(&ptt_added, 50.0), "p95": percentile(&ptt_added, 95.0), "target": 30 },
@@ -191,6 +209,30 @@ enum Carrier {
     DeviceEnds,
     /// PulseAudio's `module-loopback` at its lowest latency: the sound server alone.
     SoundServer,
+    /// A call in which alice also shares the screen of the display `env` names at 1080p30 and
+    /// bob watches it.
+    CallSharing(Vec<(String, String)>),
+}
+
+/// The moving test pattern on `display`, so the shared screen changes every frame as a video
+/// or a game would. Killed on drop.
+struct PatternWindow(Child);
+
+impl Drop for PatternWindow {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
+}
+
+fn open_pattern(bench: &Bench, display: &Xvfb) -> Result<PatternWindow> {
+    crate::cargo(&["build", "--quiet", "--release", "--package", "parley-capture", "--bin", "parley-pattern-window"])?;
+    let binary = bench.parley.with_file_name(format!("parley-pattern-window{}", std::env::consts::EXE_SUFFIX));
+    let child = Command::new(&binary)
+        .envs(display.env())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(PatternWindow(child))
 }
 
 /// Plays `CHIRPS` chirps into alice's microphone and finds each in bob's speaker output.
@@ -218,6 +260,24 @@ fn start_carrier(
             Ok(Box::new(move || {
                 alice.finish()?;
                 bob.finish()
+            }))
+        }
+        Carrier::CallSharing(display) => {
+            let bob_args = ["--output-device", "ear_b", "--cues", "none", "--watch", "alice"];
+            let bob = bench.peer(room, "bob", seconds + 1.0, &bob_args)?;
+            let alice_args =
+                ["--input-device", "mic_a", "--cues", "none", "--share-screen", "0", "--share-quality", "1080p30"];
+            let alice = bench.peer_with_env(room, "alice", seconds, &alice_args, &display)?;
+            Ok(Box::new(move || {
+                let alice = alice.finish()?;
+                if !alice.iter().any(|event| event["event"] == "share_started") {
+                    bail!("alice's share did not start: {alice:?}");
+                }
+                let bob = bob.finish()?;
+                if !bob.iter().any(|event| event["event"] == "watch_started") {
+                    bail!("bob did not watch alice's share: {bob:?}");
+                }
+                Ok(bob)
             }))
         }
         Carrier::DeviceEnds => {

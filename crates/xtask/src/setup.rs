@@ -147,6 +147,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("wine64", "Wine for 64-bit programs"),
     ("clang", "compiles ring's C for the macOS clippy check (gcc has no Apple target)"),
     ("shellcheck", "lints the workflows' shell steps (through actionlint)"),
+    ("libpipewire-0.3-dev", "the Wayland screen share reads the ScreenCast portal's PipeWire stream"),
+    ("libclang-dev", "bindgen generates the PipeWire bindings from its headers at build time"),
+    ("pipewire", "a private PipeWire daemon carrying the Wayland screen-share test's screen-cast stream"),
+    ("pipewire-bin", "pw-dump, which checks that the private PipeWire daemon is up"),
+    ("wireplumber", "the session manager that links the share's stream to its source"),
 ];
 
 fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {

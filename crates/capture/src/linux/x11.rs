@@ -19,14 +19,7 @@ use crate::{CaptureError, Capturer, Frame, Target, TargetKind};
 fn connect() -> Result<(RustConnection, usize), CaptureError> {
     match std::env::var_os("DISPLAY") {
         Some(display) if !display.is_empty() => {}
-        _ => {
-            let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some();
-            return Err(if wayland {
-                CaptureError::Unsupported("Wayland without XWayland; the ScreenCast portal is not supported yet".into())
-            } else {
-                CaptureError::NoDisplay("DISPLAY is not set".into())
-            });
-        }
+        _ => return Err(CaptureError::NoDisplay("DISPLAY is not set".into())),
     }
     x11rb::connect(None).map_err(|error| CaptureError::NoDisplay(format!("cannot connect to the X server: {error}")))
 }

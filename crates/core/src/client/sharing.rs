@@ -61,6 +61,8 @@ fn target_id(target: &Target) -> String {
 /// Errors: no display, or capture unsupported here ([`ErrorCode::Unsupported`]).
 pub(crate) fn list_targets() -> Result<Vec<ShareTarget>, ClientError> {
     let targets = parley_capture::list_targets().map_err(capture_error)?;
+    // Where the desktop's dialog picks (Wayland), a thumbnail would open that dialog.
+    let thumbnails = !parley_capture::desktop_picks();
     Ok(targets
         .iter()
         .map(|target| ShareTarget {
@@ -69,7 +71,7 @@ pub(crate) fn list_targets() -> Result<Vec<ShareTarget>, ClientError> {
             name: target.name.clone(),
             width: target.width,
             height: target.height,
-            thumbnail: thumbnail(target),
+            thumbnail: if thumbnails { thumbnail(target) } else { None },
         })
         .collect())
 }
@@ -88,6 +90,7 @@ fn capture_error(error: CaptureError) -> ClientError {
     let code = match error {
         CaptureError::Unsupported(_) => ErrorCode::Unsupported,
         CaptureError::TargetGone(_) | CaptureError::NotFound(_) => ErrorCode::NotFound,
+        CaptureError::Refused(_) => ErrorCode::Forbidden,
         _ => ErrorCode::Unreachable,
     };
     ClientError::new(code, format!("screen capture: {error}"))

@@ -93,6 +93,7 @@ pub fn failure_code(error: &super::SessionError) -> &'static str {
         super::SessionError::Capture(CaptureError::NoDisplay(_)) => "no_display",
         super::SessionError::Capture(CaptureError::NotFound(_)) => "not_found",
         super::SessionError::Capture(CaptureError::Unsupported(_)) => "unsupported",
+        super::SessionError::Capture(CaptureError::Refused(_)) => "refused",
         super::SessionError::Capture(_) => "unavailable",
         super::SessionError::Engine(ffi::Error::NotAllowed(_)) => "not_allowed",
         _ => "engine",

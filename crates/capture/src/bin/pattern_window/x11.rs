@@ -2,10 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use parley_capture::pattern::{
-    BACKGROUND, BARS, BARS_HEIGHT, COUNTER_BITS, COUNTER_BLOCK, COUNTER_HEIGHT, COUNTER_LEFT, COUNTER_TOP, HEIGHT,
-    MARKER, MARKER_TOP, WIDTH, marker_left,
-};
+use parley_capture::pattern::{BACKGROUND, COUNTER_BITS, HEIGHT, WIDTH, shapes};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
     AtomEnum, ChangeGCAux, ConnectionExt as _, CreateGCAux, CreateWindowAux, PropMode, Rectangle, WindowClass,
@@ -68,21 +65,10 @@ pub(super) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut frame: u64 = 0;
     while frames.is_none_or(|frames| frame < frames) {
-        let bar_width = WIDTH / BARS.len() as u32;
-        for (index, colour) in BARS.iter().enumerate() {
-            fill(*colour, &[rectangle(index as u32 * bar_width, 0, bar_width, BARS_HEIGHT)])?;
+        for (colour, [x, y, width, height]) in shapes(frame) {
+            fill(colour, &[rectangle(x, y, width, height)])?;
         }
-        fill([BACKGROUND; 3], &[rectangle(0, BARS_HEIGHT, WIDTH, HEIGHT - BARS_HEIGHT)])?;
         let counter = (frame % (1 << COUNTER_BITS)) as u32;
-        let (ones, zeros): (Vec<_>, Vec<_>) = (0..COUNTER_BITS)
-            .map(|bit| {
-                let set = counter >> (COUNTER_BITS - 1 - bit) & 1 == 1;
-                (set, rectangle(COUNTER_LEFT + bit * COUNTER_BLOCK, COUNTER_TOP, COUNTER_BLOCK, COUNTER_HEIGHT))
-            })
-            .partition(|(set, _)| *set);
-        fill([255; 3], &ones.into_iter().map(|(_, block)| block).collect::<Vec<_>>())?;
-        fill([0; 3], &zeros.into_iter().map(|(_, block)| block).collect::<Vec<_>>())?;
-        fill([255; 3], &[rectangle(marker_left(frame), MARKER_TOP, MARKER, MARKER)])?;
         if log {
             // A round trip: the frame has been drawn when the X server answers.
             connection.sync()?;
