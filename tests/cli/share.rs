@@ -6,18 +6,24 @@
 //! and receives no video. A share the token forbids, a shared window that closes and a display
 //! that goes away each fail clearly while alice's tone keeps reaching bob; a viewer of someone
 //! who leaves closes and the call goes on. With the upload capped, a `detail` share keeps its
-//! resolution and a `motion` share its frame rate. (Wayland's portal path: `wayland.rs`.)
+//! resolution and a `motion` share its frame rate. One application's sound goes with a share
+//! (`--share-audio`): a watcher hears it and nothing else that plays, someone who does not watch
+//! does not, and when the application quits the picture goes on. (Wayland's portal path:
+//! `wayland.rs`.)
 
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use parley_audio::SAMPLE_RATE;
 use parley_audio::analysis::{first_onset, tone_gain_dbfs, tone_level_dbfs};
+use parley_audio::signal::Tone;
 use parley_capture::pattern;
 use parley_devserver::DevServer;
 use parley_devserver::display::Xvfb;
+use parley_devserver::pulse::PulseServer;
 use parley_e2e::PatternWindow;
 
 use crate::moderation::moderate;
@@ -559,4 +565,128 @@ fn a_moderator_stops_a_share_the_sharer_says_so_and_the_call_goes_on() {
 
     // Her voice went on after her share was stopped.
     assert_tone_after(&bob, ended_ms, 2.5, "after her share was stopped");
+}
+
+/// An application playing a `frequency` Hz tone (−12 dBFS) on `sink` for `seconds`, named
+/// `app` on the sound server (`pacat --client-name`).
+fn play_as(pulse: &PulseServer, sink: &str, app: &str, frequency: f64, seconds: usize) -> Child {
+    let mut tone = Tone::new(frequency, -12.0);
+    let mut samples = vec![0i16; SAMPLE_RATE as usize * seconds];
+    tone.fill(&mut samples);
+    let mut child = Command::new("pacat")
+        .args(["--playback", "--device", sink, "--rate=48000", "--channels=1", "--format=s16le"])
+        .arg(format!("--client-name={app}"))
+        .arg("--stream-name=a tone")
+        .envs(pulse.env())
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("pacat");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let bytes: Vec<u8> = samples.iter().flat_map(|sample| sample.to_le_bytes()).collect();
+    std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    child
+}
+
+#[test]
+fn a_shared_applications_sound_reaches_watchers_alone_and_its_end_leaves_the_picture() {
+    let _serial = audio_lock();
+    let server = server();
+    let dir = scratch();
+    let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+    let window = PatternWindow::open(&display.env());
+    // Two applications play on the desktop's speaker: the one alice shares, and another.
+    let pulse = crate::devices::pulse(&[("speaker", 1)]);
+    let mut player = play_as(&pulse, "speaker", "Tone Player", 660.0, 60);
+    let mut other = play_as(&pulse, "speaker", "Noise Maker", 1000.0, 60);
+    let mut env = display.env();
+    env.extend(pulse.env());
+    let deadline = Instant::now() + TIMEOUT;
+    let listed = loop {
+        let output = parley().args(["share-targets", "--json"]).envs(env.clone()).output().expect("share-targets");
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("share-targets prints JSON");
+        let sounds: Vec<serde_json::Value> =
+            listed.as_array().into_iter().flatten().filter(|target| target["kind"] == "sound").cloned().collect();
+        if sounds.len() >= 2 || Instant::now() > deadline {
+            break sounds;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        listed.iter().any(|sound| sound["name"].as_str().is_some_and(|name| name.contains("Tone Player"))),
+        "share-targets lists the applications playing sound: {listed:?}"
+    );
+
+    let bob = join(&server, "sound", "bob", dir.path(), &["--watch", "alice", "--record"], 120.0);
+    // Carol watches nobody: she hears alice's voice, not her share's sound.
+    let carol = join(&server, "sound", "carol", dir.path(), &["--record"], 120.0);
+    let id = window.id.to_string();
+    let alice = join_with_env(
+        &server,
+        "sound",
+        "alice",
+        dir.path(),
+        &["--tone", "440", "--share-screen", &id, "--share-audio", "tone player"],
+        120.0,
+        &env,
+    );
+    let started = alice.wait_for_event("alice should share", TIMEOUT, |event| event["event"] == "share_started");
+    assert!(
+        started["audio"].as_str().is_some_and(|audio| audio.contains("Tone Player")),
+        "alice shares the player's sound: {started}"
+    );
+    bob.wait_for_event("bob should watch alice's share", TIMEOUT, |event| event["event"] == "watch_started");
+    std::thread::sleep(Duration::from_secs(6));
+    let heard_from = now_ms() - 4000.0;
+    // The player quits: alice says so, and her picture and voice go on.
+    let _ = player.kill();
+    let _ = player.wait();
+    let ended = alice.wait_for_event("alice should say the shared sound ended", TIMEOUT, |event| {
+        event["event"] == "warning"
+            && event["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("shared sound of Tone Player") && message.contains("ended"))
+    });
+    let ended_ms = ended["unix_ms"].as_f64().expect("unix_ms");
+    std::thread::sleep(Duration::from_secs(4));
+    alice.terminate();
+    bob.terminate();
+    carol.terminate();
+    let alice = alice.finish(TIMEOUT);
+    let bob = bob.finish(TIMEOUT);
+    let carol = carol.finish(TIMEOUT);
+    let _ = other.kill();
+    let _ = other.wait();
+    alice.assert_clean();
+    bob.assert_clean();
+    carol.assert_clean();
+
+    let level = |peer: &Finished, from: f64, to: f64, frequency: f32| {
+        tone_gain_dbfs(peer.recording_between(from, to), SAMPLE_RATE, frequency)
+    };
+    let (bob_voice, bob_sound, bob_other) = (
+        level(&bob, heard_from, heard_from + 3000.0, 440.0),
+        level(&bob, heard_from, heard_from + 3000.0, 660.0),
+        level(&bob, heard_from, heard_from + 3000.0, 1000.0),
+    );
+    let (carol_voice, carol_sound) =
+        (level(&carol, heard_from, heard_from + 3000.0, 440.0), level(&carol, heard_from, heard_from + 3000.0, 660.0));
+    eprintln!(
+        "bob hears voice {bob_voice:.1}, share sound {bob_sound:.1}, other app {bob_other:.1} dBFS; carol voice \
+         {carol_voice:.1}, share sound {carol_sound:.1} dBFS"
+    );
+    assert!((bob_sound + 12.0).abs() <= 6.0, "bob, watching, hears the shared player at −12 ± 6 dBFS: {bob_sound:.1}");
+    assert!(bob_other < -40.0, "only the shared application's sound is sent, not the other's: {bob_other:.1}");
+    assert!((bob_voice + 12.0).abs() <= 6.0, "bob hears alice's voice beside it: {bob_voice:.1}");
+    assert!(carol_sound < -40.0, "carol watches nobody and hears no share sound: {carol_sound:.1}");
+    assert!((carol_voice + 12.0).abs() <= 6.0, "carol hears alice's voice: {carol_voice:.1}");
+    let after = level(&bob, ended_ms + 1000.0, ended_ms + 3000.0, 660.0);
+    assert!(after < -40.0, "the sound ends with the player: {after:.1}");
+    assert_tone_after(&bob, ended_ms, 2.0, "after the shared sound ended");
+    let stats_after = alice
+        .events_named("share_stats")
+        .iter()
+        .filter(|event| event["unix_ms"].as_f64() > Some(ended_ms + 1000.0))
+        .count();
+    assert!(stats_after >= 2, "the picture goes on after the sound ended: {:?}", alice.events_named("share_stats"));
+    assert!(alice.events_named("share_failed").is_empty(), "{:?}", alice.events);
 }

@@ -234,6 +234,10 @@ pub struct JoinArgs {
     /// uplink.
     #[arg(long, value_name = "KBIT_S", requires = "share_screen", value_parser = clap::value_parser!(u64).range(50..))]
     pub share_max_bitrate: Option<u64>,
+    /// Share this application's sound with the picture (Linux): part of its name, `#<stream>`
+    /// or its process id (see `parley share-targets`). Never Parley's own playout.
+    #[arg(long, value_name = "APP", requires = "share_screen")]
+    pub share_audio: Option<String>,
     /// Watch this participant's screen share (prints watch statistics every second).
     #[arg(long, value_name = "IDENTITY")]
     pub watch: Option<String>,
@@ -253,6 +257,7 @@ impl JoinArgs {
             quality: self.share_quality,
             priority: self.share_priority,
             max_bitrate: self.share_max_bitrate.map(|kbps| kbps * 1000),
+            audio: self.share_audio.clone(),
         }
     }
 }

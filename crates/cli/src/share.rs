@@ -9,9 +9,28 @@ use parley_livekit_ffi::ReceivedVideoFrame;
 
 use crate::exit::{ExitKind, Failure, fail};
 
-/// Prints the screens and windows there are to share (one JSON array with `json`).
+/// The applications playing sound, to share with a picture (`--share-audio`): none where the
+/// platform cannot record one, or no sound server runs.
+fn app_sounds() -> Vec<(u32, String, Option<u32>)> {
+    #[cfg(target_os = "linux")]
+    {
+        match parley_audio::app_sound::list() {
+            Ok(sounds) => sounds.into_iter().map(|sound| (sound.index, sound.to_string(), sound.pid)).collect(),
+            Err(error) => {
+                tracing::info!(%error, "no application sounds to list");
+                Vec::new()
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
+/// Prints the screens and windows there are to share, and the applications whose sound can go
+/// with them (one JSON array with `json`; sounds have `"kind": "sound"`).
 pub fn list_targets(json: bool) -> Result<(), Failure> {
     let targets = targets().map_err(|error| fail(ExitKind::Device, error))?;
+    let sounds = app_sounds();
     if json {
         let list: Vec<_> = targets
             .iter()
@@ -24,6 +43,9 @@ pub fn list_targets(json: bool) -> Result<(), Failure> {
                     "height": target.height,
                 })
             })
+            .chain(sounds.iter().map(|(index, name, pid)| {
+                serde_json::json!({ "kind": "sound", "id": format!("#{index}"), "name": name, "pid": pid })
+            }))
             .collect();
         println!("{}", serde_json::Value::Array(list));
         return Ok(());
@@ -35,6 +57,9 @@ pub fn list_targets(json: bool) -> Result<(), Failure> {
                 println!("window  {:#x}  {}x{}  {}", target.id, target.width, target.height, target.name)
             }
         }
+    }
+    for (index, name, _) in &sounds {
+        println!("sound   #{index}  {name}");
     }
     Ok(())
 }

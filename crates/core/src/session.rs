@@ -38,6 +38,7 @@ mod playout;
 mod publisher;
 mod reconnect;
 mod share;
+mod share_audio;
 mod watch;
 
 use std::collections::HashMap;

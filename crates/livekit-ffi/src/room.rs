@@ -592,6 +592,7 @@ fn apply(engine: &'static Engine, state: &mut RoomState, message: proto::room_ev
                         sid: info.sid,
                         name: info.name,
                         participant_identity: identity,
+                        source,
                         encrypted,
                     },
                 },

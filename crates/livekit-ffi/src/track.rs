@@ -72,6 +72,9 @@ pub struct RemoteAudioTrack {
     pub sid: String,
     pub name: String,
     pub participant_identity: String,
+    /// What the publisher says it is: [`TrackSource::Microphone`] or
+    /// [`TrackSource::ScreenShareAudio`] (a screen share's sound), or [`TrackSource::Unknown`].
+    pub source: TrackSource,
     /// Its publication is end-to-end encrypted.
     pub encrypted: bool,
 }

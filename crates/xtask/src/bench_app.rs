@@ -18,8 +18,12 @@
 //!   (`WEBKIT_DISABLE_COMPOSITING_MODE=0`), and, like for like, the empty app with it off. Parley
 //!   also sets WebKit's cache model to `DocumentViewer` (wry leaves WebKitGTK's `WebBrowser`):
 //!   Parley idle again with `PARLEY_WEBKIT_CACHE_MODEL=web-browser` says what that buys.
+//! * Watching a screen share: in the same call, alice (the CLI) shares a 1920×1080 screen (a
+//!   second Xvfb with the moving test pattern) at 1080p30 and the app is told over its control
+//!   socket to watch her (what a click on her Live mark does): its room view opens the viewer,
+//!   which receives the layer that fits it. Memory and CPU as above, against the audio-only call.
 //! * Soak (`--soak-minutes`, the target is 10): the tree's PSS (and each process's) every 10 s in
-//!   the call; growth is the median of the last third of the samples minus that of the first
+//!   the call, while watching the share; growth is the median of the last third of the samples minus that of the first
 //!   third (a first → last difference only measures the noise).
 
 use std::collections::BTreeMap;
@@ -55,6 +59,9 @@ const PROFILE: &str = "livekit";
 const IDLE_TARGET_MB: f64 = 40.0;
 const CALL_TARGET_MB: f64 = 80.0;
 const COLD_START_TARGET_MS: f64 = 1500.0;
+/// Watching a 1080p30 share: PSS above the audio-only call, MB, and the CPU it adds, % of a core.
+const WATCH_TARGET_MB: f64 = 80.0;
+const WATCH_CPU_TARGET_PERCENT: f64 = 30.0;
 /// "No growth" allows for allocator noise over the soak.
 const SOAK_GROWTH_TARGET_MB: f64 = 5.0;
 
@@ -166,6 +173,23 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
     for (name, percent) in &call.cpu_percent {
         rows.push((format!("  CPU · {name}"), format!("{percent:.1} %"), String::new()));
     }
+    let watching_delta = call.watching_memory.pss_mb() - call.memory.pss_mb();
+    call.watching_memory.rows("in the call watching a 1080p30 share, Parley", &mut rows);
+    rows.push((
+        "watching a 1080p30 share Δ PSS vs the audio-only call".into(),
+        format!("{watching_delta:+.1} MB"),
+        verdict(watching_delta <= WATCH_TARGET_MB, "≤ 80 MB"),
+    ));
+    let watching_cpu: f64 = call.watching_cpu_percent.values().sum();
+    let watching_cpu_added = watching_cpu - call.cpu_percent.values().sum::<f64>();
+    rows.push((
+        format!("CPU watching a 1080p30 share, whole tree, over {} s (added to the call)", CPU_WINDOW.as_secs()),
+        format!("{watching_cpu:.1} % of a core ({watching_cpu_added:+.1} %)"),
+        verdict(watching_cpu_added <= WATCH_CPU_TARGET_PERCENT, "viewer ≤ 30 % of a core"),
+    ));
+    for (name, percent) in &call.watching_cpu_percent {
+        rows.push((format!("  CPU watching · {name}"), format!("{percent:.1} %"), String::new()));
+    }
     rows.push((
         "WebKit: Parley idle with compositing forced on (=0)".into(),
         format!(
@@ -199,7 +223,7 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
     match (growth, thirds(soak)) {
         (Some(growth), Some((first, last))) => {
             rows.push((
-                format!("soak in a call, {soak_minutes} min: tree PSS, median of first → last third"),
+                format!("soak in a call watching a share, {soak_minutes} min: tree PSS, median of first → last third"),
                 format!(
                     "{first:.1} → {last:.1} MB ({growth:+.1} MB; samples {:.1}–{:.1})",
                     soak.iter().copied().fold(f64::INFINITY, f64::min),
@@ -243,6 +267,16 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "cpu_window_s": CPU_WINDOW.as_secs(),
             "cpu_percent": call.cpu_percent,
             "cpu_percent_total": call.cpu_percent.values().sum::<f64>(),
+        },
+        "watching": {
+            "share": "alice (CLI) shares a 1920×1080 screen at 1080p30; the app's room view watches it (the layer that fits the viewer)",
+            "parley": call.watching_memory.json(),
+            "delta_pss_mb_vs_call": watching_delta,
+            "target_delta_pss_mb": WATCH_TARGET_MB,
+            "cpu_percent": call.watching_cpu_percent,
+            "cpu_percent_total": watching_cpu,
+            "cpu_percent_added": watching_cpu_added,
+            "target_cpu_percent": WATCH_CPU_TARGET_PERCENT,
         },
         "webkit": {
             "app_sets": "WEBKIT_DISABLE_COMPOSITING_MODE=1 for itself unless the user set it; cache model document-viewer (wry leaves web-browser)",
@@ -397,7 +431,7 @@ impl Desktop {
     /// The app in a call with [`SPEAKERS`] tone speakers: memory, CPU, and the soak's samples.
     fn call(&self, bench: &Bench, binary: &Path, soak_minutes: f64) -> Result<Call> {
         let soak = Duration::from_secs_f64(soak_minutes.max(0.0) * 60.0);
-        let lifetime = 60.0 + SETTLE.as_secs_f64() + CPU_WINDOW.as_secs_f64() + soak.as_secs_f64();
+        let lifetime = 90.0 + 2.0 * (SETTLE.as_secs_f64() + CPU_WINDOW.as_secs_f64()) + soak.as_secs_f64();
         let mut crowd = bench.crowd(ROOM, SPEAKERS, lifetime)?;
         std::thread::sleep(Duration::from_secs(3));
         let link = format!("parley://join/{PROFILE}/{ROOM}");
@@ -415,16 +449,28 @@ impl Desktop {
             }
             std::thread::sleep(SETTLE);
             let pid = running.child.id();
-            let before = tree_ticks(pid);
-            std::thread::sleep(CPU_WINDOW);
-            let after = tree_ticks(pid);
+            let cpu_percent = cpu_over_window(pid);
             let memory = TreeMemory::read(pid)?;
-            let mut cpu_percent = BTreeMap::new();
-            for (process, (name, ticks)) in &after {
-                let earlier = before.get(process).map_or(0, |(_, ticks)| *ticks);
-                *cpu_percent.entry(name.clone()).or_insert(0.0) +=
-                    ticks.saturating_sub(earlier) as f64 / clock_ticks_per_second() / CPU_WINDOW.as_secs_f64() * 100.0;
+
+            println!("bench app: watching a 1080p30 screen share in the call…");
+            let screen = Xvfb::start_sized(1920, 1080).context("starting the sharer's display")?;
+            let _pattern = crate::bench_audio::open_pattern(bench, &screen)?;
+            let share = ["--share-screen", "0", "--share-quality", "1080p30"];
+            let _alice = bench.peer_with_env(ROOM, "alice", lifetime, &share, &screen.env())?;
+            std::thread::sleep(Duration::from_secs(5));
+            let socket = self.dir.path().join("runtime").join("parley").join("control.sock");
+            let watch = Command::new(&bench.parley)
+                .args(["ctl", "--socket"])
+                .arg(&socket)
+                .args(["watch", "alice"])
+                .output()
+                .context("parley ctl watch alice")?;
+            if !watch.status.success() {
+                bail!("the app would not watch alice's share: {}", String::from_utf8_lossy(&watch.stderr).trim());
             }
+            std::thread::sleep(SETTLE);
+            let watching_cpu_percent = cpu_over_window(pid);
+            let watching_memory = TreeMemory::read(pid)?;
             let mut soak_pss_mb = Vec::new();
             let mut soak_by_process: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             if !soak.is_zero() {
@@ -447,11 +493,26 @@ impl Desktop {
                 }
             }
             running.stop();
-            Ok(Call { memory, cpu_percent, soak_pss_mb, soak_by_process })
+            Ok(Call { memory, cpu_percent, watching_memory, watching_cpu_percent, soak_pss_mb, soak_by_process })
         });
         crate::bench_audio::stop(&mut crowd);
         result
     }
+}
+
+/// The CPU of each process of `root`'s tree over [`CPU_WINDOW`] from now, in % of one core, by
+/// process name.
+fn cpu_over_window(root: u32) -> BTreeMap<String, f64> {
+    let before = tree_ticks(root);
+    std::thread::sleep(CPU_WINDOW);
+    let after = tree_ticks(root);
+    let mut cpu_percent = BTreeMap::new();
+    for (process, (name, ticks)) in &after {
+        let earlier = before.get(process).map_or(0, |(_, ticks)| *ticks);
+        *cpu_percent.entry(name.clone()).or_insert(0.0) +=
+            ticks.saturating_sub(earlier) as f64 / clock_ticks_per_second() / CPU_WINDOW.as_secs_f64() * 100.0;
+    }
+    cpu_percent
 }
 
 /// Makes a directory readable by its owner only (`XDG_RUNTIME_DIR` must be).
@@ -497,6 +558,9 @@ struct Call {
     memory: TreeMemory,
     /// % of one core, by process name, over [`CPU_WINDOW`].
     cpu_percent: BTreeMap<String, f64>,
+    /// The same while the app watches a 1080p30 screen share.
+    watching_memory: TreeMemory,
+    watching_cpu_percent: BTreeMap<String, f64>,
     soak_pss_mb: Vec<f64>,
     /// The same samples per process name.
     soak_by_process: BTreeMap<String, Vec<f64>>,

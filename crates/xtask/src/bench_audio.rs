@@ -216,7 +216,7 @@ enum Carrier {
 
 /// The moving test pattern on `display`, so the shared screen changes every frame as a video
 /// or a game would. Killed on drop.
-struct PatternWindow(Child);
+pub(crate) struct PatternWindow(Child);
 
 impl Drop for PatternWindow {
     fn drop(&mut self) {
@@ -224,7 +224,7 @@ impl Drop for PatternWindow {
     }
 }
 
-fn open_pattern(bench: &Bench, display: &Xvfb) -> Result<PatternWindow> {
+pub(crate) fn open_pattern(bench: &Bench, display: &Xvfb) -> Result<PatternWindow> {
     crate::cargo(&["build", "--quiet", "--release", "--package", "parley-capture", "--bin", "parley-pattern-window"])?;
     let binary = bench.parley.with_file_name(format!("parley-pattern-window{}", std::env::consts::EXE_SUFFIX));
     let child = Command::new(&binary)

@@ -240,7 +240,7 @@ impl Call {
                     // thread's end): events queue meanwhile, as during a join.
                     Some(CallCommand::Share { target, quality, priority, reply }) => {
                         let result =
-                            self.session.start_share(&target, crate::ShareSettings { quality, priority, max_bitrate: None }).await.map_err(ClientError::from);
+                            self.session.start_share(&target, crate::ShareSettings { quality, priority, max_bitrate: None, audio: None }).await.map_err(ClientError::from);
                         answer(reply, result);
                     }
                     Some(CallCommand::StopShare { reply }) => {

@@ -242,6 +242,8 @@ pub enum SessionEvent {
         width: u32,
         height: u32,
         fps: u32,
+        /// The application whose sound is shared with the picture, if any.
+        audio: Option<String>,
     },
     /// How the share thread fared over the last second: frames sent, and the mean time a frame
     /// took to capture and scale, and to hand to the engine.

@@ -106,6 +106,12 @@ pub(super) async fn run(
                 publishers.remove(&identity);
                 Some(SessionEvent::ParticipantLeft { identity, reason: reason.code().to_string() })
             }
+            ffi::RoomEvent::AudioTrackSubscribed { identity, track }
+                if track.source == ffi::TrackSource::ScreenShareAudio
+                    && !viewing.sound_subscribed(&identity, &track.sid) =>
+            {
+                None
+            }
             ffi::RoomEvent::AudioTrackSubscribed { identity, track } => {
                 if encrypted && !track.encrypted {
                     // livekit-client plays such audio without a word; a keyless (or a

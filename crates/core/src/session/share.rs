@@ -20,6 +20,7 @@ use parley_livekit_ffi as ffi;
 use tokio::sync::mpsc;
 
 use super::event::{SessionEvent, StampedEvent, emit};
+use super::share_audio::{self, ShareAudio};
 use super::{Session, SessionError, leave_step};
 
 /// How often [`SessionEvent::ShareStats`] reports.
@@ -43,12 +44,15 @@ pub fn encoding(quality: Quality, width: u32, height: u32) -> ffi::VideoEncoding
 
 /// How a share is sent: its quality, what it keeps when bandwidth is short, and an optional
 /// cap on its upload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShareSettings {
     pub quality: Quality,
     pub priority: Priority,
     /// At most this many bits per second (the top layer's bound), below what the quality sets.
     pub max_bitrate: Option<u64>,
+    /// The application whose sound goes with the picture, as
+    /// [`parley_audio::app_sound::choose`] takes it (part of its name, `#<stream>`, a process).
+    pub audio: Option<String>,
 }
 
 impl ShareSettings {
@@ -209,6 +213,8 @@ pub(super) struct Share {
     sid: String,
     /// Kept alive while published; the thread holds the source.
     _track: ffi::LocalVideoTrack,
+    /// Its sound, when it has one.
+    audio: Option<Arc<ShareAudio>>,
 }
 
 impl Session {
@@ -263,13 +269,33 @@ impl Session {
         let track = ffi::LocalVideoTrack::new("screen", &source)?;
         let publication =
             self.room.local_participant().publish_video_track(&track, &settings.publish(width, height)).await?;
+        let (audio, audio_name) = match &settings.audio {
+            Some(pattern) => {
+                let participant = self.room.local_participant();
+                match share_audio::start(self.engine, participant, pattern, self.events.clone()).await {
+                    Ok((audio, name)) => (Some(Arc::new(audio)), Some(name)),
+                    Err(reason) => {
+                        let message = format!(
+                            "the screen share goes on without sound: cannot share the sound of {pattern}: {reason}"
+                        );
+                        emit(&self.events, SessionEvent::Warning { message });
+                        (None, None)
+                    }
+                }
+            }
+            None => (None, None),
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (participant, sid, runtime) =
             (self.room.local_participant().clone(), publication.sid.clone(), tokio::runtime::Handle::current());
+        let failed_audio = audio.clone();
         let unpublish = Box::new(move || {
             runtime.spawn(async move {
-                if let Err(error) = participant.unpublish_track(&sid).await {
-                    tracing::debug!(%error, "unpublishing a failed share");
+                let sound = failed_audio.and_then(|audio| audio.stop());
+                for sid in std::iter::once(sid).chain(sound) {
+                    if let Err(error) = participant.unpublish_track(&sid).await {
+                        tracing::debug!(%error, "unpublishing a failed share");
+                    }
                 }
             });
         });
@@ -296,9 +322,10 @@ impl Session {
                 width,
                 height,
                 fps: quality.fps(),
+                audio: audio_name,
             },
         );
-        self.share = Some(Share { stop, thread, sid: publication.sid, _track: track });
+        self.share = Some(Share { stop, thread, sid: publication.sid, _track: track, audio });
         Ok(())
     }
 
@@ -345,11 +372,15 @@ impl Session {
             Err(_) => {}
             Ok(_) => tracing::warn!("the share thread ended abnormally"),
         }
-        match leave_step("unpublishing the screen share", self.room.local_participant().unpublish_track(&share.sid))
-            .await
-        {
-            Ok(Ok(())) | Err(_) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "unpublishing the share (a failed share is unpublished already)"),
+        let sound = share.audio.as_ref().and_then(|audio| audio.stop());
+        for sid in std::iter::once(share.sid.clone()).chain(sound) {
+            match leave_step("unpublishing the screen share", self.room.local_participant().unpublish_track(&sid)).await
+            {
+                Ok(Ok(())) | Err(_) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "unpublishing the share (a failed share is unpublished already)")
+                }
+            }
         }
         emit(&self.events, SessionEvent::ShareStopped { sid: share.sid });
     }

@@ -193,6 +193,11 @@ pub(super) struct Viewing {
     declined: HashSet<String>,
     /// The receive tasks of watched shares, by track sid.
     streams: HashMap<String, (String, JoinHandle<()>)>,
+    /// Everyone's screen-share sounds (track sid → identity): heard only while their share is
+    /// watched, like the picture.
+    sounds: HashMap<String, String>,
+    /// Sounds we unsubscribed from (or never played) because nobody watches their share.
+    sounds_declined: HashSet<String>,
     subscriptions: ffi::Subscriptions,
     events: mpsc::UnboundedSender<StampedEvent>,
 }
@@ -208,6 +213,8 @@ impl Viewing {
             shares: HashMap::new(),
             declined: HashSet::new(),
             streams: HashMap::new(),
+            sounds: HashMap::new(),
+            sounds_declined: HashSet::new(),
             subscriptions,
             events,
         }
@@ -241,6 +248,28 @@ impl Viewing {
         SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Video }
     }
 
+    /// A screen share's sound was subscribed: whether to play it (its share is watched). One
+    /// nobody watches is declined, quietly, until its share is watched.
+    pub(super) fn sound_subscribed(&mut self, identity: &str, sid: &str) -> bool {
+        self.sounds.insert(sid.to_string(), identity.to_string());
+        if self.watchers.contains_key(identity) {
+            self.sounds_declined.remove(sid);
+            return true;
+        }
+        match self.subscriptions.set_subscribed(identity, sid, false) {
+            Ok(()) => {
+                self.declined.insert(sid.to_string());
+                self.sounds_declined.insert(sid.to_string());
+            }
+            Err(error) => tracing::warn!(%error, %identity, "could not decline an unwatched share's sound"),
+        }
+        false
+    }
+
+    fn sounds_of<'a>(&'a self, identity: &'a str) -> impl Iterator<Item = String> + 'a {
+        self.sounds.iter().filter(move |(_, owner)| owner.as_str() == identity).map(|(sid, _)| sid.clone())
+    }
+
     fn decline(&mut self, identity: &str, sid: &str) {
         match self.subscriptions.set_subscribed(identity, sid, false) {
             Ok(()) => {
@@ -260,6 +289,8 @@ impl Viewing {
     /// A track was unpublished: a share that ended is news.
     pub(super) fn unpublished(&mut self, sid: &str) -> Option<SessionEvent> {
         self.declined.remove(sid);
+        self.sounds.remove(sid);
+        self.sounds_declined.remove(sid);
         self.stop_stream(sid);
         let identity = self.shares.remove(sid)?;
         Some(SessionEvent::ShareEnded { identity, sid: sid.to_string() })
@@ -273,6 +304,8 @@ impl Viewing {
         }
         self.shares.clear();
         self.declined.clear();
+        self.sounds.clear();
+        self.sounds_declined.clear();
     }
 
     /// Ends the receive task of `sid`, if any, with [`SessionEvent::WatchEnded`].
@@ -294,13 +327,17 @@ impl Viewing {
             ViewCommand::Watch(watcher) => {
                 let identity = watcher.identity.clone();
                 self.watchers.insert(identity.clone(), watcher);
-                let declined: Vec<String> =
-                    self.shares_of(&identity).filter(|sid| self.declined.contains(sid)).collect();
+                let declined: Vec<String> = self
+                    .shares_of(&identity)
+                    .filter(|sid| self.declined.contains(sid))
+                    .chain(self.sounds_of(&identity).filter(|sid| self.sounds_declined.contains(sid)))
+                    .collect();
                 for sid in declined {
                     // The subscription arrives as VideoTrackSubscribed, which starts the watch.
                     match self.subscriptions.set_subscribed(&identity, &sid, true) {
                         Ok(()) => {
                             self.declined.remove(&sid);
+                            self.sounds_declined.remove(&sid);
                         }
                         Err(error) => emit(
                             &self.events,
@@ -312,6 +349,17 @@ impl Viewing {
             ViewCommand::Unwatch(identity) => {
                 if self.watchers.remove(&identity).is_none() {
                     return;
+                }
+                // Its sound stops too: the unsubscription ends its playback like any track's.
+                let sounds: Vec<String> =
+                    self.sounds_of(&identity).filter(|sid| !self.sounds_declined.contains(sid)).collect();
+                for sid in sounds {
+                    match self.subscriptions.set_subscribed(&identity, &sid, false) {
+                        Ok(()) => {
+                            self.sounds_declined.insert(sid);
+                        }
+                        Err(error) => tracing::warn!(%error, %identity, "could not stop an unwatched share's sound"),
+                    }
                 }
                 let sids: Vec<String> = self.shares_of(&identity).collect();
                 for sid in sids {
