@@ -31,6 +31,7 @@ pub const COMMANDS: &[&str] = &[
     "set_local_mute",
     "allow_unencrypted",
     "list_share_targets",
+    "list_share_sounds",
     "start_share",
     "stop_share",
     "watch_share",

@@ -8,7 +8,7 @@
 use parley_core::client::ipc::{ShortcutSupport, StateUpdate};
 use parley_core::client::{
     AppSettings, AudioDevice, BackendFeatures, BackendForm, Client, ClientError, ClientState, DiscourseAuthStarted,
-    ModerationAction, ProfileInput, ProfileSummary, RoomEntry, ShareTarget,
+    ModerationAction, ProfileInput, ProfileSummary, RoomEntry, ShareSound, ShareTarget,
 };
 use tauri::{AppHandle, State};
 
@@ -193,11 +193,24 @@ pub async fn list_share_targets(client: State<'_, Client>) -> Reply<Vec<ShareTar
     client.list_share_targets().await
 }
 
-/// Shares a screen or window in the call.
+/// The applications playing sound, whose sound may go with a share.
+#[tauri::command]
+#[tracing::instrument(skip_all, err(Display))]
+pub async fn list_share_sounds(client: State<'_, Client>) -> Reply<Vec<ShareSound>> {
+    client.list_share_sounds().await
+}
+
+/// Shares a screen or window in the call, with an application's sound when `sound` names one.
 #[tauri::command]
 #[tracing::instrument(skip(client), err(Display))]
-pub async fn start_share(client: State<'_, Client>, target: String, quality: String, priority: String) -> Reply<()> {
-    client.start_share(&target, &quality, &priority).await
+pub async fn start_share(
+    client: State<'_, Client>,
+    target: String,
+    quality: String,
+    priority: String,
+    sound: Option<String>,
+) -> Reply<()> {
+    client.start_share(&target, &quality, &priority, sound.as_deref()).await
 }
 
 #[tauri::command]

@@ -122,6 +122,7 @@ fn run_app() -> anyhow::Result<()> {
             commands::set_local_mute,
             commands::allow_unencrypted,
             commands::list_share_targets,
+            commands::list_share_sounds,
             commands::start_share,
             commands::stop_share,
             commands::watch_share,

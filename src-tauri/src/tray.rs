@@ -218,6 +218,7 @@ mod tests {
                 priority: "detail".into(),
                 width: 1280,
                 height: 720,
+                sound: None,
             });
         }
         assert_eq!(tooltip(&state), "Parley — lobby (end-to-end encrypted) — sharing your screen");

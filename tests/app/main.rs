@@ -382,6 +382,8 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
     let started = Instant::now();
     let rig = Rig::start("share", &AppSetup::default());
     let window = PatternWindow::open(&rig.display.env());
+    // An application plays on the desktop's speaker: its sound goes with the share.
+    let _player = Mouth::sing_as(&rig.pulse, APP_SPEAKER, "Tone Player", 660.0, -12.0, 120.0);
     let frames = rig.dir.path().join("frames");
     let frames_arg = frames.to_str().expect("a UTF-8 path").to_string();
     let bot = Peer::join(
@@ -389,7 +391,7 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
         ROOM,
         PEER,
         rig.dir.path(),
-        &["--watch", APP_IDENTITY, "--save-frames", &frames_arg, "--save-every", "30"],
+        &["--watch", APP_IDENTITY, "--save-frames", &frames_arg, "--save-every", "30", "--record"],
         120.0,
     );
     wait_for_tile(&rig.session, PEER, APPEARS, "the app should list bot", |view| view.is_some());
@@ -408,6 +410,20 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
         .unwrap_or_else(|error| panic!("reading the picker: {error}"));
     assert!(thumbnail.as_u64().is_some_and(|width| width > 0), "the picker should show {target} with a thumbnail");
     click(&rig, &format!("[data-testid=share-target][data-target=\"{target}\"]"));
+    let sound = rig
+        .session
+        .wait_for(
+            "const options = [...(document.querySelector('[data-testid=share-sound]')?.options ?? [])]; \
+             const player = options.find((option) => option.textContent.includes('Tone Player')); \
+             if (!player) return null; \
+             const select = document.querySelector('[data-testid=share-sound]'); \
+             select.value = player.value; \
+             select.dispatchEvent(new Event('change', { bubbles: true })); \
+             return player.value;",
+            Vec::new(),
+            ARRIVES,
+        )
+        .unwrap_or_else(|error| panic!("the picker should offer the Tone Player's sound: {error}"));
     click(&rig, "[data-testid=share-start]");
 
     bot.wait_for_event("bot should receive the app's share", ARRIVES, |event| {
@@ -422,6 +438,17 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
             && event["fps"].as_f64().is_some_and(|fps| fps >= 20.0)
     });
     let shot = rig.screenshot("");
+    let title = rig
+        .session
+        .execute("return document.querySelector('[data-testid=share-button]').title;", Vec::new())
+        .unwrap_or_else(|error| panic!("reading the control bar: {error}"));
+    assert!(
+        title.as_str().is_some_and(|title| title.ends_with("with the sound of Tone Player")),
+        "the control bar says the player's sound ({sound}) is shared: {title}"
+    );
+    // bot, watching, hears the player's sound beside the picture.
+    std::thread::sleep(Duration::from_secs(3));
+    let heard_to = now_ms();
 
     let bus = rig.keyring.bus_address();
     let menu = tray::find_menu(bus, APPEARS);
@@ -440,7 +467,15 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
         )
         .unwrap_or_else(|error| panic!("reading the control bar: {error}"));
     assert_eq!(button, serde_json::json!(true), "the control bar should offer to share again");
-    bot.leave(ENDS).assert_clean();
+    let bot_recording = bot.recording.clone().expect("bot records");
+    let ended = bot.leave(ENDS);
+    ended.assert_clean();
+    let (recording, start_ms) = ended.recording(&bot_recording);
+    let sound_level = tone_gain(between(&recording, start_ms, heard_to - 2500.0, heard_to), 660.0);
+    assert!(
+        (sound_level + 12.0).abs() <= 6.0,
+        "bot hears the shared application's sound at −12 ± 6 dBFS: {sound_level:.1}"
+    );
 
     let mut saved: Vec<_> = std::fs::read_dir(&frames)
         .unwrap_or_else(|error| panic!("bot's frames in {}: {error}", frames.display()))
@@ -466,7 +501,11 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
         fills_window: false,
     };
     assert_bars(&format!("bot's picture of the app's share ({})", last.display()), &bars_on_screen(&png, &whole));
-    eprintln!("share: {}; {:.1} s", shot.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "share: {}; the shared sound at bot {sound_level:.1} dBFS; {:.1} s",
+        shot.display(),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]

@@ -147,9 +147,16 @@ pub struct Mouth {
 impl Mouth {
     /// Plays `frequency` Hz at `peak_dbfs` into `sink` for `seconds`.
     pub fn sing(pulse: &PulseServer, sink: &str, frequency: f64, peak_dbfs: f64, seconds: f64) -> Mouth {
+        Mouth::sing_as(pulse, sink, "pacat", frequency, peak_dbfs, seconds)
+    }
+
+    /// [`Mouth::sing`] as an application named `app` (its playback stream's client name), as a
+    /// game or a video player on the desktop.
+    pub fn sing_as(pulse: &PulseServer, sink: &str, app: &str, frequency: f64, peak_dbfs: f64, seconds: f64) -> Mouth {
         let mut child = Command::new("pacat")
             .arg("--playback")
             .arg(format!("--device={sink}"))
+            .arg(format!("--client-name={app}"))
             .args(["--rate=48000", "--channels=1", "--format=s16le", "--latency-msec=20"])
             .envs(pulse.env())
             .stdin(Stdio::piped())

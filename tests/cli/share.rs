@@ -641,10 +641,7 @@ fn a_shared_applications_sound_reaches_watchers_alone_and_its_end_leaves_the_pic
     let _ = player.kill();
     let _ = player.wait();
     let ended = alice.wait_for_event("alice should say the shared sound ended", TIMEOUT, |event| {
-        event["event"] == "warning"
-            && event["message"]
-                .as_str()
-                .is_some_and(|message| message.contains("shared sound of Tone Player") && message.contains("ended"))
+        event["event"] == "share_sound_ended" && event["app"].as_str().is_some_and(|app| app.contains("Tone Player"))
     });
     let ended_ms = ended["unix_ms"].as_f64().expect("unix_ms");
     std::thread::sleep(Duration::from_secs(4));

@@ -106,6 +106,9 @@ fn session_text(event: &SessionEvent) -> Option<String> {
         SessionEvent::ShareStarted { target, quality, priority, width, height, .. } => {
             format!("sharing {target} at {width}x{height} ({quality}, {priority} first)")
         }
+        SessionEvent::ShareSoundEnded { app } => {
+            format!("warning: the shared sound of {app} ended (it stopped playing); the picture goes on")
+        }
         SessionEvent::ShareStopped { .. } => "screen share stopped".into(),
         SessionEvent::ShareFailed { reason, .. } => format!("screen share failed: {reason}"),
         SessionEvent::WatchStarted { identity, width, height, .. } => {

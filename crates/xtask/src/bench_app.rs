@@ -38,9 +38,10 @@ use parley_devserver::display::Xvfb;
 use parley_devserver::keyring::TestKeyring;
 use parley_devserver::pulse::{NullSink, PulseServer};
 use parley_devserver::{DevServer, DevServerConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::bench::{Bench, clock_ticks_per_second, percentile, print_table, write_report};
+use crate::bench::{Bench, percentile, print_table, write_report};
+use crate::bench_proc::{TreeMemory, alive, cpu_over_window, process_tree, signal};
 
 /// Lets the app's join links join without a click (see `links.rs` in the app).
 const LINKS_JOIN: &str = "PARLEY_LINKS_JOIN";
@@ -449,7 +450,7 @@ impl Desktop {
             }
             std::thread::sleep(SETTLE);
             let pid = running.child.id();
-            let cpu_percent = cpu_over_window(pid);
+            let cpu_percent = cpu_over_window(pid, CPU_WINDOW);
             let memory = TreeMemory::read(pid)?;
 
             println!("bench app: watching a 1080p30 screen share in the call…");
@@ -469,7 +470,7 @@ impl Desktop {
                 bail!("the app would not watch alice's share: {}", String::from_utf8_lossy(&watch.stderr).trim());
             }
             std::thread::sleep(SETTLE);
-            let watching_cpu_percent = cpu_over_window(pid);
+            let watching_cpu_percent = cpu_over_window(pid, CPU_WINDOW);
             let watching_memory = TreeMemory::read(pid)?;
             let mut soak_pss_mb = Vec::new();
             let mut soak_by_process: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -498,21 +499,6 @@ impl Desktop {
         crate::bench_audio::stop(&mut crowd);
         result
     }
-}
-
-/// The CPU of each process of `root`'s tree over [`CPU_WINDOW`] from now, in % of one core, by
-/// process name.
-fn cpu_over_window(root: u32) -> BTreeMap<String, f64> {
-    let before = tree_ticks(root);
-    std::thread::sleep(CPU_WINDOW);
-    let after = tree_ticks(root);
-    let mut cpu_percent = BTreeMap::new();
-    for (process, (name, ticks)) in &after {
-        let earlier = before.get(process).map_or(0, |(_, ticks)| *ticks);
-        *cpu_percent.entry(name.clone()).or_insert(0.0) +=
-            ticks.saturating_sub(earlier) as f64 / clock_ticks_per_second() / CPU_WINDOW.as_secs_f64() * 100.0;
-    }
-    cpu_percent
 }
 
 /// Makes a directory readable by its owner only (`XDG_RUNTIME_DIR` must be).
@@ -642,145 +628,6 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Sends `signal` to `target` (a pid, or `-pgid` for a group). `kill` fails for a process that
-/// exited since it was listed — the outcome wanted — so only failing to run `kill` is reported.
-fn signal(signal: &str, target: &str) {
-    let sent = Command::new("kill").args([signal, "--", target]).stderr(Stdio::null()).status();
-    if let Err(error) = sent {
-        eprintln!("bench app: warning: cannot run kill: {error}");
-    }
-}
-
-/// Alive and not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
-        .unwrap_or(false)
-}
-
-/// `root` and all its descendants (root first), from the parent ids in `/proc/*/stat`.
-fn process_tree(root: u32) -> Vec<u32> {
-    let mut parents = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let parent =
-                stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-            if let Some(parent) = parent {
-                parents.push((pid, parent));
-            }
-        }
-    }
-    let mut tree = vec![root];
-    let mut index = 0;
-    while index < tree.len() {
-        let parent = tree[index];
-        tree.extend(parents.iter().filter(|(_, of)| *of == parent).map(|(pid, _)| *pid));
-        index += 1;
-    }
-    tree
-}
-
-/// A process's name: its executable's file name (`comm` cuts names at 15 characters).
-fn process_name(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .and_then(|cmdline| {
-            let first = cmdline.split(|byte| *byte == 0).next()?.to_vec();
-            let path = PathBuf::from(String::from_utf8_lossy(&first).into_owned());
-            Some(path.file_name()?.to_string_lossy().into_owned())
-        })
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| format!("pid {pid}"))
-}
-
-/// utime + stime (clock ticks) of each live process of the tree, with its name.
-fn tree_ticks(root: u32) -> BTreeMap<u32, (String, u64)> {
-    process_tree(root)
-        .into_iter()
-        .filter_map(|pid| {
-            let (ticks, _) = crate::bench::process_usage(pid).ok()?;
-            Some((pid, (process_name(pid), ticks)))
-        })
-        .collect()
-}
-
-struct ProcessMemory {
-    pid: u32,
-    name: String,
-    rss_kb: u64,
-    pss_kb: u64,
-}
-
-/// RSS and PSS of each process of an app's tree.
-struct TreeMemory {
-    processes: Vec<ProcessMemory>,
-}
-
-impl TreeMemory {
-    fn read(root: u32) -> Result<TreeMemory> {
-        let processes: Vec<ProcessMemory> = process_tree(root)
-            .into_iter()
-            .filter_map(|pid| {
-                // A process may end between listing and reading; it then holds no memory.
-                let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-                let field = |name: &str| {
-                    rollup
-                        .lines()
-                        .find_map(|line| line.strip_prefix(name))
-                        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
-                };
-                Some(ProcessMemory { pid, name: process_name(pid), rss_kb: field("Rss:")?, pss_kb: field("Pss:")? })
-            })
-            .collect();
-        if processes.is_empty() {
-            bail!(
-                "cannot read the memory of process {root} (is it running, and is /proc/<pid>/smaps_rollup readable?)"
-            );
-        }
-        Ok(TreeMemory { processes })
-    }
-
-    fn pss_mb(&self) -> f64 {
-        self.processes.iter().map(|process| process.pss_kb).sum::<u64>() as f64 / 1024.0
-    }
-
-    fn rss_mb(&self) -> f64 {
-        self.processes.iter().map(|process| process.rss_kb).sum::<u64>() as f64 / 1024.0
-    }
-
-    /// A total row, then one row per process (kernel-side helpers with no memory left out).
-    fn rows(&self, name: &str, rows: &mut Vec<(String, String, String)>) {
-        rows.push((
-            format!("{name}: PSS (RSS), {} processes", self.processes.len()),
-            format!("{:.1} MB ({:.1} MB)", self.pss_mb(), self.rss_mb()),
-            String::new(),
-        ));
-        for process in self.processes.iter().filter(|process| process.rss_kb > 0) {
-            rows.push((
-                format!("  · {} ({})", process.name, process.pid),
-                format!("{:.1} MB ({:.1} MB)", process.pss_kb as f64 / 1024.0, process.rss_kb as f64 / 1024.0),
-                String::new(),
-            ));
-        }
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "pss_mb": self.pss_mb(),
-            "rss_mb": self.rss_mb(),
-            "processes": self.processes.iter().map(|process| json!({
-                "pid": process.pid,
-                "name": process.name,
-                "rss_kb": process.rss_kb,
-                "pss_kb": process.pss_kb,
-            })).collect::<Vec<_>>(),
-        })
     }
 }
 

@@ -17,6 +17,7 @@ mod app;
 mod bench;
 mod bench_app;
 mod bench_audio;
+mod bench_proc;
 mod bench_share;
 mod bundle;
 mod cross;

@@ -14,6 +14,7 @@ import type {
   ModerationAction,
   ProfileSummary,
   RoomEntry,
+  ShareSound,
   ShareTarget,
   ShortcutSupport,
 } from './types';
@@ -367,11 +368,24 @@ export class AppModel {
     }
   }
 
-  /// Shares a screen or window (`call.sharing` shows it) at `quality`, keeping `priority`
-  /// (`detail` or `motion`) when bandwidth is short; `false` when it could not start.
-  async startShare(target: string, quality: string, priority: string): Promise<boolean> {
+  /// The applications playing sound, whose sound may go with a share. `null` where this
+  /// platform cannot share one (the picker does not offer it); the reason when it cannot now
+  /// (no sound server).
+  async shareSounds(): Promise<ShareSound[] | string | null> {
     try {
-      await this.backend.invoke('start_share', { target, quality, priority });
+      return await this.backend.invoke('list_share_sounds');
+    } catch (error) {
+      const failure = toBackendError(error);
+      return failure.code === 'unsupported' ? null : failure.message;
+    }
+  }
+
+  /// Shares a screen or window (`call.sharing` shows it) at `quality`, keeping `priority`
+  /// (`detail` or `motion`) when bandwidth is short, with the sound of the application `sound`
+  /// names (a `ShareSound` id) or none; `false` when it could not start.
+  async startShare(target: string, quality: string, priority: string, sound: string | null = null): Promise<boolean> {
+    try {
+      await this.backend.invoke('start_share', { target, quality, priority, sound });
       return true;
     } catch (error) {
       this.notice = toBackendError(error).message;

@@ -105,15 +105,60 @@ describe('control bar', () => {
     const priority = within(dialog).getByRole('combobox', { name: 'When bandwidth is short' });
     expect(priority, 'text stays sharp unless asked').toHaveValue('detail');
     await user.selectOptions(priority, 'motion');
+    expect(within(dialog).getByRole('combobox', { name: 'Sound' }), 'no sound unless asked').toHaveValue('');
     await user.click(within(dialog).getByRole('button', { name: 'Share' }));
 
     await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Share your screen' })).toBeNull());
-    expect(backend.callsOf('start_share')).toEqual([{ target: 'window:0x1a00007', quality: '1080p30', priority: 'motion' }]);
+    expect(backend.callsOf('start_share')).toEqual([
+      { target: 'window:0x1a00007', quality: '1080p30', priority: 'motion', sound: null },
+    ]);
     expect(screen.getByRole('group', { name: /^You/ }), 'our tile says we share').toHaveAccessibleName('You, sharing your screen');
     const stop = within(bar).getByRole('button', { name: 'Stop sharing' });
     await user.click(stop);
     expect(backend.callsOf('stop_share')).toHaveLength(1);
     await within(bar).findByRole('button', { name: 'Share screen' });
+  });
+
+  it("shares an application's sound with the picture, and says which", async () => {
+    const { backend, user } = await renderInRoom('Lounge');
+    const bar = screen.getByRole('toolbar', { name: 'Call controls' });
+    await user.click(within(bar).getByRole('button', { name: 'Share screen' }));
+    const dialog = await screen.findByRole('dialog', { name: 'Share your screen' });
+    const sound = await within(dialog).findByRole('combobox', { name: 'Sound' });
+    expect(within(sound).getAllByRole('option').map((option) => option.textContent)).toEqual([
+      'None',
+      'Firefox — Trailer — YouTube',
+      'Game',
+    ]);
+    await user.selectOptions(sound, 'Game');
+    await user.click(within(dialog).getByRole('button', { name: 'Share' }));
+
+    await waitFor(() => expect(backend.callsOf('start_share')).toEqual([
+      { target: 'screen:0', quality: '720p30', priority: 'detail', sound: '#15' },
+    ]));
+    const stop = await within(bar).findByRole('button', { name: 'Stop sharing' });
+    expect(stop).toHaveAttribute('title', 'Sharing 0 with the sound of Game');
+  });
+
+  it("offers no sound where the platform cannot share one, and says why when it cannot now", async () => {
+    const first = await renderInRoom('Lounge');
+    first.backend.fail('list_share_sounds', { code: 'unsupported', message: "sharing an application's sound is available on Linux only for now" });
+    await first.user.click(screen.getByRole('button', { name: 'Share screen' }));
+    let dialog = await screen.findByRole('dialog', { name: 'Share your screen' });
+    await within(dialog).findByRole('radio', { name: /Editor/ });
+    expect(within(dialog).queryByRole('combobox', { name: 'Sound' })).toBeNull();
+    expect(within(dialog).queryByText(/sound can be shared/)).toBeNull();
+    first.unmount();
+
+    const second = await renderInRoom('Lounge');
+    second.backend.fail('list_share_sounds', { code: 'unreachable', message: 'application sounds: no sound server to reach' });
+    await second.user.click(screen.getByRole('button', { name: 'Share screen' }));
+    dialog = await screen.findByRole('dialog', { name: 'Share your screen' });
+    expect(await within(dialog).findByText("No application's sound can be shared now: application sounds: no sound server to reach")).toBeInTheDocument();
+    await second.user.click(within(dialog).getByRole('button', { name: 'Share' }));
+    await waitFor(() => expect(second.backend.callsOf('start_share')).toEqual([
+      { target: 'screen:0', quality: '720p30', priority: 'detail', sound: null },
+    ]));
   });
 
   it('says so instead of sharing where the room does not allow it', async () => {

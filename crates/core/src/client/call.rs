@@ -45,6 +45,8 @@ pub(crate) enum CallCommand {
         target: parley_capture::Target,
         quality: parley_capture::Quality,
         priority: parley_capture::Priority,
+        /// The application whose sound goes with it (`#<stream>`).
+        sound: Option<String>,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     StopShare {
@@ -238,9 +240,9 @@ impl Call {
                     None => break End::Left(None),
                     // Starting and stopping a share wait on the engine (publishing, the capture
                     // thread's end): events queue meanwhile, as during a join.
-                    Some(CallCommand::Share { target, quality, priority, reply }) => {
-                        let result =
-                            self.session.start_share(&target, crate::ShareSettings { quality, priority, max_bitrate: None, audio: None }).await.map_err(ClientError::from);
+                    Some(CallCommand::Share { target, quality, priority, sound, reply }) => {
+                        let settings = crate::ShareSettings { quality, priority, max_bitrate: None, audio: sound };
+                        let result = self.session.start_share(&target, settings).await.map_err(ClientError::from);
                         answer(reply, result);
                     }
                     Some(CallCommand::StopShare { reply }) => {
@@ -421,6 +423,9 @@ impl Call {
                 self.shared.notify(Notice::DeviceChanged { message: message.clone() })
             }
             SessionEvent::Warning { message } => self.shared.notify(Notice::Warning { message: message.clone() }),
+            SessionEvent::ShareSoundEnded { app } => self.shared.notify(Notice::Warning {
+                message: format!("{app} stopped playing: your screen share goes on without its sound"),
+            }),
             SessionEvent::ShareFailed { reason, .. } => {
                 self.shared.notify(Notice::Warning { message: format!("Your screen share stopped: {reason}") })
             }

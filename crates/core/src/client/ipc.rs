@@ -13,7 +13,7 @@ use super::directory::Backend;
 use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, ProfileSummary, RoomEntry};
 use super::error::{ClientError, ErrorCode};
 use super::settings::{AppSettings, Shortcuts, TransmitChoice};
-use super::sharing::{LocalShare, ShareTarget};
+use super::sharing::{LocalShare, ShareSound, ShareTarget};
 use super::state::{
     Bandwidth, CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState,
     ModerationAction, ModerationOption, ParticipantState,
@@ -124,9 +124,15 @@ pub fn commands() -> Vec<CommandSpec> {
         command("set_local_mute", vec![("identity", ts::<String>()), ("muted", ts::<bool>())], ts::<()>()),
         command("allow_unencrypted", vec![("identity", ts::<String>())], ts::<()>()),
         command("list_share_targets", vec![], ts::<Vec<ShareTarget>>()),
+        command("list_share_sounds", vec![], ts::<Vec<ShareSound>>()),
         command(
             "start_share",
-            vec![("target", ts::<String>()), ("quality", ts::<String>()), ("priority", ts::<String>())],
+            vec![
+                ("target", ts::<String>()),
+                ("quality", ts::<String>()),
+                ("priority", ts::<String>()),
+                ("sound", ts::<Option<String>>()),
+            ],
             ts::<()>(),
         ),
         command("stop_share", vec![], ts::<()>()),
@@ -177,6 +183,7 @@ pub fn bindings_ts() -> String {
         declaration::<Bandwidth>(),
         declaration::<LocalShare>(),
         declaration::<ShareTarget>(),
+        declaration::<ShareSound>(),
         declaration::<ParticipantState>(),
         declaration::<Encryption>(),
         declaration::<ConnectionQuality>(),

@@ -33,6 +33,19 @@ pub struct ShareTarget {
     pub thumbnail: Option<String>,
 }
 
+/// An application playing sound now, whose sound may go with a share (Linux: a PulseAudio or
+/// PipeWire playback stream; never Parley's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareSound {
+    /// What `start_share` takes as its `sound`: `#<stream>`.
+    pub id: String,
+    /// The application's name.
+    pub app: String,
+    /// What it plays, when it says (a song's or a tab's title); empty otherwise.
+    pub title: String,
+}
+
 /// Our share as the window shows it (the tray and title say "sharing" too).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +59,8 @@ pub struct LocalShare {
     /// The size it is sent at.
     pub width: u32,
     pub height: u32,
+    /// The application whose sound goes with the picture, while it plays.
+    pub sound: Option<String>,
 }
 
 /// The id of `target` in [`ShareTarget::id`].
@@ -74,6 +89,29 @@ pub(crate) fn list_targets() -> Result<Vec<ShareTarget>, ClientError> {
             thumbnail: if thumbnails { thumbnail(target) } else { None },
         })
         .collect())
+}
+
+/// The applications playing sound now, but Parley. Blocking (one sound server round trip).
+///
+/// Errors: [`ErrorCode::Unsupported`] where an application's sound cannot be recorded (not
+/// Linux); [`ErrorCode::Unreachable`] when no sound server answers.
+#[cfg(target_os = "linux")]
+pub(crate) fn list_sounds() -> Result<Vec<ShareSound>, ClientError> {
+    let sounds = parley_audio::app_sound::list()
+        .map_err(|error| ClientError::new(ErrorCode::Unreachable, format!("application sounds: {error}")))?;
+    Ok(sounds
+        .into_iter()
+        .map(|sound| ShareSound {
+            id: format!("#{}", sound.index),
+            title: if sound.title == sound.app { String::new() } else { sound.title },
+            app: sound.app,
+        })
+        .collect())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn list_sounds() -> Result<Vec<ShareSound>, ClientError> {
+    Err(ClientError::new(ErrorCode::Unsupported, "sharing an application's sound is available on Linux only for now"))
 }
 
 /// The target `id` names, as it is now. Blocking.
@@ -123,22 +161,40 @@ impl Client {
         blocking(list_targets).await
     }
 
+    /// The applications playing sound now, whose sound may go with a share.
+    ///
+    /// Errors: [`ErrorCode::Unsupported`] where that cannot be done (not Linux);
+    /// [`ErrorCode::Unreachable`] when no sound server answers.
+    pub async fn list_share_sounds(&self) -> Result<Vec<ShareSound>, ClientError> {
+        blocking(list_sounds).await
+    }
+
     /// Shares the screen or window `target` (a [`ShareTarget::id`]) at `quality` (`720p30`,
     /// `1080p30`, `1080p60`, `source`) in the call, keeping what `priority` says when bandwidth
-    /// is short (`detail`: the resolution; `motion`: the frame rate). `CallState::sharing` shows
+    /// is short (`detail`: the resolution; `motion`: the frame rate), with the sound of the
+    /// application `sound` names (a [`ShareSound::id`]) when given. `CallState::sharing` shows
     /// it while it runs.
     ///
     /// Errors: [`ErrorCode::NotInCall`]; [`ErrorCode::InvalidInput`] (unknown quality or
     /// priority, already sharing); [`ErrorCode::NotFound`] (the window closed); [`ErrorCode::Forbidden`] (the
-    /// room does not allow screen share); capture and engine errors. The call goes on.
-    pub async fn start_share(&self, target: &str, quality: &str, priority: &str) -> Result<(), ClientError> {
+    /// room does not allow screen share); capture and engine errors. The call goes on. A sound
+    /// that cannot be recorded (the application stopped playing) leaves the picture shared
+    /// alone, with a warning.
+    pub async fn start_share(
+        &self,
+        target: &str,
+        quality: &str,
+        priority: &str,
+        sound: Option<&str>,
+    ) -> Result<(), ClientError> {
         let invalid = |message| ClientError::new(ErrorCode::InvalidInput, message);
         let quality = quality.parse::<parley_capture::Quality>().map_err(invalid)?;
         let priority = priority.parse::<parley_capture::Priority>().map_err(invalid)?;
         let id = target.to_string();
         let target = blocking(move || find_target(&id)).await?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(CallCommand::Share { target, quality, priority, reply }).await?;
+        let sound = sound.map(str::to_string);
+        self.send(CallCommand::Share { target, quality, priority, sound, reply }).await?;
         answer.await.unwrap_or_else(|_| Err(ClientError::not_in_call()))
     }
 

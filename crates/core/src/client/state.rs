@@ -510,14 +510,20 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
                 _ => return closed,
             }
         }
-        SessionEvent::ShareStarted { target, quality, priority, width, height, .. } => {
+        SessionEvent::ShareStarted { target, quality, priority, width, height, audio, .. } => {
             call.sharing = Some(LocalShare {
                 target: target.clone(),
                 quality: quality.clone(),
                 priority: priority.clone(),
                 width: *width,
                 height: *height,
+                sound: audio.clone(),
             });
+        }
+        SessionEvent::ShareSoundEnded { .. } => {
+            if call.sharing.as_mut().and_then(|share| share.sound.take()).is_none() {
+                return false;
+            }
         }
         SessionEvent::ShareStopped { .. } | SessionEvent::ShareFailed { .. } => {
             if call.sharing.take().is_none() {

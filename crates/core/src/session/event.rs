@@ -254,6 +254,10 @@ pub enum SessionEvent {
         capture_ms: f64,
         send_ms: f64,
     },
+    /// The application whose sound went with our share stopped playing; the picture goes on.
+    ShareSoundEnded {
+        app: String,
+    },
     /// Our screen share ended (we stopped it).
     ShareStopped {
         sid: String,

@@ -114,10 +114,7 @@ pub(super) async fn start(
                 }
             }
         }
-        emit(
-            &events,
-            SessionEvent::Warning { message: format!("the shared sound of {app} ended (it stopped playing)") },
-        );
+        emit(&events, SessionEvent::ShareSoundEnded { app });
         if let Err(error) = participant.unpublish_track(&sid).await {
             tracing::debug!(%error, "unpublishing the shared sound");
         }

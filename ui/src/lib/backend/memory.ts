@@ -23,6 +23,7 @@ import type {
   ParticipantState,
   ProfileSummary,
   RoomEntry,
+  ShareSound,
   ShareTarget,
   ShortcutSupport,
   StateUpdate,
@@ -123,6 +124,11 @@ const DEMO_ROOMS: Record<string, RoomEntry[]> = {
 const DEMO_SHARE_TARGETS: ShareTarget[] = [
   { id: 'screen:0', kind: 'screen', name: '0', width: 1920, height: 1080, thumbnail: null },
   { id: 'window:0x1a00007', kind: 'window', name: 'Editor', width: 1280, height: 800, thumbnail: null },
+];
+
+const DEMO_SHARE_SOUNDS: ShareSound[] = [
+  { id: '#12', app: 'Firefox', title: 'Trailer — YouTube' },
+  { id: '#15', app: 'Game', title: '' },
 ];
 
 const DEMO_FEATURES: Record<string, BackendFeatures> = {
@@ -405,14 +411,19 @@ export class MemoryBackend implements Backend {
     },
     allow_unencrypted: async ({ identity }) => this.updateParticipant(identity, { encryption: 'allowed_unencrypted' }),
     list_share_targets: async () => structuredClone(DEMO_SHARE_TARGETS),
-    start_share: async ({ target, quality, priority }) => {
+    list_share_sounds: async () => structuredClone(DEMO_SHARE_SOUNDS),
+    start_share: async ({ target, quality, priority, sound }) => {
       const call = this.requireCall();
       const found = DEMO_SHARE_TARGETS.find((candidate) => candidate.id === target);
       if (!found) throw new BackendError({ code: 'not_found', message: `${target} is no longer there to share (closed?); pick another` });
       if (!call.canShare) throw new BackendError({ code: 'forbidden', message: 'not allowed: this room does not allow screen share' });
       if (call.sharing) throw new BackendError({ code: 'invalid_input', message: 'a screen share is already running; stop it first' });
       const [width, height] = quality === '720p30' ? [1280, 720] : [found.width, found.height];
-      this.publish({ ...this.state, call: { ...call, sharing: { target: found.name, quality, priority, width, height } } });
+      const playing = DEMO_SHARE_SOUNDS.find((candidate) => candidate.id === sound)?.app ?? null;
+      this.publish({
+        ...this.state,
+        call: { ...call, sharing: { target: found.name, quality, priority, width, height, sound: playing } },
+      });
       return null;
     },
     stop_share: async () => {

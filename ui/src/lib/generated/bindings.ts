@@ -158,7 +158,11 @@ priority: string,
 /**
  * The size it is sent at.
  */
-width: number, height: number, };
+width: number, height: number, 
+/**
+ * The application whose sound goes with the picture, while it plays.
+ */
+sound: string | null, };
 
 /**
  * A screen or window the user may share.
@@ -176,6 +180,24 @@ kind: string, name: string, width: number, height: number,
  * A small picture of it now (`data:image/jpeg;base64,…`), when it could be taken.
  */
 thumbnail: string | null, };
+
+/**
+ * An application playing sound now, whose sound may go with a share (Linux: a PulseAudio or
+ * PipeWire playback stream; never Parley's own).
+ */
+export type ShareSound = { 
+/**
+ * What `start_share` takes as its `sound`: `#<stream>`.
+ */
+id: string, 
+/**
+ * The application's name.
+ */
+app: string, 
+/**
+ * What it plays, when it says (a song's or a tab's title); empty otherwise.
+ */
+title: string, };
 
 /**
  * Someone else in the call.

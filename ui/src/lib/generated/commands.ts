@@ -31,7 +31,8 @@ export interface Commands {
   set_local_mute: { args: { identity: string; muted: boolean }; result: null };
   allow_unencrypted: { args: { identity: string }; result: null };
   list_share_targets: { args: Record<string, never>; result: Array<T.ShareTarget> };
-  start_share: { args: { target: string; quality: string; priority: string }; result: null };
+  list_share_sounds: { args: Record<string, never>; result: Array<T.ShareSound> };
+  start_share: { args: { target: string; quality: string; priority: string; sound: string | null }; result: null };
   stop_share: { args: Record<string, never>; result: null };
   watch_share: { args: { identity: string }; result: null };
   pop_out_share: { args: { identity: string }; result: null };
@@ -74,6 +75,7 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "set_local_mute",
   "allow_unencrypted",
   "list_share_targets",
+  "list_share_sounds",
   "start_share",
   "stop_share",
   "watch_share",

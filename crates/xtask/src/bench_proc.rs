@@ -1,0 +1,166 @@
+//! The processes of an app's tree, for `bench app`: listing them from `/proc`, their names,
+//! CPU over a window, RSS and PSS, and signalling them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+
+use crate::bench::clock_ticks_per_second;
+
+/// The CPU of each process of `root`'s tree over `window` from now, in % of one core, by
+/// process name.
+pub fn cpu_over_window(root: u32, window: Duration) -> BTreeMap<String, f64> {
+    let before = tree_ticks(root);
+    std::thread::sleep(window);
+    let after = tree_ticks(root);
+    let mut cpu_percent = BTreeMap::new();
+    for (process, (name, ticks)) in &after {
+        let earlier = before.get(process).map_or(0, |(_, ticks)| *ticks);
+        *cpu_percent.entry(name.clone()).or_insert(0.0) +=
+            ticks.saturating_sub(earlier) as f64 / clock_ticks_per_second() / window.as_secs_f64() * 100.0;
+    }
+    cpu_percent
+}
+
+/// Sends `signal` to `target` (a pid, or `-pgid` for a group). `kill` fails for a process that
+/// exited since it was listed — the outcome wanted — so only failing to run `kill` is reported.
+pub fn signal(signal: &str, target: &str) {
+    let sent = Command::new("kill").args([signal, "--", target]).stderr(Stdio::null()).status();
+    if let Err(error) = sent {
+        eprintln!("bench app: warning: cannot run kill: {error}");
+    }
+}
+
+/// Alive and not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// `root` and all its descendants (root first), from the parent ids in `/proc/*/stat`.
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let parent =
+                stat.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if let Some(parent) = parent {
+                parents.push((pid, parent));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(parents.iter().filter(|(_, of)| *of == parent).map(|(pid, _)| *pid));
+        index += 1;
+    }
+    tree
+}
+
+/// A process's name: its executable's file name (`comm` cuts names at 15 characters).
+pub fn process_name(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|cmdline| {
+            let first = cmdline.split(|byte| *byte == 0).next()?.to_vec();
+            let path = PathBuf::from(String::from_utf8_lossy(&first).into_owned());
+            Some(path.file_name()?.to_string_lossy().into_owned())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("pid {pid}"))
+}
+
+/// utime + stime (clock ticks) of each live process of the tree, with its name.
+pub fn tree_ticks(root: u32) -> BTreeMap<u32, (String, u64)> {
+    process_tree(root)
+        .into_iter()
+        .filter_map(|pid| {
+            let (ticks, _) = crate::bench::process_usage(pid).ok()?;
+            Some((pid, (process_name(pid), ticks)))
+        })
+        .collect()
+}
+
+pub struct ProcessMemory {
+    pub pid: u32,
+    pub name: String,
+    pub rss_kb: u64,
+    pub pss_kb: u64,
+}
+
+/// RSS and PSS of each process of an app's tree.
+pub struct TreeMemory {
+    pub processes: Vec<ProcessMemory>,
+}
+
+impl TreeMemory {
+    pub fn read(root: u32) -> Result<TreeMemory> {
+        let processes: Vec<ProcessMemory> = process_tree(root)
+            .into_iter()
+            .filter_map(|pid| {
+                // A process may end between listing and reading; it then holds no memory.
+                let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+                let field = |name: &str| {
+                    rollup
+                        .lines()
+                        .find_map(|line| line.strip_prefix(name))
+                        .and_then(|value| value.split_whitespace().next()?.parse::<u64>().ok())
+                };
+                Some(ProcessMemory { pid, name: process_name(pid), rss_kb: field("Rss:")?, pss_kb: field("Pss:")? })
+            })
+            .collect();
+        if processes.is_empty() {
+            bail!(
+                "cannot read the memory of process {root} (is it running, and is /proc/<pid>/smaps_rollup readable?)"
+            );
+        }
+        Ok(TreeMemory { processes })
+    }
+
+    pub fn pss_mb(&self) -> f64 {
+        self.processes.iter().map(|process| process.pss_kb).sum::<u64>() as f64 / 1024.0
+    }
+
+    pub fn rss_mb(&self) -> f64 {
+        self.processes.iter().map(|process| process.rss_kb).sum::<u64>() as f64 / 1024.0
+    }
+
+    /// A total row, then one row per process (kernel-side helpers with no memory left out).
+    pub fn rows(&self, name: &str, rows: &mut Vec<(String, String, String)>) {
+        rows.push((
+            format!("{name}: PSS (RSS), {} processes", self.processes.len()),
+            format!("{:.1} MB ({:.1} MB)", self.pss_mb(), self.rss_mb()),
+            String::new(),
+        ));
+        for process in self.processes.iter().filter(|process| process.rss_kb > 0) {
+            rows.push((
+                format!("  · {} ({})", process.name, process.pid),
+                format!("{:.1} MB ({:.1} MB)", process.pss_kb as f64 / 1024.0, process.rss_kb as f64 / 1024.0),
+                String::new(),
+            ));
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "pss_mb": self.pss_mb(),
+            "rss_mb": self.rss_mb(),
+            "processes": self.processes.iter().map(|process| json!({
+                "pid": process.pid,
+                "name": process.name,
+                "rss_kb": process.rss_kb,
+                "pss_kb": process.pss_kb,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
