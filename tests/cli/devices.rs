@@ -63,8 +63,14 @@ fn a_missing_device_is_named_with_the_available_ones() {
 
 /// Plays `samples` (48 kHz mono) into a sink with `pacat`, as a person speaking into a microphone.
 pub(crate) fn speak_into(pulse: &PulseServer, sink: &str, samples: &[i16]) -> std::process::Child {
+    speak_as(pulse, sink, "pacat", samples)
+}
+
+/// [`speak_into`] as an application named `app` (its playback stream's client name).
+pub(crate) fn speak_as(pulse: &PulseServer, sink: &str, app: &str, samples: &[i16]) -> std::process::Child {
     let mut child = Command::new("pacat")
         .args(["--playback", "--device", sink, "--rate=48000", "--channels=1", "--format=s16le", "--latency-msec=20"])
+        .arg(format!("--client-name={app}"))
         .envs(pulse.env())
         .stdin(Stdio::piped())
         .spawn()

@@ -12,7 +12,7 @@
 //! `wayland.rs`.)
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use std::time::{Duration, Instant};
 
@@ -573,18 +573,7 @@ fn play_as(pulse: &PulseServer, sink: &str, app: &str, frequency: f64, seconds: 
     let mut tone = Tone::new(frequency, -12.0);
     let mut samples = vec![0i16; SAMPLE_RATE as usize * seconds];
     tone.fill(&mut samples);
-    let mut child = Command::new("pacat")
-        .args(["--playback", "--device", sink, "--rate=48000", "--channels=1", "--format=s16le"])
-        .arg(format!("--client-name={app}"))
-        .arg("--stream-name=a tone")
-        .envs(pulse.env())
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("pacat");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let bytes: Vec<u8> = samples.iter().flat_map(|sample| sample.to_le_bytes()).collect();
-    std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
-    child
+    crate::devices::speak_as(pulse, sink, app, &samples)
 }
 
 #[test]
