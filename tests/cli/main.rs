@@ -5,6 +5,7 @@
 //! already load the two cores of a CI machine.
 
 mod bad_input;
+mod browser;
 mod controls;
 mod devices;
 mod interop;

@@ -14,6 +14,7 @@
 //! stops the process.
 
 pub mod browser;
+pub mod browser_peer;
 pub mod display;
 pub mod keyring;
 pub mod pipewire;

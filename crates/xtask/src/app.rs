@@ -49,16 +49,25 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 /// `npm ci` when the dependencies are missing or older than the lock file, then `npm run build`
 /// (the app embeds `ui/dist`, so it must exist before the workspace compiles).
 pub fn build_ui(ui: &Path, say: &dyn Fn(String)) -> Result<()> {
-    let lock = ui.join("package-lock.json");
-    let installed = ui.join("node_modules/.package-lock.json");
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
-    if modified(&installed).is_none() || modified(&installed) < modified(&lock) {
-        say("setup: installing the UI's npm packages (npm ci)".into());
-        npm(ui, &["ci", "--no-audit", "--no-fund"])?;
+    if npm_install(ui)? {
+        say("setup: installed the UI's npm packages (npm ci)".into());
     }
     npm(ui, &["run", "--silent", "build"])?;
     say("setup: built the UI into ui/dist".into());
     Ok(())
+}
+
+/// `npm ci` in `dir` unless its `node_modules` was installed from the current lock file.
+/// Returns whether it installed.
+pub fn npm_install(dir: &Path) -> Result<bool> {
+    let lock = dir.join("package-lock.json");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
+    if modified(&installed).is_some() && modified(&installed) >= modified(&lock) {
+        return Ok(false);
+    }
+    npm(dir, &["ci", "--no-audit", "--no-fund"])?;
+    Ok(true)
 }
 
 /// Runs npm in `dir`; its output goes to stderr, so that `setup --print-env` prints only its

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use parley_audio::SAMPLE_RATE;
 use parley_audio::analysis::find_reference;
 use parley_audio::signal::chirp;
+use parley_devserver::browser_peer::{BrowserPeer, BrowserPeerOptions};
 use parley_devserver::{DevServer, DevServerConfig};
 use serde_json::{Value, json};
 
@@ -254,6 +255,31 @@ impl Bench {
             bail!("only {} of {CHIRPS} chirps were found in the recording", latencies.len());
         }
         Ok(latencies)
+    }
+
+    /// A browser peer (LiveKit's JS SDK in Chromium) in `room` as `identity`, with the bench's
+    /// environment and `env` (its display, its PulseAudio devices). `options` says what it sends;
+    /// its URL and token are filled in here.
+    pub(crate) fn browser(
+        &self,
+        room: &str,
+        identity: &str,
+        mut options: BrowserPeerOptions,
+        env: &[(String, String)],
+    ) -> Result<BrowserPeer> {
+        let token = Command::new(&self.parley)
+            .args(["token", "--room", room, "--identity", identity, "--ttl", "3600"])
+            .env("LIVEKIT_API_KEY", self.server.api_key())
+            .env("LIVEKIT_API_SECRET", self.server.api_secret())
+            .output()
+            .context("parley token")?;
+        if !token.status.success() {
+            bail!("parley token failed: {}", String::from_utf8_lossy(&token.stderr));
+        }
+        options.url = self.server.url();
+        options.token = String::from_utf8(token.stdout).context("the token")?.trim().to_string();
+        let env: Vec<(String, String)> = self.env.iter().chain(env).cloned().collect();
+        BrowserPeer::start(&options, &env).map_err(|error| anyhow::anyhow!(error))
     }
 
     /// A `parley crowd` of `count` speakers in `room` for `seconds`.

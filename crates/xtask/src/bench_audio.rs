@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use parley_audio::SAMPLE_RATE;
 use parley_audio::analysis::{find_reference, first_onset};
 use parley_audio::signal::chirp;
+use parley_devserver::browser_peer::{BrowserPeer, BrowserPeerOptions};
 use parley_devserver::display::Xvfb;
 use parley_devserver::pulse::{NullSink, PulseServer};
 use parley_devserver::{DevServer, DevServerConfig};
@@ -49,6 +50,17 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     println!("bench audio: mouth-to-ear latency ({CHIRPS} chirps, microphone → LiveKit → speaker)…");
     let call = mouth_to_ear(&bench, &pulse)?;
     let mouth_to_ear = call.latencies.clone();
+    println!("bench audio: the same chirps with a browser (livekit-client in Chromium) at one or both ends…");
+    let browsers = Xvfb::start().context("starting Xvfb for the browser peers")?;
+    let mut pairs = Vec::new();
+    for (alice, bob) in
+        [(Client::Browser, Client::Browser), (Client::Parley, Client::Browser), (Client::Browser, Client::Parley)]
+    {
+        let room = format!("m2e-{}-{}", alice.name(), bob.name());
+        let carrier = Carrier::Pair { alice, bob, display: browsers.env() };
+        pairs.push((alice, bob, chirp_trials(&bench, &pulse, &room, carrier)?.latencies));
+    }
+    drop(browsers);
     println!("bench audio: the same chirps through our device ends alone (`parley mic-test`), then PulseAudio alone…");
     let device_ends = chirp_trials(&bench, &pulse, "m2e-devices", Carrier::DeviceEnds)?.latencies;
     let sound_server = chirp_trials(&bench, &pulse, "m2e-pulse", Carrier::SoundServer)?.latencies;
@@ -83,6 +95,22 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let mut rows = vec![
         ("mouth-to-ear p50", format!("{:.1} ms", percentile(&mouth_to_ear, 50.0)), "≤ 80 ms"),
         ("mouth-to-ear p95", format!("{:.1} ms", percentile(&mouth_to_ear, 95.0)), "≤ 100 ms"),
+    ];
+    for (alice, bob, latencies) in &pairs {
+        rows.push((
+            match (alice, bob) {
+                (Client::Browser, Client::Browser) => "mouth-to-ear p50 / p95, browser → browser",
+                (Client::Parley, _) => "mouth-to-ear p50 / p95, parley → browser",
+                _ => "mouth-to-ear p50 / p95, browser → parley",
+            },
+            format!("{:.1} / {:.1} ms", percentile(latencies, 50.0), percentile(latencies, 95.0)),
+            "",
+        ));
+    }
+    let browser_pair = percentile(&pairs[0].2, 50.0);
+    let ratio = percentile(&mouth_to_ear, 50.0) / browser_pair;
+    rows.push(("parley → parley ÷ browser → browser, p50", format!("{ratio:.2}×"), "≤ 0.75×"));
+    rows.extend([
         (
             "  of which PulseAudio alone (module-loopback), p50",
             format!("{:.1} ms", percentile(&sound_server, 50.0)),
@@ -117,7 +145,7 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
             format!("{:.1} / {:.1} ms", percentile(&ptt_added, 50.0), percentile(&ptt_added, 95.0)),
             "≤ 30 ms",
         ),
-    ];
+    ]);
     for (speakers, load) in &loads {
         rows.push((
             match speakers {
@@ -152,6 +180,8 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
         "suite": "audio",
         "mouth_to_ear_ms": { "samples": mouth_to_ear, "p50": percentile(&mouth_to_ear, 50.0), "p95": percentile(&mouth_to_ear, 95.0), "target_p50": 80, "target_p95": 100 },
         "stages_p50_ms": { "sound_server": percentile(&sound_server, 50.0), "device_ends_total": percentile(&device_ends, 50.0), "sound_server_samples": sound_server, "device_ends_samples": device_ends, "jitter_buffer_mean": jitter_buffer, "jitter_buffer_target_mean": jitter_target, "mixer_queue_mean": mixer_queue },
+        "pairs": pairs.iter().map(|(alice, bob, latencies)| json!({ "from": alice.name(), "to": bob.name(), "samples": latencies, "p50": percentile(latencies, 50.0), "p95": percentile(latencies, 95.0) })).collect::<Vec<_>>(),
+        "parley_to_browser_pair_ratio_p50": { "value": ratio, "target": 0.75 },
         "mouth_to_ear_sharing_1080p30_ms": { "samples": sharing, "p50": percentile(&sharing, 50.0), "p95": percentile(&sharing, 95.0), "added_p50": percentile(&sharing, 50.0) - percentile(&mouth_to_ear, 50.0), "target_added_p50": 10 },
         "ptt_press_to_ear_ms": { "samples": press_to_ear, "p50": percentile(&press_to_ear, 50.0) },
         "open_mic_ms": { "samples": open_mic, "p50": percentile(&open_mic, 50.0) },
@@ -212,6 +242,86 @@ enum Carrier {
     /// A call in which alice also shares the screen of the display `env` names at 1080p30 and
     /// bob watches it.
     CallSharing(Vec<(String, String)>),
+    /// A call between `alice` and `bob`, either of them a browser (livekit-client in Chromium,
+    /// headful on the display `display` names, its sound through the same probe).
+    Pair { alice: Client, bob: Client, display: Vec<(String, String)> },
+}
+
+/// Who is at one end of a [`Carrier::Pair`] call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Client {
+    Parley,
+    Browser,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Parley => "parley",
+            Client::Browser => "browser",
+        }
+    }
+}
+
+/// One end of a [`Carrier::Pair`] call, running.
+enum End {
+    Parley(crate::bench::Peer),
+    Browser(BrowserPeer),
+}
+
+impl End {
+    fn start(
+        bench: &Bench,
+        client: Client,
+        room: &str,
+        identity: &str,
+        seconds: f64,
+        display: &[(String, String)],
+    ) -> Result<End> {
+        let speaker = identity == "alice";
+        Ok(match client {
+            Client::Parley => {
+                let device = if speaker { ["--input-device", "mic_a"] } else { ["--output-device", "ear_b"] };
+                End::Parley(bench.peer(room, identity, seconds, &[device[0], device[1], "--cues", "none"])?)
+            }
+            Client::Browser => {
+                // A browser's defaults: its echo cancellation, noise suppression and gain control
+                // on, as Parley's are. Chromium's capture and playback follow PULSE_SOURCE/SINK.
+                let options =
+                    BrowserPeerOptions { microphone: speaker, processing: true, seconds, ..Default::default() };
+                let mut env = display.to_vec();
+                env.push(if speaker {
+                    ("PULSE_SOURCE".into(), "mic_a".into())
+                } else {
+                    ("PULSE_SINK".into(), "ear_b".into())
+                });
+                End::Browser(bench.browser(room, identity, options, &env)?)
+            }
+        })
+    }
+
+    /// Waits until a browser end is in the call (alice publishing, bob hearing alice).
+    fn wait_ready(&mut self, event: &str) -> Result<()> {
+        if let End::Browser(browser) = self
+            && browser.wait_for(event, Duration::from_secs(40)).is_none()
+        {
+            bail!("the browser peer never reported {event}: {:?}", browser.events());
+        }
+        Ok(())
+    }
+
+    fn finish(self, seconds: f64) -> Result<()> {
+        match self {
+            End::Parley(peer) => peer.finish().map(drop),
+            End::Browser(browser) => {
+                let finished = browser.finish(Duration::from_secs_f64(seconds + 30.0));
+                if !finished.status.success() {
+                    bail!("the browser peer failed: {:?}\n{}", finished.events, finished.stderr);
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The moving test pattern on `display`, so the shared screen changes every frame as a video
@@ -278,6 +388,18 @@ fn start_carrier(
                     bail!("bob did not watch alice's share: {bob:?}");
                 }
                 Ok(bob)
+            }))
+        }
+        Carrier::Pair { alice, bob, display } => {
+            let mut bob = End::start(bench, bob, room, "bob", seconds + 1.0, &display)?;
+            bob.wait_ready("connected")?;
+            let mut alice = End::start(bench, alice, room, "alice", seconds, &display)?;
+            alice.wait_ready("published")?;
+            bob.wait_ready("subscribed")?;
+            Ok(Box::new(move || {
+                alice.finish(seconds)?;
+                bob.finish(seconds + 1.0)?;
+                Ok(Vec::new())
             }))
         }
         Carrier::DeviceEnds => {

@@ -27,6 +27,7 @@ pub fn run(print_env: bool) -> Result<()> {
     let library = install_ffi_library(&layout, &say)?;
     let server = install_livekit_server(&layout, &say)?;
     let peer = install_python_peer(&layout, &say)?;
+    install_browser_peer(&say)?;
     let driver = install_tauri_driver(&layout, &say)?;
     crate::cross::setup(&layout, &say)?;
     report_lk_cli(&say);
@@ -152,6 +153,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("pipewire", "a private PipeWire daemon carrying the Wayland screen-share test's screen-cast stream"),
     ("pipewire-bin", "pw-dump, which checks that the private PipeWire daemon is up"),
     ("wireplumber", "the session manager that links the share's stream to its source"),
+    ("chromium", "the browser peer (livekit-client) of the interop tests and the latency bench"),
 ];
 
 fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {
@@ -303,6 +305,18 @@ fn install_python_peer(layout: &Layout, say: &dyn Fn(String)) -> Result<PathBuf>
     std::fs::write(&stamp, wanted).with_context(|| format!("writing {}", stamp.display()))?;
     say(format!("setup: installed the Python test peer at {}", interpreter.display()));
     Ok(interpreter)
+}
+
+/// The browser peer's npm packages (livekit-client, playwright-core) in `tests/peers/browser`,
+/// installed from its lock file when it changed; Chromium itself is a Debian package.
+fn install_browser_peer(say: &dyn Fn(String)) -> Result<()> {
+    let dir = parley_devserver::browser_peer::peer_dir();
+    if crate::app::npm_install(&dir)? {
+        say(format!("setup: installed the browser peer's npm packages in {}", dir.display()));
+    } else {
+        say("setup: browser peer's npm packages present".into());
+    }
+    Ok(())
 }
 
 /// tauri-driver (the WebDriver intermediary of the desktop app's end-to-end tests), installed
