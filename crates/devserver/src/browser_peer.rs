@@ -126,6 +126,11 @@ impl BrowserPeer {
         Ok(BrowserPeer { child, events, stdout, stderr })
     }
 
+    /// The Node driver's process id; Chromium's processes are its descendants.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The events so far.
     pub fn events(&self) -> Vec<Value> {
         self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()

@@ -22,6 +22,12 @@
 //!   second Xvfb with the moving test pattern) at 1080p30 and the app is told over its control
 //!   socket to watch her (what a click on her Live mark does): its room view opens the viewer,
 //!   which receives the layer that fits it. Memory and CPU as above, against the audio-only call.
+//!   The CPU is read only once the viewer's first picture arrived, and the pictures a second it
+//!   received during the window are reported beside it.
+//! * Beside a browser: a Chromium tab running livekit-client (the browser peer of the tests) in
+//!   the same kind of call — 10 tone speakers, its microphone open on the same silent sink —
+//!   and the CPU of Chromium's processes over the same window: what Parley's tree costs as a
+//!   fraction of what a browser tab costs, in the same run.
 //! * Soak (`--soak-minutes`, the target is 10): the tree's PSS (and each process's) every 10 s in
 //!   the call, while watching the share; growth is the median of the last third of the samples minus that of the first
 //!   third (a first → last difference only measures the noise).
@@ -34,6 +40,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use parley_devserver::browser_peer::{BrowserPeer, BrowserPeerOptions};
 use parley_devserver::display::Xvfb;
 use parley_devserver::keyring::TestKeyring;
 use parley_devserver::pulse::{NullSink, PulseServer};
@@ -134,6 +141,11 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
     println!("bench app: in a call with {SPEAKERS} speakers…");
     let call = desktop.call(&bench, binary(Program::Parley), soak_minutes)?;
 
+    println!("bench app: a browser tab (livekit-client in Chromium) in the same kind of call…");
+    let tab_cpu_percent = desktop.browser_tab(&bench)?;
+    let tab_cpu: f64 = tab_cpu_percent.values().sum();
+    let call_cpu: f64 = call.cpu_percent.values().sum();
+
     let idle_delta = idle_parley.pss_mb() - idle_empty.pss_mb();
     let call_delta = call.memory.pss_mb() - idle_empty.pss_mb();
     let cold_p50 = percentile(&cold_parley, 50.0);
@@ -174,6 +186,19 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
     for (name, percent) in &call.cpu_percent {
         rows.push((format!("  CPU · {name}"), format!("{percent:.1} %"), String::new()));
     }
+    rows.push((
+        format!("CPU of a browser tab in the same kind of call, over {} s", CPU_WINDOW.as_secs()),
+        format!("{tab_cpu:.1} % of a core"),
+        String::new(),
+    ));
+    for (name, percent) in &tab_cpu_percent {
+        rows.push((format!("  CPU · {name}"), format!("{percent:.1} %"), String::new()));
+    }
+    rows.push((
+        "Parley's tree ÷ the browser tab, CPU in the call".into(),
+        format!("{:.2}×", call_cpu / tab_cpu),
+        verdict(call_cpu <= 0.8 * tab_cpu, "≤ 0.8×"),
+    ));
     let watching_delta = call.watching_memory.pss_mb() - call.memory.pss_mb();
     call.watching_memory.rows("in the call watching a 1080p30 share, Parley", &mut rows);
     rows.push((
@@ -191,6 +216,16 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
     for (name, percent) in &call.watching_cpu_percent {
         rows.push((format!("  CPU watching · {name}"), format!("{percent:.1} %"), String::new()));
     }
+    rows.push((
+        "  pictures received meanwhile, p50 (min)".into(),
+        format!(
+            "{:.1} ({:.1}) fps at {}",
+            percentile(&call.watched_fps, 50.0),
+            call.watched_fps.iter().copied().fold(f64::INFINITY, f64::min),
+            call.watched_size
+        ),
+        String::new(),
+    ));
     rows.push((
         "WebKit: Parley idle with compositing forced on (=0)".into(),
         format!(
@@ -267,7 +302,14 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "target_delta_pss_mb": CALL_TARGET_MB,
             "cpu_window_s": CPU_WINDOW.as_secs(),
             "cpu_percent": call.cpu_percent,
-            "cpu_percent_total": call.cpu_percent.values().sum::<f64>(),
+            "cpu_percent_total": call_cpu,
+        },
+        "browser_tab": {
+            "what": "Debian's Chromium running livekit-client (tests/peers/browser), microphone open with a browser's default processing, in a call with the same 10 speakers; Chromium's processes (not the Node driver)",
+            "cpu_percent": tab_cpu_percent,
+            "cpu_percent_total": tab_cpu,
+            "parley_to_tab_ratio": call_cpu / tab_cpu,
+            "target_ratio": 0.8,
         },
         "watching": {
             "share": "alice (CLI) shares a 1920×1080 screen at 1080p30; the app's room view watches it (the layer that fits the viewer)",
@@ -277,6 +319,8 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "cpu_percent": call.watching_cpu_percent,
             "cpu_percent_total": watching_cpu,
             "cpu_percent_added": watching_cpu_added,
+            "received_fps_during_cpu_window": call.watched_fps,
+            "received_size": call.watched_size,
             "target_cpu_percent": WATCH_CPU_TARGET_PERCENT,
         },
         "webkit": {
@@ -326,7 +370,8 @@ impl Desktop {
         let dir = tempfile::Builder::new().prefix("parley-bench-app-").tempdir().context("temp dir")?;
         let mut env: Vec<(String, String)> = vec![
             ("GDK_BACKEND".into(), "x11".into()),
-            ("PARLEY_LOG".into(), "info,livekit=off,pulseaudio=off".into()),
+            // The client's debug lines say how many pictures of a watched share arrive each second.
+            ("PARLEY_LOG".into(), "info,parley_core::client=debug,livekit=off,pulseaudio=off".into()),
             ("NO_COLOR".into(), "1".into()),
             // Found before XDG_CACHE_HOME moves: the LiveKit FFI library lives under the user's.
             (parley_deps::DEPS_DIR_ENV.into(), parley_deps::Layout::discover().root().display().to_string()),
@@ -469,8 +514,29 @@ impl Desktop {
             if !watch.status.success() {
                 bail!("the app would not watch alice's share: {}", String::from_utf8_lossy(&watch.stderr).trim());
             }
+            // Measured only once pictures arrive, and the rate they arrived at is reported beside
+            // the CPU: a share that did not flow would make watching look free.
+            running
+                .wait_for(Duration::from_secs(30), |line| line.contains("first picture of a watched screen share"))?;
             std::thread::sleep(SETTLE);
+            running.poll(Duration::ZERO, |_| false)?;
+            let before = running.log.len();
             let watching_cpu_percent = cpu_over_window(pid, CPU_WINDOW);
+            running.poll(Duration::from_millis(100), |_| false)?;
+            let watched_fps: Vec<f64> = running.log[before..]
+                .iter()
+                .filter(|line| line.contains("watched screen share"))
+                .filter_map(|line| field(line, "fps")?.parse().ok())
+                .collect();
+            if watched_fps.len() < CPU_WINDOW.as_secs() as usize / 2 || percentile(&watched_fps, 50.0) < 1.0 {
+                bail!("the app's viewer received no steady pictures while its CPU was measured: {watched_fps:?}");
+            }
+            let watched_size = running.log[before..]
+                .iter()
+                .rev()
+                .find(|line| line.contains("watched screen share"))
+                .and_then(|line| Some(format!("{}×{}", field(line, "width")?, field(line, "height")?)))
+                .unwrap_or_default();
             let watching_memory = TreeMemory::read(pid)?;
             let mut soak_pss_mb = Vec::new();
             let mut soak_by_process: BTreeMap<String, Vec<f64>> = BTreeMap::new();
@@ -494,7 +560,57 @@ impl Desktop {
                 }
             }
             running.stop();
-            Ok(Call { memory, cpu_percent, watching_memory, watching_cpu_percent, soak_pss_mb, soak_by_process })
+            Ok(Call {
+                memory,
+                cpu_percent,
+                watching_memory,
+                watching_cpu_percent,
+                watched_fps,
+                watched_size,
+                soak_pss_mb,
+                soak_by_process,
+            })
+        });
+        crate::bench_audio::stop(&mut crowd);
+        result
+    }
+}
+
+impl Desktop {
+    /// A Chromium tab running livekit-client in a call like the app's: its own room with
+    /// [`SPEAKERS`] tone speakers, its microphone open (the same silent null sink as the app's,
+    /// with a browser's default echo cancellation, noise suppression and gain control), playing
+    /// to the same speaker. The CPU of Chromium's processes over [`CPU_WINDOW`] (the Node
+    /// driver that started it is left out: it only waits).
+    fn browser_tab(&self, bench: &Bench) -> Result<BTreeMap<String, f64>> {
+        // Chromium lists no monitor sources as microphones: a remap of the monitor is one.
+        self.pulse
+            .pactl(&["load-module", "module-remap-source", "source_name=browser_mic", "master=microphone.monitor"])
+            .map_err(anyhow::Error::msg)?;
+        let room = "bench-browser";
+        let seconds = 60.0 + SETTLE.as_secs_f64() + CPU_WINDOW.as_secs_f64();
+        let mut crowd = bench.crowd(room, SPEAKERS, seconds + 20.0)?;
+        std::thread::sleep(Duration::from_secs(3));
+        let options = BrowserPeerOptions { microphone: true, processing: true, seconds, ..Default::default() };
+        let mut env = self.env.clone();
+        env.extend([("PULSE_SOURCE".into(), "browser_mic".into()), ("PULSE_SINK".into(), "speaker".into())]);
+        let result = bench.browser(room, "browser-tab", options, &env).and_then(|mut tab| {
+            if tab.wait_for("published", Duration::from_secs(40)).is_none() {
+                bail!("the browser tab did not join and publish: {:?}", tab.events());
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let subscribed =
+                |tab: &BrowserPeer| tab.events().iter().filter(|event| event["event"] == "subscribed").count();
+            while subscribed(&tab) < SPEAKERS && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if subscribed(&tab) < SPEAKERS {
+                bail!("the browser tab hears {} of {SPEAKERS} speakers", subscribed(&tab));
+            }
+            std::thread::sleep(SETTLE);
+            let mut cpu = cpu_over_window(tab.pid(), CPU_WINDOW);
+            cpu.remove("node");
+            Ok(cpu)
         });
         crate::bench_audio::stop(&mut crowd);
         result
@@ -516,10 +632,12 @@ fn set_private(path: &Path) -> Result<()> {
 
 /// The `participants=N` of a `call state` log line (0 when absent).
 fn participants(line: &str) -> usize {
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix("participants="))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0)
+    field(line, "participants").and_then(|value| value.parse().ok()).unwrap_or(0)
+}
+
+/// The value of a `name=value` field of a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
 }
 
 /// `line` without terminal escape sequences (`ESC [ … letter`).
@@ -547,6 +665,10 @@ struct Call {
     /// The same while the app watches a 1080p30 screen share.
     watching_memory: TreeMemory,
     watching_cpu_percent: BTreeMap<String, f64>,
+    /// The pictures a second the viewer received during that CPU window (one sample a second),
+    /// and their size.
+    watched_fps: Vec<f64>,
+    watched_size: String,
     soak_pss_mb: Vec<f64>,
     /// The same samples per process name.
     soak_by_process: BTreeMap<String, Vec<f64>>,

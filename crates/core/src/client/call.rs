@@ -429,6 +429,12 @@ impl Call {
             SessionEvent::ShareFailed { reason, .. } => {
                 self.shared.notify(Notice::Warning { message: format!("Your screen share stopped: {reason}") })
             }
+            SessionEvent::WatchStarted { identity, width, height, .. } => {
+                tracing::info!(identity, width, height, "first picture of a watched screen share");
+            }
+            SessionEvent::WatchStats { identity, fps, width, height, dropped, .. } => {
+                tracing::debug!(identity, fps, width, height, dropped, "watched screen share");
+            }
             SessionEvent::Disconnected { connection_lost: true, .. } => return Next::Rejoin,
             SessionEvent::Disconnected { code, .. } if code != "client_initiated" => {
                 self.notify_failure();
