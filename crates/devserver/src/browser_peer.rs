@@ -30,8 +30,11 @@ pub struct BrowserPeerOptions {
     pub token: String,
     /// Publish a −12 dBFS sine of this frequency (WebAudio), not a microphone.
     pub tone: Option<f64>,
-    /// Publish the microphone (Chromium's capture from `PULSE_SOURCE`).
-    pub microphone: bool,
+    /// Publish the microphone whose PulseAudio description is this (e.g. a remap source made
+    /// with `source_properties=device.description=NAME`). Chromium's own "default" microphone
+    /// is the server's configured default source, whatever `PULSE_SOURCE` says, so the rig
+    /// always names one.
+    pub microphone: Option<String>,
     /// Report the level of this frequency in what each remote voice sends.
     pub listen: Option<f64>,
     /// End-to-end encryption with this shared passphrase (PBKDF2, as Parley's `--e2ee-key`).
@@ -67,7 +70,8 @@ impl BrowserFinished {
 }
 
 impl BrowserPeer {
-    /// Starts the peer with `env` (it needs `DISPLAY`, and `PULSE_SERVER` for its sound).
+    /// Starts the peer with `env` (it needs `DISPLAY`, and `PULSE_SERVER` for its sound; its
+    /// playback follows `PULSE_SINK`).
     pub fn start(options: &BrowserPeerOptions, env: &[(String, String)]) -> Result<BrowserPeer, String> {
         let dir = peer_dir();
         let chromium = std::env::var_os("PARLEY_CHROMIUM").map_or_else(|| PathBuf::from(CHROMIUM), PathBuf::from);
@@ -92,8 +96,8 @@ impl BrowserPeer {
         if let Some(hz) = options.tone {
             command.args(["--tone", &hz.to_string()]);
         }
-        if options.microphone {
-            command.arg("--mic");
+        if let Some(device) = &options.microphone {
+            command.args(["--mic", "--input-device", device]);
         }
         if let Some(hz) = options.listen {
             command.args(["--listen", &hz.to_string()]);

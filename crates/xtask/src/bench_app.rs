@@ -585,15 +585,26 @@ impl Desktop {
     fn browser_tab(&self, bench: &Bench) -> Result<BTreeMap<String, f64>> {
         // Chromium lists no monitor sources as microphones: a remap of the monitor is one.
         self.pulse
-            .pactl(&["load-module", "module-remap-source", "source_name=browser_mic", "master=microphone.monitor"])
+            .pactl(&[
+                "load-module",
+                "module-remap-source",
+                "source_name=browser_mic",
+                "master=microphone.monitor",
+                "source_properties=device.description=browser_mic",
+            ])
             .map_err(anyhow::Error::msg)?;
         let room = "bench-browser";
         let seconds = 60.0 + SETTLE.as_secs_f64() + CPU_WINDOW.as_secs_f64();
         let mut crowd = bench.crowd(room, SPEAKERS, seconds + 20.0)?;
         std::thread::sleep(Duration::from_secs(3));
-        let options = BrowserPeerOptions { microphone: true, processing: true, seconds, ..Default::default() };
+        let options = BrowserPeerOptions {
+            microphone: Some("browser_mic".into()),
+            processing: true,
+            seconds,
+            ..Default::default()
+        };
         let mut env = self.env.clone();
-        env.extend([("PULSE_SOURCE".into(), "browser_mic".into()), ("PULSE_SINK".into(), "speaker".into())]);
+        env.push(("PULSE_SINK".into(), "speaker".into()));
         let result = bench.browser(room, "browser-tab", options, &env).and_then(|mut tab| {
             if tab.wait_for("published", Duration::from_secs(40)).is_none() {
                 bail!("the browser tab did not join and publish: {:?}", tab.events());

@@ -38,7 +38,8 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     for module in [
         "module-remap-sink sink_name=mouth master=probe channels=1 master_channel_map=front-left channel_map=mono",
         "module-remap-sink sink_name=ear_b master=probe channels=1 master_channel_map=front-right channel_map=mono",
-        "module-remap-source source_name=mic_a master=probe.monitor channels=1 master_channel_map=front-left channel_map=mono",
+        // Named: the browser peer picks its microphone by description.
+        "module-remap-source source_name=mic_a master=probe.monitor channels=1 master_channel_map=front-left channel_map=mono source_properties=device.description=mic_a",
     ] {
         let mut args = vec!["load-module"];
         args.extend(module.split(' '));
@@ -58,7 +59,9 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     {
         let room = format!("m2e-{}-{}", alice.name(), bob.name());
         let carrier = Carrier::Pair { alice, bob, display: browsers.env() };
-        pairs.push((alice, bob, chirp_trials(&bench, &pulse, &room, carrier)?.latencies));
+        let latencies = chirp_trials(&bench, &pulse, &room, carrier)?.latencies;
+        println!("bench audio:   {} → {}: p50 {:.1} ms", alice.name(), bob.name(), percentile(&latencies, 50.0));
+        pairs.push((alice, bob, latencies));
     }
     drop(browsers);
     println!("bench audio: the same chirps through our device ends alone (`parley mic-test`), then PulseAudio alone…");
@@ -286,15 +289,16 @@ impl End {
             }
             Client::Browser => {
                 // A browser's defaults: its echo cancellation, noise suppression and gain control
-                // on, as Parley's are. Chromium's capture and playback follow PULSE_SOURCE/SINK.
-                let options =
-                    BrowserPeerOptions { microphone: speaker, processing: true, seconds, ..Default::default() };
+                // on, as Parley's are. Chromium plays to PULSE_SINK; its microphone is picked by
+                // name.
+                let options = BrowserPeerOptions {
+                    microphone: speaker.then(|| "mic_a".to_string()),
+                    processing: true,
+                    seconds,
+                    ..Default::default()
+                };
                 let mut env = display.to_vec();
-                env.push(if speaker {
-                    ("PULSE_SOURCE".into(), "mic_a".into())
-                } else {
-                    ("PULSE_SINK".into(), "ear_b".into())
-                });
+                env.push(("PULSE_SINK".into(), if speaker { "spare" } else { "ear_b" }.into()));
                 End::Browser(bench.browser(room, identity, options, &env)?)
             }
         })
@@ -476,6 +480,7 @@ fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str, carrier: Carrier
     }
     std::thread::sleep(Duration::from_millis(800));
     let (left, right) = probe.finish()?;
+
     let receiver = finish()?;
     let mut latencies = Vec::new();
     let mut from = 0;
@@ -484,7 +489,9 @@ fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str, carrier: Carrier
         let end = (start + probe_signal.len() + 960).min(left.len());
         let Some((lag_in, _)) = find_reference(&probe_signal, &left[start..end]) else { break };
         let sent = start + lag_in;
-        let window_end = (sent + SAMPLE_RATE as usize / 2).min(right.len());
+        // Chirps are 1 s apart and 0.3 s long: a 0.9 s window finds delays up to 0.6 s and never
+        // the next chirp.
+        let window_end = (sent + SAMPLE_RATE as usize * 9 / 10).min(right.len());
         if window_end > sent + probe_signal.len()
             && let Some((lag_out, score)) = find_reference(&probe_signal, &right[sent..window_end])
             && score > 0.2
@@ -497,7 +504,13 @@ fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str, carrier: Carrier
         }
     }
     if latencies.len() < CHIRPS / 2 {
-        bail!("only {} of {CHIRPS} chirps came out of bob's speaker", latencies.len());
+        let said: Vec<_> = receiver
+            .iter()
+            .filter(|event| {
+                !matches!(event["event"].as_str(), Some("receive_stats" | "watch_stats" | "active_speakers"))
+            })
+            .collect();
+        bail!("only {} of {CHIRPS} chirps came out of bob's speaker; bob said: {said:?}", latencies.len());
     }
     Ok(Trials { latencies, receiver })
 }

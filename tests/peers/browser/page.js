@@ -86,11 +86,22 @@ async function microphone(options, context) {
     oscillator.start();
     return destination.stream.getAudioTracks()[0];
   }
-  return createLocalAudioTrack({
+  const constraints = {
     echoCancellation: options.processing,
     noiseSuppression: options.processing,
     autoGainControl: options.processing,
-  });
+  };
+  if (options.inputDevice) {
+    // Labels are listed once the page may use the microphone (the driver granted it).
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    const device = devices.find((d) => d.kind === 'audioinput' && d.label === options.inputDevice);
+    if (!device) {
+      const inputs = devices.filter((d) => d.kind === 'audioinput').map((d) => d.label);
+      throw new Error(`no microphone named ${options.inputDevice} (there are: ${inputs.join(', ')})`);
+    }
+    constraints.deviceId = { exact: device.deviceId };
+  }
+  return createLocalAudioTrack(constraints);
 }
 
 window.startPeer = async (options) => {

@@ -2,15 +2,18 @@
 // most people use instead of Parley, driven by playwright-core. Parley's tests and benches run it
 // beside `parley` on the same server and the same PulseAudio.
 //
-//   node peer.mjs --url ws://… --token … [--tone HZ | --mic] [--listen HZ] [--e2ee-key KEY]
-//                 [--processing] [--seconds N]
+//   node peer.mjs --url ws://… --token … [--tone HZ | --mic [--input-device NAME]] [--listen HZ]
+//                 [--e2ee-key KEY] [--processing] [--seconds N]
 //
 // One JSON object per line on stdout: connected, published, subscribed, heard (every second per
 // remote voice: dominant frequency, RMS, and the level at --listen), encryption_error, done, or
 // error (then the exit status is 1).
 //
 // Chromium runs headful (headless Chromium opens no audio devices) on the $DISPLAY it is given,
-// and its sound follows PULSE_SERVER / PULSE_SOURCE / PULSE_SINK like any PulseAudio client.
+// and its sound goes to PULSE_SERVER. Its playback follows PULSE_SINK; its "default" microphone,
+// though, is the server's configured default source by name (PULSE_SOURCE is not used then, and
+// a monitor there leaves Chromium a fake, beeping input), so --input-device picks the
+// microphone whose PulseAudio description is NAME.
 
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -26,6 +29,7 @@ const { values: options } = parseArgs({
     token: { type: 'string' },
     tone: { type: 'string' },
     mic: { type: 'boolean', default: false },
+    'input-device': { type: 'string' },
     listen: { type: 'string' },
     'e2ee-key': { type: 'string' },
     processing: { type: 'boolean', default: false },
@@ -106,6 +110,7 @@ async function main() {
         token: options.token,
         tone: options.tone ? Number(options.tone) : null,
         mic: options.mic,
+        inputDevice: options['input-device'] ?? null,
         listen: options.listen ? Number(options.listen) : null,
         e2eeKey: options['e2ee-key'] ?? null,
         processing: options.processing,
