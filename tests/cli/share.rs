@@ -146,12 +146,32 @@ fn a_shared_window_reaches_a_watcher_with_its_pattern_at_full_rate() {
         9.0,
         &display.env(),
     );
+    // libwebrtc raises its video threads to real-time priority where it may (here, as root):
+    // Parley moves them, and its own share and viewer threads, below the voice path.
+    bob.wait_for_event("bob's second second of pictures", TIMEOUT, |event| {
+        event["event"] == "watch_stats" && event["frames"].as_u64().is_some_and(|frames| frames > 30)
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let sender = parley_livekit_ffi::video_threads(&alice.pid().to_string());
+    let viewer = parley_livekit_ffi::video_threads(&bob.pid().to_string());
     let alice = alice.finish(TIMEOUT);
     let bob = bob.finish(TIMEOUT);
     let carol = carol.finish(TIMEOUT);
     alice.assert_clean();
     bob.assert_clean();
     carol.assert_clean();
+    for (who, threads, expected) in
+        [("alice", &sender, ["VideoEncoderQue", "parley-share"]), ("bob", &viewer, ["VideoDecoderQue", "parley-watch"])]
+    {
+        for name in expected {
+            assert!(threads.iter().any(|thread| thread.name == name), "{who} runs a {name} thread: {threads:?}");
+        }
+        assert!(
+            threads.iter().all(|thread| (thread.policy, thread.nice) == (0, parley_livekit_ffi::VIDEO_THREAD_NICE)),
+            "{who}'s video threads run as ordinary threads at nice {}, below the voice path: {threads:?}",
+            parley_livekit_ffi::VIDEO_THREAD_NICE
+        );
+    }
 
     let started = alice.events_named("share_started");
     let started = started.first().unwrap_or_else(|| panic!("alice should share: {:?}", alice.events));

@@ -128,6 +128,11 @@ impl Peer {
         }
     }
 
+    /// The process id of this `parley`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits until an event satisfying `matches` arrived (any time so far) and returns it; fails
     /// the test naming `what` after `timeout`.
     pub fn wait_for_event(&self, what: &str, timeout: Duration, matches: impl Fn(&Value) -> bool) -> Value {

@@ -19,7 +19,8 @@
 //!
 //! Modules: `native` (the only `unsafe`: the C ABI), `library` (where the library is found),
 //! `engine` (requests, routing, and RAII for the library's handles), `track` (track types, a
-//! leaf), `room`, `audio`, `video`, `subscription`, `traffic`, `apm`, `event`, `error`, `redact`.
+//! leaf), `room`, `audio`, `video`, `subscription`, `traffic`, `apm`, `event`, `error`, `redact`,
+//! `threads` (keeps the library's video threads below the voice path).
 //! The protobuf types are generated at build time from the descriptors of the pinned wheel.
 
 mod apm;
@@ -32,6 +33,7 @@ mod native;
 mod redact;
 mod room;
 mod subscription;
+mod threads;
 mod track;
 mod traffic;
 mod video;
@@ -54,6 +56,7 @@ pub use library::{LIBRARY_PATH_ENV, LibrarySearch};
 pub use redact::redact;
 pub use room::{LocalParticipant, LocalTrackPublication, PublishOptions, Room, RoomOptions};
 pub use subscription::{Subscriptions, VideoQuality};
+pub use threads::{VIDEO_THREAD_NICE, VideoThread, calm_video_threads, video_threads};
 pub use track::{RemoteAudioTrack, RemoteVideoTrack, TrackKind, TrackPublication, TrackSource};
 pub use traffic::{RoomTraffic, Traffic};
 pub use video::{

@@ -195,3 +195,20 @@ unsafe fn symbol<T: Copy>(library: &libloading::Library, name: &[u8]) -> Result<
     })?;
     Ok(*symbol)
 }
+
+/// Moves one thread of this process (by its kernel thread id) to the ordinary time-sharing
+/// policy (`SCHED_OTHER`) at `nice`. Used on the library's own threads (see `threads.rs`).
+#[cfg(target_os = "linux")]
+pub(crate) fn make_thread_ordinary(thread: i32, nice: i32) -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid `sched_param` that outlives the call, which only reads it; a
+    // thread id that no longer exists fails with ESRCH rather than touching anything else.
+    if unsafe { libc::sched_setscheduler(thread, libc::SCHED_OTHER, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: no pointers; on Linux PRIO_PROCESS with a thread id sets that one thread's nice.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, nice) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -153,6 +153,9 @@ pub(super) fn run(share: ShareLoop) {
         stats.add(captured_at - begun, captured_at.elapsed());
         if let Some(event) = stats.report(width, height) {
             emit(&events, event);
+            // The encoder's thread exists once the first pictures went in (and is replaced when
+            // the size changes): keep it, and this one, below the voice path.
+            ffi::calm_video_threads();
         }
         next += period;
         let now = Instant::now();

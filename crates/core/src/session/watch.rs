@@ -149,6 +149,8 @@ impl Receive {
             frames_since += 1;
             let elapsed = since.elapsed();
             if elapsed >= STATS_EVERY {
+                // The decoder's threads exist once pictures arrive: keep them below the voice.
+                ffi::calm_video_threads();
                 let fps = f64::from(frames_since) / elapsed.as_secs_f64();
                 emit(
                     &self.events,
