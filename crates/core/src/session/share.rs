@@ -151,11 +151,16 @@ pub(super) fn run(share: ShareLoop) {
             break Some(error.into());
         }
         stats.add(captured_at - begun, captured_at.elapsed());
-        if let Some(event) = stats.report(width, height) {
-            emit(&events, event);
-            // The encoder's thread exists once the first pictures went in (and is replaced when
-            // the size changes): keep it, and this one, below the voice path.
+        // The encoder's thread starts with the first pictures: catch it within a frame or two
+        // (every frame of the first second), then once a second, and keep it and this one below
+        // the voice path. Real-time video threads for even a second leave the listeners' jitter
+        // buffers seconds to shrink back.
+        let reported = stats.report(width, height);
+        if reported.is_some() || begun.duration_since(started) < Duration::from_secs(1) {
             ffi::calm_video_threads();
+        }
+        if let Some(event) = reported {
+            emit(&events, event);
         }
         next += period;
         let now = Instant::now();

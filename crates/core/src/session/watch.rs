@@ -148,9 +148,12 @@ impl Receive {
             index += 1;
             frames_since += 1;
             let elapsed = since.elapsed();
-            if elapsed >= STATS_EVERY {
-                // The decoder's threads exist once pictures arrive: keep them below the voice.
+            // The decoder's threads start with the first pictures: catch them during the first
+            // thirty, then once a second, and keep them below the voice path.
+            if index <= 30 || elapsed >= STATS_EVERY {
                 ffi::calm_video_threads();
+            }
+            if elapsed >= STATS_EVERY {
                 let fps = f64::from(frames_since) / elapsed.as_secs_f64();
                 emit(
                     &self.events,
