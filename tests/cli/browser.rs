@@ -73,6 +73,13 @@ fn browser_heard_parley(browser: &BrowserFinished) -> f64 {
         .fold(f64::NEG_INFINITY, f64::max)
 }
 
+/// Whether Parley reported the browser's encryption in `state`.
+fn reported_encryption(crab: &Finished, state: &str) -> bool {
+    crab.events.iter().any(|event| {
+        event["event"] == "participant_encryption" && event["identity"] == "browser" && event["state"] == state
+    })
+}
+
 /// The browser's tone in the last two seconds of what Parley recorded.
 fn parley_heard_browser(crab: &Finished) -> f64 {
     let recorded = crab.recording.as_deref().expect("recording");
@@ -107,13 +114,7 @@ fn parley_and_a_browser_running_livekit_client_hear_each_other_in_the_clear_and_
     );
     let heard = parley_heard_browser(&crab);
     assert!((heard + 12.0).abs() <= 6.0, "and parley hears the browser at −12 ± 6 dBFS, got {heard:.1}");
-    assert!(
-        crab.events.iter().any(|event| event["event"] == "participant_encryption"
-            && event["identity"] == "browser"
-            && event["state"] == "ok"),
-        "parley reports the browser's encryption as ok: {:?}",
-        crab.events
-    );
+    assert!(reported_encryption(&crab, "ok"), "parley reports the browser's encryption as ok: {:?}", crab.events);
 
     let (browser, crab) = call(&server, &env, "browser-keyless", None, Some(PASSPHRASE));
     let subscribed = browser.events.iter().any(|event| event["event"] == "subscribed" && event["identity"] == "crab");
@@ -139,9 +140,7 @@ fn parley_and_a_browser_running_livekit_client_hear_each_other_in_the_clear_and_
     let heard = parley_heard_browser(&crab);
     assert!(heard < -40.0, "and parley plays nothing the keyless browser sends in the clear, got {heard:.1} dBFS");
     assert!(
-        crab.events.iter().any(|event| event["event"] == "participant_encryption"
-            && event["identity"] == "browser"
-            && event["state"] == "not_encrypted"),
+        reported_encryption(&crab, "not_encrypted"),
         "parley flags the keyless browser as not encrypted: {:?}",
         crab.events
     );
