@@ -1,23 +1,46 @@
-//! One application's sound, for screen share: the playback streams of the sound server
-//! (PulseAudio's sink inputs; PipeWire's `pipewire-pulse` serves the same protocol) and a
-//! recording of one of them alone.
+//! One application's sound, for screen share: the applications playing sound now, and a
+//! recording of one of them alone, as 48 kHz mono 10 ms frames.
 //!
-//! PulseAudio can record a single playback stream: a record stream on the monitor of the sink
-//! that stream plays to, with `direct_on_input` naming the stream, receives only its sound (what
-//! `parec --monitor-stream` does). So sharing a game's or a video's sound never carries anything
-//! else that plays, and never Parley's own playout: streams of this process are not listed, and
-//! asking for one is refused.
+//! Sharing a game's or a video's sound never carries anything else that plays, and never
+//! Parley's own playout (the room would hear itself back): this process's sound is not listed,
+//! and asking for it is refused ([`choose`]). Each OS records one application its own way,
+//! behind this facade (STYLE.md 4):
 //!
-//! Listing is one request on a short connection of its own; recording uses the `pulseaudio`
-//! crate's client (its own I/O thread), whose callback hands 10 ms frames over.
+//! * Linux — `pulse`: a PulseAudio record stream on the monitor of the sink the application
+//!   plays to, `direct_on_input` its stream (PipeWire's pulse server does the same);
+//! * Windows — `wasapi`: WASAPI process loopback (Windows 10 2004+), the process and its
+//!   children, whatever device they play to;
+//! * macOS — `sck`: ScreenCaptureKit's audio of a filter that holds only that application
+//!   (macOS 13+, with the Screen Recording permission).
 
-use std::ffi::CString;
-use std::io::BufReader;
-use std::os::unix::net::UnixStream;
+#[cfg(target_os = "macos")]
+#[path = "app_sound/sck.rs"]
+mod platform;
+#[cfg(target_os = "linux")]
+#[path = "app_sound/pulse.rs"]
+mod platform;
+#[cfg(windows)]
+#[path = "app_sound/wasapi.rs"]
+mod platform;
 
-use pulseaudio::protocol;
+/// Where no module above applies, there is nothing to list or record.
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+mod platform {
+    use super::{AppSound, AppSoundError, OnFrame};
 
-use crate::{FRAME_SAMPLES, SAMPLE_RATE};
+    pub(super) struct Recording;
+
+    pub(super) fn sounds() -> Result<Vec<AppSound>, AppSoundError> {
+        Err(AppSoundError::Unsupported(std::env::consts::OS.into()))
+    }
+
+    pub(super) fn record(_: &AppSound, _: OnFrame) -> Result<Recording, AppSoundError> {
+        Err(AppSoundError::Unsupported(std::env::consts::OS.into()))
+    }
+}
+
+/// What a platform's recording calls with each 48 kHz mono 10 ms frame.
+type OnFrame = Box<dyn FnMut(&[i16]) + Send>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppSoundError {
@@ -25,6 +48,12 @@ pub enum AppSoundError {
     NoServer,
     #[error("the sound server failed: {0}")]
     Server(String),
+    /// The system refused (macOS: no Screen Recording permission).
+    #[error("{0}")]
+    Refused(String),
+    /// This system cannot record one application's sound (too old a Windows or macOS).
+    #[error("sharing an application's sound is not supported here: {0}")]
+    Unsupported(String),
     #[error("no application playing sound matches {0:?}")]
     NotFound(String),
     #[error("{0:?} matches Parley's own sound, which is never shared")]
@@ -33,18 +62,18 @@ pub enum AppSoundError {
     Ambiguous { pattern: String, names: String },
 }
 
-/// An application's playback stream.
+/// An application playing sound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppSound {
-    /// The sink input's index.
+    /// What `#<index>` names: on Linux the stream (sink input) index, elsewhere the process id.
     pub index: u32,
-    /// The application's name (`application.name`).
+    /// The application's name.
     pub app: String,
-    /// What it plays (`media.name`), when it says.
+    /// What it plays (Linux: `media.name`; Windows: the session's name), when it says.
     pub title: String,
-    /// Its process (`application.process.id`), when it says.
+    /// Its process, when known.
     pub pid: Option<u32>,
-    /// The sink it plays to.
+    /// Linux: the sink it plays to (recorded through that sink's monitor); 0 elsewhere.
     pub sink: u32,
 }
 
@@ -58,60 +87,14 @@ impl std::fmt::Display for AppSound {
     }
 }
 
-fn server_error(error: impl std::fmt::Display) -> AppSoundError {
-    AppSoundError::Server(error.to_string())
-}
-
-fn text(props: &protocol::Props, prop: protocol::Prop) -> Option<String> {
-    let bytes = props.get(prop)?;
-    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    Some(String::from_utf8_lossy(bytes).into_owned())
-}
-
-/// Every application's playback stream but this process's own, in the server's order.
+/// Every application playing sound but this process, in the system's order.
 pub fn list() -> Result<Vec<AppSound>, AppSoundError> {
-    let streams = sink_inputs()?;
-    Ok(streams.into_iter().filter(|sound| sound.pid != Some(std::process::id())).collect())
+    let own = std::process::id();
+    Ok(platform::sounds()?.into_iter().filter(|sound| sound.pid != Some(own)).collect())
 }
 
-/// Every sink input, ours included.
-fn sink_inputs() -> Result<Vec<AppSound>, AppSoundError> {
-    let path = pulseaudio::socket_path_from_env().ok_or(AppSoundError::NoServer)?;
-    let socket = UnixStream::connect(&path).map_err(|_| AppSoundError::NoServer)?;
-    socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).map_err(server_error)?;
-    let mut socket = BufReader::new(socket);
-    let cookie = pulseaudio::cookie_path_from_env().and_then(|path| std::fs::read(path).ok()).unwrap_or_default();
-    let auth =
-        protocol::AuthParams { version: protocol::MAX_VERSION, supports_shm: false, supports_memfd: false, cookie };
-    protocol::write_command_message(socket.get_mut(), 0, &protocol::Command::Auth(auth), protocol::MAX_VERSION)
-        .map_err(server_error)?;
-    let (_, reply) = protocol::read_reply_message::<protocol::AuthReply>(&mut socket, protocol::MAX_VERSION)
-        .map_err(server_error)?;
-    let version = protocol::MAX_VERSION.min(reply.version);
-    let mut props = protocol::Props::new();
-    props.set(protocol::Prop::ApplicationName, c"Parley (listing sounds)");
-    protocol::write_command_message(socket.get_mut(), 1, &protocol::Command::SetClientName(props), version)
-        .map_err(server_error)?;
-    protocol::read_reply_message::<protocol::SetClientNameReply>(&mut socket, version).map_err(server_error)?;
-    protocol::write_command_message(socket.get_mut(), 2, &protocol::Command::GetSinkInputInfoList, version)
-        .map_err(server_error)?;
-    let (_, inputs) =
-        protocol::read_reply_message::<protocol::SinkInputInfoList>(&mut socket, version).map_err(server_error)?;
-    Ok(inputs
-        .into_iter()
-        .map(|input| AppSound {
-            index: input.index,
-            app: text(&input.props, protocol::Prop::ApplicationName)
-                .unwrap_or_else(|| input.name.to_string_lossy().into_owned()),
-            title: text(&input.props, protocol::Prop::MediaName).unwrap_or_default(),
-            pid: text(&input.props, protocol::Prop::ApplicationProcessId).and_then(|pid| pid.trim().parse().ok()),
-            sink: input.sink_index,
-        })
-        .collect())
-}
-
-/// The one stream `pattern` names among `sounds` (all of them, ours included): `#<index>`, a
-/// process id, or part of the application's name or title (case-insensitive).
+/// The one application `pattern` names among `sounds` (all of them, ours included):
+/// `#<index>`, a process id, or part of the application's name or title (case-insensitive).
 pub fn choose(sounds: &[AppSound], pattern: &str, own_pid: u32) -> Result<AppSound, AppSoundError> {
     let wanted = pattern.trim();
     let lower = wanted.to_lowercase();
@@ -135,97 +118,87 @@ pub fn choose(sounds: &[AppSound], pattern: &str, own_pid: u32) -> Result<AppSou
     }
 }
 
-/// Finds the stream `pattern` names (see [`choose`]) on the sound server.
+/// Finds the application `pattern` names (see [`choose`]).
 pub fn find(pattern: &str) -> Result<AppSound, AppSoundError> {
-    choose(&sink_inputs()?, pattern, std::process::id())
+    choose(&platform::sounds()?, pattern, std::process::id())
 }
 
-/// Whether sink input `index` still plays.
+/// Whether the application `index` names still plays sound.
 pub fn exists(index: u32) -> Result<bool, AppSoundError> {
-    Ok(sink_inputs()?.iter().any(|sound| sound.index == index))
+    Ok(platform::sounds()?.iter().any(|sound| sound.index == index))
 }
 
-/// A recording of one application's sound, 48 kHz mono, running until dropped.
+/// A recording of one application's sound, running until dropped.
 pub struct AppSoundRecording {
-    // Held: dropping the client closes the connection and with it the stream.
-    _client: pulseaudio::Client,
-    _stream: pulseaudio::RecordStream,
+    _recording: platform::Recording,
 }
 
-/// Records `sound` alone and calls `on_frame` with each 10 ms frame ([`FRAME_SAMPLES`] samples)
-/// on the sound server client's I/O thread (not a real-time audio thread: it may block briefly).
+/// Records `sound` alone and calls `on_frame` with each 10 ms frame ([`crate::FRAME_SAMPLES`]
+/// samples, 48 kHz mono) on a thread of the recording's own (not a real-time audio thread: it
+/// may block briefly). Refuses this process's own sound.
 pub fn record(
     sound: &AppSound,
-    mut on_frame: impl FnMut(&[i16]) + Send + 'static,
+    on_frame: impl FnMut(&[i16]) + Send + 'static,
 ) -> Result<AppSoundRecording, AppSoundError> {
-    let client = pulseaudio::Client::from_env(c"Parley (screen-share sound)").map_err(|error| match error {
-        pulseaudio::ClientError::ServerUnavailable => AppSoundError::NoServer,
-        error => server_error(error),
-    })?;
-    let runtime = block_on(client.sink_info(sound.sink)).map_err(server_error)?;
-    let monitor = runtime.monitor_source_index.ok_or_else(|| server_error("the sink has no monitor"))?;
-    let mut props = protocol::Props::new();
-    props.set(protocol::Prop::MediaName, CString::new(format!("sound of {}", sound.app)).unwrap_or_default());
-    let params = protocol::RecordStreamParams {
-        sample_spec: protocol::SampleSpec {
-            format: protocol::SampleFormat::S16Le,
-            channels: 1,
-            sample_rate: SAMPLE_RATE,
-        },
-        channel_map: protocol::ChannelMap::mono(),
-        source_index: Some(monitor),
-        direct_on_input_index: Some(sound.index),
-        buffer_attr: protocol::stream::BufferAttr {
-            max_length: u32::MAX,
-            fragment_size: (FRAME_SAMPLES * 2) as u32,
-            ..Default::default()
-        },
-        flags: protocol::stream::StreamFlags { adjust_latency: true, ..Default::default() },
-        props,
-        ..Default::default()
-    };
-    let mut pending: Vec<i16> = Vec::with_capacity(FRAME_SAMPLES * 4);
-    let mut odd_byte: Option<u8> = None;
-    let sink = move |bytes: &[u8]| {
-        let mut bytes = bytes;
-        if let Some(low) = odd_byte.take()
-            && let Some((&high, rest)) = bytes.split_first()
-        {
-            pending.push(i16::from_le_bytes([low, high]));
-            bytes = rest;
-        }
-        let mut pairs = bytes.chunks_exact(2);
-        pending.extend(pairs.by_ref().map(|pair| i16::from_le_bytes([pair[0], pair[1]])));
-        odd_byte = pairs.remainder().first().copied();
-        let whole = pending.len() / FRAME_SAMPLES * FRAME_SAMPLES;
-        for frame in pending[..whole].chunks_exact(FRAME_SAMPLES) {
-            on_frame(frame);
-        }
-        pending.drain(..whole);
-    };
-    let stream = block_on(client.create_record_stream(params, sink)).map_err(server_error)?;
-    Ok(AppSoundRecording { _client: client, _stream: stream })
+    if sound.pid == Some(std::process::id()) {
+        return Err(AppSoundError::OwnSound(sound.app.clone()));
+    }
+    Ok(AppSoundRecording { _recording: platform::record(sound, Box::new(on_frame))? })
 }
 
-/// Runs one of the client's futures to completion on this thread (they are driven by the
-/// client's own I/O thread and only wait for its answer).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
+/// Cuts interleaved float samples at any rate and channel count into 48 kHz mono 10 ms frames:
+/// for the platforms whose recordings hand over float blocks of their own size (Windows, macOS;
+/// Linux's sound server converts for us).
+/// Downmixes by averaging, converts the rate with [`crate::resample::StreamResampler`], and keeps
+/// the remainder for the next block.
+#[cfg_attr(target_os = "linux", allow(dead_code, reason = "used by the Windows and macOS recordings"))]
+pub(crate) struct Framer {
+    channels: usize,
+    resampler: Option<crate::resample::StreamResampler>,
+    mono: Vec<f32>,
+    converted: Vec<f32>,
+    pending: Vec<i16>,
+}
+
+#[cfg_attr(target_os = "linux", allow(dead_code, reason = "used by the Windows and macOS recordings"))]
+impl Framer {
+    /// Errors: a rate the resampler cannot convert.
+    pub(crate) fn new(rate: u32, channels: u16) -> Result<Framer, AppSoundError> {
+        let resampler = match rate {
+            crate::SAMPLE_RATE => None,
+            rate => Some(
+                crate::resample::StreamResampler::new(rate, crate::SAMPLE_RATE)
+                    .map_err(|error| AppSoundError::Server(format!("cannot convert {rate} Hz: {error}")))?,
+            ),
+        };
+        Ok(Framer {
+            channels: usize::from(channels.max(1)),
+            resampler,
+            mono: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+            converted: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+            pending: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+        })
     }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut context) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park(),
+
+    /// Adds interleaved samples; calls `on_frame` for each whole frame now available.
+    pub(crate) fn push(&mut self, interleaved: &[f32], on_frame: &mut dyn FnMut(&[i16])) {
+        let channels = self.channels;
+        self.mono.clear();
+        self.mono.extend(interleaved.chunks_exact(channels).map(|group| group.iter().sum::<f32>() / channels as f32));
+        let to_i16 = |value: f32| (value.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
+        match &mut self.resampler {
+            Some(resampler) => {
+                self.converted.clear();
+                resampler.push(&self.mono, &mut self.converted);
+                self.pending.extend(self.converted.iter().copied().map(to_i16));
+            }
+            None => self.pending.extend(self.mono.iter().copied().map(to_i16)),
         }
+        let whole = self.pending.len() / crate::FRAME_SAMPLES * crate::FRAME_SAMPLES;
+        for frame in self.pending[..whole].chunks_exact(crate::FRAME_SAMPLES) {
+            on_frame(frame);
+        }
+        self.pending.drain(..whole);
     }
 }
 
@@ -250,5 +223,39 @@ mod tests {
         assert_eq!(choose(&sounds, "parley", 999).expect("someone else's").index, 4);
         let twice = [sound(3, "Player one", 1), sound(6, "Player two", 2)];
         assert!(matches!(choose(&twice, "player", 9), Err(AppSoundError::Ambiguous { .. })));
+    }
+
+    #[test]
+    fn our_own_sound_is_never_recorded() {
+        let own = sound(1, "parley", std::process::id());
+        assert!(matches!(record(&own, |_| {}), Err(AppSoundError::OwnSound(_))));
+    }
+
+    #[test]
+    fn the_framer_turns_stereo_44_1_khz_blocks_into_mono_48_khz_frames_of_the_same_tone() {
+        let mut framer = Framer::new(44_100, 2).expect("a rate it converts");
+        let mut frames: Vec<i16> = Vec::new();
+        let mut phase = 0.0f32;
+        // One second in uneven blocks (as a device hands them over), left and right equal.
+        for block in [441usize, 1000, 17, 2942].iter().cycle().take(40) {
+            let mut interleaved = Vec::with_capacity(block * 2);
+            for _ in 0..*block {
+                let value = 0.5 * (phase * std::f32::consts::TAU).sin();
+                phase = (phase + 1000.0 / 44_100.0).fract();
+                interleaved.extend([value, value]);
+            }
+            framer.push(&interleaved, &mut |frame| {
+                assert_eq!(frame.len(), crate::FRAME_SAMPLES);
+                frames.extend_from_slice(frame);
+            });
+        }
+        let pushed_seconds = [441usize, 1000, 17, 2942].iter().sum::<usize>() as f32 * 10.0 / 44_100.0;
+        let got_seconds = frames.len() as f32 / crate::SAMPLE_RATE as f32;
+        assert!((got_seconds - pushed_seconds).abs() < 0.05, "{got_seconds} s out of {pushed_seconds} s in");
+        let samples = &frames[4800..];
+        let dominant = crate::analysis::dominant_frequency(samples, crate::SAMPLE_RATE);
+        assert!((dominant - 1000.0).abs() < 10.0, "dominant {dominant} Hz");
+        let level = crate::analysis::rms_dbfs(samples);
+        assert!((level - (-9.0)).abs() < 1.0, "level {level} dBFS (a 0.5 sine is −9 dBFS)");
     }
 }

@@ -592,6 +592,8 @@ impl crate::stream::FrameSource for DeviceInput {
 /// channel of the device; replaced like [`DeviceInput`] when it vanishes.
 pub struct DeviceOutput {
     stream: PlaybackStream,
+    /// Glitches of the streams this sink replaced (a vanished device's).
+    earlier_glitches: u64,
     watch: Watch,
     /// Present when the device does not run at 48 kHz.
     resampler: Option<StreamResampler>,
@@ -607,6 +609,7 @@ impl DeviceOutput {
         let resampler = resampler_for(&stream.info, Direction::Output)?;
         Ok(DeviceOutput {
             stream,
+            earlier_glitches: 0,
             watch: Watch::new(device, Direction::Output),
             resampler,
             input: Vec::with_capacity(crate::FRAME_SAMPLES),
@@ -628,6 +631,7 @@ impl crate::stream::FrameSink for DeviceOutput {
             if let Some(stream) = reopened
                 && let Ok(resampler) = resampler_for(&stream.info, Direction::Output)
             {
+                self.earlier_glitches += self.stream.counters.glitches.load(Ordering::Relaxed);
                 self.stream = stream;
                 self.resampler = resampler;
             }
@@ -675,5 +679,9 @@ impl crate::stream::FrameSink for DeviceOutput {
         let channels = self.stream.info.channels.max(1) as usize;
         let buffer = self.stream.info.buffer_frames.unwrap_or(REQUESTED_BUFFER_FRAMES) as usize;
         self.stream.queued() < buffer * channels || self.watch.needs_reopen(&self.stream.counters)
+    }
+
+    fn glitches(&self) -> u64 {
+        self.earlier_glitches + self.stream.counters.glitches.load(Ordering::Relaxed)
     }
 }

@@ -3,8 +3,8 @@
 //! Parley's audio is 48 kHz, mono, i16, in 10 ms frames of [`FRAME_SAMPLES`] samples
 //! (DESIGN.md §3). This crate holds what every front end and test shares:
 //!
-//! * [`app_sound`] (feature `devices`, Linux) — one application's sound (a PulseAudio playback
-//!   stream) for screen share: listing them and recording one alone;
+//! * [`app_sound`] (feature `devices`) — one application's sound for screen share (PulseAudio,
+//!   WASAPI process loopback, ScreenCaptureKit): listing them and recording one alone;
 //! * [`cue`] (feature `devices`) — generated confirmation sounds (join, leave, mute, PTT, …) played with rodio;
 //! * [`device`] (feature `devices`) — sound devices through cpal: listing, capture and playback streams whose
 //!   real-time callbacks only touch lock-free rings;
@@ -18,7 +18,7 @@
 //!   benchmarks.
 
 pub mod analysis;
-#[cfg(all(feature = "devices", target_os = "linux"))]
+#[cfg(feature = "devices")]
 pub mod app_sound;
 #[cfg(feature = "devices")]
 pub mod cue;

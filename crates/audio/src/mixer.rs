@@ -70,6 +70,8 @@ pub struct Mixer {
     max_queue_samples: usize,
     scratch: Vec<f32>,
     mixes_in_window: u32,
+    /// What the output device last said of its gaps ([`Mixer::note_output_glitches`]).
+    output_glitches: u64,
 }
 
 /// Above this level (0.0–1.0) the limiter starts bending the signal; below it, gain is exact.
@@ -88,7 +90,19 @@ impl Mixer {
             max_queue_samples: (max_queue_ms as usize * crate::SAMPLE_RATE as usize) / 1000,
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES),
             mixes_in_window: 0,
+            output_glitches: 0,
         }
+    }
+
+    /// Records the output device's glitch count (see `FrameSink::glitches`), so that whoever
+    /// reads the mixer's statistics sees it too. The playout loop calls it with each mix.
+    pub fn note_output_glitches(&mut self, glitches: u64) {
+        self.output_glitches = glitches;
+    }
+
+    /// The output device's glitches since playout began, as last noted.
+    pub fn output_glitches(&self) -> u64 {
+        self.output_glitches
     }
 
     /// Adds a source (a remote track) belonging to participant `identity`.

@@ -48,6 +48,12 @@ pub trait FrameSink: Send {
     fn wants_frame(&mut self) -> bool {
         true
     }
+
+    /// For clocked sinks: the device's callbacks that found nothing (or too little) queued to
+    /// play, since the sink opened (an audible gap each). Worker thread; never blocks.
+    fn glitches(&self) -> u64 {
+        0
+    }
 }
 
 impl FrameSource for Tone {

@@ -10,8 +10,8 @@
 //!
 //! The platform code lives in one module per OS behind this facade (STYLE.md 4): `linux`
 //! (X11 through `x11rb`; on Wayland the ScreenCast portal and PipeWire, where the desktop's
-//! dialog picks the screen or window), and `windows` / `macos`, which say capture is not
-//! supported there yet.
+//! dialog picks the screen or window), `windows` (Windows.Graphics.Capture) and `macos`
+//! (ScreenCaptureKit).
 
 pub mod pattern;
 mod quality;

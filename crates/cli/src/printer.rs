@@ -128,11 +128,13 @@ fn session_text(event: &SessionEvent) -> Option<String> {
             concealed_percent,
             packets_lost,
             mixer_queue_ms,
+            mixer_underruns,
+            output_glitches,
             ..
         } => {
             let ms = |value: &Option<f64>| value.map_or_else(|| "–".to_string(), |value| format!("{value:.1} ms"));
             format!(
-                "{identity}: jitter buffer {} (target {}), concealed {concealed_percent:.1} %, lost {packets_lost}, mixer queue {}",
+                "{identity}: jitter buffer {} (target {}), concealed {concealed_percent:.1} %, lost {packets_lost}, mixer queue {} ({mixer_underruns} short), output gaps {output_glitches}",
                 ms(jitter_buffer_ms),
                 ms(jitter_buffer_target_ms),
                 ms(mixer_queue_ms)

@@ -12,18 +12,13 @@ use crate::exit::{ExitKind, Failure, fail};
 /// The applications playing sound, to share with a picture (`--share-audio`): none where the
 /// platform cannot record one, or no sound server runs.
 fn app_sounds() -> Vec<(u32, String, Option<u32>)> {
-    #[cfg(target_os = "linux")]
-    {
-        match parley_audio::app_sound::list() {
-            Ok(sounds) => sounds.into_iter().map(|sound| (sound.index, sound.to_string(), sound.pid)).collect(),
-            Err(error) => {
-                tracing::info!(%error, "no application sounds to list");
-                Vec::new()
-            }
+    match parley_audio::app_sound::list() {
+        Ok(sounds) => sounds.into_iter().map(|sound| (sound.index, sound.to_string(), sound.pid)).collect(),
+        Err(error) => {
+            tracing::info!(%error, "no application sounds to list");
+            Vec::new()
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    Vec::new()
 }
 
 /// Prints the screens and windows there are to share, and the applications whose sound can go

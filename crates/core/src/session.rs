@@ -153,6 +153,13 @@ pub struct JoinRequest {
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
 const MAX_PLAYOUT_QUEUE_MS: u32 = 40;
 
+/// Opus DTX on the microphone (on: during silence, and while push-to-talk is released, the
+/// encoder sends a packet every 400 ms instead of 50 a second). `PARLEY_MIC_DTX=off` turns it
+/// off, for `cargo xtask bench audio`'s comparison of speech onsets with and without it.
+fn microphone_dtx() -> bool {
+    !matches!(std::env::var("PARLEY_MIC_DTX").as_deref(), Ok("off" | "0" | "false"))
+}
+
 /// A joined room. Call [`Session::leave`] to leave cleanly.
 pub struct Session {
     room: ffi::Room,
@@ -317,7 +324,11 @@ impl Session {
         if let (Some(input), Some(publish_receiver)) = (request.input, publish_receiver) {
             // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
             // own clients turn RED off with E2EE for the same reason.
-            let publish = ffi::PublishOptions { red: request.options.e2ee_shared_key.is_none(), ..Default::default() };
+            let publish = ffi::PublishOptions {
+                red: request.options.e2ee_shared_key.is_none(),
+                dtx: microphone_dtx(),
+                ..Default::default()
+            };
             let microphone = MicrophoneSetup {
                 input,
                 apm,

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use parley_audio::SAMPLE_RATE;
-use parley_audio::analysis::{find_reference, first_onset};
+use parley_audio::analysis::{find_reference, first_onset, rms_dbfs};
 use parley_audio::signal::chirp;
 use parley_devserver::browser_peer::{BrowserPeer, BrowserPeerOptions};
 use parley_devserver::display::Xvfb;
 use parley_devserver::pulse::{NullSink, PulseServer};
 use parley_devserver::{DevServer, DevServerConfig};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::bench::{Bench, Load, percentile, print_table, unix_ns, write_report};
 
@@ -77,8 +77,10 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     drop(pattern);
     let sharing = sharing?.latencies;
 
-    println!("bench audio: push-to-talk press → first audible sample ({PTT_TRIALS} presses)…");
-    let (press_to_ear, open_mic) = push_to_talk(&bench)?;
+    println!("bench audio: push-to-talk press → first audible sample ({PTT_TRIALS} presses), DTX on, then off…");
+    let ptt = push_to_talk(&bench, "ptt", &[])?;
+    let ptt_no_dtx = push_to_talk(&bench, "ptt-no-dtx", &[("PARLEY_MIC_DTX".into(), "off".into())])?;
+    let (press_to_ear, open_mic) = (&ptt.press_to_ear, &ptt.open_mic);
     println!("bench audio: listener CPU and memory with 1, 10 and 50 remote speakers…");
     let loads: Vec<(usize, Load)> = [1, 10, 50]
         .into_iter()
@@ -94,7 +96,7 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     };
 
     let per_speaker = (loads[2].1.cpu_percent - loads[0].1.cpu_percent) / 49.0;
-    let ptt_added: Vec<f64> = press_to_ear.iter().map(|delay| delay - percentile(&open_mic, 50.0)).collect();
+    let ptt_added: Vec<f64> = press_to_ear.iter().map(|delay| delay - percentile(open_mic, 50.0)).collect();
     let mut rows = vec![
         ("mouth-to-ear p50", format!("{:.1} ms", percentile(&mouth_to_ear, 50.0)), "≤ 80 ms"),
         ("mouth-to-ear p95", format!("{:.1} ms", percentile(&mouth_to_ear, 95.0)), "≤ 100 ms"),
@@ -141,12 +143,26 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
             format!("{:+.1} ms", percentile(&sharing, 50.0) - percentile(&mouth_to_ear, 50.0)),
             "≤ 10 ms",
         ),
-        ("PTT press → first audible at B, p50", format!("{:.1} ms", percentile(&press_to_ear, 50.0)), ""),
-        ("open-mic sender → B (same path), p50", format!("{:.1} ms", percentile(&open_mic, 50.0)), ""),
+        ("PTT press → first audible at B, p50", format!("{:.1} ms", percentile(press_to_ear, 50.0)), ""),
+        ("open-mic sender → B (same path), p50", format!("{:.1} ms", percentile(open_mic, 50.0)), ""),
         (
             "PTT adds, p50 / p95",
             format!("{:.1} / {:.1} ms", percentile(&ptt_added, 50.0), percentile(&ptt_added, 95.0)),
             "≤ 30 ms",
+        ),
+        (
+            "PTT press → first audible, p50, DTX on / off",
+            format!("{:.1} / {:.1} ms", percentile(press_to_ear, 50.0), percentile(&ptt_no_dtx.press_to_ear, 50.0)),
+            "",
+        ),
+        (
+            "  first 60 ms below steady, p50, DTX on / off",
+            format!(
+                "{:.1} / {:.1} dB",
+                percentile(&ptt.onset_deficit_db, 50.0),
+                percentile(&ptt_no_dtx.onset_deficit_db, 50.0)
+            ),
+            "",
         ),
     ]);
     for (speakers, load) in &loads {
@@ -173,6 +189,11 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "no growth",
         ));
         rows.push((
+            "soak: speaker-queue underruns / output gaps / concealed",
+            format!("{} / {} / {:.2} %", soak.mixer_underruns, soak.output_glitches, soak.concealed_percent),
+            "no more than before",
+        ));
+        rows.push((
             "soak: mouth-to-ear p50 after",
             format!("{:.1} ms", percentile(&soak.mouth_to_ear_after, 50.0)),
             "no growth",
@@ -186,12 +207,16 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
         "pairs": pairs.iter().map(|(alice, bob, latencies)| json!({ "from": alice.name(), "to": bob.name(), "samples": latencies, "p50": percentile(latencies, 50.0), "p95": percentile(latencies, 95.0) })).collect::<Vec<_>>(),
         "parley_to_browser_pair_ratio_p50": { "value": ratio, "target": 0.75 },
         "mouth_to_ear_sharing_1080p30_ms": { "samples": sharing, "p50": percentile(&sharing, 50.0), "p95": percentile(&sharing, 95.0), "added_p50": percentile(&sharing, 50.0) - percentile(&mouth_to_ear, 50.0), "target_added_p50": 10 },
-        "ptt_press_to_ear_ms": { "samples": press_to_ear, "p50": percentile(&press_to_ear, 50.0) },
-        "open_mic_ms": { "samples": open_mic, "p50": percentile(&open_mic, 50.0) },
+        "ptt_press_to_ear_ms": { "samples": press_to_ear, "p50": percentile(press_to_ear, 50.0) },
+        "open_mic_ms": { "samples": open_mic, "p50": percentile(open_mic, 50.0) },
+        "ptt_dtx": [
+            { "dtx": true, "press_to_ear_ms": ptt.press_to_ear, "onset_deficit_db": ptt.onset_deficit_db },
+            { "dtx": false, "press_to_ear_ms": ptt_no_dtx.press_to_ear, "onset_deficit_db": ptt_no_dtx.onset_deficit_db },
+        ],
         "ptt_added_ms": { "p50": percentile(&ptt_added, 50.0), "p95": percentile(&ptt_added, 95.0), "target": 30 },
         "listener": loads.iter().map(|(speakers, load)| json!({ "speakers": speakers, "cpu_percent": load.cpu_percent, "peak_rss_mb": load.peak_rss_mb })).collect::<Vec<_>>(),
         "cpu_percent_per_speaker": per_speaker,
-        "soak": soak.as_ref().map(|soak| json!({ "minutes": soak_minutes, "rss_mb": soak.rss_mb, "mouth_to_ear_after_ms": soak.mouth_to_ear_after })),
+        "soak": soak.as_ref().map(|soak| json!({ "minutes": soak_minutes, "rss_mb": soak.rss_mb, "mouth_to_ear_after_ms": soak.mouth_to_ear_after, "mixer_underruns": soak.mixer_underruns, "output_glitches": soak.output_glitches, "concealed_percent_mean": soak.concealed_percent })),
     });
     write_report(&out, &report)?;
     println!("\nbench audio: wrote {}", out.display());
@@ -365,7 +390,7 @@ fn start_carrier(
     room: &str,
     seconds: f64,
     carrier: Carrier,
-) -> Result<Box<dyn FnOnce() -> Result<Vec<serde_json::Value>>>> {
+) -> Result<Box<dyn FnOnce() -> Result<Vec<Value>>>> {
     match carrier {
         Carrier::Call => {
             let bob_args = ["--output-device", "ear_b", "--cues", "none", "--stats", "2"];
@@ -438,7 +463,7 @@ fn start_carrier(
 /// reported meanwhile (`receive_stats` events; none for the baselines).
 struct Trials {
     latencies: Vec<f64>,
-    receiver: Vec<serde_json::Value>,
+    receiver: Vec<Value>,
 }
 
 impl Trials {
@@ -515,15 +540,26 @@ fn chirp_trials(bench: &Bench, pulse: &PulseServer, room: &str, carrier: Carrier
     Ok(Trials { latencies, receiver })
 }
 
-/// Press → first audible sample at bob, for a push-to-talk tone; and, for comparison, the same
-/// path with an open mic (a click train's arrival), both on the wall clock.
-fn push_to_talk(bench: &Bench) -> Result<(Vec<f64>, Vec<f64>)> {
-    let recording = bench.dir.join("ptt.wav");
+/// What the push-to-talk trials measured.
+struct PushToTalk {
+    /// Press → first audible sample at bob, ms.
+    press_to_ear: Vec<f64>,
+    /// The gate's opening → first audible sample at bob (the open-mic path), ms.
+    open_mic: Vec<f64>,
+    /// How far the first 60 ms after each onset stay below the same press's steady level (200 to
+    /// 400 ms in), dB: a clipped or faded-in first syllable shows here.
+    onset_deficit_db: Vec<f64>,
+}
+
+/// Push-to-talk presses of a tone, heard at bob; `env` is added to alice's environment (the DTX
+/// comparison).
+fn push_to_talk(bench: &Bench, room: &str, env: &[(String, String)]) -> Result<PushToTalk> {
+    let recording = bench.dir.join(format!("{room}.wav"));
     let trial_seconds = 2.0;
     let seconds = 4.0 + PTT_TRIALS as f64 * trial_seconds;
-    let bob = bench.peer("ptt", "bob", seconds + 1.0, &["--record", &recording.to_string_lossy()])?;
-    let mut alice =
-        bench.peer("ptt", "alice", seconds, &["--tone", "1000", "--mode", "ptt", "--ptt-release-ms", "0"])?;
+    let bob = bench.peer(room, "bob", seconds + 1.0, &["--record", &recording.to_string_lossy()])?;
+    let args = ["--tone", "1000", "--mode", "ptt", "--ptt-release-ms", "0"];
+    let mut alice = bench.peer_with_env(room, "alice", seconds, &args, env)?;
     std::thread::sleep(Duration::from_secs(3));
     let mut presses = Vec::new();
     for _ in 0..PTT_TRIALS {
@@ -543,6 +579,16 @@ fn push_to_talk(bench: &Bench) -> Result<(Vec<f64>, Vec<f64>)> {
             .map(|onset| onset as f64 * 1000.0 / SAMPLE_RATE as f64)
     };
     let press_to_ear: Vec<f64> = presses.iter().filter_map(|&pressed| heard_after(pressed)).collect();
+    let onset_deficit_db: Vec<f64> = presses
+        .iter()
+        .filter_map(|&pressed| {
+            let onset = index_of(pressed) + (heard_after(pressed)? / 1000.0 * SAMPLE_RATE as f64) as usize;
+            let at = |ms: usize| (onset + ms * SAMPLE_RATE as usize / 1000).min(samples.len());
+            let first = rms_dbfs(&samples[onset..at(60)]);
+            let steady = rms_dbfs(&samples[at(200)..at(400)]);
+            (first.is_finite() && steady.is_finite()).then(|| f64::from(steady - first))
+        })
+        .collect();
     // The gate opens on the first frame after the press; from then on the path is an open mic's.
     let opened: Vec<f64> = alice_events
         .iter()
@@ -553,7 +599,7 @@ fn push_to_talk(bench: &Bench) -> Result<(Vec<f64>, Vec<f64>)> {
     if press_to_ear.len() < PTT_TRIALS / 2 || open_mic.is_empty() {
         bail!("push-to-talk: only {} of {PTT_TRIALS} presses were heard", press_to_ear.len());
     }
-    Ok((press_to_ear, open_mic))
+    Ok(PushToTalk { press_to_ear, open_mic, onset_deficit_db })
 }
 
 /// A listener playing to a real device, with `speakers` remote tones.
@@ -570,6 +616,12 @@ fn listener_load(bench: &Bench, speakers: usize) -> Result<Load> {
 struct Soak {
     rss_mb: Vec<f64>,
     mouth_to_ear_after: Vec<f64>,
+    /// Mixes that found a speaker's queue short, summed over the speakers and the soak.
+    mixer_underruns: u64,
+    /// The output device's callbacks that found nothing to play, over the soak.
+    output_glitches: u64,
+    /// The engine's concealment (audio made up for late or lost packets), mean over the reports.
+    concealed_percent: f64,
 }
 
 /// A listener with 10 speakers for `minutes`, RSS sampled every 30 s; then the mouth-to-ear
@@ -578,7 +630,8 @@ fn soak(bench: &Bench, minutes: f64) -> Result<Soak> {
     let seconds = minutes * 60.0;
     let mut crowd = bench.crowd("soak", 10, seconds + 20.0)?;
     std::thread::sleep(Duration::from_secs(4));
-    let listener = bench.peer("soak", "listener", seconds + 5.0, &["--output-device", "spare", "--cues", "none"])?;
+    let args = ["--output-device", "spare", "--cues", "none", "--stats", "5"];
+    let listener = bench.peer("soak", "listener", seconds + 5.0, &args)?;
     let pid = listener.child.id();
     let started = Instant::now();
     let mut rss_mb = Vec::new();
@@ -590,9 +643,21 @@ fn soak(bench: &Bench, minutes: f64) -> Result<Soak> {
             rss_mb.push(rss as f64 / 1024.0);
         }
     }
-    listener.finish()?;
+    let events = listener.finish()?;
     stop(&mut crowd);
-    Ok(Soak { rss_mb, mouth_to_ear_after: Vec::new() })
+    let reports: Vec<&Value> = events.iter().filter(|event| event["event"] == "receive_stats").collect();
+    if reports.is_empty() {
+        bail!("the soak's listener reported no receive statistics");
+    }
+    let count = |field: &'static str| reports.iter().filter_map(move |event| event[field].as_u64());
+    let concealed: Vec<f64> = reports.iter().filter_map(|event| event["concealed_percent"].as_f64()).collect();
+    Ok(Soak {
+        rss_mb,
+        mouth_to_ear_after: Vec::new(),
+        mixer_underruns: count("mixer_underruns").sum(),
+        output_glitches: count("output_glitches").max().unwrap_or(0),
+        concealed_percent: concealed.iter().sum::<f64>() / concealed.len().max(1) as f64,
+    })
 }
 
 fn current_rss_kb(pid: u32) -> Result<u64> {

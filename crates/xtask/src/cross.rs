@@ -84,7 +84,7 @@ fn install_actionlint(layout: &Layout, say: &dyn Fn(String)) -> Result<()> {
     Ok(())
 }
 
-/// Clippy for macOS on Linux. Rust needs no SDK to check; the C that build scripts compile does.
+/// Clippy for macOS on Linux. Rust needs no SDK to check; the C and Swift that build scripts compile do.
 /// ring's is freestanding and compiles with clang given its no-libc switch and the one Apple
 /// header it includes (`apple-check/`); the crates in [`MACOS_UNCHECKED`] cannot be checked.
 fn clippy_macos() -> Result<()> {
@@ -96,8 +96,14 @@ fn clippy_macos() -> Result<()> {
         args.extend(["--exclude", name]);
     }
     args.extend(["--", "-D", "warnings"]);
-    let env =
-        [("CC_aarch64_apple_darwin".to_string(), "clang".to_string()), ("CFLAGS_aarch64_apple_darwin".into(), flags)];
+    let env = [
+        ("CC_aarch64_apple_darwin".to_string(), "clang".to_string()),
+        ("CFLAGS_aarch64_apple_darwin".into(), flags),
+        // screencapturekit (and its apple-cf, apple-metal) compile a Swift bridge with Xcode's
+        // `swift build`; under DOCS_RS their build scripts skip it, as on docs.rs, and their Rust
+        // (all this check reads) compiles as on a Mac.
+        ("DOCS_RS".into(), "1".into()),
+    ];
     crate::cargo_with_env(&args, &env)
 }
 

@@ -33,8 +33,8 @@ pub struct ShareTarget {
     pub thumbnail: Option<String>,
 }
 
-/// An application playing sound now, whose sound may go with a share (Linux: a PulseAudio or
-/// PipeWire playback stream; never Parley's own).
+/// An application playing sound now, whose sound may go with a share (a PulseAudio or PipeWire
+/// playback stream, a Windows process, a macOS application; never Parley's own).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ShareSound {
@@ -93,12 +93,17 @@ pub(crate) fn list_targets() -> Result<Vec<ShareTarget>, ClientError> {
 
 /// The applications playing sound now, but Parley. Blocking (one sound server round trip).
 ///
-/// Errors: [`ErrorCode::Unsupported`] where an application's sound cannot be recorded (not
-/// Linux); [`ErrorCode::Unreachable`] when no sound server answers.
-#[cfg(target_os = "linux")]
+/// Errors: [`ErrorCode::Unsupported`] where an application's sound cannot be recorded (too old
+/// a system, or the permission refused); [`ErrorCode::Unreachable`] when no sound server answers.
 pub(crate) fn list_sounds() -> Result<Vec<ShareSound>, ClientError> {
-    let sounds = parley_audio::app_sound::list()
-        .map_err(|error| ClientError::new(ErrorCode::Unreachable, format!("application sounds: {error}")))?;
+    use parley_audio::app_sound::{self, AppSoundError};
+    let sounds = app_sound::list().map_err(|error| {
+        let code = match error {
+            AppSoundError::Unsupported(_) | AppSoundError::Refused(_) => ErrorCode::Unsupported,
+            _ => ErrorCode::Unreachable,
+        };
+        ClientError::new(code, format!("application sounds: {error}"))
+    })?;
     Ok(sounds
         .into_iter()
         .map(|sound| ShareSound {
@@ -107,11 +112,6 @@ pub(crate) fn list_sounds() -> Result<Vec<ShareSound>, ClientError> {
             app: sound.app,
         })
         .collect())
-}
-
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn list_sounds() -> Result<Vec<ShareSound>, ClientError> {
-    Err(ClientError::new(ErrorCode::Unsupported, "sharing an application's sound is available on Linux only for now"))
 }
 
 /// The target `id` names, as it is now. Blocking.
@@ -163,7 +163,8 @@ impl Client {
 
     /// The applications playing sound now, whose sound may go with a share.
     ///
-    /// Errors: [`ErrorCode::Unsupported`] where that cannot be done (not Linux);
+    /// Errors: [`ErrorCode::Unsupported`] where that cannot be done (too old a system, or the
+    /// permission refused);
     /// [`ErrorCode::Unreachable`] when no sound server answers.
     pub async fn list_share_sounds(&self) -> Result<Vec<ShareSound>, ClientError> {
         blocking(list_sounds).await

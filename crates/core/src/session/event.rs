@@ -149,7 +149,10 @@ pub enum SessionEvent {
     /// How one remote track's audio fared in the receiver over the last interval (only when the
     /// join asked for statistics): the mean time a sample spent in the engine's jitter buffer
     /// and what the buffer aimed for, the share of played audio that was concealment, and
-    /// packets lost; plus the mean standing delay of our own queue for the track in the mixer.
+    /// packets lost; plus the mean standing delay of our own queue for the track in the mixer,
+    /// the mixes that found that queue short (an underrun: a gap in this voice), and the output
+    /// device's glitches since playout began (callbacks that found nothing to play: a gap in
+    /// everything heard; the same count for every track).
     ReceiveStats {
         identity: String,
         sid: String,
@@ -158,6 +161,8 @@ pub enum SessionEvent {
         concealed_percent: f64,
         packets_lost: i64,
         mixer_queue_ms: Option<f64>,
+        mixer_underruns: u64,
+        output_glitches: u64,
     },
     /// Bytes the room's connections carried since they opened (media, data and RTCP, both
     /// ways), every stats interval: what the call costs the network.

@@ -254,8 +254,11 @@ async fn receive(
             _ = ticker.tick(), if report_stats.is_some() => {
                 let Ok(Some(now)) = track.receive_stats().await else { continue };
                 let interval = now.since(&previous.0);
-                let queue = mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).source_stats(&sid);
-                let queue = queue.unwrap_or_default();
+                let (queue, output_glitches) = {
+                    let mixer = mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    (mixer.source_stats(&sid).unwrap_or_default(), mixer.output_glitches())
+                };
+                let mixer_underruns = queue.underruns.saturating_sub(previous.1.underruns);
                 let mixer_queue_ms = queue.mean_queue_ms_since(&previous.1);
                 previous = (now, queue);
                 emit(
@@ -268,6 +271,8 @@ async fn receive(
                         concealed_percent: interval.concealed_percent,
                         packets_lost: interval.packets_lost,
                         mixer_queue_ms,
+                        mixer_underruns,
+                        output_glitches,
                     },
                 );
             }

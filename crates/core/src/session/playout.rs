@@ -36,7 +36,11 @@ pub(super) fn run(
         if !pace.wait(clocked, stop, || sink.wants_frame()) {
             break;
         }
-        mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).mix(&mut frame);
+        {
+            let mut mixer = mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            mixer.note_output_glitches(sink.glitches());
+            mixer.mix(&mut frame);
+        }
         if let Some(apm) = apm {
             // The reverse stream may be rewritten in place; what we play stays untouched.
             reference.copy_from_slice(&frame);
@@ -104,6 +108,11 @@ mod tests {
         fn take_notice(&mut self) -> Option<String> {
             self.notice.take()
         }
+
+        /// Like a device that has missed one callback per frame written so far.
+        fn glitches(&self) -> u64 {
+            frames(&self.seen) as u64
+        }
     }
 
     fn frames(seen: &Mutex<Seen>) -> usize {
@@ -138,7 +147,10 @@ mod tests {
         wait_until("four frames are played", || frames(&seen) >= 4);
         stop.store(true, Ordering::Relaxed);
         thread.join().expect("no panic").expect("a sink that works ends cleanly");
+        let noted = mixer.lock().expect("no panic").output_glitches();
         let seen = seen.lock().expect("no panics while locked");
+        // Each mix notes the count before its own frame is written.
+        assert_eq!(noted, seen.frames.len() as u64 - 1, "the mixer holds the sink's glitch count as of the last mix");
         assert!(seen.finished, "the sink is closed when playout stops");
         assert!(seen.frames[0].iter().all(|&sample| sample == 4000), "alice at 50 % is half as loud");
         assert!(seen.frames[1].iter().all(|&sample| sample == 4000), "her second frame follows");

@@ -1,31 +1,26 @@
-//! A screen share's sound: one application's playback stream (Linux: a PulseAudio sink input,
-//! [`parley_audio::app_sound`]) published beside the picture as the `screen_share_audio` track.
-//! Never Parley's own playout: the sound server's stream of this process cannot be chosen, so
+//! A screen share's sound: one application's sound ([`parley_audio::app_sound`]: a PulseAudio
+//! sink input, WASAPI process loopback, ScreenCaptureKit) published beside the picture as the
+//! `screen_share_audio` track.
+//! Never Parley's own playout: this process's sound cannot be chosen, so
 //! the room never hears itself back.
 //!
-//! The sound server's client thread hands 10 ms frames to a bounded queue (a stalled engine
+//! The recording's thread hands 10 ms frames to a bounded queue (a stalled engine
 //! drops frames rather than grow it); a task feeds them to the engine's audio source and
 //! checks every [`GONE_CHECK`] that the application still plays. When it stopped (the player
 //! quit), the sound is unpublished with a warning and the picture goes on.
 
-#[cfg(target_os = "linux")]
 use std::time::Duration;
 
 use parley_livekit_ffi as ffi;
 use tokio::sync::mpsc;
 
-use super::event::StampedEvent;
-#[cfg(target_os = "linux")]
-use super::event::{SessionEvent, emit};
+use super::event::{SessionEvent, StampedEvent, emit};
 
 /// How often the task checks that the shared application still plays.
-#[cfg(target_os = "linux")]
 const GONE_CHECK: Duration = Duration::from_secs(2);
 /// Frames queued between the sound server and the engine (half a second).
-#[cfg(target_os = "linux")]
 const QUEUE_FRAMES: usize = 50;
 /// Opus for program sound (music, a game), not speech: a higher rate, no DTX or RED.
-#[cfg(target_os = "linux")]
 const MAX_BITRATE: u64 = 96_000;
 
 /// The published sound of a share.
@@ -47,7 +42,6 @@ impl ShareAudio {
 /// Publishes the sound of the application `pattern` names (see
 /// [`parley_audio::app_sound::choose`]); returns it with the application's name. Call from a
 /// tokio runtime.
-#[cfg(target_os = "linux")]
 pub(super) async fn start(
     engine: &'static ffi::Engine,
     participant: &ffi::LocalParticipant,
@@ -120,16 +114,4 @@ pub(super) async fn start(
         }
     });
     Ok((ShareAudio { sid: published, task }, name))
-}
-
-/// Elsewhere an application's sound cannot be recorded yet (Windows: WASAPI process loopback;
-/// macOS: ScreenCaptureKit's audio).
-#[cfg(not(target_os = "linux"))]
-pub(super) async fn start(
-    _engine: &'static ffi::Engine,
-    _participant: &ffi::LocalParticipant,
-    _pattern: &str,
-    _events: mpsc::UnboundedSender<StampedEvent>,
-) -> Result<(ShareAudio, String), String> {
-    Err("sharing an application's sound is available on Linux only for now".into())
 }

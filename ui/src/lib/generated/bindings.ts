@@ -182,8 +182,8 @@ kind: string, name: string, width: number, height: number,
 thumbnail: string | null, };
 
 /**
- * An application playing sound now, whose sound may go with a share (Linux: a PulseAudio or
- * PipeWire playback stream; never Parley's own).
+ * An application playing sound now, whose sound may go with a share (a PulseAudio or PipeWire
+ * playback stream, a Windows process, a macOS application; never Parley's own).
  */
 export type ShareSound = { 
 /**
