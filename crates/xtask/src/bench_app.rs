@@ -97,7 +97,7 @@ impl Program {
     }
 }
 
-pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
+pub fn app(out: PathBuf, soak_minutes: f64, perf: bool) -> Result<()> {
     let root = crate::workspace_root();
     crate::app::build_ui(&root.join("ui"), &|line| println!("{line}"))?;
     crate::cargo(&["build", "--release", "--package", "parley-app", "--package", "parley-empty-app"])
@@ -139,7 +139,8 @@ pub fn app(out: PathBuf, soak_minutes: f64) -> Result<()> {
         desktop.idle_memory(binary(Program::Parley), &[("PARLEY_WEBKIT_CACHE_MODEL", "web-browser")])?;
 
     println!("bench app: in a call with {SPEAKERS} speakers…");
-    let call = desktop.call(&bench, binary(Program::Parley), soak_minutes)?;
+    let profile_to = perf.then(|| out.with_extension("perf.txt"));
+    let call = desktop.call(&bench, binary(Program::Parley), soak_minutes, profile_to.as_deref())?;
 
     println!("bench app: a browser tab (livekit-client in Chromium) in the same kind of call…");
     let tab_cpu_percent = desktop.browser_tab(&bench)?;
@@ -475,7 +476,8 @@ impl Desktop {
     }
 
     /// The app in a call with [`SPEAKERS`] tone speakers: memory, CPU, and the soak's samples.
-    fn call(&self, bench: &Bench, binary: &Path, soak_minutes: f64) -> Result<Call> {
+    /// `profile_to`: where to write `perf`'s view of the call (not written without it).
+    fn call(&self, bench: &Bench, binary: &Path, soak_minutes: f64, profile_to: Option<&Path>) -> Result<Call> {
         let soak = Duration::from_secs_f64(soak_minutes.max(0.0) * 60.0);
         let lifetime = 90.0 + 2.0 * (SETTLE.as_secs_f64() + CPU_WINDOW.as_secs_f64()) + soak.as_secs_f64();
         let mut crowd = bench.crowd(ROOM, SPEAKERS, lifetime)?;
@@ -497,6 +499,13 @@ impl Desktop {
             let pid = running.child.id();
             let cpu_percent = cpu_over_window(pid, CPU_WINDOW);
             let memory = TreeMemory::read(pid)?;
+            if let Some(path) = profile_to {
+                println!("bench app: sampling the app's processes with perf for {} s…", CPU_WINDOW.as_secs());
+                let profile = crate::bench_proc::profile(pid, CPU_WINDOW, &self.dir.path().join("app.perf.data"))?;
+                println!("{profile}");
+                std::fs::write(path, &profile).with_context(|| format!("writing {}", path.display()))?;
+                println!("bench app: wrote {}", path.display());
+            }
 
             println!("bench app: watching a 1080p30 screen share in the call…");
             let screen = Xvfb::start_sized(1920, 1080).context("starting the sharer's display")?;

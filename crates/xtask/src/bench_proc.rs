@@ -1,12 +1,12 @@
 //! The processes of an app's tree, for `bench app`: listing them from `/proc`, their names,
-//! CPU over a window, RSS and PSS, and signalling them.
+//! CPU over a window, RSS and PSS, where their time goes (`perf`), and signalling them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::bench::clock_ticks_per_second;
@@ -163,4 +163,38 @@ impl TreeMemory {
             })).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Samples every process of `root`'s tree with `perf record` (499 Hz) for `window`, and returns
+/// `perf report`'s share of the samples by thread and library, then by thread and function
+/// (rows under 1 % left out).
+pub fn profile(root: u32, window: Duration, data: &Path) -> Result<String> {
+    let pids: Vec<String> = process_tree(root).iter().map(u32::to_string).collect();
+    let recorded = Command::new("perf")
+        .args(["record", "-F", "499", "-o"])
+        .arg(data)
+        .args(["-p", &pids.join(","), "--", "sleep", &window.as_secs().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("perf (Debian's linux-perf; `cargo xtask setup` installs it)")?;
+    if !recorded.success() {
+        bail!("perf record failed ({recorded}); kernel.perf_event_paranoid may forbid it");
+    }
+    let mut text = String::new();
+    for sort in ["comm,dso", "comm,sym"] {
+        let report = Command::new("perf")
+            .args(["report", "--stdio", "--no-children", "--percent-limit", "1", "--sort", sort, "-i"])
+            .arg(data)
+            .output()
+            .context("perf report")?;
+        text.push_str(&format!("perf: share of the samples by {sort}\n"));
+        for line in String::from_utf8_lossy(&report.stdout).lines() {
+            if !line.trim().is_empty() && !line.starts_with('#') {
+                text.push_str(line.trim_end());
+                text.push('\n');
+            }
+        }
+    }
+    Ok(text)
 }

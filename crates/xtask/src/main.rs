@@ -75,6 +75,10 @@ enum Task {
         /// target is 10 minutes in a call).
         #[arg(long)]
         soak_minutes: Option<f64>,
+        /// `app`: also sample the app's process tree with `perf` in the 10-speaker call and print
+        /// where its time goes, by thread and library, then by function.
+        #[arg(long)]
+        perf: bool,
     },
     /// Build the desktop app: the UI (npm), then the Tauri shell that embeds it.
     App {
@@ -126,13 +130,13 @@ fn run(cli: Cli) -> Result<()> {
             setup::run(false)?;
             test(&cargo_args)
         }
-        Task::Bench { suite, out, soak_minutes } => {
+        Task::Bench { suite, out, soak_minutes, perf } => {
             setup::run(false)?;
             let out = out.unwrap_or_else(|| workspace_root().join(format!("bench-results/{suite}.json")));
             match suite.as_str() {
                 "engine" => bench::engine(out),
                 "audio" => bench_audio::audio(out, soak_minutes.unwrap_or(10.0)),
-                "app" => bench_app::app(out, soak_minutes.unwrap_or(0.0)),
+                "app" => bench_app::app(out, soak_minutes.unwrap_or(0.0), perf),
                 "share" => bench_share::share(out),
                 other => bail!("unknown benchmark suite {other:?}; available: engine, audio, app, share"),
             }

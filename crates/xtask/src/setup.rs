@@ -154,6 +154,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("pipewire-bin", "pw-dump, which checks that the private PipeWire daemon is up"),
     ("wireplumber", "the session manager that links the share's stream to its source"),
     ("chromium", "the browser peer (livekit-client) of the interop tests and the latency bench"),
+    ("linux-perf", "`bench app --perf` samples where the app's time goes"),
 ];
 
 fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {
