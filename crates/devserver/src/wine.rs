@@ -2,15 +2,24 @@
 //! unit tests (`cargo xtask test`) and `parley.exe` in a real call (the CLI suite).
 //!
 //! [`WinePrefix::create`] initialises a prefix in a directory of the caller's and installs the
-//! stand-in `bcryptprimitives.dll` that Wine 8 lacks (built here from `wine/*.c` with mingw; see
-//! the comment there). Programs started through [`WinePrefix::command`] see only that prefix,
-//! print no Wine debug chatter, and load the stand-in.
+//! stand-in DLLs that Wine 8 lacks, `bcryptprimitives.dll` and `coremessaging.dll` (built here
+//! from `wine/*.c` with mingw; see the comments there). Programs started through
+//! [`WinePrefix::command`] see only that prefix, print no Wine debug chatter, and load the
+//! stand-ins.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const STUB_SOURCE: &str = include_str!("../wine/bcryptprimitives.c");
-const STUB_EXPORTS: &str = include_str!("../wine/bcryptprimitives.def");
+/// The stand-in DLLs: name, C source, exports, and the libraries they link.
+const STUBS: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "bcryptprimitives",
+        include_str!("../wine/bcryptprimitives.c"),
+        include_str!("../wine/bcryptprimitives.def"),
+        &["-ladvapi32"],
+    ),
+    ("coremessaging", include_str!("../wine/coremessaging.c"), include_str!("../wine/coremessaging.def"), &[]),
+];
 
 /// The mingw C compiler for 64-bit Windows (Debian's `gcc-mingw-w64-x86-64`).
 pub const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
@@ -26,14 +35,14 @@ pub enum WineError {
     Io(#[from] std::io::Error),
 }
 
-/// A Wine prefix of our own, with the stand-in DLL installed.
+/// A Wine prefix of our own, with the stand-in DLLs installed.
 #[derive(Debug, Clone)]
 pub struct WinePrefix {
     dir: PathBuf,
 }
 
 impl WinePrefix {
-    /// Initialises (or reuses) the prefix at `dir` and installs the stand-in DLL into it.
+    /// Initialises (or reuses) the prefix at `dir` and installs the stand-in DLLs into it.
     pub fn create(dir: &Path) -> Result<WinePrefix, WineError> {
         std::fs::create_dir_all(dir)?;
         let prefix = WinePrefix { dir: dir.to_path_buf() };
@@ -44,21 +53,24 @@ impl WinePrefix {
             run(prefix.command("wineboot").arg("--init"), "wineboot --init")?;
             run(prefix.command("wineserver").arg("--wait"), "wineserver --wait")?;
         }
-        let stub = system32.join("bcryptprimitives.dll");
-        if !stub.is_file() {
+        for (name, source_text, exports_text, libraries) in STUBS {
+            let stub = system32.join(format!("{name}.dll"));
+            if stub.is_file() {
+                continue;
+            }
             let build = tempfile::tempdir()?;
             let (source, exports) = (build.path().join("stub.c"), build.path().join("stub.def"));
-            std::fs::write(&source, STUB_SOURCE)?;
-            std::fs::write(&exports, STUB_EXPORTS)?;
-            let built = build.path().join("bcryptprimitives.dll");
+            std::fs::write(&source, source_text)?;
+            std::fs::write(&exports, exports_text)?;
+            let built = build.path().join(format!("{name}.dll"));
             run(
                 Command::new(MINGW_GCC)
                     .args(["-shared", "-O2", "-o"])
                     .arg(&built)
                     .arg(&source)
                     .arg(&exports)
-                    .arg("-ladvapi32"),
-                "building the stand-in bcryptprimitives.dll",
+                    .args(*libraries),
+                &format!("building the stand-in {name}.dll"),
             )?;
             std::fs::copy(&built, &stub)?;
         }
@@ -74,8 +86,8 @@ impl WinePrefix {
         vec![
             ("WINEPREFIX".into(), self.dir.display().to_string()),
             ("WINEDEBUG".into(), "-all".into()),
-            // Load our stand-in; no Mono or Gecko installer prompts for a prefix that needs neither.
-            ("WINEDLLOVERRIDES".into(), "bcryptprimitives=n;mscoree=;mshtml=".into()),
+            // Load our stand-ins; no Mono or Gecko installer prompts for a prefix that needs neither.
+            ("WINEDLLOVERRIDES".into(), "bcryptprimitives=n;coremessaging=n;mscoree=;mshtml=".into()),
         ]
     }
 
