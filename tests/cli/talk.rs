@@ -204,5 +204,10 @@ fn receive_statistics_show_the_jitter_buffer_and_a_clean_loopback_link() {
         assert!(report["concealed_percent"].as_f64().expect("concealment") < 5.0, "{report}");
         let queue = report["mixer_queue_ms"].as_f64().expect("our mixer took part");
         assert!((0.0..=40.0).contains(&queue), "our mixer queue stays within its 40 ms bound: {report}");
+        // A second is 100 mixes; a steady voice on loopback finds its queue short rarely if ever.
+        let short = report["mixer_underruns"].as_u64().expect("the mixer's underruns are counted");
+        assert!(short < 20, "alice's queue ran short in {short} of 100 mixes: {report}");
+        // A file is written on our own clock: no device to miss a callback.
+        assert_eq!(report["output_glitches"], 0, "{report}");
     }
 }
