@@ -13,6 +13,8 @@
 //! * macOS — `sck`: ScreenCaptureKit's audio of a filter that holds only that application
 //!   (macOS 13+, with the Screen Recording permission).
 
+use crate::resample::{MonoConverter, StreamResampler};
+
 #[cfg(target_os = "macos")]
 #[path = "app_sound/sck.rs"]
 mod platform;
@@ -148,15 +150,11 @@ pub fn record(
 
 /// Cuts interleaved float samples at any rate and channel count into 48 kHz mono 10 ms frames:
 /// for the platforms whose recordings hand over float blocks of their own size (Windows, macOS;
-/// Linux's sound server converts for us).
-/// Downmixes by averaging, converts the rate with [`crate::resample::StreamResampler`], and keeps
-/// the remainder for the next block.
+/// Linux's sound server converts for us). Converts with [`MonoConverter`] and keeps the
+/// remainder for the next block.
 #[cfg_attr(target_os = "linux", allow(dead_code, reason = "used by the Windows and macOS recordings"))]
 pub(crate) struct Framer {
-    channels: usize,
-    resampler: Option<crate::resample::StreamResampler>,
-    mono: Vec<f32>,
-    converted: Vec<f32>,
+    converter: MonoConverter,
     pending: Vec<i16>,
 }
 
@@ -167,33 +165,19 @@ impl Framer {
         let resampler = match rate {
             crate::SAMPLE_RATE => None,
             rate => Some(
-                crate::resample::StreamResampler::new(rate, crate::SAMPLE_RATE)
+                StreamResampler::new(rate, crate::SAMPLE_RATE)
                     .map_err(|error| AppSoundError::Server(format!("cannot convert {rate} Hz: {error}")))?,
             ),
         };
         Ok(Framer {
-            channels: usize::from(channels.max(1)),
-            resampler,
-            mono: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
-            converted: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+            converter: MonoConverter::new(channels, resampler),
             pending: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
         })
     }
 
     /// Adds interleaved samples; calls `on_frame` for each whole frame now available.
     pub(crate) fn push(&mut self, interleaved: &[f32], on_frame: &mut dyn FnMut(&[i16])) {
-        let channels = self.channels;
-        self.mono.clear();
-        self.mono.extend(interleaved.chunks_exact(channels).map(|group| group.iter().sum::<f32>() / channels as f32));
-        let to_i16 = |value: f32| (value.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
-        match &mut self.resampler {
-            Some(resampler) => {
-                self.converted.clear();
-                resampler.push(&self.mono, &mut self.converted);
-                self.pending.extend(self.converted.iter().copied().map(to_i16));
-            }
-            None => self.pending.extend(self.mono.iter().copied().map(to_i16)),
-        }
+        self.converter.push(interleaved, &mut self.pending);
         let whole = self.pending.len() / crate::FRAME_SAMPLES * crate::FRAME_SAMPLES;
         for frame in self.pending[..whole].chunks_exact(crate::FRAME_SAMPLES) {
             on_frame(frame);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
-use crate::resample::StreamResampler;
+use crate::resample::{MonoConverter, StreamResampler};
 
 /// The buffer size streams ask for, in frames: 5 ms at 48 kHz. Measured with `cargo xtask bench
 /// audio` (PulseAudio): 10 ms periods gave 105.6 ms mouth-to-ear (our device ends 27.5 ms of it),
@@ -483,11 +483,9 @@ fn current_id(direction: Direction, wanted: Option<&str>) -> Option<String> {
 pub struct DeviceInput {
     stream: CaptureStream,
     watch: Watch,
-    /// Present when the device does not run at 48 kHz.
-    resampler: Option<StreamResampler>,
+    /// From the device's channels and rate to 48 kHz mono.
+    converter: MonoConverter,
     scratch: Vec<f32>,
-    mono: Vec<f32>,
-    converted: Vec<f32>,
     pending: std::collections::VecDeque<i16>,
 }
 
@@ -495,14 +493,12 @@ impl DeviceInput {
     /// Opens the capture device (id or name; `None` = system default, followed if it changes).
     pub fn open(device: Option<&str>) -> Result<DeviceInput, DeviceError> {
         let stream = CaptureStream::open(device)?;
-        let resampler = resampler_for(&stream.info, Direction::Input)?;
+        let converter = MonoConverter::new(stream.info.channels, resampler_for(&stream.info, Direction::Input)?);
         Ok(DeviceInput {
             stream,
             watch: Watch::new(device, Direction::Input),
-            resampler,
+            converter,
             scratch: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
-            mono: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
-            converted: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
             pending: std::collections::VecDeque::with_capacity(crate::FRAME_SAMPLES * 8),
         })
     }
@@ -538,25 +534,14 @@ impl DeviceInput {
             if let Some(stream) = reopened
                 && let Ok(resampler) = resampler_for(&stream.info, Direction::Input)
             {
+                self.converter = MonoConverter::new(stream.info.channels, resampler);
                 self.stream = stream;
-                self.resampler = resampler;
                 self.pending.clear();
             }
         }
         self.scratch.clear();
         self.stream.pop_into(&mut self.scratch);
-        let channels = self.stream.info.channels.max(1) as usize;
-        self.mono.clear();
-        self.mono.extend(self.scratch.chunks_exact(channels).map(|group| group.iter().sum::<f32>() / channels as f32));
-        let to_i16 = |value: f32| (value.clamp(-1.0, 1.0) * i16::MAX as f32).round() as i16;
-        match &mut self.resampler {
-            Some(resampler) => {
-                self.converted.clear();
-                resampler.push(&self.mono, &mut self.converted);
-                self.pending.extend(self.converted.iter().copied().map(to_i16));
-            }
-            None => self.pending.extend(self.mono.iter().copied().map(to_i16)),
-        }
+        self.converter.push(&self.scratch, &mut self.pending);
     }
 }
 

@@ -56,6 +56,45 @@ impl StreamResampler {
     }
 }
 
+/// Turns interleaved float samples of any channel count, at the rate its resampler converts
+/// from (or 48 kHz without one), into 48 kHz mono i16: downmixed by averaging, converted, and
+/// clamped. What a capture device and an application's recording both need.
+pub struct MonoConverter {
+    channels: usize,
+    resampler: Option<StreamResampler>,
+    mono: Vec<f32>,
+    converted: Vec<f32>,
+}
+
+impl MonoConverter {
+    /// `resampler` converts the source's rate to 48 kHz; `None` when the source runs at 48 kHz.
+    pub fn new(channels: u16, resampler: Option<StreamResampler>) -> MonoConverter {
+        MonoConverter {
+            channels: usize::from(channels.max(1)),
+            resampler,
+            mono: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+            converted: Vec::with_capacity(crate::FRAME_SAMPLES * 8),
+        }
+    }
+
+    /// Converts `interleaved`, appending what is ready to `out` (a resampler keeps a partial
+    /// chunk for the next call). Worker thread: it reuses its buffers.
+    pub fn push(&mut self, interleaved: &[f32], out: &mut impl Extend<i16>) {
+        let channels = self.channels;
+        self.mono.clear();
+        self.mono.extend(interleaved.chunks_exact(channels).map(|group| group.iter().sum::<f32>() / channels as f32));
+        let to_i16 = |value: f32| (value.clamp(-1.0, 1.0) * f32::from(i16::MAX)).round() as i16;
+        match &mut self.resampler {
+            Some(resampler) => {
+                self.converted.clear();
+                resampler.push(&self.mono, &mut self.converted);
+                out.extend(self.converted.iter().copied().map(to_i16));
+            }
+            None => out.extend(self.mono.iter().copied().map(to_i16)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
