@@ -501,13 +501,7 @@ impl Desktop {
             let memory = TreeMemory::read(pid)?;
             if let Some(path) = profile_to {
                 println!("bench app: sampling the app's processes with perf for {} s…", CPU_WINDOW.as_secs());
-                let profile = crate::bench_proc::profile(pid, CPU_WINDOW, &self.dir.path().join("app.perf.data"))?;
-                println!("{profile}");
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-                }
-                std::fs::write(path, &profile).with_context(|| format!("writing {}", path.display()))?;
-                println!("bench app: wrote {}", path.display());
+                crate::bench_proc::profile_into(pid, CPU_WINDOW, &self.dir.path().join("app.perf.data"), path)?;
             }
 
             println!("bench app: watching a 1080p30 screen share in the call…");

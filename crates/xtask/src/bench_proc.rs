@@ -210,3 +210,15 @@ pub fn profile(root: u32, window: Duration, data: &Path) -> Result<String> {
     }
     Ok(text)
 }
+
+/// [`profile`], printed and written to `path` (its folder made if missing).
+pub fn profile_into(root: u32, window: Duration, data: &Path, path: &Path) -> Result<()> {
+    let text = profile(root, window, data)?;
+    println!("{text}");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    println!("bench app: wrote {}", path.display());
+    Ok(())
+}
