@@ -26,6 +26,11 @@ pub fn cpu_over_window(root: u32, window: Duration) -> BTreeMap<String, f64> {
     cpu_percent
 }
 
+/// The CPU time `root`'s tree has used so far, in seconds (processes that exited drop out).
+pub fn cpu_seconds(root: u32) -> f64 {
+    tree_ticks(root).values().map(|(_, ticks)| *ticks as f64).sum::<f64>() / clock_ticks_per_second()
+}
+
 /// Sends `signal` to `target` (a pid, or `-pgid` for a group). `kill` fails for a process that
 /// exited since it was listed — the outcome wanted — so only failing to run `kill` is reported.
 pub fn signal(signal: &str, target: &str) {
