@@ -1,4 +1,6 @@
-//! Sound devices through cpal: listing, choosing, and opening capture and playback streams.
+//! Sound devices: listing and choosing them through cpal, and opening capture and playback
+//! streams — through `libpulse` on a PulseAudio (or PipeWire-Pulse) server ([`pulse`]: cpal's
+//! own PulseAudio client costs far more CPU at small periods), through cpal elsewhere.
 //!
 //! Streams ask for an explicit small buffer ([`REQUESTED_BUFFER_FRAMES`], 5 ms at 48 kHz;
 //! backends default to far more) and report what the device granted. The cpal callbacks only
@@ -13,6 +15,9 @@ use std::time::Duration;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 
 use crate::resample::{MonoConverter, StreamResampler};
+
+#[cfg(target_os = "linux")]
+mod pulse;
 
 /// The buffer size streams ask for, in frames: 5 ms at 48 kHz. Measured with `cargo xtask bench
 /// audio` (PulseAudio): 10 ms periods gave 105.6 ms mouth-to-ear (our device ends 27.5 ms of it),
@@ -185,7 +190,7 @@ pub struct StreamCounters {
 
 /// An open input stream; samples (interleaved f32) arrive in [`CaptureStream::pop_into`].
 pub struct CaptureStream {
-    _stream: cpal::Stream,
+    _stream: Backend,
     ring: rtrb::Consumer<f32>,
     pub info: StreamInfo,
     pub counters: Arc<StreamCounters>,
@@ -193,7 +198,7 @@ pub struct CaptureStream {
 
 /// An open output stream; samples (interleaved f32) are queued with [`PlaybackStream::push`].
 pub struct PlaybackStream {
-    _stream: cpal::Stream,
+    _stream: Backend,
     ring: rtrb::Producer<f32>,
     pub info: StreamInfo,
     pub counters: Arc<StreamCounters>,
@@ -230,32 +235,95 @@ fn ring_capacity(config: &cpal::StreamConfig) -> usize {
     (config.sample_rate as f32 * config.channels as f32 * RING_SECONDS) as usize
 }
 
-/// What every stream shares: finding the device (on a connection of its own — the PulseAudio
-/// client runs one stream per direction per connection), choosing the format, the counters and
-/// the error callback, starting it, and reporting what was granted. `build` makes the direction's
-/// stream with its real-time callback and returns it with the worker's end of the ring.
-fn open_stream<End>(
+/// What keeps an open stream running.
+enum Backend {
+    /// A cpal stream (Windows, macOS, Linux without a PulseAudio server).
+    Cpal { _stream: cpal::Stream },
+    /// A `libpulse` stream on its own thread (Linux with PulseAudio or PipeWire's server).
+    #[cfg(target_os = "linux")]
+    Pulse { _stream: pulse::PulseStream },
+}
+
+/// The end of a stream's ring that the device side takes.
+trait DeviceEnd {
+    #[cfg(target_os = "linux")]
+    fn into_pulse(self) -> pulse::End;
+}
+
+impl DeviceEnd for rtrb::Producer<f32> {
+    #[cfg(target_os = "linux")]
+    fn into_pulse(self) -> pulse::End {
+        pulse::End::Capture(self)
+    }
+}
+
+impl DeviceEnd for rtrb::Consumer<f32> {
+    #[cfg(target_os = "linux")]
+    fn into_pulse(self) -> pulse::End {
+        pulse::End::Playback(self)
+    }
+}
+
+/// What every stream shares: finding the device, choosing the format, the ring between the
+/// device's side and the worker's (`ring` splits it into the device's end and the worker's),
+/// the counters, starting it, and reporting what was granted. On a PulseAudio server the stream
+/// is `libpulse`'s ([`pulse`]); elsewhere `build` makes the cpal stream with its real-time
+/// callback, on a connection of its own (cpal's PulseAudio client runs one stream per
+/// direction per connection).
+fn open_stream<Give: DeviceEnd, Keep>(
     direction: Direction,
     device: Option<&str>,
+    ring: impl FnOnce(usize) -> (Give, Keep),
     build: impl FnOnce(
         &cpal::Device,
         cpal::StreamConfig,
+        Give,
         Arc<StreamCounters>,
         Box<dyn FnMut(cpal::Error) + Send>,
-    ) -> Result<(cpal::Stream, End), cpal::Error>,
-) -> Result<(cpal::Stream, End, StreamInfo, Arc<StreamCounters>), DeviceError> {
-    let chosen = find_device_on(&cpal::default_host(), direction, device)?;
+    ) -> Result<cpal::Stream, cpal::Error>,
+) -> Result<(Backend, Keep, StreamInfo, Arc<StreamCounters>), DeviceError> {
+    #[cfg(target_os = "linux")]
+    let on_pulse = host().id() == cpal::HostId::PulseAudio;
+    #[cfg(not(target_os = "linux"))]
+    let on_pulse = false;
+    let chosen = if on_pulse {
+        find_device_on(host(), direction, device)?
+    } else {
+        find_device_on(&cpal::default_host(), direction, device)?
+    };
     let name = describe(&chosen, direction, None).map_or_else(|| "?".to_string(), |info| info.name);
     let open_error =
         |reason: String| DeviceError::Open { direction: direction_word(direction), device: name.clone(), reason };
     let config = stream_config(&chosen, direction).map_err(open_error)?;
     let counters = Arc::new(StreamCounters::default());
+    let (give, keep) = ring(ring_capacity(&config));
+    #[cfg(target_os = "linux")]
+    if on_pulse {
+        let server_name = chosen.id().map_err(|error| open_error(error.to_string()))?.id().to_string();
+        let opened = pulse::open(pulse::Request {
+            device: server_name,
+            direction,
+            rate: config.sample_rate,
+            channels: config.channels,
+            frames: REQUESTED_BUFFER_FRAMES,
+            end: give.into_pulse(),
+            counters: Arc::clone(&counters),
+        })
+        .map_err(open_error)?;
+        let info = StreamInfo {
+            device: name.clone(),
+            sample_rate: config.sample_rate,
+            channels: config.channels,
+            buffer_frames: opened.buffer_frames,
+        };
+        return Ok((Backend::Pulse { _stream: opened }, keep, info, counters));
+    }
     let error_counters = Arc::clone(&counters);
     let on_error = Box::new(move |_error: cpal::Error| {
         error_counters.errors.fetch_add(1, Ordering::Relaxed);
     });
-    let (stream, end) =
-        build(&chosen, config, Arc::clone(&counters), on_error).map_err(|error| open_error(error.to_string()))?;
+    let stream =
+        build(&chosen, config, give, Arc::clone(&counters), on_error).map_err(|error| open_error(error.to_string()))?;
     stream.play().map_err(|error| open_error(error.to_string()))?;
     let info = StreamInfo {
         device: name.clone(),
@@ -263,7 +331,7 @@ fn open_stream<End>(
         channels: config.channels,
         buffer_frames: stream.buffer_size().ok(),
     };
-    Ok((stream, end, info, counters))
+    Ok((Backend::Cpal { _stream: stream }, keep, info, counters))
 }
 
 impl StreamCounters {
@@ -279,10 +347,12 @@ impl StreamCounters {
 impl CaptureStream {
     /// Opens `device` (id or name; `None` = system default) for capture and starts it.
     pub fn open(device: Option<&str>) -> Result<CaptureStream, DeviceError> {
-        let (stream, ring, info, counters) =
-            open_stream(Direction::Input, device, |chosen, config, counters, on_error| {
-                let (mut producer, consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
-                let stream = chosen.build_input_stream::<f32, _, _>(
+        let (stream, ring, info, counters) = open_stream(
+            Direction::Input,
+            device,
+            rtrb::RingBuffer::new,
+            |chosen, config, mut producer: rtrb::Producer<f32>, counters, on_error| {
+                chosen.build_input_stream::<f32, _, _>(
                     config,
                     // Real-time thread: ring pushes and atomic counters only.
                     move |data: &[f32], _info| {
@@ -291,9 +361,9 @@ impl CaptureStream {
                     },
                     on_error,
                     Some(Duration::from_secs(5)),
-                )?;
-                Ok((stream, consumer))
-            })?;
+                )
+            },
+        )?;
         Ok(CaptureStream { _stream: stream, ring, info, counters })
     }
 
@@ -314,10 +384,15 @@ impl CaptureStream {
 impl PlaybackStream {
     /// Opens `device` (id or name; `None` = system default) for playback and starts it.
     pub fn open(device: Option<&str>) -> Result<PlaybackStream, DeviceError> {
-        let (stream, ring, info, counters) =
-            open_stream(Direction::Output, device, |chosen, config, counters, on_error| {
-                let (producer, mut consumer) = rtrb::RingBuffer::new(ring_capacity(&config));
-                let stream = chosen.build_output_stream::<f32, _, _>(
+        let (stream, ring, info, counters) = open_stream(
+            Direction::Output,
+            device,
+            |capacity| {
+                let (producer, consumer) = rtrb::RingBuffer::new(capacity);
+                (consumer, producer)
+            },
+            |chosen, config, mut consumer: rtrb::Consumer<f32>, counters, on_error| {
+                chosen.build_output_stream::<f32, _, _>(
                     config,
                     // Real-time thread: ring pops and atomic counters only; the slice arrives silent.
                     move |data: &mut [f32], _info| {
@@ -332,9 +407,9 @@ impl PlaybackStream {
                     },
                     on_error,
                     Some(Duration::from_secs(5)),
-                )?;
-                Ok((stream, producer))
-            })?;
+                )
+            },
+        )?;
         Ok(PlaybackStream { _stream: stream, ring, info, counters })
     }
 

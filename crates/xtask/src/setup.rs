@@ -130,6 +130,7 @@ fn sha256_file(path: &Path) -> Result<String> {
 /// only when one is missing.
 const APT_PACKAGES: &[(&str, &str)] = &[
     ("libasound2-dev", "cpal's ALSA backend links libasound when the workspace builds"),
+    ("libpulse-dev", "the sound device streams link libpulse, the system's PulseAudio client"),
     ("pkg-config", "finds libasound for that build"),
     ("pulseaudio", "the sound server the audio tests run with null sinks"),
     ("pulseaudio-utils", "pactl/parec/paplay, used by the audio tests"),
@@ -159,7 +160,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 
 fn install_system_packages(say: &dyn Fn(String)) -> Result<()> {
     if !cfg!(target_os = "linux") || !Path::new("/usr/bin/dpkg-query").exists() {
-        say("setup: not a Debian-family system; install libasound2-dev and PulseAudio by hand".into());
+        say("setup: not a Debian-family system; install libasound2-dev, libpulse-dev and PulseAudio by hand".into());
         return Ok(());
     }
     let missing: Vec<&str> = APT_PACKAGES
