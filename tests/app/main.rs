@@ -267,8 +267,15 @@ fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_wit
     let picture = wait_for_picture(&rig.session, PEER, ARRIVES);
     assert!(!picture.fills_window, "the viewer opens in the room view: {picture:?}");
     std::thread::sleep(Duration::from_secs(5));
-    let small = wait_for_picture(&rig.session, PEER, ARRIVES);
-    let watched_small = received_kbps(&rig.session);
+    let in_room = wait_for_picture(&rig.session, PEER, ARRIVES);
+    let watched_in_room = received_kbps(&rig.session);
+    // The room view's viewer is for watching: the full layer (a share's smaller layer is sent
+    // at 3 frames a second, for thumbnails).
+    assert_eq!(
+        (in_room.natural_width, in_room.natural_height),
+        (pattern::WIDTH, pattern::HEIGHT),
+        "the room view should show the full layer: {in_room:?}"
+    );
 
     click_viewer_button(&rig.session, PEER, "share-expand");
     std::thread::sleep(Duration::from_secs(5));
@@ -300,6 +307,25 @@ fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_wit
     let bars =
         bars_on_screen(&rig.session.screenshot().unwrap_or_else(|error| panic!("a screenshot: {error}")), &alone);
     assert_bars(&format!("the pop-out ({})", popout_shot.display()), &bars);
+    // Adaptive stream: shrunk to a thumbnail, the pop-out takes the smaller layer.
+    let shrunk = Command::new("xdotool")
+        .args(["search", "--name", "screen — Parley", "windowsize", "%@", "320", "200"])
+        .envs(rig.display.env())
+        .status()
+        .expect("running xdotool");
+    assert!(shrunk.success(), "xdotool should find and resize the pop-out");
+    let deadline = Instant::now() + ARRIVES;
+    let thumbnail = loop {
+        let picture = wait_for_picture(&rig.session, PEER, ARRIVES);
+        if picture.natural_width < pattern::WIDTH || Instant::now() > deadline {
+            break picture;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        thumbnail.natural_width < pattern::WIDTH && thumbnail.width <= 320.0,
+        "a thumbnail-sized viewer should take the smaller layer: {thumbnail:?}"
+    );
     // Its ✕ stops watching, which closes the window too.
     click_viewer_button(&rig.session, PEER, "share-close");
     let deadline = Instant::now() + ENDS;
@@ -316,24 +342,18 @@ fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_wit
     std::thread::sleep(Duration::from_secs(5));
     let unwatched = received_kbps(&rig.session);
     eprintln!(
-        "app received: {declined} kbit/s before watching, {watched_small} in the room view ({}x{} first, then {}x{}), \
-         {watched} full screen ({}x{}), {unwatched} after closing",
+        "app received: {declined} kbit/s before watching, {watched_in_room} in the room view ({}x{} first, then {}x{}), \
+         {watched} full screen ({}x{}), a {}x{} picture in the thumbnail-sized pop-out, {unwatched} after closing",
         picture.natural_width,
         picture.natural_height,
-        small.natural_width,
-        small.natural_height,
+        in_room.natural_width,
+        in_room.natural_height,
         full.natural_width,
-        full.natural_height
+        full.natural_height,
+        thumbnail.natural_width,
+        thumbnail.natural_height,
     );
-    // Adaptive stream: the room view's viewer gets a smaller layer than a full-screen one.
-    assert!(
-        small.natural_width < full.natural_width && full.natural_width == pattern::WIDTH,
-        "the layer should fit the viewer: {}x{} in the room view, {}x{} full screen",
-        small.natural_width,
-        small.natural_height,
-        full.natural_width,
-        full.natural_height
-    );
+    assert_eq!(full.natural_width, pattern::WIDTH, "full screen shows the full layer: {full:?}");
     let video = watched - declined;
     // A mostly still pattern is cheap: 118–283 kbit/s full screen in runs so far.
     assert!(video >= 50.0, "the share should arrive while watched: {declined} kbit/s before, {watched} while watching");

@@ -187,11 +187,12 @@ pub fn wait_for_picture(session: &Session, identity: &str, timeout: Duration) ->
                   const img = viewer?.querySelector('[data-testid=share-picture]'); \
                   if (!img || !img.complete || img.naturalWidth === 0) return null; \
                   const box = img.getBoundingClientRect(); \
+                  const size = viewer.querySelector('[data-testid=share-size]')?.textContent?.split('×').map(Number); \
                   const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight); \
                   const width = img.naturalWidth * scale, height = img.naturalHeight * scale; \
                   const outer = viewer.getBoundingClientRect(); \
                   return { left: box.left + (box.width - width) / 2, top: box.top + (box.height - height) / 2, \
-                           width, height, naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight, \
+                           width, height, naturalWidth: size?.[0] ?? img.naturalWidth, naturalHeight: size?.[1] ?? img.naturalHeight, \
                            fills: Math.abs(outer.width - window.innerWidth) < 2 && Math.abs(outer.height - window.innerHeight) < 2 };";
     let value = session
         .wait_for(script, vec![json!(identity)], timeout)

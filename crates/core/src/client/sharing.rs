@@ -252,8 +252,9 @@ impl Client {
     }
 
     /// The viewer of `identity`'s share is `width`×`height` device pixels: receive the layer
-    /// that fits.
+    /// that fits, and hand it pictures no larger than that.
     pub async fn fit_share(&self, identity: &str, width: u32, height: u32) -> Result<(), ClientError> {
+        self.inner.frames.fit(identity, width, height);
         self.send(CallCommand::Fit { identity: identity.to_string(), width, height }).await
     }
 }

@@ -26,6 +26,18 @@ use super::event::{MediaKind, SessionEvent, StampedEvent, emit};
 const POOL_FRAMES: usize = 3;
 /// How often [`SessionEvent::WatchStats`] reports.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// The widest (and tallest) viewer that may take a share's smaller layer, in pixels. LiveKit's
+/// SDKs (ours, the browser's, Python's) publish a screen share's second layer at half its size
+/// and 3 frames a second — a preview's rate. Fitting any viewer smaller than the share to that
+/// layer gave the room view's viewer of a 1080p share 3 fps (`cargo xtask bench app`), so a
+/// viewer larger than this is for watching and asks for the full layer; a thumbnail-sized one
+/// takes the layer that fits it.
+const PREVIEW_MAX: (u32, u32) = (480, 270);
+
+/// Whether a viewer of `width` × `height` pixels is a preview (see [`PREVIEW_MAX`]).
+fn is_preview(width: u32, height: u32) -> bool {
+    width <= PREVIEW_MAX.0 && height <= PREVIEW_MAX.1
+}
 
 /// Where watched pictures go. Called on the `parley-watch` thread, one picture at a time.
 pub trait VideoSink: Send + 'static {
@@ -380,12 +392,34 @@ impl Viewing {
             ViewCommand::Fit { identity, width, height } => {
                 let sids: Vec<String> =
                     self.shares_of(&identity).filter(|sid| self.streams.contains_key(sid)).collect();
+                let preview = is_preview(width, height);
+                tracing::debug!(%identity, width, height, preview, "fitting a watched share to its viewer");
                 for sid in sids {
-                    if let Err(error) = self.subscriptions.set_video_dimensions(&identity, &sid, width, height) {
+                    let asked = if preview {
+                        self.subscriptions.set_video_dimensions(&identity, &sid, width, height)
+                    } else {
+                        self.subscriptions.set_video_quality(&identity, &sid, ffi::VideoQuality::High)
+                    };
+                    if let Err(error) = asked {
                         tracing::debug!(%error, %identity, "could not ask for a layer to fit the viewer");
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_preview;
+
+    #[test]
+    fn only_a_thumbnail_sized_viewer_takes_a_shares_preview_layer() {
+        assert!(is_preview(320, 180));
+        assert!(is_preview(480, 270));
+        // The room view's viewer and anything larger watch the full layer.
+        assert!(!is_preview(481, 270));
+        assert!(!is_preview(480, 271));
+        assert!(!is_preview(960, 540));
     }
 }
