@@ -37,8 +37,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -50,7 +49,7 @@ use parley_devserver::{DevServer, DevServerConfig};
 use serde_json::json;
 
 use crate::bench::{Bench, percentile, print_table, write_report};
-use crate::bench_proc::{TreeMemory, alive, cpu_over_window, process_tree, signal};
+use crate::bench_proc::{Running, TreeMemory, cpu_over_window};
 
 /// Lets the app's join links join without a click (see `links.rs` in the app).
 const LINKS_JOIN: &str = "PARLEY_LINKS_JOIN";
@@ -719,85 +718,6 @@ struct Call {
     soak_pss_mb: Vec<f64>,
     /// The same samples per process name.
     soak_by_process: BTreeMap<String, Vec<f64>>,
-}
-
-/// A started app, its stderr lines arriving on `lines`. Stopped (with its whole tree) on drop.
-struct Running {
-    child: Child,
-    started: Instant,
-    lines: Receiver<(Instant, String)>,
-    log: Vec<String>,
-}
-
-impl Running {
-    /// Waits up to `timeout` for a line matching `matches`; returns when it arrived.
-    fn poll(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Result<Option<Instant>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(remaining) {
-                Ok((at, line)) => {
-                    let found = matches(&line);
-                    self.log.push(line);
-                    if found {
-                        return Ok(Some(at));
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return Ok(None),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().context("waiting for the app")?;
-                    bail!("the app exited ({status}); its log ends with:\n{}", self.log_tail());
-                }
-            }
-        }
-    }
-
-    fn wait_for(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Result<Instant> {
-        match self.poll(timeout, matches)? {
-            Some(at) => Ok(at),
-            None => bail!(
-                "the app did not log what was awaited within {} s; its log ends with:\n{}",
-                timeout.as_secs(),
-                self.log_tail()
-            ),
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        self.log[self.log.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Ends the app and every process it started (SIGTERM to its group, then SIGKILL to
-    /// whatever of its tree is left), and waits until they are gone.
-    fn stop(&mut self) {
-        if self.child.try_wait().is_ok_and(|status| status.is_some()) {
-            return;
-        }
-        let pid = self.child.id();
-        let tree = process_tree(pid);
-        signal("-TERM", &format!("-{pid}"));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && tree.iter().any(|process| alive(*process)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for process in tree.iter().filter(|process| alive(**process)) {
-            signal("-KILL", &process.to_string());
-        }
-        if let Err(error) = self.child.wait() {
-            eprintln!("bench app: warning: waiting for the app failed: {error}");
-        }
-        // Let the killed processes be reaped by their parents before the next launch.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline && tree.iter().any(|process| alive(*process)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! The processes of an app's tree, for `bench app`: listing them from `/proc`, their names,
-//! CPU over a window, RSS and PSS, where their time goes (`perf`), and signalling them.
+//! The processes of an app's tree, for `bench app`: a started app and its log ([`Running`]),
+//! listing its processes from `/proc`, their names, CPU over a window, RSS and PSS, where
+//! their time goes (`perf`), and signalling them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -226,4 +229,82 @@ pub fn profile_into(root: u32, window: Duration, data: &Path, path: &Path) -> Re
     std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     println!("bench app: wrote {}", path.display());
     Ok(())
+}
+/// A started app, its stderr lines arriving on `lines`. Stopped (with its whole tree) on drop.
+pub(crate) struct Running {
+    pub(crate) child: Child,
+    pub(crate) started: Instant,
+    pub(crate) lines: Receiver<(Instant, String)>,
+    pub(crate) log: Vec<String>,
+}
+
+impl Running {
+    /// Waits up to `timeout` for a line matching `matches`; returns when it arrived.
+    pub(crate) fn poll(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Result<Option<Instant>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(remaining) {
+                Ok((at, line)) => {
+                    let found = matches(&line);
+                    self.log.push(line);
+                    if found {
+                        return Ok(Some(at));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().context("waiting for the app")?;
+                    bail!("the app exited ({status}); its log ends with:\n{}", self.log_tail());
+                }
+            }
+        }
+    }
+
+    pub(crate) fn wait_for(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> Result<Instant> {
+        match self.poll(timeout, matches)? {
+            Some(at) => Ok(at),
+            None => bail!(
+                "the app did not log what was awaited within {} s; its log ends with:\n{}",
+                timeout.as_secs(),
+                self.log_tail()
+            ),
+        }
+    }
+
+    pub(crate) fn log_tail(&self) -> String {
+        self.log[self.log.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Ends the app and every process it started (SIGTERM to its group, then SIGKILL to
+    /// whatever of its tree is left), and waits until they are gone.
+    pub(crate) fn stop(&mut self) {
+        if self.child.try_wait().is_ok_and(|status| status.is_some()) {
+            return;
+        }
+        let pid = self.child.id();
+        let tree = process_tree(pid);
+        signal("-TERM", &format!("-{pid}"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && tree.iter().any(|process| alive(*process)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for process in tree.iter().filter(|process| alive(**process)) {
+            signal("-KILL", &process.to_string());
+        }
+        if let Err(error) = self.child.wait() {
+            eprintln!("bench app: warning: waiting for the app failed: {error}");
+        }
+        // Let the killed processes be reaped by their parents before the next launch.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && tree.iter().any(|process| alive(*process)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

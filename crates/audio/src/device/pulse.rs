@@ -155,27 +155,24 @@ fn connect(
     context
         .connect(None, ContextFlags::NOAUTOSPAWN, None)
         .map_err(|error| format!("cannot reach the sound server: {error}"))?;
-    loop {
-        match context.get_state() {
-            ContextState::Ready => break,
-            ContextState::Failed | ContextState::Terminated => {
-                return Err(format!("cannot reach the sound server: {}", context.errno()));
-            }
-            _ => {}
+    settle(&mut mainloop, stop, || match context.get_state() {
+        ContextState::Ready => Some(Ok(())),
+        ContextState::Failed | ContextState::Terminated => {
+            Some(Err(format!("cannot reach the sound server: {}", context.errno())))
         }
-        wait(&mut mainloop, stop)?;
-    }
+        _ => None,
+    })?;
     let channel_count = u8::try_from(channels).map_err(|_| format!("{channels} channels are too many"))?;
     let spec = Spec { format: Format::FLOAT32NE, rate, channels: channel_count };
     if !spec.is_valid() {
         return Err(format!("the sound server cannot take {rate} Hz with {channels} channels"));
     }
-    let (stream_name, period) = match direction {
-        Direction::Input => ("Parley microphone", frames),
-        Direction::Output => ("Parley voices", frames),
+    let stream_name = match direction {
+        Direction::Input => "Parley microphone",
+        Direction::Output => "Parley voices",
     };
     let mut stream = Stream::new(&mut context, stream_name, &spec, None).ok_or("cannot create a stream")?;
-    let bytes = period * u32::from(channels) * BYTES_PER_SAMPLE as u32;
+    let bytes = frames * u32::from(channels) * BYTES_PER_SAMPLE as u32;
     // As cpal's host asked: capture in fragments of one period; playback double-buffered (a
     // target of two periods, a request per period). `ADJUST_LATENCY` makes the server set the
     // device's own latency from these.
@@ -203,19 +200,15 @@ fn connect(
         }
     };
     connected.map_err(|error| format!("the sound server refused the stream: {error}"))?;
-    loop {
-        match stream.get_state() {
-            StreamState::Ready => break,
-            StreamState::Failed | StreamState::Terminated => {
-                return Err(format!("the sound server refused the stream: {}", context.errno()));
-            }
-            _ => {}
+    settle(&mut mainloop, stop, || match stream.get_state() {
+        StreamState::Ready => Some(Ok(())),
+        StreamState::Failed | StreamState::Terminated => {
+            Some(Err(format!("the sound server refused the stream: {}", context.errno())))
         }
-        wait(&mut mainloop, stop)?;
-    }
-    // Started corked, then uncorked once ready (as cpal's host does): a monitor source whose
-    // sink sleeps in long blocks (an idle null sink: 2 s) otherwise sends its first audio only
-    // when that block ends, and uncorking makes the server re-plan at once.
+        _ => None,
+    })?;
+    // Started corked and uncorked once ready, as cpal's host does (the server then applies the
+    // stream's state and latency in one step).
     drop(stream.uncork(None));
     Ok((mainloop, context, stream))
 }
@@ -232,6 +225,20 @@ fn first_audio(mainloop: &mut Mainloop, stream: &Stream, stop: &AtomicBool) -> b
         }
     }
     true
+}
+
+/// Turns the loop until `state` says the object is ready (`Some(Ok)`) or failed (`Some(Err)`).
+fn settle(
+    mainloop: &mut Mainloop,
+    stop: &AtomicBool,
+    mut state: impl FnMut() -> Option<Result<(), String>>,
+) -> Result<(), String> {
+    loop {
+        if let Some(outcome) = state() {
+            return outcome;
+        }
+        wait(mainloop, stop)?;
+    }
 }
 
 /// One turn of the loop while opening; gives up when the opener did.
