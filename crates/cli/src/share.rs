@@ -98,7 +98,7 @@ impl PngSaver {
         // Saving keeps up with the stream better than it compresses.
         encoder.set_compression(png::Compression::Fast);
         let mut writer = encoder.write_header().map_err(|error| format!("{}: {error}", path.display()))?;
-        writer.write_image_data(&frame.rgba).map_err(|error| format!("{}: {error}", path.display()))?;
+        writer.write_image_data(&frame.data).map_err(|error| format!("{}: {error}", path.display()))?;
         writer.finish().map_err(|error| format!("{}: {error}", path.display()))
     }
 }

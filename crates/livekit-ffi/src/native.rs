@@ -164,23 +164,34 @@ pub(crate) fn copy_samples(ptr: u64, len: usize, out: &mut Vec<i16>) {
 /// Callers must hold the owning handle until this returns.
 pub(crate) fn copy_bytes(ptr: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    copy_bytes_into(ptr, len, &mut out);
+    append_rows(ptr, len, len, 1, &mut out);
     out
 }
 
-/// Copies `len` bytes that the library owns at `ptr` into `out` (replacing its contents, and
-/// reusing its allocation when it is large enough): a received video frame's pixels.
+/// Appends `rows` rows of `row` bytes each to `out`, packed, from the library's memory at `ptr`
+/// where they lie `stride` bytes apart (`stride >= row`): a plane of a received video frame.
+/// Nothing is read for a null `ptr` or an empty plane.
 ///
-/// Callers must hold the owning handle (an `OwnedVideoBuffer`) until this returns.
-pub(crate) fn copy_bytes_into(ptr: u64, len: usize, out: &mut Vec<u8>) {
-    out.clear();
-    if ptr == 0 || len == 0 {
+/// Callers must hold the owning handle until this returns, and the library must own at least
+/// `stride × (rows − 1) + row` bytes at `ptr` (the callers check this against the sizes the
+/// library reported).
+pub(crate) fn append_rows(ptr: u64, stride: usize, row: usize, rows: usize, out: &mut Vec<u8>) {
+    if ptr == 0 || row == 0 || rows == 0 || stride < row {
         return;
     }
-    // SAFETY: the library allocated `len` bytes at `ptr` (for a video buffer: its stride ×
-    // height) and keeps them alive while the owning handle (held by the caller) is not dropped.
+    let len = stride * (rows - 1) + row;
+    // SAFETY: the library allocated at least `len` bytes at `ptr` (a video buffer's plane: its
+    // stride × rows, checked by the caller) and keeps them alive while the owning handle (held
+    // by the caller) is not dropped.
     let bytes = unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len) };
-    out.extend_from_slice(bytes);
+    out.reserve(row * rows);
+    if stride == row {
+        out.extend_from_slice(bytes);
+    } else {
+        for line in bytes.chunks(stride) {
+            out.extend_from_slice(&line[..row]);
+        }
+    }
 }
 
 /// Resolves one symbol as a plain function pointer.

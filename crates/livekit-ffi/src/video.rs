@@ -1,15 +1,16 @@
 //! Video in and out of the engine, for screen sharing: pictures we fill ([`VideoFrame`]), the
 //! source they enter through ([`VideoSource`]), the track we publish ([`LocalVideoTrack`],
-//! [`VideoPublishOptions`]), and remote pictures received as RGBA ([`VideoStream`]).
+//! [`VideoPublishOptions`]), and remote pictures received as RGBA or I420 ([`VideoStream`]).
 //!
 //! What is copied where:
 //! * [`VideoSource::capture`] is one synchronous request. The engine reads our buffer during
 //!   the call and converts it into its own I420 picture (libyuv; RGBA/BGRA are converted, I420
 //!   planes are copied), which the encoder then owns; our buffer is free again when the call
 //!   returns. We allocate nothing per frame beyond the request's few bytes of protobuf.
-//! * A received frame is converted to RGBA by the engine; [`VideoStream`] copies those pixels
-//!   once into the frame it hands out (into the caller's allocation with
-//!   [`VideoStream::next_frame_into`]) and releases the engine's buffer at once.
+//! * A received frame is decoded to I420 by the engine, and converted to RGBA when the stream
+//!   asked for RGBA; [`VideoStream`] copies those pixels once into the frame it hands out (into
+//!   the caller's allocation with [`VideoStream::next_frame_into`]) and releases the engine's
+//!   buffer at once. A reader that can take I420 saves the conversion and 5/8 of the copy.
 //! * Frames travel from the engine's event thread to a [`VideoStream`] through a small bounded
 //!   queue; a frame that finds it full is released and counted ([`VideoStream::dropped_frames`])
 //!   rather than waited for, so a slow viewer never holds the event thread (or audio) back.
@@ -30,10 +31,12 @@ use crate::track::{RemoteVideoTrack, TrackSource};
 /// Largest width or height accepted for a picture we send.
 const MAX_DIMENSION: u32 = 8192;
 
-/// How the pixels of a [`VideoFrame`] are laid out (tightly packed, no row padding).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the pixels of a [`VideoFrame`] or a [`ReceivedVideoFrame`] are laid out (tightly
+/// packed, no row padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PixelFormat {
     /// 4 bytes a pixel: red, green, blue, alpha.
+    #[default]
     Rgba,
     /// 4 bytes a pixel: blue, green, red, alpha (what X11 and most screen capture give).
     Bgra,
@@ -391,17 +394,35 @@ impl LocalParticipant {
     }
 }
 
-/// One received picture, RGBA, rows packed (`rgba.len() == width × height × 4`).
+/// One received picture, rows packed, in the format its stream asked for: RGBA
+/// (`data.len() == width × height × 4`) or I420 (the Y plane, then U, then V:
+/// [`PixelFormat::frame_len`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReceivedVideoFrame {
     pub width: u32,
     pub height: u32,
     /// When the engine received it, microseconds on its clock.
     pub timestamp_us: i64,
-    pub rgba: Vec<u8>,
+    pub format: PixelFormat,
+    pub data: Vec<u8>,
 }
 
-/// Decoded pictures of one remote video track, as RGBA. Dropping it closes the stream.
+impl ReceivedVideoFrame {
+    /// The Y, U and V planes of an I420 picture (U and V are ⌈width/2⌉ × ⌈height/2⌉); `None`
+    /// for another format or a buffer of the wrong length.
+    pub fn i420_planes(&self) -> Option<(&[u8], &[u8], &[u8])> {
+        if self.format != PixelFormat::I420 || self.data.len() != PixelFormat::I420.frame_len(self.width, self.height) {
+            return None;
+        }
+        let luma = self.width as usize * self.height as usize;
+        let chroma = (self.data.len() - luma) / 2;
+        let (y, rest) = self.data.split_at(luma);
+        let (u, v) = rest.split_at(chroma);
+        Some((y, u, v))
+    }
+}
+
+/// Decoded pictures of one remote video track, as RGBA or I420. Dropping it closes the stream.
 ///
 /// The stream ends ([`VideoStream::next_frame`] gives `None`) when the engine releases the
 /// track: after [`crate::RoomEvent::TrackUnsubscribed`] (the room then lets go of its own
@@ -409,6 +430,7 @@ pub struct ReceivedVideoFrame {
 /// does not end it while the caller still holds the track.
 pub struct VideoStream {
     handle: OwnedHandle,
+    format: PixelFormat,
     frames: mpsc::Receiver<proto::VideoFrameReceived>,
     dropped: Arc<AtomicU64>,
 }
@@ -417,19 +439,29 @@ impl VideoStream {
     /// Frames queued for the reader before newer ones are dropped.
     pub const DEFAULT_QUEUE_FRAMES: usize = 2;
 
-    /// Opens a stream on `track` with [`VideoStream::DEFAULT_QUEUE_FRAMES`]. Any thread.
+    /// Opens an RGBA stream on `track` with [`VideoStream::DEFAULT_QUEUE_FRAMES`]. Any thread.
     pub fn new(track: &RemoteVideoTrack) -> Result<VideoStream, Error> {
         VideoStream::with_queue(track, VideoStream::DEFAULT_QUEUE_FRAMES)
     }
 
-    /// Opens a stream on `track` that queues up to `queue_frames` (at least 1) pictures for the
-    /// reader; more arriving while it is full are dropped and counted. Any thread.
+    /// Opens an RGBA stream on `track` that queues up to `queue_frames` (at least 1) pictures
+    /// for the reader; more arriving while it is full are dropped and counted. Any thread.
     pub fn with_queue(track: &RemoteVideoTrack, queue_frames: usize) -> Result<VideoStream, Error> {
+        VideoStream::with_format(track, queue_frames, PixelFormat::Rgba)
+    }
+
+    /// Opens a stream on `track` whose pictures come as `format` (I420 skips the engine's
+    /// conversion to RGBA), queueing up to `queue_frames` (at least 1). Any thread.
+    pub fn with_format(
+        track: &RemoteVideoTrack,
+        queue_frames: usize,
+        format: PixelFormat,
+    ) -> Result<VideoStream, Error> {
         let engine = track.handle.engine();
         let response = engine.request(RequestMessage::NewVideoStream(proto::NewVideoStreamRequest {
             track_handle: track.handle.id(),
             r#type: proto::VideoStreamType::VideoStreamNative as i32,
-            format: Some(proto::VideoBufferType::Rgba as i32),
+            format: Some(format.to_proto() as i32),
             normalize_stride: Some(true),
             // The engine's own queue in front of ours: its default (1 picture, newest wins).
             queue_size_frames: None,
@@ -441,7 +473,7 @@ impl VideoStream {
         let (sender, frames) = mpsc::channel(queue_frames.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         engine.register_video_stream(handle.id(), VideoRoute { sender, dropped: Arc::clone(&dropped) });
-        Ok(VideoStream { handle, frames, dropped })
+        Ok(VideoStream { handle, format, frames, dropped })
     }
 
     /// Waits for the next picture. Returns `None` when the track ended.
@@ -456,12 +488,13 @@ impl VideoStream {
         loop {
             let Some(received) = self.frames.recv().await else { return false };
             let owner = self.handle.engine().own(received.buffer.handle.id);
-            let copied = copy_rgba(&received.buffer.info, &mut frame.rgba);
+            let copied = copy_packed(&received.buffer.info, self.format, &mut frame.data);
             drop(owner);
             if copied {
                 frame.width = received.buffer.info.width;
                 frame.height = received.buffer.info.height;
                 frame.timestamp_us = received.timestamp_us;
+                frame.format = self.format;
                 return true;
             }
         }
@@ -484,22 +517,42 @@ impl Drop for VideoStream {
     }
 }
 
-/// Copies an RGBA buffer the engine owns into `out`, packing its rows. False (and a warning)
-/// for a buffer that is not what the stream asked for.
-fn copy_rgba(info: &proto::VideoBufferInfo, out: &mut Vec<u8>) -> bool {
-    let row = info.width as usize * 4;
-    let stride = info.stride.map_or(row, |stride| stride as usize);
-    if info.r#type != proto::VideoBufferType::Rgba as i32 || stride < row {
-        tracing::warn!(kind = info.r#type, stride, width = info.width, "unexpected video buffer from the engine");
+/// Copies a buffer the engine owns into `out` (replacing its contents), packing its rows: RGBA
+/// or BGRA from its one plane, I420 from its three. False (and a warning) for a buffer that is
+/// not what the stream asked for, or whose planes are smaller than their rows.
+fn copy_packed(info: &proto::VideoBufferInfo, format: PixelFormat, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let (width, height) = (info.width as usize, info.height as usize);
+    let planes: Vec<(u64, usize, usize, usize, Option<usize>)> = match format {
+        PixelFormat::Rgba | PixelFormat::Bgra => {
+            let row = width * 4;
+            vec![(info.data_ptr, info.stride.map_or(row, |stride| stride as usize), row, height, None)]
+        }
+        PixelFormat::I420 => {
+            let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+            let sizes = [(width, height), (chroma_width, chroma_height), (chroma_width, chroma_height)];
+            if info.components.len() != 3 {
+                tracing::warn!(planes = info.components.len(), "an I420 video buffer without three planes");
+                return false;
+            }
+            info.components
+                .iter()
+                .zip(sizes)
+                .map(|(plane, (row, rows))| {
+                    (plane.data_ptr, plane.stride as usize, row, rows, Some(plane.size as usize))
+                })
+                .collect()
+        }
+    };
+    let fits = |&(_, stride, row, rows, size): &(u64, usize, usize, usize, Option<usize>)| {
+        stride >= row && size.is_none_or(|size| rows == 0 || size >= stride * (rows - 1) + row)
+    };
+    if info.r#type != format.to_proto() as i32 || !planes.iter().all(fits) {
+        tracing::warn!(kind = info.r#type, width, height, "unexpected video buffer from the engine");
         return false;
     }
-    let height = info.height as usize;
-    crate::native::copy_bytes_into(info.data_ptr, stride * height, out);
-    if stride != row {
-        for line in 1..height {
-            out.copy_within(line * stride..line * stride + row, line * row);
-        }
-        out.truncate(row * height);
+    for (ptr, stride, row, rows, _) in planes {
+        crate::native::append_rows(ptr, stride, row, rows, out);
     }
     true
 }
@@ -541,9 +594,43 @@ mod tests {
             stride: Some(12),
             components: Vec::new(),
         };
-        let mut out = Vec::new();
-        assert!(copy_rgba(&info, &mut out));
+        let mut out = vec![9; 3];
+        assert!(copy_packed(&info, PixelFormat::Rgba, &mut out));
         let expected: Vec<u8> = (0..8).chain(12..20).collect();
         assert_eq!(out, expected);
+        assert!(!copy_packed(&info, PixelFormat::Bgra, &mut out), "not the format asked for");
+    }
+
+    #[test]
+    fn i420_planes_are_packed_from_their_own_strides() {
+        // 3 × 3: Y rows of 3 in a stride of 4, U and V rows of 2 in a stride of 3.
+        let y: Vec<u8> = (0..12).collect();
+        let u: Vec<u8> = (100..106).collect();
+        let v: Vec<u8> = (200..206).collect();
+        let plane = |data: &[u8], stride: u32| proto::video_buffer_info::ComponentInfo {
+            data_ptr: data.as_ptr() as u64,
+            stride,
+            size: data.len() as u32,
+        };
+        let mut info = proto::VideoBufferInfo {
+            r#type: proto::VideoBufferType::I420 as i32,
+            width: 3,
+            height: 3,
+            data_ptr: y.as_ptr() as u64,
+            stride: Some(4),
+            components: vec![plane(&y, 4), plane(&u, 3), plane(&v, 3)],
+        };
+        let mut frame = ReceivedVideoFrame { width: 3, height: 3, format: PixelFormat::I420, ..Default::default() };
+        assert!(copy_packed(&info, PixelFormat::I420, &mut frame.data));
+        let (py, pu, pv) = frame.i420_planes().expect("three planes");
+        assert_eq!(py, [0, 1, 2, 4, 5, 6, 8, 9, 10]);
+        assert_eq!(pu, [100, 101, 103, 104]);
+        assert_eq!(pv, [200, 201, 203, 204]);
+
+        // A plane smaller than its rows say is refused, not read past.
+        info.components[2].size = 4;
+        assert!(!copy_packed(&info, PixelFormat::I420, &mut frame.data));
+        info.components.pop();
+        assert!(!copy_packed(&info, PixelFormat::I420, &mut frame.data), "two planes");
     }
 }

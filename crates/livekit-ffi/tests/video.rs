@@ -108,7 +108,7 @@ fn sample(frame: &ReceivedVideoFrame, x: usize, y: usize) -> [f64; 3] {
         for column in x - 4..=x + 4 {
             let at = (row * frame.width as usize + column) * 4;
             for (channel, total) in sum.iter_mut().enumerate() {
-                *total += f64::from(frame.rgba[at + channel]);
+                *total += f64::from(frame.data[at + channel]);
             }
         }
     }
@@ -120,7 +120,7 @@ fn find_marker(frame: &ReceivedVideoFrame) -> Option<usize> {
     let row = (MARKER_TOP + MARKER / 2) * frame.width as usize * 4;
     let bright: Vec<usize> = (0..frame.width as usize)
         .filter(|x| {
-            let pixel = &frame.rgba[row + x * 4..row + x * 4 + 3];
+            let pixel = &frame.data[row + x * 4..row + x * 4 + 3];
             pixel.iter().all(|&channel| channel > 200)
         })
         .collect();
@@ -201,7 +201,7 @@ async fn a_screen_share_arrives_with_its_colours_and_motion_and_ends_when_unpubl
     while Instant::now() < window {
         let Ok(Some(frame)) = tokio::time::timeout_at(window.into(), stream.next_frame()).await else { break };
         assert_eq!((frame.width, frame.height), (WIDTH, HEIGHT), "the resolution stays 1280x720");
-        assert_eq!(frame.rgba.len(), (WIDTH * HEIGHT * 4) as usize, "packed RGBA rows");
+        assert_eq!(frame.data.len(), (WIDTH * HEIGHT * 4) as usize, "packed RGBA rows");
         count += 1;
         positions.extend(find_marker(&frame));
         last = frame;
@@ -220,6 +220,37 @@ async fn a_screen_share_arrives_with_its_colours_and_motion_and_ends_when_unpubl
     positions.sort_unstable();
     positions.dedup_by(|a, b| a.abs_diff(*b) < MARKER_STEP / 2);
     assert!(positions.len() >= 5, "the marker moves from frame to frame; seen at x = {positions:?}");
+
+    // The same pictures as the decoder's own I420 planes (no conversion to RGBA): the bars'
+    // luma and chroma where limited-range BT.601 puts them.
+    let mut planar = VideoStream::with_format(&remote, 2, PixelFormat::I420).expect("an I420 stream");
+    let frame = loop {
+        let frame = next_frame(&mut planar, "an I420 frame").await;
+        if (frame.width, frame.height) == (WIDTH, HEIGHT) {
+            break frame;
+        }
+    };
+    assert_eq!(frame.format, PixelFormat::I420);
+    let (luma, u, v) = frame.i420_planes().expect("three packed planes");
+    let chroma_width = WIDTH as usize / 2;
+    assert_eq!((luma.len(), u.len(), v.len()), (1280 * 720, 640 * 360, 640 * 360));
+    for (index, rgb) in BARS.iter().enumerate() {
+        let [r, g, b] = rgb.map(f64::from);
+        let expected = [
+            16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0,
+            128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0,
+            128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0,
+        ];
+        let (x, y) = (index * bar_width + bar_width / 2, BARS_HEIGHT / 2);
+        let seen = [luma[y * WIDTH as usize + x], u[y / 2 * chroma_width + x / 2], v[y / 2 * chroma_width + x / 2]];
+        for (channel, (seen, expected)) in seen.iter().zip(expected).enumerate() {
+            assert!(
+                (f64::from(*seen) - expected).abs() <= 24.0,
+                "bar {index}, plane {channel}: expected {expected:.0}, received {seen} (RGB {rgb:?})"
+            );
+        }
+    }
+    drop(planar);
 
     // A viewer that stops reading loses frames rather than queueing them, and is current again
     // as soon as it reads.

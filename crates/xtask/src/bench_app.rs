@@ -565,6 +565,11 @@ impl Desktop {
                 .and_then(|line| Some(format!("{}×{}", field(line, "width")?, field(line, "height")?)))
                 .unwrap_or_default();
             let watching_memory = TreeMemory::read(pid)?;
+            if let Some(path) = profile_to {
+                println!("bench app: sampling the app's processes with perf while it watches…");
+                let data = self.dir.path().join("watch.perf.data");
+                crate::bench_proc::profile_into(pid, CPU_WINDOW, &data, &path.with_extension("watch.txt"))?;
+            }
             let mut soak_pss_mb = Vec::new();
             let mut soak_by_process: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             if !soak.is_zero() {

@@ -75,8 +75,8 @@ enum Task {
         /// target is 10 minutes in a call).
         #[arg(long)]
         soak_minutes: Option<f64>,
-        /// `app`: also sample the app's process tree with `perf` in the 10-speaker call and print
-        /// where its time goes, by thread and library, then by function.
+        /// `app`: also sample the app's process tree with `perf` in the 10-speaker call and while it
+        /// watches a share, and print where its time goes, by thread and library, then by function.
         #[arg(long)]
         perf: bool,
     },

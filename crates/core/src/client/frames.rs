@@ -8,16 +8,20 @@
 //! a JPEG, which the web engine decodes natively; encoding costs 6.7 ms at 720p and 13.9 ms at
 //! 1080p here (`jpeg-encoder`, SIMD). A share nobody polls (hidden window) is not encoded.
 //!
-//! A picture larger than its viewer is first scaled down to the viewer's size (the size it last
-//! reported, in device pixels; `fast_image_resize`, SIMD): a 1080p share in a 900-pixel room
-//! view would otherwise be encoded, carried and decoded at four times the pixels it is shown
-//! at. `cargo xtask bench app` measures what watching costs.
+//! The core takes each picture as the decoder's I420 planes, not RGBA: the engine's conversion
+//! to RGBA (and 2.7 times the bytes to copy and scale) would only be undone by the JPEG
+//! encoder's conversion back to YCbCr. A picture larger than its viewer is first scaled down to
+//! the viewer's size (the size it last reported, in device pixels; `fast_image_resize`, SIMD,
+//! each plane on its own): a 1080p share in a 900-pixel room view would otherwise be encoded,
+//! carried and decoded at four times the pixels it is shown at. The planes then go into the
+//! JPEG as they are, their range widened from video's (16–235) to JPEG's (0–255).
+//! `cargo xtask bench app` measures what watching costs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use parley_livekit_ffi::ReceivedVideoFrame;
+use parley_livekit_ffi::{PixelFormat, ReceivedVideoFrame};
 use tokio::sync::watch;
 
 use crate::session::{VideoSink, ViewerFactory};
@@ -116,18 +120,17 @@ impl FrameShelf {
         self.slots().entry(identity.to_string()).or_default().fit = Some((width.max(1), height.max(1)));
     }
 
-    fn fit_of(&self, identity: &str) -> Option<(u32, u32)> {
-        self.slots().get(identity).and_then(|slot| slot.fit)
-    }
-
     /// Forgets `identity`'s share (no longer watched).
     pub fn remove(&self, identity: &str) {
         self.slots().remove(identity);
     }
 
-    /// Whether a viewer asked for `identity`'s pictures lately.
-    fn wanted(&self, identity: &str) -> bool {
-        self.slots().get(identity).and_then(|slot| slot.polled).is_some_and(|polled| polled.elapsed() < IDLE_VIEWER)
+    /// Whether a viewer asked for `identity`'s pictures lately (`None` if not), and if so the
+    /// size it draws them at, once it said. One look at the shelf per picture.
+    fn wanted(&self, identity: &str) -> Option<Option<(u32, u32)>> {
+        let slots = self.slots();
+        let slot = slots.get(identity)?;
+        slot.polled.is_some_and(|polled| polled.elapsed() < IDLE_VIEWER).then_some(slot.fit)
     }
 
     fn put(&self, identity: &str, width: u32, height: u32, jpeg: Vec<u8>) {
@@ -147,21 +150,22 @@ struct JpegSink {
     /// An encoding failure was logged (once per share).
     failed: bool,
     resizer: fast_image_resize::Resizer,
-    /// The scaled picture (RGBA), reused from picture to picture.
+    /// The scaled picture (I420), reused from picture to picture.
     scaled: Vec<u8>,
 }
 
 impl VideoSink for JpegSink {
+    fn format(&self) -> PixelFormat {
+        PixelFormat::I420
+    }
+
     fn frame(&mut self, _identity: &str, _index: u64, frame: &ReceivedVideoFrame) {
-        if !self.shelf.wanted(&self.identity) {
-            return;
-        }
-        let encoded =
-            match self.shelf.fit_of(&self.identity).and_then(|fit| scaled_size(frame.width, frame.height, fit)) {
-                Some((width, height)) => scale(&mut self.resizer, frame, width, height, &mut self.scaled)
-                    .and_then(|()| encode_jpeg(&self.scaled, width, height)),
-                None => encode_jpeg(&frame.rgba, frame.width, frame.height),
-            };
+        let Some(fit) = self.shelf.wanted(&self.identity) else { return };
+        let encoded = match fit.and_then(|fit| scaled_size(frame.width, frame.height, fit)) {
+            Some((width, height)) => scale(&mut self.resizer, frame, width, height, &mut self.scaled)
+                .and_then(|()| encode_jpeg(&self.scaled, width, height)),
+            None => encode_jpeg(&frame.data, frame.width, frame.height),
+        };
         // The size received (the layer), not the size encoded: the viewer shows it.
         match encoded {
             Ok(jpeg) => self.shelf.put(&self.identity, frame.width, frame.height, jpeg),
@@ -185,7 +189,27 @@ fn scaled_size(width: u32, height: u32, fit: (u32, u32)) -> Option<(u32, u32)> {
     Some((scaled(width), scaled(height)))
 }
 
-/// `frame` scaled to `width` × `height` into `out` (RGBA).
+/// One plane of an I420 picture: its samples, rows packed.
+#[derive(Clone, Copy)]
+struct Plane<'a> {
+    samples: &'a [u8],
+    width: u32,
+    height: u32,
+}
+
+/// The Y, U and V planes of a packed `width` × `height` I420 picture, or why it is not one.
+fn planes(data: &[u8], width: u32, height: u32) -> Result<[Plane<'_>; 3], String> {
+    if data.len() != PixelFormat::I420.frame_len(width, height) {
+        return Err(format!("{} bytes is not a {width}x{height} I420 picture", data.len()));
+    }
+    let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+    let (y, chroma) = data.split_at(width as usize * height as usize);
+    let (u, v) = chroma.split_at(chroma.len() / 2);
+    let chroma = |samples| Plane { samples, width: chroma_width, height: chroma_height };
+    Ok([Plane { samples: y, width, height }, chroma(u), chroma(v)])
+}
+
+/// `frame` (I420) scaled to `width` × `height` into `out` (I420), plane by plane.
 fn scale(
     resizer: &mut fast_image_resize::Resizer,
     frame: &ReceivedVideoFrame,
@@ -195,28 +219,95 @@ fn scale(
 ) -> Result<(), String> {
     use fast_image_resize::images::{Image, ImageRef};
     use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions};
-    let source = ImageRef::new(frame.width, frame.height, &frame.rgba, PixelType::U8x4)
-        .map_err(|error| format!("a {}x{} picture: {error}", frame.width, frame.height))?;
-    out.resize(width as usize * height as usize * 4, 0);
-    let mut target = Image::from_slice_u8(width, height, out, PixelType::U8x4).map_err(|error| error.to_string())?;
+    if frame.format != PixelFormat::I420 {
+        return Err(format!("a {:?} picture where I420 was asked for", frame.format));
+    }
+    let sources = planes(&frame.data, frame.width, frame.height)?;
+    out.resize(PixelFormat::I420.frame_len(width, height), 0);
+    let (luma, chroma) = out.split_at_mut(width as usize * height as usize);
+    let (u, v) = chroma.split_at_mut(chroma.len() / 2);
+    let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+    let targets = [(luma, width, height), (u, chroma_width, chroma_height), (v, chroma_width, chroma_height)];
     // Bilinear is plenty for a picture shown at this size, and several times cheaper than the
-    // default Lanczos; the alpha is opaque, so no premultiplying.
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).use_alpha(false);
-    resizer.resize(&source, &mut target, &options).map_err(|error| error.to_string())
+    // default Lanczos.
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    for (source, (target, target_width, target_height)) in sources.into_iter().zip(targets) {
+        let source = ImageRef::new(source.width, source.height, source.samples, PixelType::U8)
+            .map_err(|error| format!("a {}x{} plane: {error}", source.width, source.height))?;
+        let mut target = Image::from_slice_u8(target_width, target_height, target, PixelType::U8)
+            .map_err(|error| error.to_string())?;
+        resizer.resize(&source, &mut target, &options).map_err(|error| error.to_string())?;
+    }
+    Ok(())
 }
 
-/// `width` × `height` RGBA pixels as a JPEG.
-fn encode_jpeg(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
-    let (Ok(width), Ok(height)) = (u16::try_from(width), u16::try_from(height)) else {
+/// A packed I420 picture as the JPEG encoder reads it: a row at a time, each chroma sample
+/// repeated for the two pixels it covers (the encoder averages them back to 4:2:0), every
+/// sample widened from video's range to JPEG's.
+struct I420Image<'a> {
+    planes: [Plane<'a>; 3],
+    width: u16,
+    height: u16,
+}
+
+/// Video's luma range (16–235) widened to 0–255, and its chroma (16–240 about 128) to 0–255:
+/// JPEG's YCbCr is full-range BT.601, the decoder's I420 is limited-range BT.601.
+static LUMA: [u8; 256] = widen(16, 219);
+static CHROMA: [u8; 256] = widen(16, 224);
+
+const fn widen(low: i32, span: i32) -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut value = 0;
+    while value < 256 {
+        let wide = ((value - low) * 255 + span / 2) / span;
+        table[value as usize] = if wide < 0 {
+            0
+        } else if wide > 255 {
+            255
+        } else {
+            wide as u8
+        };
+        value += 1;
+    }
+    table
+}
+
+impl jpeg_encoder::ImageBuffer for I420Image<'_> {
+    fn get_jpeg_color_type(&self) -> jpeg_encoder::JpegColorType {
+        jpeg_encoder::JpegColorType::Ycbcr
+    }
+
+    fn width(&self) -> u16 {
+        self.width
+    }
+
+    fn height(&self) -> u16 {
+        self.height
+    }
+
+    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+        let width = usize::from(self.width);
+        let [luma, u, v] = self.planes;
+        let row = usize::from(y);
+        let luma = &luma.samples[row * width..(row + 1) * width];
+        buffers[0].extend(luma.iter().map(|&sample| LUMA[usize::from(sample)]));
+        let chroma_width = u.width as usize;
+        let line = row / 2 * chroma_width..(row / 2 + 1) * chroma_width;
+        for (plane, buffer) in [u, v].into_iter().zip(&mut buffers[1..3]) {
+            let widened = plane.samples[line.clone()].iter().map(|&sample| CHROMA[usize::from(sample)]);
+            buffer.extend(widened.flat_map(|sample| [sample, sample]).take(width));
+        }
+    }
+}
+
+/// A packed `width` × `height` I420 picture as a JPEG.
+fn encode_jpeg(i420: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
+    let (Ok(short_width), Ok(short_height)) = (u16::try_from(width), u16::try_from(height)) else {
         return Err(format!("a {width}x{height} picture is too large for JPEG"));
     };
-    if rgba.len() != usize::from(width) * usize::from(height) * 4 {
-        return Err(format!("{} bytes is not a {width}x{height} RGBA picture", rgba.len()));
-    }
-    let mut jpeg = Vec::with_capacity(rgba.len() / 20);
-    jpeg_encoder::Encoder::new(&mut jpeg, QUALITY)
-        .encode(rgba, width, height, jpeg_encoder::ColorType::Rgba)
-        .map_err(|error| error.to_string())?;
+    let image = I420Image { planes: planes(i420, width, height)?, width: short_width, height: short_height };
+    let mut jpeg = Vec::with_capacity(i420.len() / 8);
+    jpeg_encoder::Encoder::new(&mut jpeg, QUALITY).encode_image(image).map_err(|error| error.to_string())?;
     Ok(jpeg)
 }
 
@@ -224,9 +315,60 @@ fn encode_jpeg(rgba: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> 
 mod tests {
     use super::*;
 
+    /// `rgb` as limited-range BT.601 YCbCr, as the decoder gives it (libyuv's constants).
+    fn ycbcr(rgb: [u8; 3]) -> [u8; 3] {
+        let [r, g, b] = rgb.map(f64::from);
+        let y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0;
+        let cb = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0;
+        let cr = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0;
+        [y, cb, cr].map(|value| value.round() as u8)
+    }
+
+    /// A `width` × `height` I420 picture, its left half `left` and its right half `right`.
+    fn halves(width: u32, height: u32, left: [u8; 3], right: [u8; 3]) -> ReceivedVideoFrame {
+        let colour = |x: u32, columns: u32| if x < columns / 2 { ycbcr(left) } else { ycbcr(right) };
+        let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+        let mut data: Vec<u8> = (0..width * height).map(|at| colour(at % width, width)[0]).collect();
+        for channel in [1, 2] {
+            data.extend((0..chroma_width * chroma_height).map(|at| colour(at % chroma_width, chroma_width)[channel]));
+        }
+        ReceivedVideoFrame { width, height, timestamp_us: 0, format: PixelFormat::I420, data }
+    }
+
     fn picture(width: u32, height: u32, rgb: [u8; 3]) -> ReceivedVideoFrame {
-        let rgba = (0..width * height).flat_map(|_| [rgb[0], rgb[1], rgb[2], 255]).collect();
-        ReceivedVideoFrame { width, height, timestamp_us: 0, rgba }
+        halves(width, height, rgb, rgb)
+    }
+
+    /// The JPEG's pixel at (`x`, `y`), decoded as a browser would.
+    fn decoded_pixel(jpeg: &[u8], x: usize, y: usize) -> [u8; 3] {
+        let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+        let pixels = decoder.decode().expect("a JPEG that decodes");
+        let width = usize::from(decoder.info().expect("its header").width);
+        let at = (y * width + x) * 3;
+        [pixels[at], pixels[at + 1], pixels[at + 2]]
+    }
+
+    fn assert_near(found: [u8; 3], expected: [u8; 3], what: &str) {
+        let off = found.iter().zip(expected).map(|(&a, b)| (i32::from(a) - i32::from(b)).abs()).max().unwrap_or(0);
+        assert!(off <= 10, "{what}: decoded {found:?}, expected {expected:?}");
+    }
+
+    #[test]
+    fn the_jpeg_shows_the_colours_that_were_shared_black_and_white_included() {
+        // Video's range is 16–235: put into a JPEG as it is, white would show light grey and
+        // black dark grey (washed-out text).
+        for (left, right) in
+            [([255, 255, 255], [0, 0, 0]), ([230, 30, 30], [30, 60, 220]), ([20, 200, 40], [250, 220, 0])]
+        {
+            let frame = halves(64, 32, left, right);
+            let jpeg = encode_jpeg(&frame.data, 64, 32).expect("encoded");
+            assert_near(decoded_pixel(&jpeg, 12, 16), left, "the left half");
+            assert_near(decoded_pixel(&jpeg, 52, 16), right, "the right half");
+        }
+        // Odd sizes: the chroma planes round up, and the picture still encodes.
+        let odd = halves(33, 17, [230, 30, 30], [30, 60, 220]);
+        let jpeg = encode_jpeg(&odd.data, 33, 17).expect("an odd size encodes");
+        assert_near(decoded_pixel(&jpeg, 4, 8), [230, 30, 30], "odd size, left");
     }
 
     #[tokio::test]
@@ -258,10 +400,10 @@ mod tests {
     }
 
     #[test]
-    fn a_picture_that_is_not_rgba_of_its_size_is_refused() {
+    fn a_picture_that_is_not_i420_of_its_size_is_refused() {
         let mut bad = picture(4, 4, [0, 0, 0]);
-        bad.rgba.pop();
-        assert!(encode_jpeg(&bad.rgba, 4, 4).unwrap_err().contains("not a 4x4 RGBA picture"));
+        bad.data.pop();
+        assert!(encode_jpeg(&bad.data, 4, 4).unwrap_err().contains("not a 4x4 I420 picture"));
         assert!(encode_jpeg(&[], 70_000, 1).unwrap_err().contains("too large"));
     }
 
@@ -286,10 +428,13 @@ mod tests {
         let mut sink = (shelf.viewer())("alice");
         shelf.fit("alice", 320, 240);
         drop(shelf.next_after("alice", 0, Duration::ZERO).await);
-        sink.frame("alice", 0, &picture(640, 360, [200, 40, 40]));
+        sink.frame("alice", 0, &halves(640, 360, [200, 40, 40], [40, 200, 40]));
         let frame = shelf.latest("alice").expect("a picture");
         assert_eq!((frame.width, frame.height), (640, 360), "the size received is reported");
         assert_eq!(jpeg_size(&frame.jpeg), (320, 180), "the JPEG is the viewer's size, aspect kept");
+        // Each plane scaled on its own, and put back where it belongs.
+        assert_near(decoded_pixel(&frame.jpeg, 60, 90), [200, 40, 40], "the scaled left half");
+        assert_near(decoded_pixel(&frame.jpeg, 260, 90), [40, 200, 40], "the scaled right half");
         // Smaller than a picture that already fits, nothing changes.
         shelf.fit("alice", 1920, 1080);
         sink.frame("alice", 1, &picture(640, 360, [200, 40, 40]));

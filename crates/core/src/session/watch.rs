@@ -41,6 +41,11 @@ fn is_preview(width: u32, height: u32) -> bool {
 
 /// Where watched pictures go. Called on the `parley-watch` thread, one picture at a time.
 pub trait VideoSink: Send + 'static {
+    /// The format the sink takes its pictures in: RGBA, or I420 straight from the decoder.
+    fn format(&self) -> ffi::PixelFormat {
+        ffi::PixelFormat::Rgba
+    }
+
     /// `index` counts the pictures received from `identity` (dropped ones included), from 0.
     fn frame(&mut self, identity: &str, index: u64, frame: &ffi::ReceivedVideoFrame);
 }
@@ -69,6 +74,7 @@ struct Delivery {
 pub(super) struct Watcher {
     pub(super) identity: String,
     every: u64,
+    format: ffi::PixelFormat,
     to_sink: SyncSender<Delivery>,
     /// Buffers the sink is done with; shared by successive receive tasks (a resubscription).
     free: Arc<Mutex<Receiver<ffi::ReceivedVideoFrame>>>,
@@ -89,6 +95,7 @@ impl Watcher {
             to_pool.try_send(ffi::ReceivedVideoFrame::default()).ok();
         }
         let mut sink = request.sink;
+        let format = sink.format();
         std::thread::Builder::new().name("parley-watch".into()).spawn(move || {
             for delivery in deliveries {
                 sink.frame(&delivery.identity, delivery.index, &delivery.frame);
@@ -100,6 +107,7 @@ impl Watcher {
         Ok(Watcher {
             identity: request.identity,
             every: request.every.max(1),
+            format,
             to_sink,
             free: Arc::new(Mutex::new(free)),
             events,
@@ -108,7 +116,7 @@ impl Watcher {
 
     /// Starts the receive task for `track`.
     fn watch(&self, track: &ffi::RemoteVideoTrack) -> Result<JoinHandle<()>, ffi::Error> {
-        let stream = ffi::VideoStream::new(track)?;
+        let stream = ffi::VideoStream::with_format(track, ffi::VideoStream::DEFAULT_QUEUE_FRAMES, self.format)?;
         let receive = Receive {
             identity: self.identity.clone(),
             sid: track.sid.clone(),
