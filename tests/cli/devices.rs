@@ -186,6 +186,63 @@ fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
     assert!(share > 0.9, "and mostly that tone, got {share:.3}");
 }
 
+/// `bench audio`'s comparison mode: the engine's own device module records alice's microphone
+/// and plays on bob's speaker: the default devices, which PulseAudio's environment variables
+/// choose (the server's own defaults are elsewhere).
+#[test]
+fn the_engines_own_devices_carry_a_voice_when_asked_to() {
+    let _serial = audio_lock();
+    let pulse = pulse(&[("spare", 1), ("speaker_b", 2), ("mic_a", 1)]);
+    let server = server();
+    let dir = scratch();
+    // Chirps, not a steady tone: the engine's noise suppression takes a steady tone for noise.
+    let mut voice = vec![0i16; SAMPLE_RATE as usize * 12];
+    for second in 0..12 {
+        let at = second * SAMPLE_RATE as usize;
+        Tone::new(660.0 + 110.0 * (second % 3) as f64, -12.0).fill(&mut voice[at..at + SAMPLE_RATE as usize / 2]);
+    }
+    // The module lists no monitor sources as microphones: a remap of the monitor is one.
+    let remap = "module-remap-source source_name=mic_in master=mic_a.monitor";
+    pulse.pactl(&std::iter::once("load-module").chain(remap.split(' ')).collect::<Vec<_>>()).expect("remap");
+    let mut mouth = speak_into(&pulse, "mic_a", &voice);
+    let ear = record_monitor(&pulse, "speaker_b");
+    let with = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        let mut env = pulse.env();
+        env.extend(pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())));
+        env
+    };
+    let alice_env = with(&[("PULSE_SOURCE", "mic_in"), ("PULSE_SINK", "spare")]);
+    let alice =
+        join_with_env(&server, "platform", "alice", dir.path(), &["--platform-audio", "talk"], 10.0, &alice_env);
+    let bob_env = with(&[("PULSE_SINK", "speaker_b")]);
+    let bob = join_with_env(&server, "platform", "bob", dir.path(), &["--platform-audio", "listen"], 8.0, &bob_env);
+    let bob = bob.finish(Duration::from_secs(40));
+    let alice = alice.finish(Duration::from_secs(40));
+    let heard = samples_of(ear);
+    mouth.kill().expect("stop pacat");
+    wait(&mut mouth, Duration::from_secs(5));
+    alice.assert_clean();
+    bob.assert_clean();
+    let directions = |finished: &crate::support::Finished| -> Vec<String> {
+        let events = finished.events_named("device_opened");
+        events.iter().map(|event| event["direction"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    assert_eq!(directions(&alice), ["output", "input"], "alice's module plays and records");
+    assert_eq!(directions(&bob), ["output"], "bob's module only plays");
+
+    let peak = heard.iter().map(|sample| sample.unsigned_abs()).max().unwrap_or(0);
+    let onset = first_onset(&heard, -40.0, 480).unwrap_or_else(|| {
+        panic!("bob's speaker stayed silent: peak {peak}, alice's activity {:?}", alice.events_named("active_speakers"))
+    });
+    let burst = &heard[onset + 2400..(onset + 2400 + SAMPLE_RATE as usize / 4).min(heard.len())];
+    let frequency = dominant_frequency(burst, SAMPLE_RATE);
+    assert!(
+        [660.0, 770.0, 880.0].iter().any(|expected| (frequency - expected).abs() < 20.0),
+        "bob hears one of alice's chirps, got {frequency:.0} Hz at {:.1} dBFS",
+        rms_dbfs(burst)
+    );
+}
+
 #[test]
 fn the_microphone_test_plays_the_microphone_on_the_speaker_and_reports_its_peak() {
     let _serial = audio_lock();

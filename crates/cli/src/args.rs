@@ -156,6 +156,12 @@ pub struct JoinArgs {
     /// Play the others on this output device (id or name, or `default`).
     #[arg(long, conflicts_with = "record")]
     pub output_device: Option<String>,
+    /// Let the LiveKit engine's own device module play the others (`listen`), and record and
+    /// publish the microphone (`talk`), on the system's default devices (PULSE_SINK and
+    /// PULSE_SOURCE choose them), instead of Parley's device ends, mixer and processing: for
+    /// `cargo xtask bench audio`'s comparison. No per-user volume, mute or push-to-talk.
+    #[arg(long, value_enum, conflicts_with_all = ["play", "tone", "record", "mode", "input_device", "output_device"])]
+    pub platform_audio: Option<PlatformAudioArg>,
     /// Publish a sine tone at this frequency in Hz.
     #[arg(long)]
     pub tone: Option<f64>,
@@ -281,6 +287,15 @@ pub struct CrowdArgs {
     pub duration: Option<f64>,
     #[arg(long)]
     pub ffi_lib: Option<PathBuf>,
+}
+
+/// What `--platform-audio` does besides playing the others.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PlatformAudioArg {
+    /// Play the others only.
+    Listen,
+    /// Also record the default microphone and publish it.
+    Talk,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -36,6 +36,7 @@ pub async fn run(args: CrowdArgs) -> Result<(), Failure> {
             device_info: Vec::new(),
             watch: None,
             viewer: None,
+            platform_audio: None,
         };
         let (session, mut events) =
             Session::join(engine, request).await.map_err(|error| classify(error, "joining the room"))?;

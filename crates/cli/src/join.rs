@@ -19,11 +19,13 @@ use parley_core::client::ErrorCode;
 use parley_core::control_socket;
 use parley_core::membership::{Membership, MembershipEvent};
 use parley_core::token;
-use parley_core::{Engine, JoinRequest, LibrarySearch, RoomOptions, Session, SessionEvent, VideoSink, WatchRequest};
+use parley_core::{
+    Engine, JoinRequest, LibrarySearch, PlatformAudioMode, RoomOptions, Session, SessionEvent, VideoSink, WatchRequest,
+};
 use parley_livekit_ffi::ApmConfig;
 use tokio::sync::mpsc;
 
-use crate::args::{JoinArgs, ModeArg, Switch};
+use crate::args::{JoinArgs, ModeArg, PlatformAudioArg, Switch};
 use crate::devices::device_choice;
 use crate::exit::{ExitKind, Failure, classify, fail, fail_as};
 use crate::printer::EventPrinter;
@@ -75,6 +77,10 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
         .map_err(|error| fail(ExitKind::Unauthorized, error))?;
 
     let mut device_info = Vec::new();
+    let platform_audio = args.platform_audio.map(|mode| match mode {
+        PlatformAudioArg::Listen => PlatformAudioMode::Listen,
+        PlatformAudioArg::Talk => PlatformAudioMode::Talk,
+    });
     let input: Option<Box<dyn FrameSource>> = match (&args.play, args.tone, &args.input_device) {
         (Some(path), _, _) => {
             let samples = parley_audio::wav::read_mono_48k(path).map_err(|error| fail(ExitKind::File, error))?;
@@ -183,6 +189,7 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
             }),
             None => Arc::new(|_: &str| -> Box<dyn VideoSink> { Box::new(Discard) }),
         }),
+        platform_audio,
     };
     let joined = tokio::time::timeout(Duration::from_secs(10), Session::join(engine, request)).await;
     let (mut session, mut events) = match joined {

@@ -31,6 +31,6 @@ pub use control::Control;
 pub use parley_capture as capture;
 pub use parley_livekit_ffi::{Engine, LibrarySearch, RoomOptions};
 pub use session::{
-    JoinRequest, Participant, Session, SessionError, SessionEvent, SessionState, ShareSettings, StampedEvent,
-    VideoSink, WatchRequest,
+    JoinRequest, Participant, PlatformAudioMode, Session, SessionError, SessionEvent, SessionState, ShareSettings,
+    StampedEvent, VideoSink, WatchRequest,
 };

@@ -34,6 +34,7 @@ mod event;
 mod follow;
 mod meter;
 mod pace;
+mod platform;
 mod playout;
 mod publisher;
 mod reconnect;
@@ -61,6 +62,7 @@ pub use event::{CallEncryption, MediaKind, Participant, SessionEvent, SessionSta
 use event::{can_publish_microphone, emit};
 use follow::LocalPublishing;
 pub use meter::SILENCE_DBFS;
+pub use platform::PlatformAudioMode;
 use publisher::{MicrophoneTrack, PublishCommand, Publisher, SharedTrack, lock_track};
 use share::Share;
 pub use share::{ShareSettings, encoding as share_encoding, failure_code as share_failure_code};
@@ -148,6 +150,9 @@ pub struct JoinRequest {
     /// Where the pictures of a share watched later ([`Control::Watch`]) go; `None` refuses
     /// such watching.
     pub viewer: Option<ViewerFactory>,
+    /// Let the engine's own device module play (and record) instead of `input` and `output`
+    /// (`bench audio`'s comparison; see `session/platform.rs`).
+    pub platform_audio: Option<PlatformAudioMode>,
 }
 
 /// How long a remote track's audio may wait in the mixer before the oldest is dropped.
@@ -192,6 +197,8 @@ pub struct Session {
     view_commands: mpsc::UnboundedSender<watch::ViewCommand>,
     /// Makes the sink of a share watched by [`Control::Watch`].
     viewer: Option<ViewerFactory>,
+    /// The engine's device module and its microphone, in the platform-audio mode.
+    _platform: Option<platform::PlatformCall>,
 }
 
 struct Microphone {
@@ -218,6 +225,7 @@ impl Session {
         request: JoinRequest,
     ) -> Result<(Session, mpsc::UnboundedReceiver<StampedEvent>), SessionError> {
         let (events, receiver) = mpsc::unbounded_channel();
+        let platform = request.platform_audio.map(|mode| platform::prepare(engine, mode)).transpose()?;
         emit(&events, SessionEvent::StateChanged { state: SessionState::Connecting });
         let (room, room_events) = match ffi::Room::connect(engine, &request.url, &request.token, &request.options).await
         {
@@ -311,6 +319,7 @@ impl Session {
             watchers: HashMap::new(),
             view_commands: mpsc::unbounded_channel().0,
             viewer: request.viewer,
+            _platform: None,
         };
         if let Some(watch) = request.watch {
             let watcher = session.start_watcher(watch)?;
@@ -321,14 +330,18 @@ impl Session {
             let meter = meter::run(Arc::clone(&session.mixer), Arc::clone(&session.input_level), events.clone());
             session.meter = Some(tokio::spawn(meter));
         }
+        // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
+        // own clients turn RED off with E2EE for the same reason.
+        let publish = ffi::PublishOptions {
+            red: request.options.e2ee_shared_key.is_none(),
+            dtx: microphone_dtx(),
+            ..Default::default()
+        };
+        if let Some(mut call) = platform {
+            call.publish(engine, &session.room, &publish, can_publish, &events).await?;
+            session._platform = Some(call);
+        }
         if let (Some(input), Some(publish_receiver)) = (request.input, publish_receiver) {
-            // The SFU reads inside RED packets, which it cannot do when they are encrypted; LiveKit's
-            // own clients turn RED off with E2EE for the same reason.
-            let publish = ffi::PublishOptions {
-                red: request.options.e2ee_shared_key.is_none(),
-                dtx: microphone_dtx(),
-                ..Default::default()
-            };
             let microphone = MicrophoneSetup {
                 input,
                 apm,

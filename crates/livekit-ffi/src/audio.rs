@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, KeepAlive, OwnedHandle};
 use crate::error::Error;
+use crate::platform::PlatformAudio;
 use crate::proto;
 use crate::proto::ffi_event::Message as EventMessage;
 use crate::proto::ffi_request::Message as RequestMessage;
@@ -16,6 +17,9 @@ use crate::track::RemoteAudioTrack;
 pub fn samples_per_10ms(sample_rate: u32) -> usize {
     (sample_rate / 100) as usize
 }
+
+/// The rate a platform source reports (the engine's device module runs at 48 kHz).
+const SAMPLE_RATE_PLATFORM: u32 = 48_000;
 
 /// Where the microphone's frames enter the engine.
 ///
@@ -53,6 +57,33 @@ impl AudioSource {
             return Err(Error::Protocol("new-audio-source answered with another response".into()));
         };
         Ok(AudioSource { handle: engine.own(response.source.handle.id), sample_rate, channels })
+    }
+
+    /// A source the engine's own device module feeds from the microphone it records
+    /// ([`PlatformAudio`]), through the engine's echo cancellation, noise suppression and gain
+    /// control; [`AudioSource::capture_frame`] is not for it. Any thread.
+    pub fn platform(engine: &'static Engine, platform: &PlatformAudio) -> Result<AudioSource, Error> {
+        let response = engine.request(RequestMessage::NewAudioSource(proto::NewAudioSourceRequest {
+            r#type: proto::AudioSourceType::AudioSourcePlatform as i32,
+            options: Some(proto::AudioSourceOptions {
+                echo_cancellation: true,
+                noise_suppression: true,
+                auto_gain_control: true,
+                prefer_hardware: None,
+            }),
+            sample_rate: Some(SAMPLE_RATE_PLATFORM),
+            num_channels: Some(1),
+            queue_size_ms: None,
+            platform_audio_handle: Some(platform.handle_id()),
+        }))?;
+        let ResponseMessage::NewAudioSource(response) = response else {
+            return Err(Error::Protocol("new-audio-source answered with another response".into()));
+        };
+        Ok(AudioSource {
+            handle: engine.own(response.source.handle.id),
+            sample_rate: SAMPLE_RATE_PLATFORM,
+            channels: 1,
+        })
     }
 
     pub fn sample_rate(&self) -> u32 {

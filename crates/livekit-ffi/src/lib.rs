@@ -11,15 +11,16 @@
 //! * [`AudioStream`] — one remote track's decoded audio;
 //! * [`VideoSource`] / [`VideoFrame`] / [`LocalVideoTrack`] — our screen share into the room
 //!   (RGBA, BGRA or I420 pictures), published with [`VideoPublishOptions`];
-//! * [`VideoStream`] — one remote video track's pictures as RGBA, through a bounded queue that
-//!   drops (and counts) what a slow viewer cannot take;
+//! * [`VideoStream`] — one remote video track's pictures as RGBA or I420, through a bounded
+//!   queue that drops (and counts) what a slow viewer cannot take;
 //! * [`Subscriptions::set_subscribed`] and friends (from [`Room::subscriptions`]) — which remote tracks we receive, and in what quality;
 //! * [`RoomTraffic`] (from [`Room::traffic`]) — the bytes a room's connections carried;
-//! * [`Apm`] — WebRTC echo cancellation, noise suppression, gain control.
+//! * [`Apm`] — WebRTC echo cancellation, noise suppression, gain control;
+//! * [`PlatformAudio`] — the engine's own sound devices, for `bench audio`'s comparison.
 //!
 //! Modules: `native` (the only `unsafe`: the C ABI), `library` (where the library is found),
 //! `engine` (requests, routing, and RAII for the library's handles), `track` (track types, a
-//! leaf), `room`, `audio`, `video`, `subscription`, `traffic`, `apm`, `event`, `error`, `redact`,
+//! leaf), `room`, `audio`, `platform`, `video`, `subscription`, `traffic`, `apm`, `event`, `error`, `redact`,
 //! `threads` (keeps the library's video threads below the voice path).
 //! The protobuf types are generated at build time from the descriptors of the pinned wheel.
 
@@ -30,6 +31,7 @@ mod error;
 mod event;
 mod library;
 mod native;
+mod platform;
 mod redact;
 mod room;
 mod subscription;
@@ -53,6 +55,7 @@ pub use event::{
     ConnectionQuality, ConnectionState, DisconnectReason, EncryptionState, ParticipantInfo, Permission, RoomEvent,
 };
 pub use library::{LIBRARY_PATH_ENV, LibrarySearch};
+pub use platform::PlatformAudio;
 pub use redact::redact;
 pub use room::{LocalParticipant, LocalTrackPublication, PublishOptions, Room, RoomOptions};
 pub use subscription::{Subscriptions, VideoQuality};

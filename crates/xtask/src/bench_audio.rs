@@ -54,9 +54,12 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     println!("bench audio: the same chirps with a browser (livekit-client in Chromium) at one or both ends…");
     let browsers = Xvfb::start().context("starting Xvfb for the browser peers")?;
     let mut pairs = Vec::new();
-    for (alice, bob) in
-        [(Client::Browser, Client::Browser), (Client::Parley, Client::Browser), (Client::Browser, Client::Parley)]
-    {
+    for (alice, bob) in [
+        (Client::Browser, Client::Browser),
+        (Client::Parley, Client::Browser),
+        (Client::Browser, Client::Parley),
+        (Client::Platform, Client::Platform),
+    ] {
         let room = format!("m2e-{}-{}", alice.name(), bob.name());
         let carrier = Carrier::Pair { alice, bob, display: browsers.env() };
         let latencies = chirp_trials(&bench, &pulse, &room, carrier)?.latencies;
@@ -84,8 +87,10 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     println!("bench audio: listener CPU and memory with 1, 10 and 50 remote speakers…");
     let loads: Vec<(usize, Load)> = [1, 10, 50]
         .into_iter()
-        .map(|speakers| Ok((speakers, listener_load(&bench, speakers)?)))
+        .map(|speakers| Ok((speakers, listener_load(&bench, speakers, false)?)))
         .collect::<Result<_>>()?;
+    println!("bench audio: the same 10-speaker listener with the engine's own devices…");
+    let platform_load = listener_load(&bench, 10, true)?;
     let soak = if soak_minutes > 0.0 {
         println!("bench audio: {soak_minutes} minute soak with 10 speakers…");
         let mut result = soak(&bench, soak_minutes)?;
@@ -106,6 +111,7 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
             match (alice, bob) {
                 (Client::Browser, Client::Browser) => "mouth-to-ear p50 / p95, browser → browser",
                 (Client::Parley, _) => "mouth-to-ear p50 / p95, parley → browser",
+                (Client::Platform, _) => "mouth-to-ear p50 / p95, the engine's own devices at both ends",
                 _ => "mouth-to-ear p50 / p95, browser → parley",
             },
             format!("{:.1} / {:.1} ms", percentile(latencies, 50.0), percentile(latencies, 95.0)),
@@ -115,6 +121,12 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
     let browser_pair = percentile(&pairs[0].2, 50.0);
     let ratio = percentile(&mouth_to_ear, 50.0) / browser_pair;
     rows.push(("parley → parley ÷ browser → browser, p50", format!("{ratio:.2}×"), "≤ 0.75×"));
+    let platform_pair = percentile(&pairs[3].2, 50.0);
+    rows.push((
+        "parley → parley ÷ the engine's own devices, p50",
+        format!("{:.2}×", percentile(&mouth_to_ear, 50.0) / platform_pair),
+        "",
+    ));
     rows.extend([
         (
             "  of which PulseAudio alone (module-loopback), p50",
@@ -176,6 +188,11 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
             "",
         ));
     }
+    rows.push((
+        "listener CPU / peak RSS, 10 speakers, the engine's own devices",
+        format!("{:.1} % / {:.1} MB", platform_load.cpu_percent, platform_load.peak_rss_mb),
+        "",
+    ));
     rows.push(("listener CPU per remote speaker", format!("{per_speaker:.2} % of a core"), "≤ 0.5 %"));
     if let Some(soak) = &soak {
         rows.push((
@@ -206,6 +223,8 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
         "stages_p50_ms": { "sound_server": percentile(&sound_server, 50.0), "device_ends_total": percentile(&device_ends, 50.0), "sound_server_samples": sound_server, "device_ends_samples": device_ends, "jitter_buffer_mean": jitter_buffer, "jitter_buffer_target_mean": jitter_target, "mixer_queue_mean": mixer_queue },
         "pairs": pairs.iter().map(|(alice, bob, latencies)| json!({ "from": alice.name(), "to": bob.name(), "samples": latencies, "p50": percentile(latencies, 50.0), "p95": percentile(latencies, 95.0) })).collect::<Vec<_>>(),
         "parley_to_browser_pair_ratio_p50": { "value": ratio, "target": 0.75 },
+        "parley_to_platform_pair_ratio_p50": percentile(&mouth_to_ear, 50.0) / platform_pair,
+        "platform_listener_10": { "cpu_percent": platform_load.cpu_percent, "peak_rss_mb": platform_load.peak_rss_mb },
         "mouth_to_ear_sharing_1080p30_ms": { "samples": sharing, "p50": percentile(&sharing, 50.0), "p95": percentile(&sharing, 95.0), "added_p50": percentile(&sharing, 50.0) - percentile(&mouth_to_ear, 50.0), "target_added_p50": 10 },
         "ptt_press_to_ear_ms": { "samples": press_to_ear, "p50": percentile(press_to_ear, 50.0) },
         "open_mic_ms": { "samples": open_mic, "p50": percentile(open_mic, 50.0) },
@@ -280,6 +299,8 @@ enum Carrier {
 enum Client {
     Parley,
     Browser,
+    /// Parley with the engine's own device module recording and playing (`--platform-audio`).
+    Platform,
 }
 
 impl Client {
@@ -287,6 +308,7 @@ impl Client {
         match self {
             Client::Parley => "parley",
             Client::Browser => "browser",
+            Client::Platform => "platform",
         }
     }
 }
@@ -311,6 +333,18 @@ impl End {
             Client::Parley => {
                 let device = if speaker { ["--input-device", "mic_a"] } else { ["--output-device", "ear_b"] };
                 End::Parley(bench.peer(room, identity, seconds, &[device[0], device[1], "--cues", "none"])?)
+            }
+            Client::Platform => {
+                // The engine's module takes the default devices, which PulseAudio's environment
+                // variables choose; alice's module plays too, where nobody listens.
+                let (mode, env) = if speaker {
+                    ("talk", [("PULSE_SOURCE", "mic_a"), ("PULSE_SINK", "spare")])
+                } else {
+                    ("listen", [("PULSE_SOURCE", "spare.monitor"), ("PULSE_SINK", "ear_b")])
+                };
+                let env: Vec<(String, String)> =
+                    env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+                End::Parley(bench.peer_with_env(room, identity, seconds, &["--platform-audio", mode], &env)?)
             }
             Client::Browser => {
                 // A browser's defaults: its echo cancellation, noise suppression and gain control
@@ -603,11 +637,18 @@ fn push_to_talk(bench: &Bench, room: &str, env: &[(String, String)]) -> Result<P
 }
 
 /// A listener playing to a real device, with `speakers` remote tones.
-fn listener_load(bench: &Bench, speakers: usize) -> Result<Load> {
-    let room = format!("crowd-{speakers}");
+/// A listener playing `speakers` remote speakers on `spare`: through our device ends, or the
+/// engine's own (`platform`).
+fn listener_load(bench: &Bench, speakers: usize, platform: bool) -> Result<Load> {
+    let room = format!("crowd-{speakers}{}", if platform { "-platform" } else { "" });
     let mut crowd = bench.crowd(&room, speakers, 30.0)?;
     std::thread::sleep(Duration::from_secs(3 + speakers as u64 / 10));
-    let listener = bench.peer(&room, "listener", 16.0, &["--output-device", "spare", "--cues", "none"])?;
+    let listener = if platform {
+        let env = [("PULSE_SINK".to_string(), "spare".to_string())];
+        bench.peer_with_env(&room, "listener", 16.0, &["--platform-audio", "listen"], &env)?
+    } else {
+        bench.peer(&room, "listener", 16.0, &["--output-device", "spare", "--cues", "none"])?
+    };
     let load = bench.measure(listener, (4.0, 14.0));
     stop(&mut crowd);
     load

@@ -173,6 +173,7 @@ pub(crate) async fn start(setup: CallSetup, shared: Shared) -> Result<CallHandle
         device_info: audio.device_info,
         watch: None,
         viewer: Some(shared.frames.viewer()),
+        platform_audio: None,
     };
     let joined = tokio::time::timeout(CONNECT_TIMEOUT, Session::join(engine, request)).await;
     let (session, events) = match joined {
