@@ -379,9 +379,18 @@ fn cues_confirm_joining_and_muting_on_the_output_device_and_can_be_turned_off() 
     let env = pulse.env();
     let ear = record_monitor(&pulse, "speaker_c");
     std::thread::sleep(Duration::from_millis(300));
-    let mut carol = join_with_env(&server, "cues", "carol", dir.path(), &["--output-device", "speaker_c"], 4.0, &env);
+    let mut carol = join_with_env(&server, "cues", "carol", dir.path(), &["--output-device", "speaker_c"], 7.0, &env);
     std::thread::sleep(Duration::from_millis(2000));
     carol.command("mute");
+    // The cue stream is open around cues only: beside the voice's while a cue plays, gone once
+    // quiet (an open stream plays silence, which costs CPU all call long).
+    let streams = || pulse.pactl(&["list", "short", "sink-inputs"]).expect("pactl").lines().count();
+    std::thread::sleep(Duration::from_millis(300));
+    let while_cueing = streams();
+    std::thread::sleep(parley_audio::cue::IDLE_CLOSE + Duration::from_millis(1500));
+    let quiet = streams();
+    assert_eq!(while_cueing, 2, "the voice's playback stream and the cue stream");
+    assert_eq!(quiet, 1, "the cue stream closes once quiet; the voice's stays");
     let carol = carol.finish(Duration::from_secs(30));
     carol.assert_clean();
     std::thread::sleep(Duration::from_millis(300));

@@ -4,12 +4,21 @@
 //! The sounds are generated (short tone sequences with soft edges), so the repository ships no
 //! audio files. They play through rodio on the chosen output device, on a thread of their own:
 //! a cue never waits for, or delays, the voice path.
+//!
+//! The output stream is open only around cues: opened with the player (which checks the
+//! device), closed after [`IDLE_CLOSE`] without one, opened again for the next. An open rodio
+//! stream plays silence all the time, and through cpal's PulseAudio client that cost a call
+//! about 3 % of a core (`cargo xtask bench app --perf`: its `memset`) for sounds that play a
+//! few times a minute.
 
 use std::collections::HashSet;
 use std::num::NonZero;
 use std::str::FromStr;
 
 use crate::SAMPLE_RATE;
+
+/// How long the cue stream stays open after the last cue started (cues last under 0.5 s).
+pub const IDLE_CLOSE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Every cue Parley plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -126,13 +135,18 @@ impl CuePlayer {
             .spawn(move || {
                 // The connection lives as long as the cue thread.
                 let _host = host;
-                let sink = match rodio::DeviceSinkBuilder::from_device(cpal_device)
-                    .and_then(|builder| builder.open_stream())
-                {
-                    Ok(sink) => sink,
+                let open = || -> Result<rodio::MixerDeviceSink, String> {
+                    let builder = rodio::DeviceSinkBuilder::from_device(cpal_device.clone());
+                    let mut sink =
+                        builder.and_then(|builder| builder.open_stream()).map_err(|error| error.to_string())?;
+                    sink.log_on_drop(false);
+                    Ok(sink)
+                };
+                let mut sink = match open() {
+                    Ok(sink) => Some(sink),
                     Err(error) => {
                         // The opener waits for this answer; if it is gone there is nobody to tell.
-                        drop(ready.send(Err(error.to_string())));
+                        drop(ready.send(Err(error)));
                         return;
                     }
                 };
@@ -141,8 +155,26 @@ impl CuePlayer {
                 }
                 let channels = NonZero::new(1u16).expect("1 is not zero");
                 let rate = NonZero::new(SAMPLE_RATE).expect("48000 is not zero");
-                while let Ok(cue) = received.recv() {
-                    sink.mixer().add(rodio::buffer::SamplesBuffer::new(channels, rate, cue.samples()));
+                loop {
+                    let request = match sink {
+                        Some(_) => received.recv_timeout(IDLE_CLOSE),
+                        None => received.recv().map_err(|_| std::sync::mpsc::RecvTimeoutError::Disconnected),
+                    };
+                    match request {
+                        Ok(cue) => {
+                            if sink.is_none() {
+                                sink = open()
+                                    .inspect_err(|error| tracing::debug!(%error, "cannot open the cue stream"))
+                                    .ok();
+                            }
+                            if let Some(sink) = &sink {
+                                sink.mixer().add(rodio::buffer::SamplesBuffer::new(channels, rate, cue.samples()));
+                            }
+                        }
+                        // Quiet for a while: the stream closes until the next cue.
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => sink = None,
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             })
             .map_err(|error| open_error(error.to_string()))?;
