@@ -59,6 +59,8 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
         (Client::Parley, Client::Browser),
         (Client::Browser, Client::Parley),
         (Client::Platform, Client::Platform),
+        (Client::Platform, Client::Parley),
+        (Client::Parley, Client::Platform),
     ] {
         let room = format!("m2e-{}-{}", alice.name(), bob.name());
         let carrier = Carrier::Pair { alice, bob, display: browsers.env() };
@@ -110,8 +112,10 @@ pub fn audio(out: PathBuf, soak_minutes: f64) -> Result<()> {
         rows.push((
             match (alice, bob) {
                 (Client::Browser, Client::Browser) => "mouth-to-ear p50 / p95, browser → browser",
-                (Client::Parley, _) => "mouth-to-ear p50 / p95, parley → browser",
-                (Client::Platform, _) => "mouth-to-ear p50 / p95, the engine's own devices at both ends",
+                (Client::Parley, Client::Browser) => "mouth-to-ear p50 / p95, parley → browser",
+                (Client::Platform, Client::Platform) => "mouth-to-ear p50 / p95, the engine's own devices at both ends",
+                (Client::Platform, _) => "mouth-to-ear p50 / p95, the engine's own devices → parley",
+                (Client::Parley, Client::Platform) => "mouth-to-ear p50 / p95, parley → the engine's own devices",
                 _ => "mouth-to-ear p50 / p95, browser → parley",
             },
             format!("{:.1} / {:.1} ms", percentile(latencies, 50.0), percentile(latencies, 95.0)),
