@@ -186,6 +186,9 @@ pub struct StreamCounters {
     pub glitches: AtomicU64,
     /// Stream errors reported by the backend (e.g. the device vanished).
     pub errors: AtomicU64,
+    /// The worker thread that moves this stream's frames, woken by each callback: it waits
+    /// parked rather than looking every millisecond.
+    worker: std::sync::OnceLock<std::thread::Thread>,
 }
 
 /// An open input stream; samples (interleaved f32) arrive in [`CaptureStream::pop_into`].
@@ -342,6 +345,22 @@ impl StreamCounters {
             self.glitches.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Wakes the worker thread, if one said it waits on this stream. From a callback: an
+    /// atomic and at most one futex wake, no allocation and no lock.
+    fn wake_worker(&self) {
+        if let Some(worker) = self.worker.get() {
+            worker.unpark();
+        }
+    }
+
+    /// Makes the calling thread the one [`StreamCounters::wake_worker`] wakes (the first to
+    /// ask keeps it). Worker thread.
+    fn wait_here(&self) {
+        if self.worker.get().is_none() {
+            let _ = self.worker.set(std::thread::current());
+        }
+    }
 }
 
 impl CaptureStream {
@@ -358,6 +377,7 @@ impl CaptureStream {
                     move |data: &[f32], _info| {
                         let dropped = data.iter().filter(|&&sample| producer.push(sample).is_err()).count();
                         counters.glitch(dropped as u64);
+                        counters.wake_worker();
                     },
                     on_error,
                     Some(Duration::from_secs(5)),
@@ -404,6 +424,7 @@ impl PlaybackStream {
                             }
                         }
                         counters.glitch(missing);
+                        counters.wake_worker();
                     },
                     on_error,
                     Some(Duration::from_secs(5)),
@@ -643,6 +664,7 @@ impl crate::stream::FrameSource for DeviceInput {
     }
 
     fn ready(&mut self) -> bool {
+        self.stream.counters.wait_here();
         self.pull();
         self.pending.len() >= crate::FRAME_SAMPLES
     }
@@ -736,6 +758,7 @@ impl crate::stream::FrameSink for DeviceOutput {
     /// always has a buffer ready when its callback comes, and never much more (every queued
     /// millisecond is a millisecond of delay).
     fn wants_frame(&mut self) -> bool {
+        self.stream.counters.wait_here();
         let channels = self.stream.info.channels.max(1) as usize;
         let buffer = self.stream.info.buffer_frames.unwrap_or(REQUESTED_BUFFER_FRAMES) as usize;
         self.stream.queued() < buffer * channels || self.watch.needs_reopen(&self.stream.counters)

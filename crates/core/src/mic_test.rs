@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use parley_audio::stream::{FrameSink, FrameSource};
 
-/// How often the loop looks at an input that had no frame ready. Short, because every
-/// millisecond of waiting here is a millisecond of delay in what the user hears.
-const INPUT_POLL: Duration = Duration::from_millis(1);
+/// How long the loop waits for an input that had no frame ready before it looks anyway; the
+/// device's callbacks wake it as soon as audio arrives (as the call's workers are woken).
+const INPUT_WAIT: Duration = Duration::from_millis(4);
 
 /// Frames per level report: 100 ms.
 const FRAMES_PER_REPORT: u32 = 10;
@@ -31,7 +31,7 @@ pub fn play_back(
     while !stop.load(Ordering::Relaxed) {
         if input.clocked() {
             if !input.ready() {
-                std::thread::sleep(INPUT_POLL);
+                std::thread::park_timeout(INPUT_WAIT);
                 continue;
             }
         } else {

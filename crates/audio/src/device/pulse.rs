@@ -270,6 +270,7 @@ fn take_captured(stream: &mut Stream, producer: &mut rtrb::Producer<f32>, counte
                     }
                 }
                 counters.glitch(dropped);
+                counters.wake_worker();
             }
             // A gap in the server's buffer: nothing to copy, but it must be dropped too.
             Ok(PeekResult::Hole(_)) => {}
@@ -313,5 +314,6 @@ fn give_playback(
         if stream.write(&buffer[..usable], None, 0, SeekMode::Relative).is_err() {
             return;
         }
+        counters.wake_worker();
     }
 }
