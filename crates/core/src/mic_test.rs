@@ -11,7 +11,7 @@ use parley_audio::stream::{FrameSink, FrameSource};
 
 /// How long the loop waits for an input that had no frame ready before it looks anyway; the
 /// device's callbacks wake it as soon as audio arrives (as the call's workers are woken).
-const INPUT_WAIT: Duration = Duration::from_millis(4);
+const INPUT_WAIT: Duration = Duration::from_millis(20);
 
 /// Frames per level report: 100 ms.
 const FRAMES_PER_REPORT: u32 = 10;

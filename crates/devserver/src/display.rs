@@ -17,8 +17,9 @@ use crate::webdriver::WebDriver;
 /// Overrides where `tauri-driver` is found.
 pub const TAURI_DRIVER_ENV: &str = "PARLEY_TAURI_DRIVER";
 
-/// How long the X server and tauri-driver may take to come up.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the X server and tauri-driver may take to come up. A bound, not a measure: on a
+/// loaded 2-core machine WebKitWebDriver once took longer than 15 s.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DisplayError {

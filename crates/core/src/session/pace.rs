@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// callbacks wake it (each one: a capture fragment arrived, a playback request was served), so
 /// this only bounds the wait should a wake-up go astray. It used to look every millisecond:
 /// 1 000 wake-ups a second per thread, a few percent of a core in `perf` for nothing.
-const DEVICE_WAIT: Duration = Duration::from_millis(4);
+const DEVICE_WAIT: Duration = Duration::from_millis(20);
 
 /// One frame of our own clock.
 const FRAME: Duration = Duration::from_millis(10);
