@@ -192,6 +192,8 @@ fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
 #[test]
 fn the_engines_own_devices_carry_a_voice_when_asked_to() {
     let _serial = audio_lock();
+    // Built before the voice starts: a first build would take longer than the voice lasts.
+    parley_e2e::parley_binary();
     let pulse = pulse(&[("spare", 1), ("speaker_b", 2), ("mic_a", 1)]);
     let server = server();
     let dir = scratch();

@@ -39,51 +39,55 @@ impl AudioSource {
                 "unsupported audio format: {sample_rate} Hz × {channels} channels"
             )));
         }
-        let response = engine.request(RequestMessage::NewAudioSource(proto::NewAudioSourceRequest {
-            r#type: proto::AudioSourceType::AudioSourceNative as i32,
-            // Parley runs its own audio processing (APM) before the source.
-            options: Some(proto::AudioSourceOptions {
-                echo_cancellation: false,
-                noise_suppression: false,
-                auto_gain_control: false,
-                prefer_hardware: None,
-            }),
-            sample_rate: Some(sample_rate),
-            num_channels: Some(channels),
-            queue_size_ms: Some(0),
-            platform_audio_handle: None,
-        }))?;
-        let ResponseMessage::NewAudioSource(response) = response else {
-            return Err(Error::Protocol("new-audio-source answered with another response".into()));
-        };
-        Ok(AudioSource { handle: engine.own(response.source.handle.id), sample_rate, channels })
+        // Parley runs its own audio processing (APM) before the source.
+        let processing = false;
+        let request =
+            AudioSource::request(proto::AudioSourceType::AudioSourceNative, processing, sample_rate, channels);
+        let request = proto::NewAudioSourceRequest { queue_size_ms: Some(0), ..request };
+        AudioSource::create(engine, request, sample_rate, channels)
     }
 
     /// A source the engine's own device module feeds from the microphone it records
     /// ([`PlatformAudio`]), through the engine's echo cancellation, noise suppression and gain
     /// control; [`AudioSource::capture_frame`] is not for it. Any thread.
     pub fn platform(engine: &'static Engine, platform: &PlatformAudio) -> Result<AudioSource, Error> {
-        let response = engine.request(RequestMessage::NewAudioSource(proto::NewAudioSourceRequest {
-            r#type: proto::AudioSourceType::AudioSourcePlatform as i32,
+        let request = AudioSource::request(proto::AudioSourceType::AudioSourcePlatform, true, SAMPLE_RATE_PLATFORM, 1);
+        let request = proto::NewAudioSourceRequest { platform_audio_handle: Some(platform.handle_id()), ..request };
+        AudioSource::create(engine, request, SAMPLE_RATE_PLATFORM, 1)
+    }
+
+    /// A new-source request of `kind` with the engine's processing on or off.
+    fn request(
+        kind: proto::AudioSourceType,
+        processing: bool,
+        sample_rate: u32,
+        channels: u32,
+    ) -> proto::NewAudioSourceRequest {
+        proto::NewAudioSourceRequest {
+            r#type: kind as i32,
             options: Some(proto::AudioSourceOptions {
-                echo_cancellation: true,
-                noise_suppression: true,
-                auto_gain_control: true,
+                echo_cancellation: processing,
+                noise_suppression: processing,
+                auto_gain_control: processing,
                 prefer_hardware: None,
             }),
-            sample_rate: Some(SAMPLE_RATE_PLATFORM),
-            num_channels: Some(1),
+            sample_rate: Some(sample_rate),
+            num_channels: Some(channels),
             queue_size_ms: None,
-            platform_audio_handle: Some(platform.handle_id()),
-        }))?;
-        let ResponseMessage::NewAudioSource(response) = response else {
+            platform_audio_handle: None,
+        }
+    }
+
+    fn create(
+        engine: &'static Engine,
+        request: proto::NewAudioSourceRequest,
+        sample_rate: u32,
+        channels: u32,
+    ) -> Result<AudioSource, Error> {
+        let ResponseMessage::NewAudioSource(response) = engine.request(RequestMessage::NewAudioSource(request))? else {
             return Err(Error::Protocol("new-audio-source answered with another response".into()));
         };
-        Ok(AudioSource {
-            handle: engine.own(response.source.handle.id),
-            sample_rate: SAMPLE_RATE_PLATFORM,
-            channels: 1,
-        })
+        Ok(AudioSource { handle: engine.own(response.source.handle.id), sample_rate, channels })
     }
 
     pub fn sample_rate(&self) -> u32 {
