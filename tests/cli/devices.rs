@@ -134,15 +134,35 @@ pub(crate) fn samples_and_start(mut ear: Ear) -> (Vec<i16>, f64) {
     (bytes.chunks_exact(2).map(|pair| i16::from_le_bytes([pair[0], pair[1]])).collect(), started)
 }
 
+/// Ends a two-peer call through real devices: both peers finish cleanly, the voice stops, and
+/// what the speaker's monitor recorded comes back.
+fn end_call(
+    alice: crate::support::Peer,
+    bob: crate::support::Peer,
+    ear: Ear,
+    mut mouth: std::process::Child,
+) -> (crate::support::Finished, crate::support::Finished, Vec<i16>) {
+    let bob = bob.finish(Duration::from_secs(40));
+    let alice = alice.finish(Duration::from_secs(40));
+    let heard = samples_of(ear);
+    mouth.kill().expect("stop pacat");
+    wait(&mut mouth, Duration::from_secs(5));
+    alice.assert_clean();
+    bob.assert_clean();
+    (alice, bob, heard)
+}
+
 #[test]
 fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
     let _serial = audio_lock();
+    // Built before the voice starts: a first build would take longer than the voice lasts.
+    parley_e2e::parley_binary();
     let pulse = pulse(&[("speaker_b", 2), ("mic_a", 1)]);
     let server = server();
     let dir = scratch();
     let mut voice = vec![0i16; SAMPLE_RATE as usize * 12];
     Tone::new(880.0, -12.0).fill(&mut voice);
-    let mut mouth = speak_into(&pulse, "mic_a", &voice);
+    let mouth = speak_into(&pulse, "mic_a", &voice);
     let ear = record_monitor(&pulse, "speaker_b");
     let env = pulse.env();
     let alice =
@@ -156,13 +176,7 @@ fn a_voice_from_one_microphone_device_reaches_the_other_speaker_device() {
         8.0,
         &env,
     );
-    let bob = bob.finish(Duration::from_secs(40));
-    let alice = alice.finish(Duration::from_secs(40));
-    let heard = samples_of(ear);
-    mouth.kill().expect("stop pacat");
-    wait(&mut mouth, Duration::from_secs(5));
-    alice.assert_clean();
-    bob.assert_clean();
+    let (_, _, heard) = end_call(alice, bob, ear, mouth);
 
     assert!(heard.len() > 4 * SAMPLE_RATE as usize, "parec recorded {} samples", heard.len());
     // parec runs longer than bob, and a slow join leaves less of bob's call: take up to 2 s
@@ -206,7 +220,7 @@ fn the_engines_own_devices_carry_a_voice_when_asked_to() {
     // The module lists no monitor sources as microphones: a remap of the monitor is one.
     let remap = "module-remap-source source_name=mic_in master=mic_a.monitor";
     pulse.pactl(&std::iter::once("load-module").chain(remap.split(' ')).collect::<Vec<_>>()).expect("remap");
-    let mut mouth = speak_into(&pulse, "mic_a", &voice);
+    let mouth = speak_into(&pulse, "mic_a", &voice);
     let ear = record_monitor(&pulse, "speaker_b");
     let with = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
         let mut env = pulse.env();
@@ -218,13 +232,7 @@ fn the_engines_own_devices_carry_a_voice_when_asked_to() {
         join_with_env(&server, "platform", "alice", dir.path(), &["--platform-audio", "talk"], 10.0, &alice_env);
     let bob_env = with(&[("PULSE_SINK", "speaker_b")]);
     let bob = join_with_env(&server, "platform", "bob", dir.path(), &["--platform-audio", "listen"], 8.0, &bob_env);
-    let bob = bob.finish(Duration::from_secs(40));
-    let alice = alice.finish(Duration::from_secs(40));
-    let heard = samples_of(ear);
-    mouth.kill().expect("stop pacat");
-    wait(&mut mouth, Duration::from_secs(5));
-    alice.assert_clean();
-    bob.assert_clean();
+    let (alice, bob, heard) = end_call(alice, bob, ear, mouth);
     let directions = |finished: &crate::support::Finished| -> Vec<String> {
         let events = finished.events_named("device_opened");
         events.iter().map(|event| event["direction"].as_str().unwrap_or_default().to_string()).collect()
