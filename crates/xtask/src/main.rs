@@ -11,7 +11,8 @@
 //!   WebDriver and saves a screenshot;
 //! * `gen-proto` — regenerates the FFI protobuf descriptors from the pinned wheel;
 //! * `stage-ffi --target T` — stages a release target's FFI library for the installers;
-//! * `bundle` — builds the Linux packages and checks them installed.
+//! * `bundle` — builds the Linux packages and checks them installed;
+//! * `prune-cache` — CI's first step: removes what earlier runs left in the shared target dir.
 
 mod app;
 mod bench;
@@ -20,6 +21,7 @@ mod bench_audio;
 mod bench_proc;
 mod bench_share;
 mod bundle;
+mod cache;
 mod cross;
 mod demo;
 mod setup;
@@ -100,6 +102,14 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Remove the workspace's own build artifacts (and incremental state) from the target
+    /// directory, where earlier builds left them; empty it if it is still over `--max-gb`. CI runs
+    /// this first: its target directory outlives each clone.
+    PruneCache {
+        /// Empty the target directory if what is left is larger than this many gigabytes.
+        #[arg(long, default_value_t = 30.0)]
+        max_gb: f64,
+    },
     /// Put a release target's FFI library and the Tauri config overlay that bundles it into
     /// src-tauri/ffi/ (the release workflow runs it before `tauri build`).
     StageFfi {
@@ -151,6 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             bundle::bundle(release)
         }
         Task::StageFfi { target } => bundle::stage_ffi(&target).map(|_| ()),
+        Task::PruneCache { max_gb } => prune_cache(max_gb),
     }
 }
 
@@ -179,6 +190,33 @@ fn test(cargo_args: &[String]) -> Result<()> {
     if failed > 0 {
         bail!("{failed} tests failed");
     }
+    Ok(())
+}
+
+fn prune_cache(max_gb: f64) -> Result<()> {
+    let metadata = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .current_dir(workspace_root())
+        .output()
+        .context("running cargo metadata")?;
+    if !metadata.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&metadata.stderr).trim());
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("reading cargo metadata")?;
+    let target =
+        PathBuf::from(metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?);
+    let gb = |bytes: u64| bytes as f64 / 1e9;
+    // What this run built before it got here (xtask and its workspace dependencies) stays.
+    let keep_since = std::time::SystemTime::now() - std::time::Duration::from_secs(15 * 60);
+    let pruned = cache::prune(&target, &cache::workspace_names(&metadata), keep_since, (max_gb * 1e9) as u64)?;
+    println!(
+        "prune-cache: {}: removed {} entries ({:.1} GB), {:.1} GB left{}",
+        target.display(),
+        pruned.entries,
+        gb(pruned.bytes),
+        gb(pruned.left_bytes),
+        if pruned.emptied { format!(" (it was over {max_gb} GB: emptied, this build is cold)") } else { String::new() }
+    );
     Ok(())
 }
 
