@@ -2,8 +2,6 @@
 //!
 //! Frames are i16, interleaved, exactly 10 ms long (DESIGN.md §3).
 
-use tokio::sync::mpsc;
-
 use crate::engine::{Engine, KeepAlive, OwnedHandle};
 use crate::error::Error;
 use crate::platform::PlatformAudio;
@@ -281,16 +279,38 @@ pub struct FrameInfo {
     pub samples_per_channel: u32,
 }
 
+/// What an [`AudioStream`]'s sink is handed.
+#[derive(Debug)]
+pub enum StreamFrame<'a> {
+    /// One 10 ms frame: interleaved samples and what they are.
+    Audio { samples: &'a [i16], info: FrameInfo },
+    /// The track ended; nothing follows.
+    Ended,
+}
+
+/// Where an [`AudioStream`]'s frames go. It runs on the `livekit-ffi-events` thread, which also
+/// carries every other callback of the engine: it must return quickly and never wait (copy the
+/// samples somewhere, e.g. into a mixer's queue) and must not drop streams or call the engine.
+pub type AudioSink = Box<dyn FnMut(StreamFrame<'_>) + Send>;
+
 /// Decoded audio of one remote track, converted by the engine to the rate and channel count
-/// asked for, in 10 ms frames.
+/// asked for, in 10 ms frames, handed to a sink as they arrive. Dropping it stops the frames.
+///
+/// Frames are handed over on the engine's event thread rather than through a channel to a task:
+/// with 10 speakers that is a thousand frames a second, and each hop to another thread costs a
+/// wake-up of it (futex, scheduler) that showed up in a call's profile.
 pub struct AudioStream {
     handle: OwnedHandle,
-    frames: mpsc::UnboundedReceiver<proto::AudioStreamEvent>,
 }
 
 impl AudioStream {
-    /// Opens a stream on `track`. Any thread with a tokio runtime.
-    pub fn new(track: &RemoteAudioTrack, sample_rate: u32, channels: u32) -> Result<AudioStream, Error> {
+    /// Opens a stream on `track` whose frames go to `sink`. Any thread.
+    pub fn new(
+        track: &RemoteAudioTrack,
+        sample_rate: u32,
+        channels: u32,
+        sink: impl FnMut(StreamFrame<'_>) + Send + 'static,
+    ) -> Result<AudioStream, Error> {
         let engine = track.handle.engine();
         let response = engine.request(RequestMessage::NewAudioStream(proto::NewAudioStreamRequest {
             track_handle: track.handle.id(),
@@ -304,45 +324,46 @@ impl AudioStream {
             return Err(Error::Protocol("new-audio-stream answered with another response".into()));
         };
         let handle = engine.own(response.stream.handle.id);
-        let (sender, frames) = mpsc::unbounded_channel();
-        engine.register_stream(handle.id(), sender);
-        Ok(AudioStream { handle, frames })
-    }
-
-    /// Waits for the next frame and copies its samples into `samples` (replacing the contents).
-    /// Returns `None` when the track ended.
-    pub async fn next_frame(&mut self, samples: &mut Vec<i16>) -> Option<FrameInfo> {
-        loop {
-            let event = self.frames.recv().await?;
-            match event.message {
-                Some(proto::audio_stream_event::Message::FrameReceived(received)) => {
-                    let owner = self.handle.engine().own(received.frame.handle.id);
-                    let info = received.frame.info;
-                    let len = info.samples_per_channel as usize * info.num_channels as usize;
-                    crate::native::copy_samples(info.data_ptr, len, samples);
-                    drop(owner);
-                    return Some(FrameInfo {
-                        sample_rate: info.sample_rate,
-                        channels: info.num_channels,
-                        samples_per_channel: info.samples_per_channel,
-                    });
-                }
-                Some(proto::audio_stream_event::Message::Eos(_)) => return None,
-                None => continue,
-            }
-        }
+        engine.register_stream(handle.id(), Box::new(sink));
+        Ok(AudioStream { handle })
     }
 }
 
 impl Drop for AudioStream {
     fn drop(&mut self) {
         self.handle.engine().close_route(self.handle.id());
-        // Release frames already queued to us.
-        while let Ok(event) = self.frames.try_recv() {
-            if let Some(proto::audio_stream_event::Message::FrameReceived(received)) = event.message {
-                self.handle.engine().drop_handle(received.frame.handle.id);
-            }
+    }
+}
+
+/// Hands one audio-stream event to `sink`, copying a frame's samples into `scratch` first (the
+/// engine's buffer is released once the sink returns). Returns whether the stream ended.
+pub(crate) fn deliver(
+    engine: &Engine,
+    event: proto::AudioStreamEvent,
+    sink: &mut AudioSink,
+    scratch: &mut Vec<i16>,
+) -> bool {
+    match event.message {
+        Some(proto::audio_stream_event::Message::FrameReceived(received)) => {
+            let info = received.frame.info;
+            let len = info.samples_per_channel as usize * info.num_channels as usize;
+            crate::native::copy_samples(info.data_ptr, len, scratch);
+            engine.drop_handle(received.frame.handle.id);
+            sink(StreamFrame::Audio {
+                samples: scratch,
+                info: FrameInfo {
+                    sample_rate: info.sample_rate,
+                    channels: info.num_channels,
+                    samples_per_channel: info.samples_per_channel,
+                },
+            });
+            false
         }
+        Some(proto::audio_stream_event::Message::Eos(_)) => {
+            sink(StreamFrame::Ended);
+            true
+        }
+        None => false,
     }
 }
 

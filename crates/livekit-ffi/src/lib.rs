@@ -47,7 +47,8 @@ mod proto {
 
 pub use apm::{Apm, ApmConfig};
 pub use audio::{
-    AudioSource, AudioStream, FrameInfo, LocalAudioTrack, ReceiveInterval, ReceiveStats, samples_per_10ms,
+    AudioSink, AudioSource, AudioStream, FrameInfo, LocalAudioTrack, ReceiveInterval, ReceiveStats, StreamFrame,
+    samples_per_10ms,
 };
 pub use engine::{Engine, HandleStats};
 pub use error::{ConnectFailure, Error, LoadError};

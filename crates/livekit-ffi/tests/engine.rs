@@ -8,12 +8,12 @@ use std::time::Duration;
 use livekit_api::access_token::{AccessToken, VideoGrants};
 use livekit_api::services::room::{RoomClient, UpdateParticipantOptions};
 use parley_audio::SAMPLE_RATE;
-use parley_audio::analysis::rms_dbfs;
+use parley_audio::analysis::{dominant_frequency, rms_dbfs};
 use parley_audio::signal::Tone;
 use parley_devserver::DevServer;
 use parley_livekit_ffi::{
-    Apm, ApmConfig, AudioSource, DisconnectReason, LocalAudioTrack, PublishOptions, Room, RoomEvent, RoomOptions,
-    TrackSource,
+    Apm, ApmConfig, AudioSource, AudioStream, DisconnectReason, LocalAudioTrack, PublishOptions, Room, RoomEvent,
+    RoomOptions, StreamFrame, TrackSource,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -78,6 +78,36 @@ async fn data_attributes_mute_and_leave_reach_the_other_participant() {
     })
     .await;
     assert_eq!(subscribed.sid, publication.sid, "bob subscribed to the track alice published");
+
+    // bob's stream hands alice's tone to its sink, in 10 ms frames.
+    let (frames, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let stream = AudioStream::new(&subscribed, SAMPLE_RATE, 1, move |frame: StreamFrame<'_>| {
+        let _ = frames.send(match frame {
+            StreamFrame::Audio { samples, info } => Some((samples.to_vec(), info)),
+            StreamFrame::Ended => None,
+        });
+    })
+    .expect("audio stream");
+    let mut tone = Vec::new();
+    while tone.len() < SAMPLE_RATE as usize {
+        let frame = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await;
+        let Ok(Some(Some((samples, info)))) = frame else { panic!("bob's stream stopped before a second of audio") };
+        assert_eq!(
+            (info.sample_rate, info.channels, info.samples_per_channel as usize),
+            (SAMPLE_RATE, 1, samples.len()),
+            "10 ms mono frames at the rate asked for"
+        );
+        assert_eq!(samples.len(), SAMPLE_RATE as usize / 100);
+        tone.extend(samples);
+    }
+    let last_half = &tone[tone.len() / 2..];
+    let frequency = dominant_frequency(last_half, SAMPLE_RATE);
+    assert!((frequency - 440.0).abs() < 10.0, "bob hears alice's 440 Hz tone, not {frequency} Hz");
+    assert!(rms_dbfs(last_half) > -30.0, "at a level one hears: {} dBFS", rms_dbfs(last_half));
+    // Dropping the stream lets its sink go: nothing more is handed to it.
+    drop(stream);
+    let released = tokio::time::timeout(Duration::from_secs(5), async { while heard.recv().await.is_some() {} }).await;
+    assert!(released.is_ok(), "the sink is released when its stream is dropped");
 
     track.set_muted(true).expect("mute");
     let sid = expect_event(&mut bob_events, "TrackMuted", |event| match event {

@@ -1,18 +1,19 @@
 //! The room follower (a tokio task): turns the engine's room events into session events, keeps
 //! track of who may publish, tells the publisher task when our own permission changes, and
-//! wires each subscribed remote audio track into the mixer through a receive task of its own
-//! (and a watched screen share into its sink, [`super::watch`]).
+//! wires each subscribed remote audio track into the mixer (its frames go straight from the
+//! engine's event thread into the track's queue; a task of its own keeps the stream open and
+//! reports its statistics), and a watched screen share into its sink ([`super::watch`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parley_audio::SAMPLE_RATE;
 use parley_audio::cue::{Cue, CuePlayer};
 use parley_audio::mixer::Mixer;
-use parley_audio::{FRAME_SAMPLES, SAMPLE_RATE};
 use parley_livekit_ffi as ffi;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::event::{MediaKind, Participant, SessionEvent, SessionState, StampedEvent, can_publish_microphone, emit};
@@ -129,10 +130,14 @@ pub(super) async fn run(
                     );
                 }
                 if let Some(mixer) = &mixer {
-                    match ffi::AudioStream::new(&track, SAMPLE_RATE, 1) {
+                    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).add_source(&track.sid, &identity);
+                    let (ended_sender, ended) = oneshot::channel();
+                    let sink = feed(&track, Arc::clone(mixer), events.clone(), ended_sender);
+                    match ffi::AudioStream::new(&track, SAMPLE_RATE, 1, sink) {
                         Ok(stream) => {
                             let task = tokio::spawn(receive(
                                 stream,
+                                ended,
                                 track.clone(),
                                 Arc::clone(mixer),
                                 events.clone(),
@@ -142,10 +147,13 @@ pub(super) async fn run(
                                 previous.abort();
                             }
                         }
-                        Err(error) => emit(
-                            &events,
-                            SessionEvent::Warning { message: format!("cannot play {identity}'s audio: {error}") },
-                        ),
+                        Err(error) => {
+                            mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&track.sid);
+                            emit(
+                                &events,
+                                SessionEvent::Warning { message: format!("cannot play {identity}'s audio: {error}") },
+                            )
+                        }
                     }
                 }
                 Some(SessionEvent::TrackSubscribed { identity, sid: track.sid, kind: MediaKind::Audio })
@@ -222,35 +230,54 @@ pub(super) async fn run(
     }
 }
 
-/// Copies one remote track's frames into the mixer; every `report_stats`, reports how the
-/// track fares in the receiver.
+/// The sink of one remote track's stream: each frame into the track's queue in the mixer, and
+/// `FirstAudio` once it is heard. It runs on the engine's event thread (see
+/// [`ffi::AudioSink`]): a copy into the queue under the mixer's lock, nothing that waits longer.
+fn feed(
+    track: &ffi::RemoteAudioTrack,
+    mixer: Arc<Mutex<Mixer>>,
+    events: mpsc::UnboundedSender<StampedEvent>,
+    ended: oneshot::Sender<()>,
+) -> impl FnMut(ffi::StreamFrame<'_>) + Send + 'static {
+    let (sid, identity) = (track.sid.clone(), track.participant_identity.clone());
+    let mut heard = false;
+    let mut ended = Some(ended);
+    move |frame| match frame {
+        ffi::StreamFrame::Audio { samples, .. } => {
+            if !heard && samples.iter().any(|sample| sample.unsigned_abs() > AUDIBLE_PEAK as u16) {
+                heard = true;
+                emit(&events, SessionEvent::FirstAudio { identity: identity.clone(), sid: sid.clone() });
+            }
+            mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(&sid, samples);
+        }
+        ffi::StreamFrame::Ended => {
+            if let Some(ended) = ended.take() {
+                // The receive task may be gone already; then nobody needs telling.
+                let _ = ended.send(());
+            }
+        }
+    }
+}
+
+/// Keeps one remote track's stream open until the track ends (its frames go straight to the
+/// mixer, see [`feed`]); every `report_stats`, reports how the track fares in the receiver.
 async fn receive(
-    mut stream: ffi::AudioStream,
+    stream: ffi::AudioStream,
+    mut ended: oneshot::Receiver<()>,
     track: ffi::RemoteAudioTrack,
     mixer: Arc<Mutex<Mixer>>,
     events: mpsc::UnboundedSender<StampedEvent>,
     report_stats: Option<Duration>,
 ) {
     let (sid, identity) = (track.sid.clone(), track.participant_identity.clone());
-    mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).add_source(&sid, &identity);
-    let mut samples = Vec::with_capacity(FRAME_SAMPLES);
-    let mut heard = false;
     // Without statistics the timer never fires: one day is as good as never for a call.
     let mut ticker = tokio::time::interval(report_stats.unwrap_or(Duration::from_secs(86_400)));
     ticker.tick().await;
     let mut previous = (ffi::ReceiveStats::default(), parley_audio::mixer::SourceStats::default());
     loop {
         tokio::select! {
-            frame = stream.next_frame(&mut samples) => {
-                if frame.is_none() {
-                    break;
-                }
-                if !heard && samples.iter().any(|sample| sample.unsigned_abs() > AUDIBLE_PEAK as u16) {
-                    heard = true;
-                    emit(&events, SessionEvent::FirstAudio { identity: identity.clone(), sid: sid.clone() });
-                }
-                mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(&sid, &samples);
-            }
+            // The end of the track, or the stream gone with its sink: either way, done.
+            _ = &mut ended => break,
             _ = ticker.tick(), if report_stats.is_some() => {
                 let Ok(Some(now)) = track.receive_stats().await else { continue };
                 let interval = now.since(&previous.0);
@@ -278,6 +305,7 @@ async fn receive(
             }
         }
     }
+    drop(stream);
     mixer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove_source(&sid);
 }
 
