@@ -130,8 +130,10 @@ window.startPeer = async (options) => {
   window.report({ event: 'connected', identity: room.localParticipant.identity });
   if (options.tone || options.mic) {
     const track = await microphone(options, context);
-    await room.localParticipant.publishTrack(track, { source: Track.Source.Microphone });
-    window.report({ event: 'published', e2ee: room.isE2EEEnabled });
+    const publication = await room.localParticipant.publishTrack(track, { source: Track.Source.Microphone });
+    // The track as the server announced it: `room.isE2EEEnabled` only turns true once the
+    // encryption worker answers, which may be after the publish returns.
+    window.report({ event: 'published', e2ee: publication.isEncrypted });
   }
   timer = setInterval(() => reportHeard(context), 1000);
 };
