@@ -235,6 +235,17 @@ pub fn app(out: PathBuf, soak_minutes: f64, perf: bool) -> Result<()> {
         ),
         String::new(),
     ));
+    rows.push(("  the viewer draws it at (device pixels)".into(), call.viewer_size.clone(), String::new()));
+    rows.push((
+        "  watching it once the screen is still, whole tree".into(),
+        format!(
+            "{:.1} % of a core (viewer +{:.1} %), {:.1} fps received",
+            call.still_cpu_percent.values().sum::<f64>(),
+            call.still_cpu_percent.values().sum::<f64>() - unwatched_cpu,
+            percentile(&call.still_fps, 50.0)
+        ),
+        String::new(),
+    ));
     rows.push((
         "WebKit: Parley idle with compositing forced on (=0)".into(),
         format!(
@@ -333,6 +344,9 @@ pub fn app(out: PathBuf, soak_minutes: f64, perf: bool) -> Result<()> {
             "cpu_percent_added": watching_cpu_added,
             "received_fps_during_cpu_window": call.watched_fps,
             "received_size": call.watched_size,
+            "viewer_size": call.viewer_size,
+            "still_cpu_percent": call.still_cpu_percent,
+            "still_fps": call.still_fps,
             "target_cpu_percent": WATCH_CPU_TARGET_PERCENT,
         },
         "webkit": {
@@ -522,7 +536,7 @@ impl Desktop {
             // same room with the share not watched, so the crowd's absence cancels out.
             crate::bench_audio::stop(&mut crowd);
             let screen = Xvfb::start_sized(1920, 1080).context("starting the sharer's display")?;
-            let _pattern = crate::bench_audio::open_pattern(bench, &screen)?;
+            let pattern = crate::bench_audio::open_pattern(bench, &screen)?;
             let share = ["--share-screen", "0", "--share-quality", "1080p30"];
             let alice = bench.peer_with_env(ROOM, "alice", lifetime, &share, &screen.env())?;
             std::thread::sleep(SETTLE);
@@ -564,6 +578,13 @@ impl Desktop {
                 .find(|line| line.contains("watched screen share"))
                 .and_then(|line| Some(format!("{}×{}", field(line, "width")?, field(line, "height")?)))
                 .unwrap_or_default();
+            let viewer_size = running
+                .log
+                .iter()
+                .rev()
+                .find(|line| line.contains("viewer is drawn at a new size"))
+                .and_then(|line| Some(format!("{}×{}", field(line, "width")?, field(line, "height")?)))
+                .unwrap_or_default();
             let watching_memory = TreeMemory::read(pid)?;
             if let Some(path) = profile_to {
                 println!("bench app: sampling the app's processes with perf while it watches…");
@@ -591,8 +612,24 @@ impl Desktop {
                     std::thread::sleep(SOAK_INTERVAL);
                 }
             }
+            // A screen that stops moving (a slide, a page being read) is the common case: the
+            // pattern closes, the shared display stays black, and the viewer keeps watching.
+            println!("bench app: watching the same share once its screen is still…");
+            drop(pattern);
+            std::thread::sleep(SETTLE);
+            running.poll(Duration::ZERO, |_| false)?;
+            let before = running.log.len();
+            let still_cpu_percent = cpu_over_window(pid, CPU_WINDOW);
+            running.poll(Duration::from_millis(100), |_| false)?;
+            let still_fps: Vec<f64> = running.log[before..]
+                .iter()
+                .filter(|line| line.contains("watched screen share"))
+                .filter_map(|line| field(line, "fps")?.parse().ok())
+                .collect();
             running.stop();
             Ok(Call {
+                still_cpu_percent,
+                still_fps,
                 memory,
                 cpu_percent,
                 unwatched_memory,
@@ -602,6 +639,7 @@ impl Desktop {
                 watching_cpu_percent,
                 watched_fps,
                 watched_size,
+                viewer_size,
                 soak_pss_mb,
                 soak_by_process,
             })
@@ -720,6 +758,12 @@ struct Call {
     /// and their size.
     watched_fps: Vec<f64>,
     watched_size: String,
+    /// The size the app's viewer drew the share at (device pixels), as it told the core.
+    viewer_size: String,
+    /// The tree's CPU while watching the share once its screen stopped moving, and the pictures a
+    /// second received meanwhile.
+    still_cpu_percent: BTreeMap<String, f64>,
+    still_fps: Vec<f64>,
     soak_pss_mb: Vec<f64>,
     /// The same samples per process name.
     soak_by_process: BTreeMap<String, Vec<f64>>,

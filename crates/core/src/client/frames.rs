@@ -11,9 +11,13 @@
 //! The core takes each picture as the decoder's I420 planes, not RGBA: the engine's conversion
 //! to RGBA (and 2.7 times the bytes to copy and scale) would only be undone by the JPEG
 //! encoder's conversion back to YCbCr. A picture larger than its viewer is first scaled down to
-//! the viewer's size (the size it last reported, in device pixels; `fast_image_resize`, SIMD,
-//! each plane on its own): a 1080p share in a 900-pixel room view would otherwise be encoded,
-//! carried and decoded at four times the pixels it is shown at. The planes then go into the
+//! the viewer's size (the size it last reported, in device pixels), each plane on its own: a
+//! 1080p share in a 900-pixel room view would otherwise be encoded, carried and decoded at four
+//! times the pixels it is shown at. Each halving the viewer allows is a plain 2×2 average, and
+//! only what is left goes through `fast_image_resize`'s bilinear filter (SIMD), unless the
+//! halved picture is within 15 % of the viewer (the window scales that last step as it draws):
+//! filtering the whole 1080p picture down to a room view was the watch thread's largest cost.
+//! A picture the same as the last one (a still screen) is not encoded or sent again. The planes then go into the
 //! JPEG as they are, their range widened from video's (16–235) to JPEG's (0–255).
 //! `cargo xtask bench app` measures what watching costs.
 
@@ -77,8 +81,10 @@ impl FrameShelf {
                 identity: identity.to_string(),
                 shelf: shelf.clone(),
                 failed: false,
-                resizer: fast_image_resize::Resizer::new(),
-                scaled: Vec::new(),
+                scaler: Scaler::default(),
+                picture: Vec::new(),
+                shown: Vec::new(),
+                shown_as: None,
             })
         })
     }
@@ -117,7 +123,11 @@ impl FrameShelf {
     /// Records how large `identity`'s viewer draws the picture (device pixels): larger pictures
     /// are scaled down to it before they are encoded.
     pub fn fit(&self, identity: &str, width: u32, height: u32) {
-        self.slots().entry(identity.to_string()).or_default().fit = Some((width.max(1), height.max(1)));
+        let fit = Some((width.max(1), height.max(1)));
+        let before = std::mem::replace(&mut self.slots().entry(identity.to_string()).or_default().fit, fit);
+        if before != fit {
+            tracing::info!(identity, width, height, "a screen share's viewer is drawn at a new size");
+        }
     }
 
     /// Forgets `identity`'s share (no longer watched).
@@ -125,12 +135,13 @@ impl FrameShelf {
         self.slots().remove(identity);
     }
 
-    /// Whether a viewer asked for `identity`'s pictures lately (`None` if not), and if so the
-    /// size it draws them at, once it said. One look at the shelf per picture.
-    fn wanted(&self, identity: &str) -> Option<Option<(u32, u32)>> {
+    /// Whether a viewer asked for `identity`'s pictures lately (`None` if not), and if so how
+    /// it wants them. One look at the shelf per picture.
+    fn wanted(&self, identity: &str) -> Option<Wanted> {
         let slots = self.slots();
         let slot = slots.get(identity)?;
-        slot.polled.is_some_and(|polled| polled.elapsed() < IDLE_VIEWER).then_some(slot.fit)
+        let wanted = Wanted { fit: slot.fit, shelved: slot.frame.is_some() };
+        slot.polled.is_some_and(|polled| polled.elapsed() < IDLE_VIEWER).then_some(wanted)
     }
 
     fn put(&self, identity: &str, width: u32, height: u32, jpeg: Vec<u8>) {
@@ -143,15 +154,35 @@ impl FrameShelf {
     }
 }
 
+/// What a share's viewer wants, as the shelf knows it.
+struct Wanted {
+    /// The size it draws pictures at, once it said.
+    fit: Option<(u32, u32)>,
+    /// Whether the shelf holds a picture of the share.
+    shelved: bool,
+}
+
 /// Encodes each picture of one share onto the shelf (on the session's watch thread).
 struct JpegSink {
     identity: String,
     shelf: FrameShelf,
     /// An encoding failure was logged (once per share).
     failed: bool,
-    resizer: fast_image_resize::Resizer,
-    /// The scaled picture (I420), reused from picture to picture.
-    scaled: Vec<u8>,
+    scaler: Scaler,
+    /// The picture to encode (I420, scaled to the viewer), reused from picture to picture.
+    picture: Vec<u8>,
+    /// The last picture put on the shelf, before encoding, and its sizes: the same picture
+    /// again (a still screen, which the decoder hands over at the full frame rate) is neither
+    /// encoded again nor sent to the viewer, which would decode and paint it again.
+    shown: Vec<u8>,
+    shown_as: Option<Encoding>,
+}
+
+/// The size of a picture as received and as encoded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Encoding {
+    received: (u32, u32),
+    encoded: (u32, u32),
 }
 
 impl VideoSink for JpegSink {
@@ -160,15 +191,29 @@ impl VideoSink for JpegSink {
     }
 
     fn frame(&mut self, _identity: &str, _index: u64, frame: &ReceivedVideoFrame) {
-        let Some(fit) = self.shelf.wanted(&self.identity) else { return };
-        let encoded = match fit.and_then(|fit| scaled_size(frame.width, frame.height, fit)) {
-            Some((width, height)) => scale(&mut self.resizer, frame, width, height, &mut self.scaled)
-                .and_then(|()| encode_jpeg(&self.scaled, width, height)),
-            None => encode_jpeg(&frame.data, frame.width, frame.height),
+        let Some(Wanted { fit, shelved }) = self.shelf.wanted(&self.identity) else { return };
+        let picture = match fit.and_then(|fit| scaled_size(frame.width, frame.height, fit)) {
+            Some((width, height)) => self.scaler.scale(frame, width, height, &mut self.picture),
+            None => {
+                self.picture.clear();
+                self.picture.extend_from_slice(&frame.data);
+                Ok((frame.width, frame.height))
+            }
         };
+        let encoded = picture.and_then(|(width, height)| {
+            let encoding = Encoding { received: (frame.width, frame.height), encoded: (width, height) };
+            if shelved && self.shown_as == Some(encoding) && self.picture == self.shown {
+                return Ok(None);
+            }
+            let jpeg = encode_jpeg(&self.picture, width, height)?;
+            std::mem::swap(&mut self.picture, &mut self.shown);
+            self.shown_as = Some(encoding);
+            Ok(Some(jpeg))
+        });
         // The size received (the layer), not the size encoded: the viewer shows it.
         match encoded {
-            Ok(jpeg) => self.shelf.put(&self.identity, frame.width, frame.height, jpeg),
+            Ok(Some(jpeg)) => self.shelf.put(&self.identity, frame.width, frame.height, jpeg),
+            Ok(None) => {}
             Err(error) if !self.failed => {
                 self.failed = true;
                 tracing::warn!(%error, identity = %self.identity, "cannot encode a shared picture");
@@ -209,36 +254,121 @@ fn planes(data: &[u8], width: u32, height: u32) -> Result<[Plane<'_>; 3], String
     Ok([Plane { samples: y, width, height }, chroma(u), chroma(v)])
 }
 
-/// `frame` (I420) scaled to `width` × `height` into `out` (I420), plane by plane.
-fn scale(
-    resizer: &mut fast_image_resize::Resizer,
-    frame: &ReceivedVideoFrame,
+/// How much larger than the viewer a halved picture may stay rather than be filtered down to
+/// it: the window scales it the rest of the way as it draws it (the viewer's `<img>` fits its
+/// box). A 1080p share in a room view a little under 960 pixels wide is halved and sent as
+/// 960×540, where filtering the last few percent off cost as much as the rest of the encoding.
+const CLOSE_ENOUGH: f64 = 1.15;
+
+/// Scales I420 pictures down, reusing its buffers from picture to picture.
+#[derive(Default)]
+struct Scaler {
+    resizer: fast_image_resize::Resizer,
+    /// A plane halved once and again (two buffers, one read while the other is written).
+    halves: [Vec<u8>; 2],
+    /// Column sums of a row pair while halving.
+    sums: Vec<u16>,
+}
+
+impl Scaler {
+    /// `frame` (I420) scaled down towards `width` × `height` into `out` (I420), plane by plane:
+    /// halved as often as the target allows, then filtered to the target unless the halved
+    /// picture is close enough to it. Returns the size of the picture in `out`.
+    fn scale(
+        &mut self,
+        frame: &ReceivedVideoFrame,
+        width: u32,
+        height: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(u32, u32), String> {
+        if frame.format != PixelFormat::I420 {
+            return Err(format!("a {:?} picture where I420 was asked for", frame.format));
+        }
+        let sources = planes(&frame.data, frame.width, frame.height)?;
+        let (mut halvings, mut halved) = (0, (frame.width, frame.height));
+        while width * 2 <= halved.0 && height * 2 <= halved.1 {
+            halvings += 1;
+            halved = (halved.0.div_ceil(2), halved.1.div_ceil(2));
+        }
+        let close = f64::from(halved.0) <= f64::from(width) * CLOSE_ENOUGH
+            && f64::from(halved.1) <= f64::from(height) * CLOSE_ENOUGH;
+        let (width, height) = if close { halved } else { (width, height) };
+        out.resize(PixelFormat::I420.frame_len(width, height), 0);
+        let (luma, chroma) = out.split_at_mut(width as usize * height as usize);
+        let (u, v) = chroma.split_at_mut(chroma.len() / 2);
+        let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
+        let targets = [(luma, width, height), (u, chroma_width, chroma_height), (v, chroma_width, chroma_height)];
+        for (source, (samples, width, height)) in sources.into_iter().zip(targets) {
+            self.scale_plane(source, halvings, PlaneMut { samples, width, height })?;
+        }
+        Ok((width, height))
+    }
+
+    /// `source` halved `halvings` times, then filtered into `target` unless already its size.
+    fn scale_plane(&mut self, source: Plane<'_>, halvings: u32, target: PlaneMut<'_>) -> Result<(), String> {
+        use fast_image_resize::images::{Image, ImageRef};
+        use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions};
+        let [even, odd] = &mut self.halves;
+        let (mut write, mut read) = (even, odd);
+        let mut current = source;
+        for halving in 1..=halvings {
+            let size = (current.width.div_ceil(2), current.height.div_ceil(2));
+            if halving == halvings && size == (target.width, target.height) {
+                // The last halving lands on the target: straight into it.
+                halve(current, target.samples, &mut self.sums);
+                return Ok(());
+            }
+            write.resize(size.0 as usize * size.1 as usize, 0);
+            halve(current, write, &mut self.sums);
+            std::mem::swap(&mut write, &mut read);
+            current = Plane { samples: read, width: size.0, height: size.1 };
+        }
+        if (current.width, current.height) == (target.width, target.height) {
+            target.samples.copy_from_slice(current.samples);
+            return Ok(());
+        }
+        let source = ImageRef::new(current.width, current.height, current.samples, PixelType::U8)
+            .map_err(|error| format!("a {}x{} plane: {error}", current.width, current.height))?;
+        let mut target = Image::from_slice_u8(target.width, target.height, target.samples, PixelType::U8)
+            .map_err(|error| error.to_string())?;
+        // Bilinear is plenty for a picture shown at this size, and several times cheaper than
+        // the default Lanczos.
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        self.resizer.resize(&source, &mut target, &options).map_err(|error| error.to_string())
+    }
+}
+
+/// A plane being written: its samples, rows packed.
+struct PlaneMut<'a> {
+    samples: &'a mut [u8],
     width: u32,
     height: u32,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    use fast_image_resize::images::{Image, ImageRef};
-    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions};
-    if frame.format != PixelFormat::I420 {
-        return Err(format!("a {:?} picture where I420 was asked for", frame.format));
+}
+
+/// `source` at half its width and height into `out` (exactly that many samples): each sample
+/// the rounded mean of the 2×2 it covers, an odd last column or row averaged with itself.
+/// `sums` is scratch. (Written here: a 2×2 mean is a few lines, and no imaging crate offers it
+/// on a bare plane without its general filter's cost. Column sums first, then pairs of them,
+/// which the compiler vectorises: 0.24 ms for a 1080p luma plane here.)
+fn halve(source: Plane<'_>, out: &mut [u8], sums: &mut Vec<u16>) {
+    let (width, height) = (source.width as usize, source.height as usize);
+    let half_width = width.div_ceil(2);
+    debug_assert_eq!(out.len(), half_width * height.div_ceil(2));
+    sums.clear();
+    sums.resize(width, 0);
+    for (row, out) in out.chunks_exact_mut(half_width).enumerate() {
+        let top = &source.samples[2 * row * width..][..width];
+        let bottom = if 2 * row + 1 < height { &source.samples[(2 * row + 1) * width..][..width] } else { top };
+        for ((sum, &top), &bottom) in sums.iter_mut().zip(top).zip(bottom) {
+            *sum = u16::from(top) + u16::from(bottom);
+        }
+        for (out, pair) in out.iter_mut().zip(sums.chunks_exact(2)) {
+            *out = ((pair[0] + pair[1] + 2) >> 2) as u8;
+        }
+        if width % 2 == 1 {
+            out[half_width - 1] = ((sums[width - 1] * 2 + 2) >> 2) as u8;
+        }
     }
-    let sources = planes(&frame.data, frame.width, frame.height)?;
-    out.resize(PixelFormat::I420.frame_len(width, height), 0);
-    let (luma, chroma) = out.split_at_mut(width as usize * height as usize);
-    let (u, v) = chroma.split_at_mut(chroma.len() / 2);
-    let (chroma_width, chroma_height) = (width.div_ceil(2), height.div_ceil(2));
-    let targets = [(luma, width, height), (u, chroma_width, chroma_height), (v, chroma_width, chroma_height)];
-    // Bilinear is plenty for a picture shown at this size, and several times cheaper than the
-    // default Lanczos.
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    for (source, (target, target_width, target_height)) in sources.into_iter().zip(targets) {
-        let source = ImageRef::new(source.width, source.height, source.samples, PixelType::U8)
-            .map_err(|error| format!("a {}x{} plane: {error}", source.width, source.height))?;
-        let mut target = Image::from_slice_u8(target_width, target_height, target, PixelType::U8)
-            .map_err(|error| error.to_string())?;
-        resizer.resize(&source, &mut target, &options).map_err(|error| error.to_string())?;
-    }
-    Ok(())
 }
 
 /// A packed I420 picture as the JPEG encoder reads it: a row at a time, each chroma sample
@@ -420,6 +550,71 @@ mod tests {
         assert_eq!(scaled_size(1920, 1080, (400, 400)), Some((400, 225)));
         assert_eq!(scaled_size(1280, 720, (1920, 1080)), None, "never enlarged");
         assert_eq!(scaled_size(1280, 720, (1280, 720)), None);
+    }
+
+    #[test]
+    fn halving_averages_each_two_by_two_and_keeps_an_odd_edge() {
+        // 5×3: two full pairs and an odd column per row pair, then an odd last row.
+        #[rustfmt::skip]
+        let samples = [
+            10, 20, 30, 40, 50,
+            30, 40, 50, 60, 70,
+            100, 0, 255, 255, 7,
+        ];
+        let mut out = [0; 6];
+        halve(Plane { samples: &samples, width: 5, height: 3 }, &mut out, &mut Vec::new());
+        assert_eq!(out, [25, 45, 60, 50, 255, 7], "means rounded; the odd column and row stand alone");
+    }
+
+    #[tokio::test]
+    async fn a_viewer_smaller_than_half_the_picture_gets_it_halved_then_filtered_unless_close_enough() {
+        let shelf = FrameShelf::default();
+        let mut sink = (shelf.viewer())("alice");
+        drop(shelf.next_after("alice", 0, Duration::ZERO).await);
+        let shared = halves(1280, 720, [230, 30, 30], [30, 30, 230]);
+        // Into 250 wide: halved twice (320×180), then filtered to 250×141.
+        shelf.fit("alice", 250, 250);
+        sink.frame("alice", 0, &shared);
+        let frame = shelf.latest("alice").expect("a picture");
+        assert_eq!(jpeg_size(&frame.jpeg), (250, 141));
+        assert_near(decoded_pixel(&frame.jpeg, 40, 70), [230, 30, 30], "the left half");
+        assert_near(decoded_pixel(&frame.jpeg, 210, 70), [30, 30, 230], "the right half");
+        // The edge between them stays where it was: a column just either side keeps its colour.
+        assert_near(decoded_pixel(&frame.jpeg, 115, 70), [230, 30, 30], "left of the edge");
+        assert_near(decoded_pixel(&frame.jpeg, 135, 70), [30, 30, 230], "right of the edge");
+        // Into 300 wide: the halved 320×180 is close enough, and the window scales it.
+        shelf.fit("alice", 300, 300);
+        sink.frame("alice", 1, &shared);
+        let frame = shelf.latest("alice").expect("a picture");
+        assert_eq!(jpeg_size(&frame.jpeg), (320, 180));
+        assert_near(decoded_pixel(&frame.jpeg, 150, 90), [230, 30, 30], "left of the edge, halved");
+        assert_near(decoded_pixel(&frame.jpeg, 170, 90), [30, 30, 230], "right of the edge, halved");
+    }
+
+    #[tokio::test]
+    async fn a_still_picture_is_shelved_once_until_it_or_the_viewer_changes() {
+        let shelf = FrameShelf::default();
+        let mut sink = (shelf.viewer())("alice");
+        drop(shelf.next_after("alice", 0, Duration::ZERO).await);
+        let still = picture(64, 32, [200, 40, 40]);
+        sink.frame("alice", 0, &still);
+        let first = shelf.latest("alice").expect("a picture").seq;
+        sink.frame("alice", 1, &still);
+        assert_eq!(shelf.latest("alice").expect("a picture").seq, first, "the same picture is not sent again");
+        sink.frame("alice", 2, &picture(64, 32, [40, 200, 40]));
+        let changed = shelf.latest("alice").expect("a picture").seq;
+        assert!(changed > first, "a changed picture is");
+        shelf.fit("alice", 32, 32);
+        sink.frame("alice", 3, &picture(64, 32, [40, 200, 40]));
+        let fitted = shelf.latest("alice").expect("a picture");
+        assert!(fitted.seq > changed, "so is the same picture for a viewer of another size");
+        assert_eq!(jpeg_size(&fitted.jpeg), (32, 16));
+        // A viewer closed and opened again finds the still picture on the shelf.
+        shelf.remove("alice");
+        drop(shelf.next_after("alice", 0, Duration::ZERO).await);
+        shelf.fit("alice", 32, 32);
+        sink.frame("alice", 4, &picture(64, 32, [40, 200, 40]));
+        assert!(shelf.latest("alice").is_some(), "the reopened viewer gets the picture");
     }
 
     #[tokio::test]
