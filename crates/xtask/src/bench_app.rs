@@ -564,11 +564,7 @@ impl Desktop {
             let sharer_cpu_percent =
                 (crate::bench_proc::cpu_seconds(alice.child.id()) - sharer_before) * 100.0 / CPU_WINDOW.as_secs_f64();
             running.poll(Duration::from_millis(100), |_| false)?;
-            let watched_fps: Vec<f64> = running.log[before..]
-                .iter()
-                .filter(|line| line.contains("watched screen share"))
-                .filter_map(|line| field(line, "fps")?.parse().ok())
-                .collect();
+            let watched_fps = reported_fps(&running.log[before..]);
             if watched_fps.len() < CPU_WINDOW.as_secs() as usize / 2 || percentile(&watched_fps, 50.0) < 1.0 {
                 bail!("the app's viewer received no steady pictures while its CPU was measured: {watched_fps:?}");
             }
@@ -621,11 +617,7 @@ impl Desktop {
             let before = running.log.len();
             let still_cpu_percent = cpu_over_window(pid, CPU_WINDOW);
             running.poll(Duration::from_millis(100), |_| false)?;
-            let still_fps: Vec<f64> = running.log[before..]
-                .iter()
-                .filter(|line| line.contains("watched screen share"))
-                .filter_map(|line| field(line, "fps")?.parse().ok())
-                .collect();
+            let still_fps = reported_fps(&running.log[before..]);
             running.stop();
             Ok(Call {
                 still_cpu_percent,
@@ -720,6 +712,14 @@ fn participants(line: &str) -> usize {
 }
 
 /// The value of a `name=value` field of a log line.
+/// The pictures a second the app's periodic "watched screen share" lines in `log` report.
+fn reported_fps(log: &[String]) -> Vec<f64> {
+    log.iter()
+        .filter(|line| line.contains("watched screen share"))
+        .filter_map(|line| field(line, "fps")?.parse().ok())
+        .collect()
+}
+
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
 }
