@@ -62,7 +62,7 @@ pub fn list_targets(json: bool) -> Result<(), Failure> {
 /// Saves the watched pictures it is handed as `DIR/frame-NNNNNN.png` (N: the picture's index
 /// among all received; the session hands over every `--save-every`th). Each is written under a
 /// `.part` name and renamed when complete: a process that exits mid-picture leaves no torn PNG.
-/// The 8x8 black picture the engine hands over as a track ends is not saved. Each file says
+/// (The session keeps the engine's end-of-track placeholder from every sink.) Each file says
 /// when the picture was handed over, in a `Received` text chunk (Unix time in ms), for
 /// benchmarks that time pictures from glass to glass.
 pub struct PngSaver {
@@ -71,9 +71,6 @@ pub struct PngSaver {
 
 /// The PNG text chunk that says when a saved picture was received.
 pub const RECEIVED_KEYWORD: &str = "Received";
-
-/// Pictures smaller than this on a side are the engine's end-of-track placeholder.
-const PLACEHOLDER_SIDE: u32 = 16;
 
 impl PngSaver {
     fn save(&self, index: u64, frame: &ReceivedVideoFrame) -> Result<(), String> {
@@ -105,9 +102,6 @@ impl PngSaver {
 
 impl VideoSink for PngSaver {
     fn frame(&mut self, _identity: &str, index: u64, frame: &ReceivedVideoFrame) {
-        if frame.width < PLACEHOLDER_SIDE && frame.height < PLACEHOLDER_SIDE {
-            return;
-        }
         if let Err(error) = self.save(index, frame) {
             eprintln!("parley: warning: saving a watched picture: {error}");
         }

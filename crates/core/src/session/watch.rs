@@ -34,6 +34,16 @@ const STATS_EVERY: Duration = Duration::from_secs(1);
 /// takes the layer that fits it.
 const PREVIEW_MAX: (u32, u32) = (480, 270);
 
+/// Pictures smaller than this on both sides are the engine's end-of-track placeholder (an 8×8
+/// black picture it hands over as a track ends), not the share: no sink gets them, and the
+/// statistics do not count them.
+const PLACEHOLDER_SIDE: u32 = 16;
+
+/// Whether a received `width` × `height` picture is the engine's end-of-track placeholder.
+fn is_placeholder(width: u32, height: u32) -> bool {
+    width < PLACEHOLDER_SIDE && height < PLACEHOLDER_SIDE
+}
+
 /// Whether a viewer of `width` × `height` pixels is a preview (see [`PREVIEW_MAX`]).
 fn is_preview(width: u32, height: u32) -> bool {
     width <= PREVIEW_MAX.0 && height <= PREVIEW_MAX.1
@@ -145,6 +155,9 @@ impl Receive {
         let (mut since, mut frames_since) = (Instant::now(), 0u32);
         while stream.next_frame_into(&mut scratch).await {
             let (width, height) = (scratch.width, scratch.height);
+            if is_placeholder(width, height) {
+                continue;
+            }
             if index == 0 {
                 let (identity, sid) = (self.identity.clone(), self.sid.clone());
                 emit(&self.events, SessionEvent::WatchStarted { identity, sid, width, height });
@@ -419,7 +432,14 @@ impl Viewing {
 
 #[cfg(test)]
 mod tests {
-    use super::is_preview;
+    use super::{is_placeholder, is_preview};
+
+    #[test]
+    fn only_the_engines_tiny_end_of_track_picture_is_a_placeholder() {
+        assert!(is_placeholder(8, 8));
+        assert!(!is_placeholder(16, 8), "a thin picture is still a picture");
+        assert!(!is_placeholder(320, 180));
+    }
 
     #[test]
     fn only_a_thumbnail_sized_viewer_takes_a_shares_preview_layer() {
