@@ -84,6 +84,8 @@ fn parley_and_the_livekit_python_sdk_see_each_others_screen_share() {
     let token = mint(server.api_key(), server.api_secret(), &request).expect("mint");
     let bars: Vec<String> = pattern::BARS.iter().map(|[r, g, b]| format!("{r},{g},{b}")).collect();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/python_peer.py");
+    // Built before the Python peer starts: crab must join while snake still shares.
+    parley_e2e::parley_binary();
     let mut snake = Command::new(&python)
         .args([script, "--url", &server.url(), "--token", &token, "--share-bars", &bars.join(";"), "--watch"])
         .args(["--seconds", "14"])
