@@ -173,15 +173,6 @@ impl Room {
             // No ICE servers of our own: the server's list (none on a loopback dev server) is
             // all that is used, so nothing reaches for a public STUN server.
             rtc_config: Some(proto::RtcConfig { ice_servers: Vec::new(), ..Default::default() }),
-            // Two peer connections, one to publish and one to receive, rather than the engine's
-            // default single one. With a single connection, publishing a video track (starting a
-            // share) renegotiates the connection that also receives: the engine's SDP rewrite for
-            // the encoder's start bitrate changes the receiving VP8 parameters too, libwebrtc
-            // recreates the receive stream of every share being watched, and a packet arriving
-            // in that gap leaves the new stream with no sink ("VideoReceiveStreamInterface not
-            // connected to a VideoSink"): the share watched froze for good in about one start
-            // in four (the Python interop share test, 2 of 8 runs).
-            single_peer_connection: Some(false),
             ..Default::default()
         };
         let (event, _) = engine

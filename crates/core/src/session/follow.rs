@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parley_audio::SAMPLE_RATE;
 use parley_audio::cue::{Cue, CuePlayer};
@@ -81,6 +81,7 @@ pub(super) async fn run(
     let mut streams: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut viewing = Viewing::new(watchers, subscriptions, events.clone());
     loop {
+        let freeze_check = viewing.freeze_check_due();
         let event = tokio::select! {
             event = room_events.recv() => match event {
                 Some(event) => event,
@@ -88,6 +89,10 @@ pub(super) async fn run(
             },
             Some(command) = view_commands.recv() => {
                 viewing.apply(command);
+                continue;
+            }
+            () = tokio::time::sleep_until(freeze_check.unwrap_or_else(Instant::now).into()), if freeze_check.is_some() => {
+                viewing.revive_frozen();
                 continue;
             }
         };
@@ -184,6 +189,10 @@ pub(super) async fn run(
                 let allowed = can_publish_microphone(permission.as_ref());
                 (publishers.insert(identity.clone(), allowed) != Some(allowed))
                     .then_some(SessionEvent::ParticipantPermission { identity, can_publish: allowed })
+            }
+            ffi::RoomEvent::LocalTrackPublished { .. } => {
+                viewing.published_locally();
+                None
             }
             ffi::RoomEvent::LocalTrackUnpublished { sid } => {
                 local.tell(PublishCommand::Unpublished(sid));

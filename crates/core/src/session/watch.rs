@@ -12,6 +12,7 @@
 //! nobody watches is declined (unsubscribed), so it costs neither bandwidth nor decoding.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,6 +39,11 @@ const PREVIEW_MAX: (u32, u32) = (480, 270);
 /// black picture it hands over as a track ends), not the share: no sink gets them, and the
 /// statistics do not count them.
 const PLACEHOLDER_SIDE: u32 = 16;
+
+/// How long after we publish a track the watched shares are checked for a freeze (see
+/// [`Viewing::published_locally`]), and how long without a picture counts as frozen then.
+const FREEZE_CHECK_AFTER: Duration = Duration::from_secs(2);
+const FROZEN_AFTER: Duration = Duration::from_millis(1500);
 
 /// Whether a received `width` × `height` picture is the engine's end-of-track placeholder.
 fn is_placeholder(width: u32, height: u32) -> bool {
@@ -124,8 +130,8 @@ impl Watcher {
         })
     }
 
-    /// Starts the receive task for `track`.
-    fn watch(&self, track: &ffi::RemoteVideoTrack) -> Result<JoinHandle<()>, ffi::Error> {
+    /// Starts the receive task for `track`; it stamps each picture into `seen`.
+    fn watch(&self, track: &ffi::RemoteVideoTrack, seen: Seen) -> Result<JoinHandle<()>, ffi::Error> {
         let stream = ffi::VideoStream::with_format(track, ffi::VideoStream::DEFAULT_QUEUE_FRAMES, self.format)?;
         let receive = Receive {
             identity: self.identity.clone(),
@@ -134,6 +140,7 @@ impl Watcher {
             to_sink: self.to_sink.clone(),
             free: Arc::clone(&self.free),
             events: self.events.clone(),
+            seen,
         };
         Ok(tokio::spawn(receive.run(stream)))
     }
@@ -146,6 +153,32 @@ struct Receive {
     to_sink: SyncSender<Delivery>,
     free: Arc<Mutex<Receiver<ffi::ReceivedVideoFrame>>>,
     events: mpsc::UnboundedSender<StampedEvent>,
+    /// When the last picture came, read by [`Viewing`] to tell a frozen share.
+    seen: Seen,
+}
+
+/// When a watch's last picture arrived, shared by its receive task and [`Viewing`]: milliseconds
+/// from the watch's start, 0 before the first picture.
+#[derive(Clone)]
+struct Seen {
+    since: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Seen {
+    fn new() -> Seen {
+        Seen { since: Instant::now(), last_ms: Arc::new(AtomicU64::new(0)) }
+    }
+
+    fn picture(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last picture (or the watch's start, before the first one).
+    fn silent_for(&self) -> Duration {
+        self.since.elapsed().saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
 }
 
 impl Receive {
@@ -179,6 +212,7 @@ impl Receive {
                 Some(Err(_)) => dropped += 1,
             }
             index += 1;
+            self.seen.picture();
             frames_since += 1;
             let elapsed = since.elapsed();
             // The decoder's threads start with the first pictures: catch them during the first
@@ -220,6 +254,13 @@ pub(super) enum ViewCommand {
     Fit { identity: String, width: u32, height: u32 },
 }
 
+/// A watched share's receive task.
+struct Stream {
+    identity: String,
+    task: JoinHandle<()>,
+    seen: Seen,
+}
+
 /// The follower's side of screen shares.
 pub(super) struct Viewing {
     /// Whose shares are watched (by identity), and where their pictures go.
@@ -230,7 +271,11 @@ pub(super) struct Viewing {
     /// news), until they are watched.
     declined: HashSet<String>,
     /// The receive tasks of watched shares, by track sid.
-    streams: HashMap<String, (String, JoinHandle<()>)>,
+    streams: HashMap<String, Stream>,
+    /// When to check the watched shares for a freeze caused by our own publication.
+    freeze_check: Option<Instant>,
+    /// Frozen shares we unsubscribed from, to subscribe to them again once that is done.
+    reviving: HashSet<String>,
     /// Everyone's screen-share sounds (track sid → identity): heard only while their share is
     /// watched, like the picture.
     sounds: HashMap<String, String>,
@@ -251,6 +296,8 @@ impl Viewing {
             shares: HashMap::new(),
             declined: HashSet::new(),
             streams: HashMap::new(),
+            freeze_check: None,
+            reviving: HashSet::new(),
             sounds: HashMap::new(),
             sounds_declined: HashSet::new(),
             subscriptions,
@@ -272,10 +319,13 @@ impl Viewing {
         if let Err(error) = self.subscriptions.set_video_quality(&identity, &track.sid, ffi::VideoQuality::High) {
             tracing::warn!(%error, %identity, "could not ask for the full-size layer");
         }
-        match watcher.watch(&track) {
+        self.reviving.remove(&track.sid);
+        let seen = Seen::new();
+        match watcher.watch(&track, seen.clone()) {
             Ok(task) => {
-                if let Some((_, previous)) = self.streams.insert(track.sid.clone(), (identity.clone(), task)) {
-                    previous.abort();
+                let stream = Stream { identity: identity.clone(), task, seen };
+                if let Some(previous) = self.streams.insert(track.sid.clone(), stream) {
+                    previous.task.abort();
                 }
             }
             Err(error) => emit(
@@ -318,15 +368,75 @@ impl Viewing {
     }
 
     /// Whether the unsubscription of `sid` is one we asked for (not news). Ends its watch.
-    /// A declined share stays declined until it is watched (or ends).
+    /// A declined share stays declined until it is watched (or ends); a frozen one we
+    /// unsubscribed from is subscribed to again, its watch going on as the new track arrives.
     pub(super) fn unsubscribed(&mut self, sid: &str) -> bool {
+        if self.reviving.contains(sid)
+            && let Some(identity) = self.shares.get(sid).cloned()
+        {
+            if let Some(stream) = self.streams.remove(sid) {
+                stream.task.abort();
+            }
+            if let Err(error) = self.subscriptions.set_subscribed(&identity, sid, true) {
+                self.reviving.remove(sid);
+                emit(
+                    &self.events,
+                    SessionEvent::Warning { message: format!("cannot watch {identity}'s screen: {error}") },
+                );
+                emit(&self.events, SessionEvent::WatchEnded { identity, sid: sid.to_string() });
+            }
+            return true;
+        }
         self.stop_stream(sid);
         self.declined.contains(sid)
+    }
+
+    /// We published a track. The engine joins with one peer connection for both directions,
+    /// and publishing video renegotiates it: the engine rewrites the encoder's start bitrate
+    /// into every VP8 line of its offer, the receiving ones too, so libwebrtc rebuilds the
+    /// receive stream of each share we watch, and a packet arriving in that gap leaves the
+    /// rebuilt stream with no sink (its log: "VideoReceiveStreamInterface not connected to a
+    /// VideoSink"). The share then froze for good, in about one share start in four while
+    /// watching (the Python interop test: 2 of 8 runs). Two peer connections avoid the
+    /// rebuild, but with them the engine never hands over a share subscribed to again after
+    /// being declined, which is how every viewer starts. So a watched share that receives no
+    /// picture for [`FROZEN_AFTER`] when checked [`FREEZE_CHECK_AFTER`] our publication (its
+    /// stream may be rebuilt before or after the engine reports the publication) is subscribed
+    /// to again.
+    pub(super) fn published_locally(&mut self) {
+        tracing::debug!(watched = self.streams.len(), "we published a track: watched shares are checked for a freeze");
+        self.freeze_check = Some(Instant::now() + FREEZE_CHECK_AFTER);
+    }
+
+    /// When the pending check for frozen shares is due.
+    pub(super) fn freeze_check_due(&self) -> Option<Instant> {
+        self.freeze_check
+    }
+
+    /// Subscribes again to each watched share that has received nothing for [`FROZEN_AFTER`].
+    pub(super) fn revive_frozen(&mut self) {
+        self.freeze_check = None;
+        let frozen: Vec<(String, String)> = self
+            .streams
+            .iter()
+            .filter(|(sid, stream)| stream.seen.silent_for() >= FROZEN_AFTER && !self.reviving.contains(*sid))
+            .map(|(sid, stream)| (sid.clone(), stream.identity.clone()))
+            .collect();
+        for (sid, identity) in frozen {
+            tracing::warn!(%identity, %sid, "a watched share froze when we published; subscribing to it again");
+            match self.subscriptions.set_subscribed(&identity, &sid, false) {
+                Ok(()) => {
+                    self.reviving.insert(sid);
+                }
+                Err(error) => tracing::warn!(%error, %identity, "could not subscribe to a frozen share again"),
+            }
+        }
     }
 
     /// A track was unpublished: a share that ended is news.
     pub(super) fn unpublished(&mut self, sid: &str) -> Option<SessionEvent> {
         self.declined.remove(sid);
+        self.reviving.remove(sid);
         self.sounds.remove(sid);
         self.sounds_declined.remove(sid);
         self.stop_stream(sid);
@@ -342,13 +452,15 @@ impl Viewing {
         }
         self.shares.clear();
         self.declined.clear();
+        self.reviving.clear();
+        self.freeze_check = None;
         self.sounds.clear();
         self.sounds_declined.clear();
     }
 
     /// Ends the receive task of `sid`, if any, with [`SessionEvent::WatchEnded`].
     fn stop_stream(&mut self, sid: &str) {
-        if let Some((identity, task)) = self.streams.remove(sid)
+        if let Some(Stream { identity, task, .. }) = self.streams.remove(sid)
             && !task.is_finished()
         {
             task.abort();
@@ -401,6 +513,7 @@ impl Viewing {
                 }
                 let sids: Vec<String> = self.shares_of(&identity).collect();
                 for sid in sids {
+                    self.reviving.remove(&sid);
                     let watched = self.streams.contains_key(&sid);
                     self.stop_stream(&sid);
                     if watched || !self.declined.contains(&sid) {
@@ -432,7 +545,18 @@ impl Viewing {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_placeholder, is_preview};
+    use std::time::Duration;
+
+    use super::{Seen, is_placeholder, is_preview};
+
+    #[test]
+    fn a_watch_is_silent_from_its_start_until_a_picture_arrives() {
+        let seen = Seen::new();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(seen.silent_for() >= Duration::from_millis(200));
+        seen.picture();
+        assert!(seen.silent_for() < Duration::from_millis(150), "{:?}", seen.silent_for());
+    }
 
     #[test]
     fn only_the_engines_tiny_end_of_track_picture_is_a_placeholder() {
