@@ -191,9 +191,15 @@ pub fn profile(root: u32, window: Duration, data: &Path) -> Result<String> {
         bail!("perf record failed ({recorded}); kernel.perf_event_paranoid may forbid it");
     }
     let mut text = String::new();
-    let views: [(&str, &[&str], usize); 3] = [
+    let views: [(&str, &[&str], usize); 4] = [
         ("by thread and library", &["--sort", "comm,dso", "--percent-limit", "1", "-g", "none"], 40),
         ("by thread and function", &["--sort", "comm,sym", "--percent-limit", "1", "-g", "none"], 40),
+        // WebKit's web process spreads its time thin (much of it in the kernel): its own view.
+        (
+            "in WebKit's web process, by function",
+            &["--comms", "WebKitWebProces", "--sort", "dso,sym", "--percent-limit", "0.2", "-g", "none"],
+            30,
+        ),
         (
             "callers of the functions above 3 %",
             &["--sort", "comm,sym", "--percent-limit", "3", "-g", "caller,0.5,callee"],
