@@ -400,7 +400,7 @@ impl Viewing {
     /// watching (the Python interop test: 2 of 8 runs). Two peer connections avoid the
     /// rebuild, but with them the engine never hands over a share subscribed to again after
     /// being declined, which is how every viewer starts. So a watched share that receives no
-    /// picture for [`FROZEN_AFTER`] when checked [`FREEZE_CHECK_AFTER`] our publication (its
+    /// picture for [`FROZEN_AFTER`] when checked [`FREEZE_CHECK_AFTER`] after our publication (its
     /// stream may be rebuilt before or after the engine reports the publication) is subscribed
     /// to again.
     pub(super) fn published_locally(&mut self) {
