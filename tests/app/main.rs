@@ -497,10 +497,12 @@ fn the_app_shares_a_window_picked_from_thumbnails_that_a_peer_receives_until_the
         "bot hears the shared application's sound at −12 ± 6 dBFS: {sound_level:.1}"
     );
 
+    // Complete pictures only: one bot was writing as it left stays a `.png.part`.
     let mut saved: Vec<_> = std::fs::read_dir(&frames)
         .unwrap_or_else(|error| panic!("bot's frames in {}: {error}", frames.display()))
         .flatten()
         .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "png"))
         .collect();
     saved.sort();
     // The last full-size picture (a stream can start on a smaller layer, and a track that ends
