@@ -158,7 +158,7 @@ struct Receive {
 }
 
 /// When a watch's last picture arrived, shared by its receive task and [`Viewing`]: milliseconds
-/// from the watch's start, 0 before the first picture.
+/// from the watch's start (the start itself before the first picture).
 #[derive(Clone)]
 struct Seen {
     since: Instant,
@@ -171,7 +171,7 @@ impl Seen {
     }
 
     fn picture(&self) {
-        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
