@@ -64,7 +64,11 @@ fn parley_exe_under_wine_talks_and_listens_through_wasapi_with_a_native_parley()
     command
         .args(["join", "--json", "--url", &server.url(), "--room", "crossing", "--identity", "windows"])
         .args(["--duration", "12", "--input-device", "Monitor of mic_w", "--output-device", "speaker_w"])
-        .args(["--cues", "none"])
+        // A steady tone is what noise suppression learns as noise and gain control chases: heard
+        // through both, it arrived at −3.5 dBFS, then sank to −25 within 3 s (and stayed there
+        // when the Linux peer joined late), so the level this test reads came down to timing.
+        // Echo cancellation and the high-pass filter stay on.
+        .args(["--cues", "none", "--no-ns", "--no-agc"])
         .env("LIVEKIT_API_KEY", server.api_key())
         .env("LIVEKIT_API_SECRET", server.api_secret())
         .env("LIVEKIT_LIB_PATH", windows_path(&dll))
