@@ -3,7 +3,7 @@
 //!
 //! WebKitGTK has no WebRTC, so the window cannot receive video itself: the core decodes it and
 //! the shell serves the latest picture over a custom URI scheme, which the viewer long-polls
-//! ([`FrameShelf::next_after`]). JPEG rather than raw RGBA: a 1080p picture is 8.3 MB raw
+//! ([`FrameShelf::next_for`]). JPEG rather than raw RGBA: a 1080p picture is 8.3 MB raw
 //! (250 MB/s at 30 fps through the web engine's IPC, copied into a canvas) and about 220 kB as
 //! a JPEG, which the web engine decodes natively; encoding costs 6.7 ms at 720p and 13.9 ms at
 //! 1080p here (`jpeg-encoder`, SIMD). A share nobody polls (hidden window) is not encoded.
@@ -64,6 +64,9 @@ struct Slot {
     polled: Option<Instant>,
     /// The viewer's size in device pixels, once it said ([`FrameShelf::fit`]).
     fit: Option<(u32, u32)>,
+    /// The `seq` of the picture each viewer (by the name it gives) was handed last
+    /// ([`FrameShelf::next_for`]); forgotten with the share.
+    handed: HashMap<String, u64>,
 }
 
 impl Default for FrameShelf {
@@ -118,6 +121,19 @@ impl FrameShelf {
                 Ok(Err(_)) | Err(_) => return None,
             }
         }
+    }
+
+    /// `identity`'s first picture newer than the one `viewer` was handed last (any picture for
+    /// a viewer new to the shelf), as [`FrameShelf::next_after`]. For a viewer that cannot
+    /// carry a picture's `seq` over to its next request (an `<img>` reads no headers).
+    pub async fn next_for(&self, identity: &str, viewer: &str, timeout: Duration) -> Option<ShareFrame> {
+        let after = self.slots().get(identity).and_then(|slot| slot.handed.get(viewer).copied()).unwrap_or(0);
+        let frame = self.next_after(identity, after, timeout).await?;
+        // The share may have been closed meanwhile: then there is no slot to remember it in.
+        if let Some(slot) = self.slots().get_mut(identity) {
+            slot.handed.insert(viewer.to_string(), frame.seq);
+        }
+        Some(frame)
     }
 
     /// Records how large `identity`'s viewer draws the picture (device pixels): larger pictures
@@ -527,6 +543,28 @@ mod tests {
 
         shelf.remove("alice");
         assert!(shelf.latest("alice").is_none());
+    }
+
+    #[tokio::test]
+    async fn each_viewer_by_its_name_is_handed_each_new_picture_once() {
+        let shelf = FrameShelf::default();
+        let mut sink = (shelf.viewer())("alice");
+        drop(shelf.next_for("alice", "room", Duration::ZERO).await);
+        sink.frame("alice", 0, &picture(64, 32, [255, 0, 0]));
+        let first = shelf.next_for("alice", "room", Duration::from_secs(1)).await.expect("the first picture");
+        // Another viewer (the share's own window) gets the same picture; the first waits.
+        let window = shelf.next_for("alice", "window", Duration::from_secs(1)).await.expect("for the window too");
+        assert_eq!(window.seq, first.seq);
+        assert!(shelf.next_for("alice", "room", Duration::from_millis(100)).await.is_none(), "nothing new");
+        sink.frame("alice", 1, &picture(64, 32, [0, 0, 255]));
+        let second = shelf.next_for("alice", "room", Duration::from_secs(1)).await.expect("the next picture");
+        assert!(second.seq > first.seq);
+        // Closed and opened again, the share starts afresh for every viewer.
+        shelf.remove("alice");
+        drop(shelf.next_for("alice", "room", Duration::ZERO).await);
+        sink.frame("alice", 2, &picture(64, 32, [0, 255, 0]));
+        let reopened = shelf.next_for("alice", "room", Duration::from_secs(1)).await.expect("a picture");
+        assert!(reopened.seq > second.seq);
     }
 
     #[test]

@@ -311,6 +311,9 @@ pub struct ParticipantState {
     pub encryption: Encryption,
     /// They share their screen (the "Live" mark).
     pub sharing: bool,
+    /// The size their screen share arrives at (width, height), while we watch it and once its
+    /// first picture came: the layer the server sends, which may be smaller than what they send.
+    pub share_size: Option<(u32, u32)>,
     /// The backend's own word on the hard mute, when it has one.
     #[serde(skip)]
     #[ts(skip)]
@@ -341,6 +344,7 @@ impl ParticipantState {
             hard_muted: false,
             encryption: Encryption::Unknown,
             sharing: false,
+            share_size: None,
             backend_hard_muted: None,
             in_room: false,
         }
@@ -383,6 +387,9 @@ impl CallState {
         let open = self.watching.len();
         self.watching.retain(|watched| watched != identity);
         self.popped_out.retain(|popped| popped != identity);
+        if let Some(participant) = self.participant_mut(identity) {
+            participant.share_size = None;
+        }
         self.watching.len() != open
     }
 
@@ -508,6 +515,18 @@ pub fn apply_session_event(state: &mut ClientState, event: &SessionEvent, volume
             match call.participant_mut(identity) {
                 Some(participant) if participant.sharing != sharing => participant.sharing = sharing,
                 _ => return closed,
+            }
+        }
+        SessionEvent::WatchStarted { identity, width, height, .. }
+        | SessionEvent::WatchStats { identity, width, height, .. } => {
+            // A picture that comes in as the viewer closes leaves no size behind.
+            if !call.watching.contains(identity) {
+                return false;
+            }
+            let size = Some((*width, *height));
+            match call.participant_mut(identity) {
+                Some(participant) if participant.share_size != size => participant.share_size = size,
+                _ => return false,
             }
         }
         SessionEvent::ShareStarted { target, quality, priority, width, height, audio, .. } => {

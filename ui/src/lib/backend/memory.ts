@@ -91,6 +91,7 @@ export function person(identity: string, name: string, extra: Partial<Participan
     hardMuted: false,
     encryption: 'unknown',
     sharing: false,
+    shareSize: null,
     ...extra,
   };
 }

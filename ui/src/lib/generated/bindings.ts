@@ -244,7 +244,12 @@ encryption: Encryption,
 /**
  * They share their screen (the "Live" mark).
  */
-sharing: boolean, };
+sharing: boolean, 
+/**
+ * The size their screen share arrives at (width, height), while we watch it and once its
+ * first picture came: the layer the server sends, which may be smaller than what they send.
+ */
+shareSize: [number, number] | null, };
 
 /**
  * How end-to-end encryption fares for someone in an encrypted call.

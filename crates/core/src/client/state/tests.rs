@@ -346,6 +346,35 @@ fn a_watched_share_closes_its_viewer_when_it_ends_or_its_sharer_leaves() {
 }
 
 #[test]
+fn a_watched_share_shows_the_size_it_arrives_at_until_its_viewer_closes() {
+    let mut state = in_call();
+    let joined = SessionEvent::ParticipantJoined { identity: "bob".into(), name: String::new(), can_publish: true };
+    apply_session_event(&mut state, &joined, &saved);
+    let size = |state: &ClientState| call(state).participants[0].share_size;
+    let started =
+        |width, height| SessionEvent::WatchStarted { identity: "bob".into(), sid: "TR_bob".into(), width, height };
+    assert!(!apply_session_event(&mut state, &started(1920, 1080), &saved), "not watched: no size");
+    assert_eq!(size(&state), None);
+    state.call.as_mut().expect("a call").watching = vec!["bob".into()];
+    assert!(apply_session_event(&mut state, &started(1920, 1080), &saved));
+    assert_eq!(size(&state), Some((1920, 1080)));
+    let stats = |width, height| SessionEvent::WatchStats {
+        identity: "bob".into(),
+        sid: "TR_bob".into(),
+        frames: 30,
+        fps: 30.0,
+        width,
+        height,
+        dropped: 0,
+    };
+    assert!(!apply_session_event(&mut state, &stats(1920, 1080), &saved), "the same size is no news");
+    assert!(apply_session_event(&mut state, &stats(960, 540), &saved), "another layer is");
+    assert_eq!(size(&state), Some((960, 540)));
+    assert!(state.call.as_mut().expect("a call").stop_watching("bob"));
+    assert_eq!(size(&state), None, "a closed viewer shows no size");
+}
+
+#[test]
 fn traffic_counters_become_the_calls_bandwidth() {
     let mut state = in_call();
     let traffic = |received_bytes, sent_bytes| SessionEvent::Traffic { received_bytes, sent_bytes };
