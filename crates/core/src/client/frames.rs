@@ -38,10 +38,8 @@ const IDLE_VIEWER: Duration = Duration::from_secs(2);
 /// One share's latest picture.
 #[derive(Debug, Clone)]
 pub struct ShareFrame {
-    /// Grows with every picture on the shelf (any share's): the viewer passes it back.
+    /// Grows with every picture on the shelf (any share's): what a viewer was handed last.
     pub seq: u64,
-    pub width: u32,
-    pub height: u32,
     pub jpeg: Arc<[u8]>,
 }
 
@@ -160,12 +158,12 @@ impl FrameShelf {
         slot.polled.is_some_and(|polled| polled.elapsed() < IDLE_VIEWER).then_some(wanted)
     }
 
-    fn put(&self, identity: &str, width: u32, height: u32, jpeg: Vec<u8>) {
+    fn put(&self, identity: &str, jpeg: Vec<u8>) {
         // Under the shelf's lock, so that `seq` grows across shares.
         let mut slots = self.slots();
         let seq = *self.inner.version.borrow() + 1;
         slots.entry(identity.to_string()).or_default().frame =
-            Some(ShareFrame { seq, width, height, jpeg: jpeg.into() });
+            Some(ShareFrame { seq, jpeg: jpeg.into() });
         self.inner.version.send_replace(seq);
     }
 }
@@ -226,9 +224,8 @@ impl VideoSink for JpegSink {
             self.shown_as = Some(encoding);
             Ok(Some(jpeg))
         });
-        // The size received (the layer), not the size encoded: the viewer shows it.
         match encoded {
-            Ok(Some(jpeg)) => self.shelf.put(&self.identity, frame.width, frame.height, jpeg),
+            Ok(Some(jpeg)) => self.shelf.put(&self.identity, jpeg),
             Ok(None) => {}
             Err(error) if !self.failed => {
                 self.failed = true;
@@ -532,7 +529,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         sink.frame("alice", 1, &picture(64, 32, [255, 0, 0]));
         let first = waiting.await.expect("task").expect("a picture arrives");
-        assert_eq!((first.width, first.height), (64, 32));
+        assert_eq!(jpeg_size(&first.jpeg), (64, 32));
         assert_eq!(&first.jpeg[..2], &[0xFF, 0xD8], "a JPEG");
 
         let none = shelf.next_after("alice", first.seq, Duration::from_millis(100)).await;
@@ -663,7 +660,6 @@ mod tests {
         drop(shelf.next_after("alice", 0, Duration::ZERO).await);
         sink.frame("alice", 0, &halves(640, 360, [200, 40, 40], [40, 200, 40]));
         let frame = shelf.latest("alice").expect("a picture");
-        assert_eq!((frame.width, frame.height), (640, 360), "the size received is reported");
         assert_eq!(jpeg_size(&frame.jpeg), (320, 180), "the JPEG is the viewer's size, aspect kept");
         // Each plane scaled on its own, and put back where it belongs.
         assert_near(decoded_pixel(&frame.jpeg, 60, 90), [200, 40, 40], "the scaled left half");
