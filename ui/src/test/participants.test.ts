@@ -1,5 +1,5 @@
-import { screen, waitFor, within } from '@testing-library/svelte';
-import { describe, expect, it } from 'vitest';
+import { fireEvent, screen, waitFor, within } from '@testing-library/svelte';
+import { describe, expect, it, vi } from 'vitest';
 
 import { renderInRoom } from './harness';
 
@@ -105,6 +105,48 @@ describe('participants', () => {
     backend.setSharing('bob', false);
     await waitFor(() => expect(screen.queryByTestId('share-elsewhere')).toBeNull());
     expect(screen.queryByTestId('share-viewer')).toBeNull();
+  });
+
+  it('shows a watched share picture after picture, asking again after a quiet spell or a failure', async () => {
+    const { backend, user } = await renderInRoom('Lounge', { frames: true });
+    backend.setSharing('carol', true);
+    await user.click(await screen.findByRole('button', { name: "Watch Carol's screen" }));
+    const carol = await screen.findByRole('figure', { name: "Carol's screen" });
+    const pictures = (): HTMLImageElement[] => Array.from(carol.querySelectorAll('img'));
+    const asked = (): string[] => pictures().map((picture) => picture.getAttribute('src')?.replace(/viewer=\w+&/, '') ?? '');
+    expect(asked(), 'one picture asked for').toEqual(['memory-frame://carol?n=1']);
+    expect(within(carol).getByText("Waiting for Carol's screen…")).toBeInTheDocument();
+    expect(within(carol).queryByTestId('share-size'), 'no size before a picture').toBeNull();
+
+    // The first picture shows; the other <img> asks for the next.
+    const [first] = pictures();
+    await fireEvent.load(first!);
+    await waitFor(() => expect(asked()).toEqual(['memory-frame://carol?n=1', 'memory-frame://carol?n=2']));
+    expect(within(carol).getByTestId('share-picture')).toBe(first);
+    expect(first).toHaveAttribute('alt', "Carol's screen");
+    expect(within(carol).queryByText("Waiting for Carol's screen…")).toBeNull();
+    backend.setShareSize('carol', 1920, 1080);
+    expect(await within(carol).findByTestId('share-size')).toHaveTextContent('1920×1080');
+
+    // The shell's long poll ends with no new picture (a still screen): asked again at once.
+    const second = pictures()[1]!;
+    const later = performance.now() + 5000;
+    const clock = vi.spyOn(performance, 'now').mockReturnValueOnce(later);
+    await fireEvent.error(second);
+    clock.mockRestore();
+    await waitFor(() => expect(asked()[1]).toBe('memory-frame://carol?n=3'));
+    // A load that fails at once (the shell is busy or gone): asked again a second later.
+    await fireEvent.error(second);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(asked()[1], 'not at once').toBe('memory-frame://carol?n=3');
+    await waitFor(() => expect(asked()[1]).toBe('memory-frame://carol?n=4'), { timeout: 2000 });
+    expect(within(carol).getByTestId('share-picture'), 'the last picture stays meanwhile').toBe(first);
+
+    // The next picture takes the first one's place, which then waits for the one after.
+    await fireEvent.load(second);
+    await waitFor(() => expect(within(carol).getByTestId('share-picture')).toBe(second));
+    expect(asked()[0]).toBe('memory-frame://carol?n=5');
+    expect(first).toHaveAttribute('alt', '');
   });
 
   it('splits a stage room into speakers and listeners, with raise and lower hand', async () => {

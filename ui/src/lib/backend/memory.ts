@@ -55,6 +55,9 @@ export interface MemoryBackendOptions {
   animate?: boolean;
   /// Start already in this call (`npm run dev` with `?join=profile/room`, for screenshots).
   joined?: { profile: string; room: string };
+  /// Give viewers picture URLs (`memory-frame://<identity>`, which nothing answers: tests fire
+  /// the pictures' load and error events themselves).
+  frames?: boolean;
 }
 
 export const DEFAULT_SETTINGS: AppSettings = {
@@ -175,6 +178,7 @@ export class MemoryBackend implements Backend {
   private encrypted: string[];
   private moderation: Record<string, ModerationOption[]>;
   private elsewhere: Record<string, { roomId: string; roomName: string }>;
+  private frames: boolean;
   private settings: AppSettings;
   private devices: AudioDevice[];
   private support: ShortcutSupport;
@@ -200,6 +204,7 @@ export class MemoryBackend implements Backend {
     this.encrypted = options.encrypted ?? [];
     this.moderation = structuredClone(options.moderation ?? DEMO_MODERATION);
     this.elsewhere = structuredClone(options.elsewhere ?? {});
+    this.frames = options.frames ?? false;
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings };
     this.state.local.transmitMode = this.settings.transmitMode;
     this.devices = options.devices ?? [
@@ -246,6 +251,11 @@ export class MemoryBackend implements Backend {
       const others = (list: string[]): string[] => list.filter((watched) => watched !== identity);
       this.publish({ ...this.state, call: { ...call, watching: others(call.watching), poppedOut: others(call.poppedOut) } });
     }
+  }
+
+  /// A watched share arrives at this size (the layer the server sends).
+  setShareSize(identity: string, width: number, height: number): void {
+    this.updateParticipant(identity, { shareSize: [width, height] });
   }
 
   /// The server grants or revokes our right to publish (invited to speak, moved to the audience).
@@ -316,9 +326,9 @@ export class MemoryBackend implements Backend {
     return () => this.linkListeners.delete(listener);
   }
 
-  /// No pictures here: a viewer shows that it waits for the share.
-  frameUrl(): string | null {
-    return null;
+  /// No pictures here (a viewer shows that it waits for the share), unless a test drives them.
+  frameUrl(identity: string): string | null {
+    return this.frames ? `memory-frame://${encodeURIComponent(identity)}` : null;
   }
 
   // ---- commands ---------------------------------------------------------------------------
