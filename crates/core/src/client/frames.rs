@@ -162,8 +162,7 @@ impl FrameShelf {
         // Under the shelf's lock, so that `seq` grows across shares.
         let mut slots = self.slots();
         let seq = *self.inner.version.borrow() + 1;
-        slots.entry(identity.to_string()).or_default().frame =
-            Some(ShareFrame { seq, jpeg: jpeg.into() });
+        slots.entry(identity.to_string()).or_default().frame = Some(ShareFrame { seq, jpeg: jpeg.into() });
         self.inner.version.send_replace(seq);
     }
 }
