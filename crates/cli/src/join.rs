@@ -313,7 +313,7 @@ pub async fn run(args: JoinArgs, started: SystemTime) -> Result<(), Failure> {
 struct Discard;
 
 impl VideoSink for Discard {
-    fn frame(&mut self, _identity: &str, _index: u64, _frame: &mut parley_livekit_ffi::ReceivedVideoFrame) {}
+    fn frame(&mut self, _identity: &str, _index: u64, _frame: &parley_livekit_ffi::ReceivedVideoFrame) {}
 }
 
 /// Opens the control socket unless disabled; failing to is a warning, not a reason to leave.

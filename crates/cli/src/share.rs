@@ -101,7 +101,7 @@ impl PngSaver {
 }
 
 impl VideoSink for PngSaver {
-    fn frame(&mut self, _identity: &str, index: u64, frame: &mut ReceivedVideoFrame) {
+    fn frame(&mut self, _identity: &str, index: u64, frame: &ReceivedVideoFrame) {
         if let Err(error) = self.save(index, frame) {
             eprintln!("parley: warning: saving a watched picture: {error}");
         }

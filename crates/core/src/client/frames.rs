@@ -17,10 +17,8 @@
 //! only what is left goes through `fast_image_resize`'s bilinear filter (SIMD), unless the
 //! halved picture is within 15 % of the viewer (the window scales that last step as it draws):
 //! filtering the whole 1080p picture down to a room view was the watch thread's largest cost.
-//! A picture the same as the last one (a still screen) is not scaled, encoded or sent again:
-//! it is compared as received with the last one, whose buffer the sink keeps rather than
-//! copies. The planes then go into the JPEG as they are, their range widened from video's
-//! (16–235) to JPEG's (0–255).
+//! A picture the same as the last one (a still screen) is not encoded or sent again. The planes then go into the
+//! JPEG as they are, their range widened from video's (16–235) to JPEG's (0–255).
 //! `cargo xtask bench app` measures what watching costs.
 
 use std::collections::HashMap;
@@ -186,19 +184,18 @@ struct JpegSink {
     scaler: Scaler,
     /// The picture to encode (I420, scaled to the viewer), reused from picture to picture.
     picture: Vec<u8>,
-    /// The last picture put on the shelf as it was received (its buffer taken from the
-    /// delivery, not copied), and what it was encoded for: the same picture again (a still
-    /// screen, which the decoder hands over at the full frame rate) is neither scaled, encoded
-    /// nor sent to the viewer again, which would decode and paint it again.
+    /// The last picture put on the shelf, before encoding, and its sizes: the same picture
+    /// again (a still screen, which the decoder hands over at the full frame rate) is neither
+    /// encoded again nor sent to the viewer, which would decode and paint it again.
     shown: Vec<u8>,
     shown_as: Option<Encoding>,
 }
 
-/// What a shelved picture was made for: the size received and the viewer's size.
+/// The size of a picture as received and as encoded.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Encoding {
     received: (u32, u32),
-    fit: Option<(u32, u32)>,
+    encoded: (u32, u32),
 }
 
 impl VideoSink for JpegSink {
@@ -206,27 +203,29 @@ impl VideoSink for JpegSink {
         PixelFormat::I420
     }
 
-    fn frame(&mut self, _identity: &str, _index: u64, frame: &mut ReceivedVideoFrame) {
+    fn frame(&mut self, _identity: &str, _index: u64, frame: &ReceivedVideoFrame) {
         let Some(Wanted { fit, shelved }) = self.shelf.wanted(&self.identity) else { return };
-        let encoding = Encoding { received: (frame.width, frame.height), fit };
-        // Compared as received, before any scaling: a still picture costs one comparison.
-        if shelved && self.shown_as == Some(encoding) && frame.data == self.shown {
-            return;
-        }
-        let encoded = match fit.and_then(|fit| scaled_size(frame.width, frame.height, fit)) {
-            Some((width, height)) => self
-                .scaler
-                .scale(frame, width, height, &mut self.picture)
-                .and_then(|(width, height)| encode_jpeg(&self.picture, width, height)),
-            None => encode_jpeg(&frame.data, frame.width, frame.height),
-        }
-        .inspect(|_| {
-            // Kept for the next comparison; the delivery takes the previous buffer back.
-            std::mem::swap(&mut self.shown, &mut frame.data);
+        let picture = match fit.and_then(|fit| scaled_size(frame.width, frame.height, fit)) {
+            Some((width, height)) => self.scaler.scale(frame, width, height, &mut self.picture),
+            None => {
+                self.picture.clear();
+                self.picture.extend_from_slice(&frame.data);
+                Ok((frame.width, frame.height))
+            }
+        };
+        let encoded = picture.and_then(|(width, height)| {
+            let encoding = Encoding { received: (frame.width, frame.height), encoded: (width, height) };
+            if shelved && self.shown_as == Some(encoding) && self.picture == self.shown {
+                return Ok(None);
+            }
+            let jpeg = encode_jpeg(&self.picture, width, height)?;
+            std::mem::swap(&mut self.picture, &mut self.shown);
             self.shown_as = Some(encoding);
+            Ok(Some(jpeg))
         });
         match encoded {
-            Ok(jpeg) => self.shelf.put(&self.identity, jpeg),
+            Ok(Some(jpeg)) => self.shelf.put(&self.identity, jpeg),
+            Ok(None) => {}
             Err(error) if !self.failed => {
                 self.failed = true;
                 tracing::warn!(%error, identity = %self.identity, "cannot encode a shared picture");
@@ -519,7 +518,7 @@ mod tests {
         let shelf = FrameShelf::default();
         let mut sink = (shelf.viewer())("alice");
         // Nobody asked yet: nothing is encoded.
-        sink.frame("alice", 0, &mut picture(64, 32, [255, 0, 0]));
+        sink.frame("alice", 0, &picture(64, 32, [255, 0, 0]));
         assert!(shelf.latest("alice").is_none(), "an unwatched share is not encoded");
 
         let waiting = tokio::spawn({
@@ -527,14 +526,14 @@ mod tests {
             async move { shelf.next_after("alice", 0, Duration::from_secs(5)).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        sink.frame("alice", 1, &mut picture(64, 32, [255, 0, 0]));
+        sink.frame("alice", 1, &picture(64, 32, [255, 0, 0]));
         let first = waiting.await.expect("task").expect("a picture arrives");
         assert_eq!(jpeg_size(&first.jpeg), (64, 32));
         assert_eq!(&first.jpeg[..2], &[0xFF, 0xD8], "a JPEG");
 
         let none = shelf.next_after("alice", first.seq, Duration::from_millis(100)).await;
         assert!(none.is_none(), "no newer picture: the viewer hears nothing");
-        sink.frame("alice", 2, &mut picture(64, 32, [0, 0, 255]));
+        sink.frame("alice", 2, &picture(64, 32, [0, 0, 255]));
         let second = shelf.next_after("alice", first.seq, Duration::from_secs(1)).await.expect("the next one");
         assert!(second.seq > first.seq);
 
@@ -547,19 +546,19 @@ mod tests {
         let shelf = FrameShelf::default();
         let mut sink = (shelf.viewer())("alice");
         drop(shelf.next_for("alice", "room", Duration::ZERO).await);
-        sink.frame("alice", 0, &mut picture(64, 32, [255, 0, 0]));
+        sink.frame("alice", 0, &picture(64, 32, [255, 0, 0]));
         let first = shelf.next_for("alice", "room", Duration::from_secs(1)).await.expect("the first picture");
         // Another viewer (the share's own window) gets the same picture; the first waits.
         let window = shelf.next_for("alice", "window", Duration::from_secs(1)).await.expect("for the window too");
         assert_eq!(window.seq, first.seq);
         assert!(shelf.next_for("alice", "room", Duration::from_millis(100)).await.is_none(), "nothing new");
-        sink.frame("alice", 1, &mut picture(64, 32, [0, 0, 255]));
+        sink.frame("alice", 1, &picture(64, 32, [0, 0, 255]));
         let second = shelf.next_for("alice", "room", Duration::from_secs(1)).await.expect("the next picture");
         assert!(second.seq > first.seq);
         // Closed and opened again, the share starts afresh for every viewer.
         shelf.remove("alice");
         drop(shelf.next_for("alice", "room", Duration::ZERO).await);
-        sink.frame("alice", 2, &mut picture(64, 32, [0, 255, 0]));
+        sink.frame("alice", 2, &picture(64, 32, [0, 255, 0]));
         let reopened = shelf.next_for("alice", "room", Duration::from_secs(1)).await.expect("a picture");
         assert!(reopened.seq > second.seq);
     }
@@ -609,7 +608,7 @@ mod tests {
         let shared = halves(1280, 720, [230, 30, 30], [30, 30, 230]);
         // Into 250 wide: halved twice (320×180), then filtered to 250×141.
         shelf.fit("alice", 250, 250);
-        sink.frame("alice", 0, &mut shared.clone());
+        sink.frame("alice", 0, &shared);
         let frame = shelf.latest("alice").expect("a picture");
         assert_eq!(jpeg_size(&frame.jpeg), (250, 141));
         assert_near(decoded_pixel(&frame.jpeg, 40, 70), [230, 30, 30], "the left half");
@@ -619,7 +618,7 @@ mod tests {
         assert_near(decoded_pixel(&frame.jpeg, 135, 70), [30, 30, 230], "right of the edge");
         // Into 300 wide: the halved 320×180 is close enough, and the window scales it.
         shelf.fit("alice", 300, 300);
-        sink.frame("alice", 1, &mut shared.clone());
+        sink.frame("alice", 1, &shared);
         let frame = shelf.latest("alice").expect("a picture");
         assert_eq!(jpeg_size(&frame.jpeg), (320, 180));
         assert_near(decoded_pixel(&frame.jpeg, 150, 90), [230, 30, 30], "left of the edge, halved");
@@ -632,15 +631,15 @@ mod tests {
         let mut sink = (shelf.viewer())("alice");
         drop(shelf.next_after("alice", 0, Duration::ZERO).await);
         let still = picture(64, 32, [200, 40, 40]);
-        sink.frame("alice", 0, &mut still.clone());
+        sink.frame("alice", 0, &still);
         let first = shelf.latest("alice").expect("a picture").seq;
-        sink.frame("alice", 1, &mut still.clone());
+        sink.frame("alice", 1, &still);
         assert_eq!(shelf.latest("alice").expect("a picture").seq, first, "the same picture is not sent again");
-        sink.frame("alice", 2, &mut picture(64, 32, [40, 200, 40]));
+        sink.frame("alice", 2, &picture(64, 32, [40, 200, 40]));
         let changed = shelf.latest("alice").expect("a picture").seq;
         assert!(changed > first, "a changed picture is");
         shelf.fit("alice", 32, 32);
-        sink.frame("alice", 3, &mut picture(64, 32, [40, 200, 40]));
+        sink.frame("alice", 3, &picture(64, 32, [40, 200, 40]));
         let fitted = shelf.latest("alice").expect("a picture");
         assert!(fitted.seq > changed, "so is the same picture for a viewer of another size");
         assert_eq!(jpeg_size(&fitted.jpeg), (32, 16));
@@ -648,7 +647,7 @@ mod tests {
         shelf.remove("alice");
         drop(shelf.next_after("alice", 0, Duration::ZERO).await);
         shelf.fit("alice", 32, 32);
-        sink.frame("alice", 4, &mut picture(64, 32, [40, 200, 40]));
+        sink.frame("alice", 4, &picture(64, 32, [40, 200, 40]));
         assert!(shelf.latest("alice").is_some(), "the reopened viewer gets the picture");
     }
 
@@ -658,7 +657,7 @@ mod tests {
         let mut sink = (shelf.viewer())("alice");
         shelf.fit("alice", 320, 240);
         drop(shelf.next_after("alice", 0, Duration::ZERO).await);
-        sink.frame("alice", 0, &mut halves(640, 360, [200, 40, 40], [40, 200, 40]));
+        sink.frame("alice", 0, &halves(640, 360, [200, 40, 40], [40, 200, 40]));
         let frame = shelf.latest("alice").expect("a picture");
         assert_eq!(jpeg_size(&frame.jpeg), (320, 180), "the JPEG is the viewer's size, aspect kept");
         // Each plane scaled on its own, and put back where it belongs.
@@ -666,7 +665,7 @@ mod tests {
         assert_near(decoded_pixel(&frame.jpeg, 260, 90), [40, 200, 40], "the scaled right half");
         // Smaller than a picture that already fits, nothing changes.
         shelf.fit("alice", 1920, 1080);
-        sink.frame("alice", 1, &mut picture(640, 360, [200, 40, 40]));
+        sink.frame("alice", 1, &picture(640, 360, [200, 40, 40]));
         let frame = shelf.latest("alice").expect("a picture");
         assert_eq!(jpeg_size(&frame.jpeg), (640, 360));
     }

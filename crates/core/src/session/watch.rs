@@ -63,9 +63,7 @@ pub trait VideoSink: Send + 'static {
     }
 
     /// `index` counts the pictures received from `identity` (dropped ones included), from 0.
-    /// The sink may keep the picture's pixels by swapping `frame.data` for a buffer of its own
-    /// (any size): whatever is left there is refilled with a later picture.
-    fn frame(&mut self, identity: &str, index: u64, frame: &mut ffi::ReceivedVideoFrame);
+    fn frame(&mut self, identity: &str, index: u64, frame: &ffi::ReceivedVideoFrame);
 }
 
 /// Makes the sink for a share watched while in the call, given whose share it is.
@@ -115,8 +113,8 @@ impl Watcher {
         let mut sink = request.sink;
         let format = sink.format();
         std::thread::Builder::new().name("parley-watch".into()).spawn(move || {
-            for mut delivery in deliveries {
-                sink.frame(&delivery.identity, delivery.index, &mut delivery.frame);
+            for delivery in deliveries {
+                sink.frame(&delivery.identity, delivery.index, &delivery.frame);
                 if to_pool.send(delivery.frame).is_err() {
                     break;
                 }
