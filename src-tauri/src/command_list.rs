@@ -38,6 +38,7 @@ pub const COMMANDS: &[&str] = &[
     "pop_out_share",
     "unwatch_share",
     "fit_share",
+    "place_share",
     "dismiss_link",
     "moderate_participant",
     "set_hand_raised",

@@ -8,7 +8,7 @@
 use parley_core::client::ipc::{ShortcutSupport, StateUpdate};
 use parley_core::client::{
     AppSettings, AudioDevice, BackendFeatures, BackendForm, Client, ClientError, ClientState, DiscourseAuthStarted,
-    ModerationAction, ProfileInput, ProfileSummary, RoomEntry, ShareSound, ShareTarget,
+    ModerationAction, ProfileInput, ProfileSummary, RoomEntry, ShareRect, ShareSound, ShareTarget,
 };
 use tauri::{AppHandle, State};
 
@@ -245,6 +245,20 @@ pub async fn unwatch_share(client: State<'_, Client>, identity: String) -> Reply
 #[tracing::instrument(level = "debug", skip(client), err(Display))]
 pub async fn fit_share(client: State<'_, Client>, identity: String, width: u32, height: u32) -> Reply<()> {
     client.fit_share(&identity, width, height).await
+}
+
+/// Where the viewer shows the picture in the calling window (CSS pixels), or `None` once it
+/// does not: where the shell paints pictures itself (`surface`), its surface follows.
+#[tauri::command]
+#[tracing::instrument(level = "debug", skip(client, window), err(Display))]
+pub async fn place_share<R: tauri::Runtime>(
+    window: tauri::WebviewWindow<R>,
+    client: State<'_, Client>,
+    identity: String,
+    rect: Option<ShareRect>,
+) -> Reply<()> {
+    client.place_share(&identity, rect);
+    crate::surface::place(&window, &identity, rect)
 }
 
 /// The user declined the room a `parley://join/…` link asked them to join.

@@ -1,9 +1,11 @@
-//! The `parley-frame` URI scheme: the next picture of a share the window watches, as a JPEG,
-//! long-polled by its viewer's `<img>` (`parley-frame://localhost/<identity>?viewer=<name>&n=<k>`;
-//! on Windows `http://parley-frame.localhost/…`). WebKitGTK has no WebRTC, so pictures come from
-//! the core (see `parley_core::client::frames` for why JPEG); a URI scheme answer is a load
-//! the web engine frees, unlike an event's script. The `<img>` loads the answer itself: a
-//! `fetch` turned into a blob URL took each picture through WebKit's network process twice more.
+//! The `parley-frame` URI scheme (Windows and macOS): the next picture of a share the window
+//! watches, as a JPEG, long-polled by its viewer's `<img>`
+//! (`parley-frame://localhost/<identity>?viewer=<name>&n=<k>`; on Windows
+//! `http://parley-frame.localhost/…`). On Linux the shell paints pictures itself (`surface`)
+//! and none is put on the shelf for this scheme. Pictures come from the core (see
+//! `parley_core::client::frames` for why JPEG); a URI scheme answer is a load the web engine
+//! frees, unlike an event's script. The `<img>` loads the answer itself: a `fetch` turned into
+//! a blob URL took each picture through WebKit's network process twice more.
 
 use std::time::Duration;
 

@@ -15,6 +15,7 @@
 //!   `parley ctl` control socket;
 //! * [`updates`] — the signed updater;
 //! * [`frames`] — the `parley-frame` URI scheme that feeds the screen-share viewers;
+//! * [`surface`] — screen-share pictures the shell paints itself over the viewer (Linux);
 //! * [`popout`] — screen shares in windows of their own (`share-*`, which get only
 //!   `capabilities/share-window.json`).
 //!
@@ -30,6 +31,7 @@ mod links;
 mod login_item;
 mod popout;
 mod shortcuts;
+mod surface;
 mod tray;
 mod updates;
 mod webview;
@@ -91,6 +93,7 @@ fn run_app() -> anyhow::Result<()> {
                 .build(),
         )
         .plugin(shortcuts::plugin())
+        .plugin(surface::plugin())
         .plugin(tauri_plugin_updater::Builder::new().build())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
@@ -129,6 +132,7 @@ fn run_app() -> anyhow::Result<()> {
             commands::pop_out_share,
             commands::unwatch_share,
             commands::fit_share,
+            commands::place_share,
             commands::dismiss_link,
             commands::moderate_participant,
             commands::set_hand_raised,
@@ -155,7 +159,10 @@ fn run_app() -> anyhow::Result<()> {
                 }
             }
             // A share's own window closed: its viewer goes back to the room view.
-            WindowEvent::Destroyed => popout::closed(window.state::<Client>().inner(), window.label()),
+            WindowEvent::Destroyed => {
+                surface::forget(window.label());
+                popout::closed(window.state::<Client>().inner(), window.label());
+            }
             _ => {}
         })
         .build(tauri::generate_context!())
@@ -182,6 +189,7 @@ fn setup(app: &tauri::AppHandle) -> anyhow::Result<()> {
     app.manage(client.clone());
     app.manage(shortcuts::ShortcutState::default());
     webview::tune(app);
+    surface::install(app);
     tray::build(app).context("creating the tray icon")?;
     shortcuts::apply(app, &settings.shortcuts);
     bridge::start(app, &client);
@@ -228,7 +236,10 @@ mod tests {
         assert_eq!(capability["windows"], serde_json::json!([format!("{}*", crate::popout::LABEL_PREFIX)]));
         let granted: Vec<&str> =
             capability["permissions"].as_array().expect("permissions").iter().filter_map(|p| p.as_str()).collect();
-        assert_eq!(granted, ["allow-get-state", "allow-next-state", "allow-fit-share", "allow-unwatch-share"]);
+        assert_eq!(
+            granted,
+            ["allow-get-state", "allow-next-state", "allow-fit-share", "allow-place-share", "allow-unwatch-share"]
+        );
         for permission in granted {
             let command = permission.trim_start_matches("allow-").replace('-', "_");
             assert!(COMMANDS.contains(&command.as_str()), "{permission} names one of the app's commands");

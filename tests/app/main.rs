@@ -199,6 +199,19 @@ fn decode_png(png: &[u8]) -> (u32, u32, usize, Vec<u8>) {
 /// shows them inside `picture` (where the whole pattern window is drawn in it).
 fn bars_on_screen(png: &[u8], picture: &PictureView) -> Vec<[u8; 3]> {
     let (width, height, channels, pixels) = decode_png(png);
+    bars_in(width, height, channels, &pixels, picture)
+}
+
+/// The pattern's bars as the X server shows them in the app's window titled `title`, inside
+/// `picture`: the shell paints a watched share itself, and WebDriver's screenshots (the page's)
+/// do not show it. The window must not be covered (the shared window is moved off it).
+fn bars_in_window(rig: &Rig, title: &str, suffix: &str, picture: &PictureView) -> Vec<[u8; 3]> {
+    let (width, height, rgb) = rig.window_pixels(title, suffix);
+    bars_in(width, height, 3, &rgb, picture)
+}
+
+/// The bars in `width` × `height` pixels of `channels` samples each (RGB first).
+fn bars_in(width: u32, height: u32, channels: usize, pixels: &[u8], picture: &PictureView) -> Vec<[u8; 3]> {
     let scale_x = picture.width / f64::from(pattern::WIDTH);
     let scale_y = picture.height / f64::from(pattern::HEIGHT);
     let bar_width = pattern::WIDTH / 8;
@@ -240,10 +253,17 @@ fn assert_bars(what: &str, bars: &[[u8; 3]]) {
 #[test]
 fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_with_its_window() {
     let started = Instant::now();
-    let rig = Rig::start("live", &AppSetup::default());
-    // Bot shares a window on the app's own display; closing it ends the share.
+    let rig = Rig::start("live", &AppSetup { wide_display: true, ..AppSetup::default() });
+    // Bot shares a window on the app's own display; closing it ends the share. It goes to the
+    // right of the app's windows, so that what the X server shows of them is their own.
     let window = PatternWindow::open(&rig.display.env());
     let id = window.id.to_string();
+    let moved = Command::new("xdotool")
+        .args(["windowmove", &id, &rig::WIDE_DISPLAY.0.saturating_sub(pattern::WIDTH).to_string(), "0"])
+        .envs(rig.display.env())
+        .status()
+        .expect("running xdotool (Debian package xdotool; run `cargo xtask setup`)");
+    assert!(moved.success(), "xdotool windowmove should succeed");
     let bot = Peer::join_with_env(
         &rig.server,
         ROOM,
@@ -269,6 +289,7 @@ fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_wit
     std::thread::sleep(Duration::from_secs(5));
     let in_room = wait_for_picture(&rig.session, PEER, ARRIVES);
     let watched_in_room = received_kbps(&rig.session);
+    assert_bars("the viewer in the room view", &bars_in_window(&rig, "Parley", "room", &in_room));
     // The room view's viewer is for watching: the full layer (a share's smaller layer is sent
     // at 3 frames a second, for thumbnails).
     assert_eq!(
@@ -282,9 +303,8 @@ fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_wit
     let full = wait_for_picture(&rig.session, PEER, ARRIVES);
     assert!(full.fills_window, "full screen should fill the window: {full:?}");
     let watched = received_kbps(&rig.session);
-    let png = rig.session.screenshot().unwrap_or_else(|error| panic!("a screenshot: {error}"));
     let shot = rig.screenshot("full");
-    assert_bars(&format!("the viewer, full screen ({})", shot.display()), &bars_on_screen(&png, &full));
+    assert_bars("the viewer, full screen", &bars_in_window(&rig, "Parley", "full", &full));
     click_viewer_button(&rig.session, PEER, "share-expand");
 
     // Into a window of its own, which shows the picture.
@@ -304,8 +324,7 @@ fn a_share_is_marked_live_watched_full_screen_popped_out_and_closed_and_ends_wit
     let alone = wait_for_picture(&rig.session, PEER, ARRIVES);
     let popout_shot = rig.screenshot("popout");
     assert!(alone.fills_window, "the pop-out shows only the share: {alone:?} ({})", popout_shot.display());
-    let bars =
-        bars_on_screen(&rig.session.screenshot().unwrap_or_else(|error| panic!("a screenshot: {error}")), &alone);
+    let bars = bars_in_window(&rig, &format!("{PEER}'s screen — Parley"), "popout", &alone);
     assert_bars(&format!("the pop-out ({})", popout_shot.display()), &bars);
     // Adaptive stream: shrunk to a thumbnail, the pop-out takes the smaller layer.
     let shrunk = Command::new("xdotool")

@@ -41,7 +41,13 @@ pub struct AppSetup {
     /// The app believes it runs in a Wayland session (`XDG_SESSION_TYPE=wayland`; GTK stays on
     /// the X display) and finds the desktop's GlobalShortcuts portal on the session bus.
     pub wayland_portal: bool,
+    /// A display twice as wide ([`WIDE_DISPLAY`]): room beside the app's windows for a window
+    /// that is shared, so that what the X server shows of the app is the app's own picture.
+    pub wide_display: bool,
 }
+
+/// The size of the display with [`AppSetup::wide_display`]; the app's windows open at its left.
+pub const WIDE_DISPLAY: (u32, u32) = (2560, 800);
 
 impl AppSetup {
     /// The settings file the app's `Client` reads at start: our null sinks as its devices, no
@@ -107,7 +113,9 @@ impl Rig {
 
     /// Starts everything and the app (which opens its join link's dialog, unless it is a first run).
     pub fn launch(scenario: &'static str, setup: &AppSetup) -> Rig {
-        let display = Xvfb::start().unwrap_or_else(|error| panic!("a virtual display: {error}"));
+        let display =
+            if setup.wide_display { Xvfb::start_sized(WIDE_DISPLAY.0, WIDE_DISPLAY.1) } else { Xvfb::start() };
+        let display = display.unwrap_or_else(|error| panic!("a virtual display: {error}"));
         let keyring = TestKeyring::start().unwrap_or_else(|error| panic!("a session bus with a keyring: {error}"));
         let sinks = [NullSink::new(APP_SPEAKER, 2), NullSink::new(APP_MIC, 1), NullSink::new(PEER_SPEAKER, 2)];
         let pulse =
@@ -193,6 +201,41 @@ impl Rig {
         let bytes = self.session.save_screenshot(&path).unwrap_or_else(|error| panic!("a screenshot: {error}"));
         assert!(bytes > 1000, "the screenshot {} should hold a picture, got {bytes} bytes", path.display());
         path
+    }
+
+    /// What the X server shows of the window titled exactly `title`, as RGB rows, saved as
+    /// `<scenario>-<suffix>-x11.png` too. Where the shell paints a share's picture itself,
+    /// WebDriver's screenshots (the page's) do not have it; the window must not be covered.
+    pub fn window_pixels(&self, title: &str, suffix: &str) -> (u32, u32, Vec<u8>) {
+        use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+        let found = std::process::Command::new("xdotool")
+            .args(["search", "--onlyvisible", "--name", &format!("^{title}$")])
+            .envs(self.display.env())
+            .output()
+            .expect("running xdotool (Debian package xdotool; run `cargo xtask setup`)");
+        let listed = String::from_utf8_lossy(&found.stdout);
+        let window: u32 = listed
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a window titled {title:?} should be shown: {listed:?}"));
+        let name = self.display.env().into_iter().find(|(key, _)| key == "DISPLAY").map(|(_, value)| value);
+        let (connection, _) = x11rb::connect(name.as_deref()).expect("connecting to the app's display");
+        let geometry = connection.get_geometry(window).expect("asking").reply().expect("the window's size");
+        let (width, height) = (u32::from(geometry.width), u32::from(geometry.height));
+        let image = connection
+            .get_image(ImageFormat::Z_PIXMAP, window, 0, 0, geometry.width, geometry.height, !0)
+            .expect("asking")
+            .reply()
+            .expect("the window's pixels");
+        assert_eq!(image.data.len(), width as usize * height as usize * 4, "a 32-bit picture of {width}x{height}");
+        let rgb: Vec<u8> = image.data.chunks_exact(4).flat_map(|bgrx| [bgrx[2], bgrx[1], bgrx[0]]).collect();
+        let path = artifacts_dir().join(format!("{}-{suffix}-x11.png", self.scenario));
+        let file = std::fs::File::create(&path).expect("creating the capture's file");
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.write_header().and_then(|mut writer| writer.write_image_data(&rgb)).expect("writing the capture");
+        (width, height, rgb)
     }
 
     /// The environment the running app process sees (`/proc/<pid>/environ`): the process whose

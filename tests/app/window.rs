@@ -183,16 +183,25 @@ pub struct PictureView {
 
 /// The picture of `identity`'s share viewer, once one has loaded.
 pub fn wait_for_picture(session: &Session, identity: &str, timeout: Duration) -> PictureView {
+    // Where the shell paints the picture itself (`data-painted`), the page has no <img>: the
+    // picture is fitted into the viewer's stage at the size received, which its label gives.
     let script = "const viewer = document.querySelector(`[data-testid=share-viewer][data-identity=\"${arguments[0]}\"]`); \
+                  const stage = viewer?.querySelector('[data-testid=share-stage]'); \
                   const img = viewer?.querySelector('[data-testid=share-picture]'); \
-                  if (!img || !img.complete || img.naturalWidth === 0) return null; \
-                  const box = img.getBoundingClientRect(); \
-                  const size = viewer.querySelector('[data-testid=share-size]')?.textContent?.split('×').map(Number); \
-                  const scale = Math.min(box.width / img.naturalWidth, box.height / img.naturalHeight); \
-                  const width = img.naturalWidth * scale, height = img.naturalHeight * scale; \
+                  const size = viewer?.querySelector('[data-testid=share-size]')?.textContent?.split('×').map(Number); \
+                  let box, natural; \
+                  if (stage?.dataset.painted === 'true') { \
+                    if (!size) return null; \
+                    box = stage.getBoundingClientRect(); natural = size; \
+                  } else { \
+                    if (!img || !img.complete || img.naturalWidth === 0) return null; \
+                    box = img.getBoundingClientRect(); natural = [img.naturalWidth, img.naturalHeight]; \
+                  } \
+                  const scale = Math.min(box.width / natural[0], box.height / natural[1]); \
+                  const width = natural[0] * scale, height = natural[1] * scale; \
                   const outer = viewer.getBoundingClientRect(); \
                   return { left: box.left + (box.width - width) / 2, top: box.top + (box.height - height) / 2, \
-                           width, height, naturalWidth: size?.[0] ?? img.naturalWidth, naturalHeight: size?.[1] ?? img.naturalHeight, \
+                           width, height, naturalWidth: size?.[0] ?? natural[0], naturalHeight: size?.[1] ?? natural[1], \
                            fills: Math.abs(outer.width - window.innerWidth) < 2 && Math.abs(outer.height - window.innerHeight) < 2 };";
     let value = session
         .wait_for(script, vec![json!(identity)], timeout)

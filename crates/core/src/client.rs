@@ -54,7 +54,7 @@ pub use state::{
 use call::{CallCommand, CallHandle};
 use frames::FrameShelf;
 use settings::{MAX_VOLUME_PERCENT, SettingsFile, SettingsStore};
-pub use sharing::{LocalShare, ShareSound, ShareTarget};
+pub use sharing::{LocalShare, ShareRect, ShareSound, ShareTarget};
 
 /// How long joining (backend + LiveKit) may take before it fails with [`ErrorCode::Timeout`].
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);

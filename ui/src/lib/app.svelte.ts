@@ -14,6 +14,7 @@ import type {
   ModerationAction,
   ProfileSummary,
   RoomEntry,
+  ShareRect,
   ShareSound,
   ShareTarget,
   ShortcutSupport,
@@ -415,6 +416,17 @@ export class AppModel {
   /// Tells the core how large a viewer is (device pixels), for the layer that fits.
   async fitShare(identity: string, width: number, height: number): Promise<void> {
     await this.run(() => this.backend.invoke('fit_share', { identity, width, height }));
+  }
+
+  /// Tells the shell where a viewer shows a share's picture (CSS pixels in its window), or that
+  /// it shows it no more (`null`), where the shell paints pictures itself.
+  async placeShare(identity: string, rect: ShareRect | null): Promise<void> {
+    await this.run(() => this.backend.invoke('place_share', { identity, rect }));
+  }
+
+  /// Whether the shell paints watched shares' pictures itself (`Backend.paintsShares`).
+  get paintsShares(): boolean {
+    return this.backend.paintsShares;
   }
 
   /// Where a watched share's pictures come from (`null` where there are none, e.g. in tests).

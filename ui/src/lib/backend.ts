@@ -39,6 +39,11 @@ export interface Backend {
   /// The address a watched share's viewer long-polls for pictures (`?after=<seq>`: the answer
   /// is the next JPEG with its `X-Frame-Seq`, or 204), or `null` when this backend has none.
   frameUrl(identity: string): string | null;
+  /// The shell paints watched shares' pictures itself, over the viewer's place in the window
+  /// (Linux's app: WebKitGTK showing each picture cost a fifth of a core more). The viewer then
+  /// loads no pictures: it tells the shell where it is (`place_share`), and hides its picture
+  /// while a dialog or menu of the page would be under it.
+  readonly paintsShares: boolean;
 }
 
 /// Every command's failure. The UI branches on `code`, never on `message`.

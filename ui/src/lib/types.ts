@@ -29,6 +29,7 @@ export type {
   ProfileSummary,
   LocalShare,
   RoomEntry,
+  ShareRect,
   ShareSound,
   ShareTarget,
   ShortcutSupport,

@@ -149,6 +149,55 @@ describe('participants', () => {
     expect(first).toHaveAttribute('alt', '');
   });
 
+  it('places a share the shell paints itself, hides it under a menu, and takes it away on close', async () => {
+    // jsdom lays nothing out: the stage and the menu say where they are.
+    const boxes: Record<string, DOMRect> = { stage: new DOMRect(40, 60, 611, 334), menu: new DOMRect(0, 0, 0, 0) };
+    const layout = vi.spyOn(HTMLElement.prototype, 'getBoundingClientRect').mockImplementation(function (this: HTMLElement) {
+      if (this.dataset.testid === 'share-stage') return boxes.stage!;
+      if (this.classList.contains('menu')) return boxes.menu!;
+      return new DOMRect(0, 0, 0, 0);
+    });
+    try {
+      const { backend, user } = await renderInRoom('Lounge', { paints: true, frames: true });
+      backend.setSharing('carol', true);
+      await user.click(await screen.findByRole('button', { name: "Watch Carol's screen" }));
+      const carol = await screen.findByRole('figure', { name: "Carol's screen" });
+      const last = (): unknown => backend.callsOf('place_share').at(-1);
+      await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: { x: 40, y: 60, width: 611, height: 334 } }));
+      expect(carol.querySelectorAll('img'), 'the shell paints: no picture is loaded in the page').toHaveLength(0);
+      expect(within(carol).getByTestId('share-stage')).toHaveAttribute('data-painted', 'true');
+      expect(within(carol).getByText("Waiting for Carol's screen…")).toBeInTheDocument();
+      backend.setShareSize('carol', 1920, 1080);
+      await waitFor(() => expect(within(carol).queryByText("Waiting for Carol's screen…"), 'pictures arrive').toBeNull());
+
+      // The room's layout moves the viewer: the next look tells the shell.
+      boxes.stage = new DOMRect(40, 90, 640, 360);
+      await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: { x: 40, y: 90, width: 640, height: 360 } }));
+
+      // A menu over the viewer hides the picture at once (the page cannot draw over it), and
+      // closing the menu shows it again.
+      boxes.menu = new DOMRect(100, 120, 220, 300);
+      await fireEvent.contextMenu(screen.getByRole('button', { name: /^Bob/ }), { clientX: 100, clientY: 120 });
+      const menu = await screen.findByRole('dialog', { name: 'Bob Marley' });
+      await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: { x: 40, y: 90, width: 0, height: 0 } }));
+      await fireEvent.keyDown(menu, { key: 'Escape' });
+      await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: { x: 40, y: 90, width: 640, height: 360 } }));
+      // A menu elsewhere leaves it alone.
+      boxes.menu = new DOMRect(700, 120, 220, 300);
+      const placed = backend.callsOf('place_share').length;
+      await fireEvent.contextMenu(screen.getByRole('button', { name: /^Bob/ }), { clientX: 700, clientY: 120 });
+      await fireEvent.keyDown(await screen.findByRole('dialog', { name: 'Bob Marley' }), { key: 'Escape' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(backend.callsOf('place_share').slice(placed), 'nothing changed').toEqual([]);
+
+      // Closing the viewer takes the picture away.
+      await user.click(within(carol).getByRole('button', { name: 'Stop watching Carol' }));
+      await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: null }));
+    } finally {
+      layout.mockRestore();
+    }
+  });
+
   it('splits a stage room into speakers and listeners, with raise and lower hand', async () => {
     const { backend, user } = await renderInRoom('Town hall', {}, 'forum');
     const speakers = screen.getByRole('list', { name: /Speakers/ });

@@ -1,23 +1,31 @@
-//! The pictures of the screen shares the window watches: each share's latest picture as a
-//! JPEG, for the desktop shell to hand to its viewer.
+//! The pictures of the screen shares the window watches: each share's latest picture, for the
+//! desktop shell to show, as a JPEG its viewer loads or as pixels it paints itself.
 //!
-//! WebKitGTK has no WebRTC, so the window cannot receive video itself: the core decodes it and
-//! the shell serves the latest picture over a custom URI scheme, which the viewer long-polls
-//! ([`FrameShelf::next_for`]). JPEG rather than raw RGBA: a 1080p picture is 8.3 MB raw
+//! WebKitGTK has no WebRTC, so the window cannot receive video itself: the core decodes it.
+//! Where the shell draws pictures natively (Linux: a GTK surface over the viewer's place in the
+//! page, [`Painter`]), each picture goes to it as BGRx rows, scaled to the viewer. Elsewhere the
+//! shell serves the latest picture over a custom URI scheme as a JPEG, which the viewer
+//! long-polls ([`FrameShelf::next_for`]). `cargo xtask bench app` measured both on Linux:
+//! watching a 1080p30 share cost +40 to +52 % of a core through the web engine (its web process
+//! alone about 14 %: each picture decoded into a new image and painted into a new shared
+//! backing store, then copied into the window) and +24.5 % painted natively (the web process
+//! 0.2 %). JPEG rather than raw RGBA for the web engine: a 1080p picture is 8.3 MB raw
 //! (250 MB/s at 30 fps through the web engine's IPC, copied into a canvas) and about 220 kB as
 //! a JPEG, which the web engine decodes natively; encoding costs 6.7 ms at 720p and 13.9 ms at
-//! 1080p here (`jpeg-encoder`, SIMD). A share nobody polls (hidden window) is not encoded.
+//! 1080p here (`jpeg-encoder`, SIMD). A share nobody polls (hidden window) or places is not
+//! encoded or painted.
 //!
 //! The core takes each picture as the decoder's I420 planes, not RGBA: the engine's conversion
 //! to RGBA (and 2.7 times the bytes to copy and scale) would only be undone by the JPEG
-//! encoder's conversion back to YCbCr. A picture larger than its viewer is first scaled down to
+//! encoder's conversion back to YCbCr, and a painted picture is converted only once scaled. A
+//! picture larger than its viewer is first scaled down to
 //! the viewer's size (the size it last reported, in device pixels), each plane on its own: a
 //! 1080p share in a 900-pixel room view would otherwise be encoded, carried and decoded at four
 //! times the pixels it is shown at. Each halving the viewer allows is a plain 2×2 average, and
 //! only what is left goes through `fast_image_resize`'s bilinear filter (SIMD), unless the
 //! halved picture is within 15 % of the viewer (the window scales that last step as it draws):
 //! filtering the whole 1080p picture down to a room view was the watch thread's largest cost.
-//! A picture the same as the last one (a still screen) is not encoded or sent again. The planes then go into the
+//! A picture the same as the last one (a still screen) is not encoded, painted or sent again. The planes then go into the
 //! JPEG as they are, their range widened from video's (16–235) to JPEG's (0–255).
 //! `cargo xtask bench app` measures what watching costs.
 
@@ -35,6 +43,14 @@ const QUALITY: u8 = 80;
 /// A share whose viewer asked for nothing this long is not encoded (the window is hidden).
 const IDLE_VIEWER: Duration = Duration::from_secs(2);
 
+/// Paints watched shares' pictures natively (the desktop shell on Linux): each new picture of
+/// a share whose viewer is placed ([`FrameShelf::place`]) comes here instead of onto the shelf.
+/// Called on the session's watch thread: it copies what it needs and returns.
+pub trait Painter: Send + Sync {
+    /// `identity`'s new picture: `width` × `height` pixels, rows of 4-byte BGRx packed.
+    fn paint(&self, identity: &str, width: u32, height: u32, bgrx: &[u8]);
+}
+
 /// One share's latest picture.
 #[derive(Debug, Clone)]
 pub struct ShareFrame {
@@ -50,6 +66,8 @@ pub struct FrameShelf {
 }
 
 struct Shelf {
+    /// Set once by a shell that paints pictures itself.
+    painter: Mutex<Option<Arc<dyn Painter>>>,
     slots: Mutex<HashMap<String, Slot>>,
     /// The last `seq` put on the shelf; viewers wait for it to change.
     version: watch::Sender<u64>,
@@ -62,6 +80,8 @@ struct Slot {
     polled: Option<Instant>,
     /// The viewer's size in device pixels, once it said ([`FrameShelf::fit`]).
     fit: Option<(u32, u32)>,
+    /// A native viewer shows this share now ([`FrameShelf::place`]).
+    placed: bool,
     /// The `seq` of the picture each viewer (by the name it gives) was handed last
     /// ([`FrameShelf::next_for`]); forgotten with the share.
     handed: HashMap<String, u64>,
@@ -69,7 +89,13 @@ struct Slot {
 
 impl Default for FrameShelf {
     fn default() -> FrameShelf {
-        FrameShelf { inner: Arc::new(Shelf { slots: Mutex::new(HashMap::new()), version: watch::channel(0).0 }) }
+        FrameShelf {
+            inner: Arc::new(Shelf {
+                painter: Mutex::new(None),
+                slots: Mutex::new(HashMap::new()),
+                version: watch::channel(0).0,
+            }),
+        }
     }
 }
 
@@ -86,12 +112,34 @@ impl FrameShelf {
                 picture: Vec::new(),
                 shown: Vec::new(),
                 shown_as: None,
+                bgrx: Vec::new(),
             })
         })
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.inner.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on, pictures of placed shares go to `painter` (converted to BGRx) instead of
+    /// onto the shelf as JPEGs.
+    pub fn paint_with(&self, painter: Arc<dyn Painter>) {
+        *self.inner.painter.lock().unwrap_or_else(PoisonError::into_inner) = Some(painter);
+    }
+
+    fn painter(&self) -> Option<Arc<dyn Painter>> {
+        self.inner.painter.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether a native viewer shows `identity`'s share (`false` while it is hidden, e.g. under
+    /// a menu, or closed): only then are its pictures converted and painted.
+    pub fn place(&self, identity: &str, shown: bool) {
+        let mut slots = self.slots();
+        match slots.get_mut(identity) {
+            Some(slot) => slot.placed = shown,
+            None if shown => slots.entry(identity.to_string()).or_default().placed = true,
+            None => {}
+        }
     }
 
     /// `identity`'s latest picture, if any.
@@ -149,12 +197,16 @@ impl FrameShelf {
         self.slots().remove(identity);
     }
 
-    /// Whether a viewer asked for `identity`'s pictures lately (`None` if not), and if so how
-    /// it wants them. One look at the shelf per picture.
+    /// Whether a viewer asked for `identity`'s pictures lately or a native one shows it (`None`
+    /// if not), and if so how it wants them. One look at the shelf per picture.
     fn wanted(&self, identity: &str) -> Option<Wanted> {
+        let painter = self.painter();
         let slots = self.slots();
         let slot = slots.get(identity)?;
-        let wanted = Wanted { fit: slot.fit, shelved: slot.frame.is_some() };
+        let wanted = Wanted { fit: slot.fit, shelved: slot.frame.is_some(), painter };
+        if wanted.painter.is_some() {
+            return slot.placed.then_some(wanted);
+        }
         slot.polled.is_some_and(|polled| polled.elapsed() < IDLE_VIEWER).then_some(wanted)
     }
 
@@ -173,6 +225,8 @@ struct Wanted {
     fit: Option<(u32, u32)>,
     /// Whether the shelf holds a picture of the share.
     shelved: bool,
+    /// Who paints the pictures, where the shell paints them itself.
+    painter: Option<Arc<dyn Painter>>,
 }
 
 /// Encodes each picture of one share onto the shelf (on the session's watch thread).
@@ -189,6 +243,8 @@ struct JpegSink {
     /// encoded again nor sent to the viewer, which would decode and paint it again.
     shown: Vec<u8>,
     shown_as: Option<Encoding>,
+    /// The picture as a native viewer paints it (BGRx), reused from picture to picture.
+    bgrx: Vec<u8>,
 }
 
 /// The size of a picture as received and as encoded.
@@ -204,7 +260,7 @@ impl VideoSink for JpegSink {
     }
 
     fn frame(&mut self, _identity: &str, _index: u64, frame: &ReceivedVideoFrame) {
-        let Some(Wanted { fit, shelved }) = self.shelf.wanted(&self.identity) else { return };
+        let Some(Wanted { fit, shelved, painter }) = self.shelf.wanted(&self.identity) else { return };
         let picture = match fit.and_then(|fit| scaled_size(frame.width, frame.height, fit)) {
             Some((width, height)) => self.scaler.scale(frame, width, height, &mut self.picture),
             None => {
@@ -215,7 +271,14 @@ impl VideoSink for JpegSink {
         };
         let encoded = picture.and_then(|(width, height)| {
             let encoding = Encoding { received: (frame.width, frame.height), encoded: (width, height) };
-            if shelved && self.shown_as == Some(encoding) && self.picture == self.shown {
+            if (shelved || painter.is_some()) && self.shown_as == Some(encoding) && self.picture == self.shown {
+                return Ok(None);
+            }
+            if let Some(painter) = painter {
+                to_bgrx(&self.picture, width, height, &mut self.bgrx)?;
+                painter.paint(&self.identity, width, height, &self.bgrx);
+                std::mem::swap(&mut self.picture, &mut self.shown);
+                self.shown_as = Some(encoding);
                 return Ok(None);
             }
             let jpeg = encode_jpeg(&self.picture, width, height)?;
@@ -440,6 +503,31 @@ impl jpeg_encoder::ImageBuffer for I420Image<'_> {
             buffer.extend(widened.flat_map(|sample| [sample, sample]).take(width));
         }
     }
+}
+
+/// A packed `width` × `height` I420 picture (limited-range BT.601, as the decoder gives it) as
+/// BGRx rows into `out`.
+fn to_bgrx(i420: &[u8], width: u32, height: u32, out: &mut Vec<u8>) -> Result<(), String> {
+    let [y, u, v] = planes(i420, width, height)?;
+    out.resize(width as usize * height as usize * 4, 0);
+    let image = yuvutils_rs::YuvPlanarImage {
+        y_plane: y.samples,
+        y_stride: y.width,
+        u_plane: u.samples,
+        u_stride: u.width,
+        v_plane: v.samples,
+        v_stride: v.width,
+        width,
+        height,
+    };
+    yuvutils_rs::yuv420_to_bgra(
+        &image,
+        out,
+        width * 4,
+        yuvutils_rs::YuvRange::Limited,
+        yuvutils_rs::YuvStandardMatrix::Bt601,
+    )
+    .map_err(|error| format!("converting a {width}x{height} picture: {error}"))
 }
 
 /// A packed `width` × `height` I420 picture as a JPEG.
@@ -668,5 +756,74 @@ mod tests {
         sink.frame("alice", 1, &picture(640, 360, [200, 40, 40]));
         let frame = shelf.latest("alice").expect("a picture");
         assert_eq!(jpeg_size(&frame.jpeg), (640, 360));
+    }
+
+    /// One picture a native viewer was handed: identity, width, height, BGRx.
+    type PaintedPicture = (String, u32, u32, Vec<u8>);
+
+    /// What a native viewer was handed.
+    #[derive(Default)]
+    struct Painted(Mutex<Vec<PaintedPicture>>);
+
+    impl Painter for Painted {
+        fn paint(&self, identity: &str, width: u32, height: u32, bgrx: &[u8]) {
+            self.0.lock().expect("not poisoned").push((identity.to_string(), width, height, bgrx.to_vec()));
+        }
+    }
+
+    impl Painted {
+        fn count(&self) -> usize {
+            self.0.lock().expect("not poisoned").len()
+        }
+
+        /// The last picture's pixel at (`x`, `y`) as RGB.
+        fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
+            let painted = self.0.lock().expect("not poisoned");
+            let (_, width, _, bgrx) = painted.last().expect("a painted picture");
+            let at = (y * *width as usize + x) * 4;
+            [bgrx[at + 2], bgrx[at + 1], bgrx[at]]
+        }
+    }
+
+    #[test]
+    fn a_native_viewer_is_painted_each_new_picture_in_its_colours_only_while_placed() {
+        let shelf = FrameShelf::default();
+        let painted = Arc::new(Painted::default());
+        shelf.paint_with(painted.clone());
+        let mut sink = (shelf.viewer())("alice");
+        let first = halves(64, 32, [230, 30, 30], [30, 60, 220]);
+        sink.frame("alice", 0, &first);
+        assert_eq!(painted.count(), 0, "no viewer shows the share yet: nothing is converted");
+
+        shelf.place("alice", true);
+        sink.frame("alice", 1, &first);
+        assert_eq!(painted.count(), 1);
+        {
+            let list = painted.0.lock().expect("not poisoned");
+            let (identity, width, height, bgrx) = &list[0];
+            assert_eq!((identity.as_str(), *width, *height, bgrx.len()), ("alice", 64, 32, 64 * 32 * 4));
+        }
+        assert_near(painted.pixel(12, 16), [230, 30, 30], "the left half");
+        assert_near(painted.pixel(52, 16), [30, 60, 220], "the right half");
+        sink.frame("alice", 2, &first);
+        assert_eq!(painted.count(), 1, "the same picture again (a still screen) is not painted again");
+        // White and black stay white and black (video's range is widened).
+        sink.frame("alice", 3, &halves(64, 32, [255, 255, 255], [0, 0, 0]));
+        assert_eq!(painted.count(), 2);
+        assert_near(painted.pixel(12, 16), [255, 255, 255], "white");
+        assert_near(painted.pixel(52, 16), [0, 0, 0], "black");
+        assert!(shelf.latest("alice").is_none(), "painted pictures are not encoded onto the shelf");
+
+        // Scaled to the viewer before it is converted.
+        shelf.fit("alice", 32, 16);
+        sink.frame("alice", 4, &first);
+        assert_eq!(painted.0.lock().expect("not poisoned").last().map(|(_, w, h, _)| (*w, *h)), Some((32, 16)));
+
+        shelf.place("alice", false);
+        sink.frame("alice", 5, &halves(64, 32, [20, 200, 40], [250, 220, 0]));
+        assert_eq!(painted.count(), 3, "a hidden viewer is not painted");
+        shelf.remove("alice");
+        shelf.place("alice", false);
+        assert!(shelf.slots().get("alice").is_none(), "hiding a share nobody watches leaves nothing behind");
     }
 }

@@ -13,7 +13,7 @@ use super::directory::Backend;
 use super::directory::{AudioDevice, BackendFeatures, BackendForm, ProfileInput, ProfileSummary, RoomEntry};
 use super::error::{ClientError, ErrorCode};
 use super::settings::{AppSettings, Shortcuts, TransmitChoice};
-use super::sharing::{LocalShare, ShareSound, ShareTarget};
+use super::sharing::{LocalShare, ShareRect, ShareSound, ShareTarget};
 use super::state::{
     Bandwidth, CallPhase, CallState, ClientState, ConnectionQuality, Encryption, Levels, LinkedRoom, LocalState,
     ModerationAction, ModerationOption, ParticipantState,
@@ -144,6 +144,7 @@ pub fn commands() -> Vec<CommandSpec> {
             vec![("identity", ts::<String>()), ("width", ts::<u32>()), ("height", ts::<u32>())],
             ts::<()>(),
         ),
+        command("place_share", vec![("identity", ts::<String>()), ("rect", ts::<Option<ShareRect>>())], ts::<()>()),
         command("dismiss_link", vec![], ts::<()>()),
         command(
             "moderate_participant",
@@ -184,6 +185,7 @@ pub fn bindings_ts() -> String {
         declaration::<LocalShare>(),
         declaration::<ShareTarget>(),
         declaration::<ShareSound>(),
+        declaration::<ShareRect>(),
         declaration::<ParticipantState>(),
         declaration::<Encryption>(),
         declaration::<ConnectionQuality>(),

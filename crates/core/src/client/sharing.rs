@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use parley_capture::{CaptureError, Target, TargetKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use super::call::CallCommand;
@@ -17,6 +17,24 @@ use crate::control::Control;
 const THUMBNAIL_WIDTH: u32 = 320;
 /// Thumbnails are small and only looked at once: a lower JPEG quality is fine.
 const THUMBNAIL_QUALITY: u8 = 70;
+
+/// Where a share's viewer shows the picture in its window: CSS pixels from the top left of the
+/// window's page (the shell paints it there where it paints pictures itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareRect {
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl ShareRect {
+    /// Whether it covers any pixel.
+    pub fn is_empty(&self) -> bool {
+        self.width == 0 || self.height == 0
+    }
+}
 
 /// A screen or window the user may share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
@@ -256,6 +274,14 @@ impl Client {
     pub async fn fit_share(&self, identity: &str, width: u32, height: u32) -> Result<(), ClientError> {
         self.inner.frames.fit(identity, width, height);
         self.send(CallCommand::Fit { identity: identity.to_string(), width, height }).await
+    }
+
+    /// A viewer that the shell paints itself shows `identity`'s share at `rect`, or shows it no
+    /// more (`None` or an empty rect: closed, or hidden under a menu): its pictures are
+    /// converted and handed to the shell's painter only while it shows. The shell places its
+    /// surface; the core only needs to know whether anyone looks.
+    pub fn place_share(&self, identity: &str, rect: Option<ShareRect>) {
+        self.inner.frames.place(identity, rect.is_some_and(|rect| !rect.is_empty()));
     }
 }
 

@@ -58,6 +58,9 @@ export interface MemoryBackendOptions {
   /// Give viewers picture URLs (`memory-frame://<identity>`, which nothing answers: tests fire
   /// the pictures' load and error events themselves).
   frames?: boolean;
+  /// Act as a shell that paints pictures itself (`Backend.paintsShares`): viewers place their
+  /// pictures (`place_share`, in `callsOf`) instead of loading them.
+  paints?: boolean;
 }
 
 export const DEFAULT_SETTINGS: AppSettings = {
@@ -179,6 +182,7 @@ export class MemoryBackend implements Backend {
   private moderation: Record<string, ModerationOption[]>;
   private elsewhere: Record<string, { roomId: string; roomName: string }>;
   private frames: boolean;
+  readonly paintsShares: boolean;
   private settings: AppSettings;
   private devices: AudioDevice[];
   private support: ShortcutSupport;
@@ -205,6 +209,7 @@ export class MemoryBackend implements Backend {
     this.moderation = structuredClone(options.moderation ?? DEMO_MODERATION);
     this.elsewhere = structuredClone(options.elsewhere ?? {});
     this.frames = options.frames ?? false;
+    this.paintsShares = options.paints ?? false;
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings };
     this.state.local.transmitMode = this.settings.transmitMode;
     this.devices = options.devices ?? [
@@ -466,6 +471,7 @@ export class MemoryBackend implements Backend {
       this.requireCall();
       return null;
     },
+    place_share: async () => null,
     moderate_participant: async ({ identity, action }) => {
       const call = this.requireCall();
       if (!call.moderation.some((offered) => offered.action === action)) {

@@ -59,6 +59,8 @@ export function tauriBackend(): Backend {
     onDeepLink: (listener) => subscribe<string>(PENDING_EVENT_NAMES.deepLinkOpened, listener),
     // The shell's `parley-frame` scheme (`http://parley-frame.localhost/…` on Windows).
     frameUrl: (identity) => convertFileSrc(identity, 'parley-frame'),
+    // The shell says so before our scripts run (Linux's shell paints pictures itself).
+    paintsShares: (window as { __PARLEY_PAINTS_SHARES__?: boolean }).__PARLEY_PAINTS_SHARES__ === true,
   };
 }
 

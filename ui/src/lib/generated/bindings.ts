@@ -200,6 +200,12 @@ app: string,
 title: string, };
 
 /**
+ * Where a share's viewer shows the picture in its window: CSS pixels from the top left of the
+ * window's page (the shell paints it there where it paints pictures itself).
+ */
+export type ShareRect = { x: number, y: number, width: number, height: number, };
+
+/**
  * Someone else in the call.
  */
 export type ParticipantState = { identity: string, name: string, role: string | null, avatarUrl: string | null, 

@@ -38,6 +38,7 @@ export interface Commands {
   pop_out_share: { args: { identity: string }; result: null };
   unwatch_share: { args: { identity: string }; result: null };
   fit_share: { args: { identity: string; width: number; height: number }; result: null };
+  place_share: { args: { identity: string; rect: T.ShareRect | null }; result: null };
   dismiss_link: { args: Record<string, never>; result: null };
   moderate_participant: { args: { identity: string; action: T.ModerationAction }; result: null };
   set_hand_raised: { args: { raised: boolean }; result: null };
@@ -82,6 +83,7 @@ export const COMMAND_NAMES: readonly CommandName[] = [
   "pop_out_share",
   "unwatch_share",
   "fit_share",
+  "place_share",
   "dismiss_link",
   "moderate_participant",
   "set_hand_raised",
