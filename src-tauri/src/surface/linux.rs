@@ -114,7 +114,15 @@ pub(crate) fn place<R: Runtime>(
 /// (Main thread.) The window `label` closed: its surfaces went with it.
 pub(crate) fn forget(label: &str) {
     OVERLAYS.with(|overlays| overlays.borrow_mut().remove(label));
-    SURFACES.with(|surfaces| surfaces.borrow_mut().retain(|_, surface| surface.window != label));
+    SURFACES.with(|surfaces| {
+        surfaces.borrow_mut().retain(|identity, surface| {
+            let kept = surface.window != label;
+            if !kept {
+                pictures().remove(identity);
+            }
+            kept
+        });
+    });
 }
 
 /// (Main thread.) `identity`'s surface in window `label` over `rect`, made if need be.

@@ -190,6 +190,14 @@ describe('participants', () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(backend.callsOf('place_share').slice(placed), 'nothing changed').toEqual([]);
 
+      // A hidden window converts and paints nothing.
+      const visibility = vi.spyOn(document, 'visibilityState', 'get').mockReturnValue('hidden');
+      document.dispatchEvent(new Event('visibilitychange'));
+      await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: { x: 40, y: 90, width: 0, height: 0 } }));
+      visibility.mockRestore();
+      document.dispatchEvent(new Event('visibilitychange'));
+      await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: { x: 40, y: 90, width: 640, height: 360 } }));
+
       // Closing the viewer takes the picture away.
       await user.click(within(carol).getByRole('button', { name: 'Stop watching Carol' }));
       await waitFor(() => expect(last()).toEqual({ identity: 'carol', rect: null }));

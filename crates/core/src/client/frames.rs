@@ -104,7 +104,7 @@ impl FrameShelf {
     pub fn viewer(&self) -> ViewerFactory {
         let shelf = self.clone();
         Arc::new(move |identity: &str| -> Box<dyn VideoSink> {
-            Box::new(JpegSink {
+            Box::new(PictureSink {
                 identity: identity.to_string(),
                 shelf: shelf.clone(),
                 failed: false,
@@ -229,14 +229,15 @@ struct Wanted {
     painter: Option<Arc<dyn Painter>>,
 }
 
-/// Encodes each picture of one share onto the shelf (on the session's watch thread).
-struct JpegSink {
+/// Scales each picture of one share for its viewer, then hands it to the shell's painter or
+/// encodes it onto the shelf (on the session's watch thread).
+struct PictureSink {
     identity: String,
     shelf: FrameShelf,
     /// An encoding failure was logged (once per share).
     failed: bool,
     scaler: Scaler,
-    /// The picture to encode (I420, scaled to the viewer), reused from picture to picture.
+    /// The picture to hand on (I420, scaled to the viewer), reused from picture to picture.
     picture: Vec<u8>,
     /// The last picture put on the shelf, before encoding, and its sizes: the same picture
     /// again (a still screen, which the decoder hands over at the full frame rate) is neither
@@ -254,7 +255,7 @@ struct Encoding {
     encoded: (u32, u32),
 }
 
-impl VideoSink for JpegSink {
+impl VideoSink for PictureSink {
     fn format(&self) -> PixelFormat {
         PixelFormat::I420
     }
