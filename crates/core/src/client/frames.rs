@@ -8,8 +8,8 @@
 //! long-polls ([`FrameShelf::next_for`]). `cargo xtask bench app` measured both on Linux:
 //! watching a 1080p30 share cost +40 to +52 % of a core through the web engine (its web process
 //! alone about 14 %: each picture decoded into a new image and painted into a new shared
-//! backing store, then copied into the window) and +24.5 % painted natively (the web process
-//! 0.2 %). JPEG rather than raw RGBA for the web engine: a 1080p picture is 8.3 MB raw
+//! backing store, then copied into the window) and +24.5 to +28.5 % painted natively (three
+//! runs; the web process under 1 %). JPEG rather than raw RGBA for the web engine: a 1080p picture is 8.3 MB raw
 //! (250 MB/s at 30 fps through the web engine's IPC, copied into a canvas) and about 220 kB as
 //! a JPEG, which the web engine decodes natively; encoding costs 6.7 ms at 720p and 13.9 ms at
 //! 1080p here (`jpeg-encoder`, SIMD). A share nobody polls (hidden window) or places is not
@@ -18,15 +18,15 @@
 //! The core takes each picture as the decoder's I420 planes, not RGBA: the engine's conversion
 //! to RGBA (and 2.7 times the bytes to copy and scale) would only be undone by the JPEG
 //! encoder's conversion back to YCbCr, and a painted picture is converted only once scaled. A
-//! picture larger than its viewer is first scaled down to
-//! the viewer's size (the size it last reported, in device pixels), each plane on its own: a
-//! 1080p share in a 900-pixel room view would otherwise be encoded, carried and decoded at four
-//! times the pixels it is shown at. Each halving the viewer allows is a plain 2×2 average, and
+//! picture larger than its viewer is first scaled down to the viewer's size (the size it last
+//! reported, in device pixels), each plane on its own: a 1080p share in a 900-pixel room view
+//! would otherwise be encoded, carried and decoded at four times the pixels it is shown at. Each halving the viewer allows is a plain 2×2 average, and
 //! only what is left goes through `fast_image_resize`'s bilinear filter (SIMD), unless the
 //! halved picture is within 15 % of the viewer (the window scales that last step as it draws):
 //! filtering the whole 1080p picture down to a room view was the watch thread's largest cost.
-//! A picture the same as the last one (a still screen) is not encoded, painted or sent again. The planes then go into the
-//! JPEG as they are, their range widened from video's (16–235) to JPEG's (0–255).
+//! A picture the same as the last one (a still screen) is not encoded, painted or sent again.
+//! The planes then go into the JPEG as they are, their range widened from video's (16–235) to
+//! JPEG's (0–255).
 //! `cargo xtask bench app` measures what watching costs.
 
 use std::collections::HashMap;
@@ -279,17 +279,17 @@ impl VideoSink for PictureSink {
             if (shelved || painter.is_some()) && self.shown_as == Some(encoding) && self.picture == self.shown {
                 return Ok(None);
             }
-            if let Some(painter) = painter {
-                to_bgrx(&self.picture, width, height, &mut self.bgrx)?;
-                painter.paint(&self.identity, width, height, &self.bgrx);
-                std::mem::swap(&mut self.picture, &mut self.shown);
-                self.shown_as = Some(encoding);
-                return Ok(None);
-            }
-            let jpeg = encode_jpeg(&self.picture, width, height)?;
+            let jpeg = match painter {
+                Some(painter) => {
+                    to_bgrx(&self.picture, width, height, &mut self.bgrx)?;
+                    painter.paint(&self.identity, width, height, &self.bgrx);
+                    None
+                }
+                None => Some(encode_jpeg(&self.picture, width, height)?),
+            };
             std::mem::swap(&mut self.picture, &mut self.shown);
             self.shown_as = Some(encoding);
-            Ok(Some(jpeg))
+            Ok(jpeg)
         });
         match encoded {
             Ok(Some(jpeg)) => self.shelf.put(&self.identity, jpeg),
